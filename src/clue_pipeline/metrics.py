@@ -1,0 +1,324 @@
+"""Evaluation metrics: full-ranking recommendation metrics and classification metrics.
+
+Ranking is always over ALL items (never sampled negatives): sampled metrics are known to
+reorder methods, and the paper's comparison is only meaningful under full ranking.
+
+Conventions (stated in every report that uses them):
+
+- Columns of ``item_matrix`` / ``scores`` are item indices ``0..N-1``; callers map tokens
+  ``1..N`` to columns ``token - 1``.
+- The rank of a target is 0-based: the number of other items placed above it.
+- **Ties** are broken *pessimistically* by default: every other item whose score equals
+  the target's is counted as ranked above it (``ties="pessimistic"``). A collapsed model that
+  scores all items equally therefore gets rank ``N - 1`` and no credit. ``ties="optimistic"``
+  counts only strictly higher scores (the convention of the SASRec / S3-Rec evaluation code).
+  RecBole's full-sort evaluation takes ``torch.topk`` of the scores, so a tie is resolved by
+  ``topk``'s internal order, which is unspecified; with continuous fp32 scores from a trained
+  model ties practically never occur and all three conventions agree.
+- **History exclusion** is off unless ``exclude`` is given. When it is given, the listed
+  items are removed from the ranking for that user, except the user's target itself (a
+  repeated consumption stays rankable). RecBole masks history items to ``-inf`` before
+  ``topk`` and would also mask a repeated target; we do not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+import torch
+
+Ties = Literal["pessimistic", "optimistic"]
+Exclude = tuple[torch.Tensor, torch.Tensor] | Sequence[torch.Tensor]
+
+DEFAULT_KS: tuple[int, ...] = (5, 10, 20)
+# Users per score block: U_chunk x N fp32 scores stay within a few MB of cache-friendly memory.
+DEFAULT_CHUNK_SIZE = 512
+
+
+def ranking_metrics(
+    user_vectors: torch.Tensor,
+    item_matrix: torch.Tensor,
+    targets: torch.Tensor,
+    ks: Sequence[int] = DEFAULT_KS,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    exclude: Exclude | None = None,
+    device: torch.device | str | None = None,
+    ties: Ties = "pessimistic",
+) -> dict[str, float | int | bool]:
+    """Recall@k, MRR@k and NDCG@k of dot-product scores over all items.
+
+    Scores are computed block by block (``chunk_size`` users at a time) as
+    ``U_chunk @ I^T`` so that the full ``(U, N)`` matrix never exists in memory.
+
+    Args:
+        user_vectors: ``(U, d)`` float.
+        item_matrix: ``(N, d)`` float, row ``i`` = item index ``i``.
+        targets: ``(U,)`` int, one held-out item index per user in ``0..N-1``.
+        ks: cut-offs.
+        chunk_size: users per score block.
+        exclude: items to remove from each user's ranking (history), either CSR-like
+            ``(indptr (U+1,), indices)`` or a list of ``U`` 1-D index tensors.
+        device: where to compute; defaults to the device of ``user_vectors``.
+        ties: ``"pessimistic"`` or ``"optimistic"`` (see the module docstring).
+
+    Returns:
+        ``{"recall@k", "mrr@k", "ndcg@k" for each k, "n_users", "history_excluded"}``.
+    """
+    ranks = target_ranks(
+        user_vectors,
+        item_matrix,
+        targets,
+        chunk_size=chunk_size,
+        exclude=exclude,
+        device=device,
+        ties=ties,
+    )
+    return {**metrics_from_ranks(ranks, ks), "history_excluded": exclude is not None}
+
+
+def ranking_metrics_from_scores(
+    scores: torch.Tensor,
+    targets: torch.Tensor,
+    ks: Sequence[int] = DEFAULT_KS,
+    exclude: Exclude | None = None,
+    ties: Ties = "pessimistic",
+) -> dict[str, float | int | bool]:
+    """The same metrics from a ready ``(U, N)`` score matrix (small cases, non-dot scorers)."""
+    if scores.dim() != 2:
+        raise ValueError(
+            f"scores: expected a 2-D (users, items) tensor, got shape {tuple(scores.shape)}"
+        )
+    num_users, num_items = scores.shape
+    targets = _check_targets(targets, num_users, num_items, scores.device)
+    csr = None if exclude is None else _to_csr(exclude, num_users, num_items, scores.device)
+    ranks = _block_ranks(scores, targets, csr, 0, ties)
+    return {**metrics_from_ranks(ranks, ks), "history_excluded": exclude is not None}
+
+
+def target_ranks(
+    user_vectors: torch.Tensor,
+    item_matrix: torch.Tensor,
+    targets: torch.Tensor,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    exclude: Exclude | None = None,
+    device: torch.device | str | None = None,
+    ties: Ties = "pessimistic",
+) -> torch.Tensor:
+    """0-based rank of each user's target among all items, ``(U,)`` int64 on the CPU.
+
+    Exposed so that reports can keep per-user ranks (for confidence intervals or paired
+    tests) without recomputing scores.
+    """
+    if user_vectors.dim() != 2 or item_matrix.dim() != 2:
+        raise ValueError(
+            "user_vectors and item_matrix: expected 2-D (U, d) and (N, d), got "
+            f"{tuple(user_vectors.shape)} and {tuple(item_matrix.shape)}"
+        )
+    if user_vectors.shape[1] != item_matrix.shape[1]:
+        raise ValueError(
+            f"user_vectors has d={user_vectors.shape[1]} but item_matrix has "
+            f"d={item_matrix.shape[1]}; both must share the embedding size"
+        )
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size: expected a positive integer, got {chunk_size}")
+    device = torch.device(device) if device is not None else user_vectors.device
+    num_users, num_items = user_vectors.shape[0], item_matrix.shape[0]
+    targets = _check_targets(targets, num_users, num_items, device)
+    csr = None if exclude is None else _to_csr(exclude, num_users, num_items, device)
+    items_t = item_matrix.to(device).t().contiguous()  # (d, N)
+    ranks = torch.empty(num_users, dtype=torch.long, device=device)
+    with torch.no_grad():
+        for start in range(0, num_users, chunk_size):
+            stop = min(start + chunk_size, num_users)
+            scores = user_vectors[start:stop].to(device) @ items_t  # (chunk, N)
+            ranks[start:stop] = _block_ranks(scores, targets[start:stop], csr, start, ties)
+    return ranks.cpu()
+
+
+def metrics_from_ranks(
+    ranks: torch.Tensor, ks: Sequence[int] = DEFAULT_KS
+) -> dict[str, float | int]:
+    """Recall@k (= HR@k with one target), MRR@k and NDCG@k for all ``ks`` from 0-based ranks."""
+    ks = _check_ks(ks)
+    ranks = ranks.to(torch.float64).reshape(-1)
+    n = ranks.numel()
+    if n == 0:
+        raise ValueError("ranking metrics: no users to evaluate (empty targets)")
+    cutoffs = torch.tensor(ks, dtype=torch.float64).unsqueeze(1)  # (K, 1)
+    hit = (ranks.unsqueeze(0) < cutoffs).to(torch.float64)  # (K, U)
+    recall = hit.mean(1)
+    mrr = (hit / (ranks + 1.0)).mean(1)
+    ndcg = (hit / torch.log2(ranks + 2.0)).mean(1)
+    out: dict[str, float | int] = {}
+    for i, k in enumerate(ks):
+        out[f"recall@{k}"] = float(recall[i])
+        out[f"mrr@{k}"] = float(mrr[i])
+        out[f"ndcg@{k}"] = float(ndcg[i])
+    out["n_users"] = n
+    return out
+
+
+def classification_metrics(y_true, y_pred, num_classes: int) -> dict[str, float | int]:
+    """Accuracy and macro-F1, with the majority-class rate of ``y_true`` as the floor to beat.
+
+    Macro-F1 averages over the classes present in ``y_true`` or ``y_pred`` (as
+    ``sklearn.metrics.f1_score(average="macro")`` does): a class absent from both has no
+    defined F1 and would otherwise drag the mean towards 0 for reasons unrelated to the model.
+    """
+    if num_classes < 1:
+        raise ValueError(f"num_classes: expected a positive integer, got {num_classes}")
+    true = _as_labels(y_true, "y_true", num_classes)
+    pred = _as_labels(y_pred, "y_pred", num_classes)
+    if true.shape != pred.shape:
+        raise ValueError(
+            f"y_true has {true.size} labels but y_pred has {pred.size}; expected equal"
+        )
+    if true.size == 0:
+        raise ValueError("classification metrics: y_true is empty")
+    confusion = np.bincount(true * num_classes + pred, minlength=num_classes**2)
+    confusion = confusion.reshape(num_classes, num_classes)
+    tp = np.diag(confusion).astype(np.float64)
+    support = confusion.sum(1).astype(np.float64)  # true count per class
+    predicted = confusion.sum(0).astype(np.float64)
+    denom = support + predicted
+    present = denom > 0
+    f1 = np.divide(2.0 * tp, denom, out=np.zeros_like(tp), where=present)
+    return {
+        "accuracy": float(tp.sum() / true.size),
+        "macro_f1": float(f1[present].mean()),
+        "majority_rate": float(support.max() / true.size),
+        "n": int(true.size),
+    }
+
+
+def _block_ranks(
+    scores: torch.Tensor,
+    targets: torch.Tensor,
+    csr: tuple[torch.Tensor, torch.Tensor] | None,
+    row_offset: int,
+    ties: Ties,
+) -> torch.Tensor:
+    """Ranks of ``targets`` in one ``(B, N)`` score block whose first row is user ``row_offset``."""
+    rows = torch.arange(scores.shape[0], device=scores.device)
+    target_scores = scores[rows, targets]  # (B,)
+    if torch.isnan(target_scores).any():
+        bad = int(torch.nonzero(torch.isnan(target_scores))[0]) + row_offset
+        raise ValueError(f"scores: target score of user row {bad} is NaN; cannot rank it")
+    if csr is not None:
+        scores = _mask_history(scores, targets, csr, row_offset)
+    if ties == "pessimistic":
+        # >= counts the target itself once; every tied other item ranks above it.
+        return (scores >= target_scores.unsqueeze(1)).sum(1) - 1
+    if ties == "optimistic":
+        return (scores > target_scores.unsqueeze(1)).sum(1)
+    raise ValueError(f"ties: expected 'pessimistic' or 'optimistic', got {ties!r}")
+
+
+def _mask_history(
+    scores: torch.Tensor,
+    targets: torch.Tensor,
+    csr: tuple[torch.Tensor, torch.Tensor],
+    row_offset: int,
+) -> torch.Tensor:
+    """Set excluded items to -inf, leaving each user's own target rankable."""
+    indptr, indices = csr
+    lo, hi = indptr[row_offset], indptr[row_offset + scores.shape[0]]
+    cols = indices[lo:hi]
+    counts = (
+        indptr[row_offset + 1 : row_offset + scores.shape[0] + 1]
+        - indptr[row_offset : row_offset + scores.shape[0]]
+    )
+    rows = torch.repeat_interleave(torch.arange(scores.shape[0], device=scores.device), counts)
+    keep = cols != targets[rows]
+    scores = scores.clone()
+    scores[rows[keep], cols[keep]] = float("-inf")
+    return scores
+
+
+def _to_csr(
+    exclude: Exclude, num_users: int, num_items: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalise ``exclude`` to CSR ``(indptr, indices)`` int64 tensors on ``device``."""
+    if isinstance(exclude, tuple) and len(exclude) == 2 and _is_csr(exclude, num_users):
+        indptr = torch.as_tensor(exclude[0], dtype=torch.long, device=device)
+        indices = torch.as_tensor(exclude[1], dtype=torch.long, device=device)
+    else:
+        if len(exclude) != num_users:
+            raise ValueError(
+                f"exclude: expected CSR (indptr of length {num_users + 1}, indices) or a list of "
+                f"{num_users} per-user index tensors, got a sequence of length {len(exclude)}"
+            )
+        parts = [torch.as_tensor(x, dtype=torch.long, device=device).reshape(-1) for x in exclude]
+        lengths = torch.tensor([p.numel() for p in parts], dtype=torch.long, device=device)
+        indptr = torch.cat([lengths.new_zeros(1), lengths.cumsum(0)])
+        indices = torch.cat(parts) if parts else torch.empty(0, dtype=torch.long, device=device)
+    if indptr[0] != 0 or bool((indptr[1:] < indptr[:-1]).any()) or indptr[-1] != indices.numel():
+        raise ValueError(
+            "exclude: indptr must start at 0, be non-decreasing and end at len(indices) "
+            f"= {indices.numel()}, got start {int(indptr[0])} and end {int(indptr[-1])}"
+        )
+    if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= num_items):
+        raise ValueError(
+            f"exclude: item indices must lie in 0..{num_items - 1}, got range "
+            f"{int(indices.min())}..{int(indices.max())}"
+        )
+    return indptr, indices
+
+
+def _is_csr(exclude: tuple, num_users: int) -> bool:
+    """A 2-tuple is CSR when its first member is a 1-D indptr of length U + 1."""
+    first = torch.as_tensor(exclude[0])
+    return first.dim() == 1 and first.numel() == num_users + 1 and not first.is_floating_point()
+
+
+def _check_targets(
+    targets: torch.Tensor, num_users: int, num_items: int, device: torch.device
+) -> torch.Tensor:
+    targets = torch.as_tensor(targets, device=device)
+    if targets.is_floating_point() or targets.dim() != 1 or targets.numel() != num_users:
+        raise ValueError(
+            f"targets: expected a 1-D integer tensor of {num_users} item indices, got dtype "
+            f"{targets.dtype} and shape {tuple(targets.shape)}"
+        )
+    targets = targets.long()
+    if num_users and (int(targets.min()) < 0 or int(targets.max()) >= num_items):
+        raise ValueError(
+            f"targets: item indices must lie in 0..{num_items - 1} (token - 1), got range "
+            f"{int(targets.min())}..{int(targets.max())}"
+        )
+    return targets
+
+
+def _check_ks(ks: Sequence[int]) -> tuple[int, ...]:
+    ks = tuple(int(k) for k in ks)
+    if not ks or any(k < 1 for k in ks):
+        raise ValueError(f"ks: expected one or more positive cut-offs, got {ks}")
+    return ks
+
+
+def _as_labels(values, name: str, num_classes: int) -> np.ndarray:
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu().numpy()
+    labels = np.asarray(values).reshape(-1)
+    if labels.size and not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"{name}: expected integer class codes, got dtype {labels.dtype}")
+    labels = labels.astype(np.int64)
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(
+            f"{name}: class codes must lie in 0..{num_classes - 1}, got range "
+            f"{labels.min()}..{labels.max()}"
+        )
+    return labels
+
+
+__all__ = [
+    "DEFAULT_CHUNK_SIZE",
+    "DEFAULT_KS",
+    "classification_metrics",
+    "metrics_from_ranks",
+    "ranking_metrics",
+    "ranking_metrics_from_scores",
+    "target_ranks",
+]
