@@ -1,0 +1,290 @@
+"""Sequence encoders f_theta: a padded token batch -> per-position states and a user vector.
+
+Every backbone honours the same input contract: a ``LongTensor (B, W)`` with ``W <= max_len + 1``,
+left-padded with ``0``, real items (and ``[MASK]``) next, ``[UR]`` in the last column. Padding
+never influences a real position: the tests compare the same sequences under different amounts
+of left padding. Positions are counted from the right end (the ``[UR]`` column is always
+position ``max_len``), so a narrower batch gives the same states as a wider one.
+
+One registry, ``ENCODERS``, maps ``EncoderConfig.kind`` to a class; ``build_encoder`` is the
+only constructor the rest of the code uses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+PAD = 0
+
+
+@dataclass
+class EncoderConfig:
+    """Shape of an encoder; stored beside its weights so a checkpoint rebuilds itself."""
+
+    num_items: int  # N; vocabulary N + 3 (pad, items 1..N, [MASK], [UR])
+    kind: str = "transformer"  # registry key: transformer | gru | cnn
+    max_len: int = 50  # items per sequence; the input has max_len + 1 columns with [UR]
+    hidden: int = 64  # d
+    blocks: int = 2  # transformer blocks / GRU layers / repeats of the CNN dilation stack
+    heads: int = 4  # attention heads (transformer only)
+    dropout: float = 0.5
+    causal: bool = True  # transformer only; GRU and CNN are causal by construction
+    init_std: float = 0.02  # std of the normal init of embeddings (small logits at start)
+    ffn_hidden: int | None = None  # transformer FFN width; None = hidden (SASRec)
+    kernel_size: int = 3  # CNN only
+    dilations: tuple[int, ...] = (1, 2, 4, 8)  # CNN only; one residual unit per dilation
+
+    def __post_init__(self) -> None:
+        self.dilations = tuple(int(d) for d in self.dilations)
+        _validate_config(self)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.num_items + 3
+
+    @property
+    def mask_token(self) -> int:
+        return self.num_items + 1
+
+    @property
+    def ur_token(self) -> int:
+        return self.num_items + 2
+
+
+@dataclass
+class EncoderOutput:
+    """Per-position states (B, W, d), zero at padding, and the user vector (B, d) at [UR]."""
+
+    states: torch.Tensor
+    user: torch.Tensor
+
+
+class SequenceEncoder(nn.Module):
+    """Common part of every backbone: config, the tied item embedding, the input checks."""
+
+    def __init__(self, config: EncoderConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.item_embedding = nn.Embedding(config.vocab_size, config.hidden, padding_idx=PAD)
+        nn.init.normal_(self.item_embedding.weight, std=config.init_std)
+        with torch.no_grad():
+            self.item_embedding.weight[PAD].zero_()
+
+    def forward(self, tokens: torch.Tensor) -> EncoderOutput:
+        _check_tokens(tokens, self.config)
+        real = tokens != PAD  # (B, W)
+        states = self.encode(tokens, real) * real.unsqueeze(-1).to(self.item_embedding.weight.dtype)
+        return EncoderOutput(states=states, user=states[:, -1])
+
+    def encode(self, tokens: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        """Backbone-specific states (B, W, d); padded rows may hold anything finite."""
+        raise NotImplementedError
+
+
+class TransformerEncoder(SequenceEncoder):
+    """SASRec-style self-attention encoder, pre-LN (LayerNorm before each sub-layer, final LN).
+
+    Pre-LN trains stably without warm-up at the paper's dropout of 0.5. Dropout runs in as few
+    places as possible because its random numbers are a large share of a CPU step: once on the
+    input embeddings, on the attention probabilities (inside scaled_dot_product_attention), and
+    once on each FFN output: 1 + 2 * blocks calls in all.
+    """
+
+    def __init__(self, config: EncoderConfig) -> None:
+        super().__init__(config)
+        d = config.hidden
+        self.position_embedding = nn.Embedding(config.max_len + 1, d)
+        nn.init.normal_(self.position_embedding.weight, std=config.init_std)
+        self.blocks = nn.ModuleList(
+            _TransformerBlock(d, config.heads, config.ffn_hidden or d, config.dropout)
+            for _ in range(config.blocks)
+        )
+        self.final_norm = nn.LayerNorm(d)
+
+    def encode(self, tokens: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        width = tokens.shape[1]
+        positions = torch.arange(
+            self.config.max_len + 1 - width, self.config.max_len + 1, device=tokens.device
+        )
+        x = self.item_embedding(tokens) + self.position_embedding(positions)  # (B, W, d)
+        x = F.dropout(x, self.config.dropout, self.training)
+        mask = attention_mask(real, self.config.causal)  # (B, 1, W, W)
+        attn_dropout = self.config.dropout if self.training else 0.0
+        for block in self.blocks:
+            x = block(x, mask, attn_dropout)
+        return self.final_norm(x)
+
+
+def attention_mask(real: torch.Tensor, causal: bool) -> torch.Tensor:
+    """Boolean (B, 1, W, W) mask, True = may attend: real keys (and, if causal, earlier ones).
+
+    Each position may always attend to itself, so padded query rows keep one finite entry
+    instead of a row of -inf (which would turn softmax into NaN); their outputs are zeroed later.
+    """
+    width = real.shape[1]
+    allowed = real[:, None, None, :]  # (B, 1, 1, W) keys
+    eye = torch.eye(width, dtype=torch.bool, device=real.device)
+    if causal:
+        allowed = allowed & torch.ones_like(eye).tril()
+    return allowed | eye
+
+
+class _TransformerBlock(nn.Module):
+    def __init__(self, d: int, heads: int, ffn_hidden: int, dropout: float) -> None:
+        super().__init__()
+        self.heads = heads
+        self.dropout = dropout
+        self.attn_norm = nn.LayerNorm(d)
+        self.qkv = nn.Linear(d, 3 * d)
+        self.out = nn.Linear(d, d)
+        self.ffn_norm = nn.LayerNorm(d)
+        self.ffn_in = nn.Linear(d, ffn_hidden)
+        self.ffn_out = nn.Linear(ffn_hidden, d)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, attn_dropout: float) -> torch.Tensor:
+        b, w, d = x.shape
+        qkv = self.qkv(self.attn_norm(x)).view(b, w, 3, self.heads, d // self.heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, h, W, d/h)
+        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=attn_dropout)
+        x = x + self.out(attended.transpose(1, 2).reshape(b, w, d))
+        ffn = self.ffn_out(F.relu(self.ffn_in(self.ffn_norm(x))))
+        return x + F.dropout(ffn, self.dropout, self.training)
+
+
+class GRUEncoder(SequenceEncoder):
+    """GRU4Rec-style recurrent encoder: embedding -> dropout -> GRU (``blocks`` layers).
+
+    Left padding would feed the GRU a run of pad steps before the first item (its biases move
+    the hidden state even on zero input), so each row is rotated to start at its first real
+    token and packed: the recurrence begins at the first item whatever the padding.
+    """
+
+    def __init__(self, config: EncoderConfig) -> None:
+        super().__init__(config)
+        d = config.hidden
+        inter_layer_dropout = config.dropout if config.blocks > 1 else 0.0
+        self.gru = nn.GRU(
+            d, d, num_layers=config.blocks, batch_first=True, dropout=inter_layer_dropout
+        )
+
+    def encode(self, tokens: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        width = tokens.shape[1]
+        lengths = real.sum(1).clamp(min=1)  # (B,)
+        columns = torch.arange(width, device=tokens.device)
+        to_left = (columns + (width - lengths)[:, None]) % width  # rotate pads to the end
+        left_tokens = tokens.gather(1, to_left)
+        x = F.dropout(self.item_embedding(left_tokens), self.config.dropout, self.training)
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        out, _ = self.gru(packed)
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=width)  # (B, W, d)
+        to_right = ((columns - (width - lengths)[:, None]) % width).unsqueeze(-1)
+        return out.gather(1, to_right.expand(-1, -1, out.shape[-1]))
+
+
+class CNNEncoder(SequenceEncoder):
+    """NextItNet-style dilated causal convolutions in residual units.
+
+    Each unit: zero the padding, left-pad by (kernel-1)*dilation, conv, LayerNorm, ReLU,
+    dropout, residual. Zeroing before every convolution makes padding indistinguishable from
+    the convolution's own causal zero padding, so the number of pads never matters.
+    """
+
+    def __init__(self, config: EncoderConfig) -> None:
+        super().__init__(config)
+        d = config.hidden
+        self.dilations = [dil for _ in range(config.blocks) for dil in config.dilations]
+        self.convs = nn.ModuleList(
+            nn.Conv1d(d, d, config.kernel_size, dilation=dil) for dil in self.dilations
+        )
+        self.norms = nn.ModuleList(nn.LayerNorm(d) for _ in self.dilations)
+        self.final_norm = nn.LayerNorm(d)
+
+    def encode(self, tokens: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        keep = real.unsqueeze(1).to(self.item_embedding.weight.dtype)  # (B, 1, W)
+        x = F.dropout(self.item_embedding(tokens), self.config.dropout, self.training)
+        x = x.transpose(1, 2)  # (B, d, W): channels first for conv1d
+        for conv, norm, dil in zip(self.convs, self.norms, self.dilations, strict=True):
+            h = conv(F.pad(x * keep, ((self.config.kernel_size - 1) * dil, 0)))
+            h = F.relu(norm(h.transpose(1, 2))).transpose(1, 2)
+            x = x + F.dropout(h, self.config.dropout, self.training)
+        return self.final_norm(x.transpose(1, 2))
+
+
+ENCODERS: dict[str, type[SequenceEncoder]] = {
+    "transformer": TransformerEncoder,
+    "gru": GRUEncoder,
+    "cnn": CNNEncoder,
+}
+
+
+def build_encoder(config: EncoderConfig) -> SequenceEncoder:
+    """The one constructor of encoders, by ``config.kind``."""
+    return ENCODERS[config.kind](config)
+
+
+def encoder_to_checkpoint(encoder: SequenceEncoder) -> dict[str, Any]:
+    """Plain dict (config of ints/floats/strs, tensors) that ``torch.load(weights_only=True)`` reads."""
+    state = {k: v.detach().cpu().clone() for k, v in encoder.state_dict().items()}
+    return {"config": asdict(encoder.config), "state_dict": state}
+
+
+def encoder_from_checkpoint(checkpoint: dict[str, Any]) -> SequenceEncoder:
+    """Rebuild an encoder from ``encoder_to_checkpoint``'s dict, with a clear error if malformed."""
+    if not isinstance(checkpoint, dict) or not {"config", "state_dict"} <= checkpoint.keys():
+        found = sorted(checkpoint) if isinstance(checkpoint, dict) else type(checkpoint).__name__
+        raise ValueError(
+            f"encoder checkpoint: expected a dict with keys 'config' and 'state_dict', got {found}"
+        )
+    known = {f.name for f in fields(EncoderConfig)}
+    unknown = sorted(set(checkpoint["config"]) - known)
+    if unknown:
+        raise ValueError(
+            f"encoder checkpoint config: unknown keys {unknown}; known: {sorted(known)}"
+        )
+    encoder = build_encoder(EncoderConfig(**checkpoint["config"]))
+    encoder.load_state_dict(checkpoint["state_dict"])
+    return encoder
+
+
+def _validate_config(config: EncoderConfig) -> None:
+    def fail(name: str, value: Any, expected: str) -> None:
+        raise ValueError(f"encoder parameter '{name}' = {value!r}: expected {expected}")
+
+    if config.kind not in ENCODERS:
+        fail("kind", config.kind, f"one of {sorted(ENCODERS)}")
+    for name in ("num_items", "max_len", "hidden", "blocks", "heads", "kernel_size"):
+        value = getattr(config, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            fail(name, value, "a positive integer")
+    if config.hidden % config.heads:
+        fail("heads", config.heads, f"a divisor of hidden = {config.hidden}")
+    if not 0.0 <= config.dropout < 1.0:
+        fail("dropout", config.dropout, "a float in [0, 1)")
+    if config.init_std <= 0:
+        fail("init_std", config.init_std, "a positive float")
+    if config.ffn_hidden is not None and config.ffn_hidden < 1:
+        fail("ffn_hidden", config.ffn_hidden, "a positive integer or null (= hidden)")
+    if not config.dilations or min(config.dilations) < 1:
+        fail("dilations", config.dilations, "a non-empty list of positive integers")
+    if config.kind != "transformer" and not config.causal:
+        fail(
+            "causal", config.causal, f"true: the '{config.kind}' encoder is causal by construction"
+        )
+
+
+def _check_tokens(tokens: torch.Tensor, config: EncoderConfig) -> None:
+    if tokens.dim() != 2 or tokens.dtype != torch.long:
+        raise ValueError(
+            f"encoder input: expected a LongTensor (batch, <= {config.max_len + 1}), "
+            f"got {tokens.dtype} of shape {tuple(tokens.shape)}"
+        )
+    if tokens.shape[1] > config.max_len + 1:
+        raise ValueError(
+            f"encoder input: {tokens.shape[1]} columns exceed max_len + 1 = {config.max_len + 1}"
+        )

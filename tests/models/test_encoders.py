@@ -1,0 +1,148 @@
+"""Encoders: shapes, padding never leaks, causality, checkpoint round trip."""
+
+import io
+
+import pytest
+import torch
+
+from clue_pipeline.models.encoders import (
+    ENCODERS,
+    EncoderConfig,
+    attention_mask,
+    build_encoder,
+    encoder_from_checkpoint,
+    encoder_to_checkpoint,
+)
+
+NUM_ITEMS = 30
+MAX_LEN = 12
+UR = NUM_ITEMS + 2
+KINDS = sorted(ENCODERS)
+
+
+def make_encoder(kind: str, **overrides) -> torch.nn.Module:
+    torch.manual_seed(0)
+    config = EncoderConfig(
+        num_items=NUM_ITEMS, kind=kind, max_len=MAX_LEN, hidden=16, heads=2, dropout=0.3
+    )
+    for key, value in overrides.items():
+        setattr(config, key, value)
+    return build_encoder(config).eval()
+
+
+def batch(sequences: list[list[int]], width: int = MAX_LEN + 1) -> torch.Tensor:
+    """Left-padded tokens with [UR] in the last column."""
+    rows = [[0] * (width - 1 - len(s)) + s + [UR] for s in sequences]
+    return torch.tensor(rows, dtype=torch.long)
+
+
+SEQUENCES = [[3, 7, 1, 30, 31], [5], list(range(1, MAX_LEN + 1)), [9, 9, 2]]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_shapes_and_padding_zeroed(kind):
+    encoder = make_encoder(kind)
+    tokens = batch(SEQUENCES)
+    out = encoder(tokens)
+    assert out.states.shape == (4, MAX_LEN + 1, 16)
+    assert out.user.shape == (4, 16)
+    assert torch.equal(out.user, out.states[:, -1])
+    assert torch.all(out.states[tokens == 0] == 0)
+    assert torch.isfinite(out.states).all()
+    assert out.states[tokens != 0].abs().sum(-1).min() > 0
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_amount_of_left_padding_changes_nothing(kind):
+    encoder = make_encoder(kind)
+    narrow = batch(SEQUENCES[:2], width=6)  # one item of padding in front of the first row
+    wide = batch(SEQUENCES[:2], width=MAX_LEN + 1)
+    with torch.no_grad():
+        a, b = encoder(narrow), encoder(wide)
+    torch.testing.assert_close(a.user, b.user, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(a.states, b.states[:, -6:], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_padding_rows_do_not_influence_other_rows(kind):
+    encoder = make_encoder(kind)
+    with torch.no_grad():
+        alone = encoder(batch([SEQUENCES[0]])).user
+        together = encoder(batch(SEQUENCES)).user[:1]
+    torch.testing.assert_close(alone, together, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(("kind", "causal"), [("transformer", True), ("gru", True), ("cnn", True)])
+def test_later_item_does_not_change_earlier_states(kind, causal):
+    encoder = make_encoder(kind, causal=causal)
+    first = batch([[4, 5, 6, 7, 8]])
+    second = first.clone()
+    second[0, -2] = 20  # last real item
+    with torch.no_grad():
+        a, b = encoder(first).states, encoder(second).states
+    torch.testing.assert_close(a[:, :-2], b[:, :-2], rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(a[:, -2:], b[:, -2:])  # the changed position and [UR] see it
+
+
+def test_bidirectional_transformer_sees_later_items():
+    encoder = make_encoder("transformer", causal=False)
+    first = batch([[4, 5, 6, 7, 8]])
+    second = first.clone()
+    second[0, -2] = 20
+    with torch.no_grad():
+        a, b = encoder(first).states, encoder(second).states
+    assert not torch.allclose(a[0, -6], b[0, -6])
+
+
+def test_attention_mask_never_leaves_a_row_empty():
+    real = torch.tensor([[False, False, True, True], [True, True, True, True]])
+    mask = attention_mask(real, causal=True)
+    assert mask.shape == (2, 1, 4, 4)
+    assert mask.any(-1).all()
+    assert not mask[0, 0, 3, 0] and not mask[0, 0, 3, 1]  # real query never sees padding keys
+    assert mask[0, 0, 3, 2] and not mask[1, 0, 1, 2]  # causal
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_checkpoint_round_trip_weights_only(kind):
+    encoder = make_encoder(kind)
+    buffer = io.BytesIO()
+    torch.save(encoder_to_checkpoint(encoder), buffer)
+    buffer.seek(0)
+    restored = encoder_from_checkpoint(torch.load(buffer, weights_only=True)).eval()
+    assert restored.config == encoder.config
+    tokens = batch(SEQUENCES)
+    with torch.no_grad():
+        assert torch.equal(encoder(tokens).states, restored(tokens).states)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_dropout_makes_training_passes_differ_and_gradients_flow(kind):
+    encoder = make_encoder(kind).train()
+    tokens = batch(SEQUENCES)
+    a, b = encoder(tokens).user, encoder(tokens).user
+    assert not torch.allclose(a, b)
+    (a - b).pow(2).sum().backward()
+    assert encoder.item_embedding.weight.grad[3].abs().sum() > 0
+    assert encoder.item_embedding.weight.grad[0].abs().sum() == 0
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"kind": "lstm"}, "'kind'"),
+        ({"hidden": 10, "heads": 4}, "'heads'"),
+        ({"dropout": 1.0}, "'dropout'"),
+        ({"kind": "gru", "causal": False}, "'causal'"),
+        ({"max_len": 0}, "'max_len'"),
+    ],
+)
+def test_bad_config_names_the_parameter(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        EncoderConfig(num_items=NUM_ITEMS, **overrides)
+
+
+def test_too_wide_input_is_rejected():
+    encoder = make_encoder("transformer")
+    with pytest.raises(ValueError, match="max_len"):
+        encoder(torch.ones(1, MAX_LEN + 2, dtype=torch.long))
