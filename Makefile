@@ -15,6 +15,7 @@ RUN_ARGS := $(if $(PIPELINES),--pipelines=$(PIPELINES),) $(if $(filter-out base,
 
 export KEDRO_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
+export MLFLOW_DISABLE_TELEMETRY := true
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
 .PHONY: install install-dev run test lint viz ui report clean

@@ -1,0 +1,56 @@
+"""Parameters (plain dicts from conf/) to the dataclasses the torch code takes.
+
+This is the boundary where a typo or an absurd value in ``conf/`` is caught: the error names
+the parameter path and the accepted form, before any training starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any, TypeVar
+
+from clue_pipeline.models.encoders import ENCODERS, EncoderConfig
+from clue_pipeline.training.loop import TrainConfig
+
+T = TypeVar("T")
+
+_POSITIVE = {"epochs", "batch_size", "max_len", "hidden", "blocks", "heads", "proj_dim", "pred_dim"}
+_PROBABILITIES = {"dropout", "mask_ratio"}
+
+
+def to_dataclass(cls: type[T], params: dict[str, Any], where: str, **fixed: Any) -> T:
+    """``cls(**params)`` with unknown keys and out-of-range values reported by name."""
+    params = dict(params or {})
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise ValueError(
+            f"{where}: unknown parameter(s) {unknown}; accepted: {sorted(known - set(fixed))}"
+        )
+    for key, value in params.items():
+        _check_range(f"{where}.{key}", key, value)
+    return cls(**{**params, **fixed})
+
+
+def _check_range(path: str, key: str, value: Any) -> None:
+    if key in _POSITIVE and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        raise ValueError(f"{path} = {value!r}: expected a positive integer")
+    if key in _PROBABILITIES and not (isinstance(value, int | float) and 0.0 <= value < 1.0):
+        raise ValueError(f"{path} = {value!r}: expected a probability in [0, 1)")
+    if key == "lr" and not (isinstance(value, int | float) and 0.0 < value < 10.0):
+        raise ValueError(f"{path} = {value!r}: expected a learning rate in (0, 10)")
+
+
+def encoder_config(params: dict[str, Any], num_items: int, where: str = "encoder") -> EncoderConfig:
+    config = to_dataclass(EncoderConfig, params, where, num_items=int(num_items))
+    if config.kind not in ENCODERS:
+        raise ValueError(f"{where}.kind = {config.kind!r}: expected one of {sorted(ENCODERS)}")
+    if config.kind == "transformer" and config.hidden % config.heads:
+        raise ValueError(
+            f"{where}: hidden ({config.hidden}) must be divisible by heads ({config.heads})"
+        )
+    return config
+
+
+def train_config(params: dict[str, Any], where: str, **fixed: Any) -> TrainConfig:
+    return to_dataclass(TrainConfig, params, where, **fixed)

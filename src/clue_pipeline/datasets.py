@@ -1,0 +1,69 @@
+"""Kedro datasets the project adds: torch checkpoints, written atomically."""
+
+from __future__ import annotations
+
+import glob
+import io
+import os
+import tempfile
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import torch
+from kedro.io.core import AbstractVersionedDataset, DatasetError, Version, get_filepath_str
+
+
+class TorchCheckpointDataset(AbstractVersionedDataset[dict, dict]):
+    """A dict of tensors and plain values saved with ``torch.save``.
+
+    Loading uses ``weights_only=True``: a checkpoint can carry no code, so one downloaded from
+    elsewhere is safe to open. Saving goes through a temporary file and ``os.replace``, so a run
+    killed while writing never leaves a half-written model in place of the previous one.
+    """
+
+    def __init__(
+        self,
+        filepath: str,
+        version: Version | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        self.metadata = metadata
+        super().__init__(
+            filepath=PurePosixPath(Path(filepath).as_posix()),
+            version=version,
+            exists_function=os.path.exists,
+            glob_function=glob.glob,
+        )
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": self._filepath, "version": self._version}
+
+    def load(self) -> dict:
+        path = get_filepath_str(self._get_load_path(), "file")
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - re-raised with the file named
+            raise DatasetError(f"{path}: not a loadable checkpoint ({exc})") from exc
+
+    def save(self, data: dict) -> None:
+        path = Path(get_filepath_str(self._get_save_path(), "file"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        buffer = io.BytesIO()
+        torch.save(data, buffer)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(buffer.getvalue())
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def _exists(self) -> bool:
+        try:
+            path = get_filepath_str(self._get_load_path(), "file")
+        except DatasetError:
+            return False
+        return Path(path).exists()

@@ -1,0 +1,167 @@
+"""Nodes of the `evaluate` pipeline: test metrics per task x method, and their summary table."""
+
+from __future__ import annotations
+
+import logging
+
+import pandas as pd
+
+from clue_pipeline.tasks.finetuning import (
+    evaluate_coldstart as coldstart_metrics,
+)
+from clue_pipeline.tasks.finetuning import (
+    evaluate_next_item as next_item_metrics,
+)
+from clue_pipeline.tasks.finetuning import (
+    evaluate_profiling as profiling_metrics,
+)
+from clue_pipeline.tasks.finetuning import restore_model
+from clue_pipeline.tasks.task_data import classification_data, next_item_data
+
+logger = logging.getLogger(__name__)
+
+
+def evaluate_next_item(
+    model_checkpoint: dict,
+    split: pd.DataFrame,
+    item_index: pd.DataFrame,
+    evaluate_params: dict,
+    dataset_name: str,
+) -> dict:
+    """Leave-one-out test: full ranking over all items of the [UR] vector after train + valid."""
+    model = restore_model(model_checkpoint)
+    data = next_item_data(split, int(model_checkpoint["max_len"]), len(item_index))
+    metrics = next_item_metrics(
+        model, data.test, exclude_history=bool(evaluate_params["exclude_history"])
+    )
+    return _record(model_checkpoint, "next_item", dataset_name, metrics, protocol="leave-one-out")
+
+
+def evaluate_profiling(
+    model_checkpoints: dict,
+    profile_split: pd.DataFrame,
+    profile_classes: dict,
+    item_index: pd.DataFrame,
+    evaluate_params: dict,
+    dataset_name: str,
+) -> dict:
+    """Accuracy and macro-F1 (with the majority-class rate) per profile attribute."""
+    if "skipped" in model_checkpoints:
+        return {
+            "task": "profiling",
+            "dataset": dataset_name,
+            "skipped": model_checkpoints["skipped"],
+        }
+    sequences = profile_split.drop_duplicates("user_id")[["user_id", "items"]]
+    per_attribute = {}
+    method = None
+    for attribute, checkpoint in model_checkpoints.items():
+        model = restore_model(checkpoint)
+        method = checkpoint["method"]
+        max_len = int(checkpoint["max_len"])
+        data = classification_data(
+            sequences,
+            profile_split[profile_split["task"] == attribute],
+            "label",
+            max_len,
+            len(item_index),
+            len(profile_classes[attribute]),
+        )
+        per_attribute[attribute] = profiling_metrics(
+            model, data.tokens["test"], data.labels["test"], data.num_classes
+        )
+    return {
+        "task": "profiling",
+        "method": method,
+        "dataset": dataset_name,
+        "split": "users 80/5/15, stratified, seeded",
+        "metrics": per_attribute,
+    }
+
+
+def evaluate_coldstart(
+    model_checkpoint: dict,
+    coldstart_source: pd.DataFrame,
+    coldstart_targets: pd.DataFrame,
+    item_index: pd.DataFrame,
+    evaluate_params: dict,
+    dataset_name: str,
+) -> dict:
+    """Full ranking of all target-domain items for every (test user, target item) pair."""
+    model = restore_model(model_checkpoint)
+    data = classification_data(
+        coldstart_source,
+        coldstart_targets,
+        "target",
+        int(model_checkpoint["max_len"]),
+        len(item_index),
+        int(model_checkpoint["num_classes"]),
+    )
+    metrics = coldstart_metrics(model, data.tokens["test"], data.labels["test"])
+    return _record(model_checkpoint, "coldstart", dataset_name, metrics, protocol="users 80/5/15")
+
+
+def summarise_metrics(**metrics: dict) -> tuple[dict, str]:
+    """All test metrics as one JSON and one Markdown table (rows: task x method)."""
+    rows = []
+    for record in metrics.values():
+        if "skipped" in record:
+            continue
+        if record["task"] == "profiling":
+            for attribute, values in record["metrics"].items():
+                rows.append(
+                    {"task": f"profiling/{attribute}", "method": record["method"], **values}
+                )
+        else:
+            rows.append({"task": record["task"], "method": record["method"], **record["metrics"]})
+    table = pd.DataFrame(rows)
+    skipped = sorted({r["skipped"] for r in metrics.values() if "skipped" in r})
+    markdown = _markdown(table, skipped)
+    return {"rows": rows, "skipped": skipped}, markdown
+
+
+def _markdown(table: pd.DataFrame, skipped: list[str]) -> str:
+    lines = ["# Test metrics", ""]
+    columns = {
+        "ranking": ["recall@10", "mrr@10", "ndcg@10", "recall@20", "ndcg@20", "n_users"],
+        "classification": ["accuracy", "macro_f1", "majority_rate", "n"],
+    }
+    for kind, names in columns.items():
+        part = table.dropna(subset=[names[0]]) if names[0] in table else table.iloc[0:0]
+        if part.empty:
+            continue
+        lines += [f"## {kind}", "", "| task | method | " + " | ".join(names) + " |"]
+        lines.append("|" + " --- |" * (len(names) + 2))
+        for _, row in part.iterrows():
+            cells = [_cell(row.get(n)) for n in names]
+            lines.append(f"| {row['task']} | {row['method']} | " + " | ".join(cells) + " |")
+        lines.append("")
+    lines.append(
+        "Full ranking over all items (no sampled negatives); ties count against the target; "
+        "history items are excluded only where `history_excluded` is true in the JSON."
+    )
+    lines += [f"- {reason}" for reason in skipped]
+    return "\n".join(lines) + "\n"
+
+
+def _cell(value) -> str:
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return ""
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def _record(checkpoint: dict, task: str, dataset: str, metrics: dict, protocol: str) -> dict:
+    logger.info(
+        "%s %s: %s",
+        task,
+        checkpoint["method"],
+        {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)},
+    )
+    return {
+        "task": task,
+        "method": checkpoint["method"],
+        "dataset": dataset,
+        "protocol": protocol,
+        "history_excluded": bool(metrics.get("history_excluded", False)),
+        "metrics": metrics,
+    }

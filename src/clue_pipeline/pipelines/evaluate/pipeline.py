@@ -1,0 +1,48 @@
+"""`evaluate`: test metrics of every fine-tuned model, and one table of them all."""
+
+from kedro.pipeline import Node, Pipeline
+
+from clue_pipeline.pipelines.finetune.pipeline import TASKS, methods_of
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    from . import nodes
+
+    evaluators = {
+        "next_item": (nodes.evaluate_next_item, ["next_item_split", "item_index"]),
+        "profiling": (nodes.evaluate_profiling, ["profile_split", "profile_classes", "item_index"]),
+        "coldstart": (
+            nodes.evaluate_coldstart,
+            ["coldstart_source", "coldstart_targets", "item_index"],
+        ),
+    }
+    evaluation_nodes = []
+    metric_names = {}
+    for task in TASKS:
+        function, data = evaluators[task]
+        for method in methods_of(task):
+            metrics = f"{task}.{method}.metrics"
+            metric_names[f"{task}__{method}"] = metrics
+            evaluation_nodes.append(
+                Node(
+                    function,
+                    inputs=[
+                        f"{task}.{method}.model",
+                        *data,
+                        "params:evaluate",
+                        "params:dataset_name",
+                    ],
+                    outputs=metrics,
+                    name=f"evaluate_{task}_{method}",
+                    namespace=task,
+                    tags=["evaluate", task, method],
+                )
+            )
+    summary = Node(
+        nodes.summarise_metrics,
+        inputs=metric_names,
+        outputs=["metrics_summary", "metrics_table"],
+        name="summarise_metrics",
+        tags="evaluate",
+    )
+    return Pipeline([*evaluation_nodes, summary])

@@ -1,0 +1,142 @@
+"""Nodes of the `finetune` pipeline: one function per downstream task, any method."""
+
+from __future__ import annotations
+
+import logging
+
+import pandas as pd
+
+from clue_pipeline.config import encoder_config, to_dataclass, train_config
+from clue_pipeline.tasks.finetuning import (
+    MethodSpec,
+    build_classifier,
+    evaluate_coldstart,
+    evaluate_profiling,
+    export_checkpoint,
+    finetune_classifier,
+    make_encoder,
+)
+from clue_pipeline.tasks.finetuning import finetune_next_item as train_next_item
+from clue_pipeline.tasks.task_data import classification_data, next_item_data
+
+logger = logging.getLogger(__name__)
+
+
+def finetune_next_item(
+    split: pd.DataFrame,
+    item_index: pd.DataFrame,
+    encoder_params: dict,
+    finetune_params: dict,
+    method_params: dict,
+    pretrained: dict | None = None,
+) -> tuple[dict, list[dict]]:
+    """Whole-network fine-tuning for next-item recommendation; early stopping on validation."""
+    method = to_dataclass(MethodSpec, method_params, "finetune.methods")
+    encoder_cfg = encoder_config(encoder_params, num_items=len(item_index))
+    data = next_item_data(split, encoder_cfg.max_len, encoder_cfg.num_items)
+    config = _train_config(finetune_params, "next_item", method)
+    model, result = train_next_item(
+        data.train_tokens,
+        data.train_targets,
+        data.valid,
+        make_encoder(encoder_cfg, pretrained, method),
+        config,
+        freeze_encoder=method.freeze_encoder,
+        exclude_history=bool(finetune_params.get("exclude_history", False)),
+    )
+    logger.info("next-item %s: best epoch %s of %d", method.name, result.best_epoch, config.epochs)
+    return (
+        export_checkpoint(model, method, task="next_item", max_len=encoder_cfg.max_len),
+        result.history,
+    )
+
+
+def finetune_profiling(
+    profile_split: pd.DataFrame,
+    profile_classes: dict,
+    item_index: pd.DataFrame,
+    encoder_params: dict,
+    finetune_params: dict,
+    method_params: dict,
+    pretrained: dict | None = None,
+) -> tuple[dict, dict]:
+    """One classifier per profile attribute (gender, age, ...), each fine-tuned separately."""
+    method = to_dataclass(MethodSpec, method_params, "finetune.methods")
+    if profile_split.empty:
+        reason = "profiling skipped: this dataset has no labelled users"
+        logger.warning("%s (%s)", reason, method.name)
+        return {"skipped": reason}, {"skipped": reason}
+    encoder_cfg = encoder_config(encoder_params, num_items=len(item_index))
+    sequences = profile_split.drop_duplicates("user_id")[["user_id", "items"]]
+    models, histories = {}, {}
+    for task, classes in profile_classes.items():
+        instances = profile_split[profile_split["task"] == task]
+        data = classification_data(
+            sequences, instances, "label", encoder_cfg.max_len, encoder_cfg.num_items, len(classes)
+        )
+        model, result = _fit_classifier(
+            data, encoder_cfg, pretrained, method, finetune_params, "profiling", evaluate_profiling
+        )
+        models[task] = export_checkpoint(
+            model, method, task=task, num_classes=len(classes), max_len=encoder_cfg.max_len
+        )
+        histories[task] = result.history
+    return models, histories
+
+
+def finetune_coldstart(
+    coldstart_source: pd.DataFrame,
+    coldstart_targets: pd.DataFrame,
+    target_index: pd.DataFrame,
+    item_index: pd.DataFrame,
+    encoder_params: dict,
+    finetune_params: dict,
+    method_params: dict,
+    pretrained: dict | None = None,
+) -> tuple[dict, list[dict]]:
+    """Source-domain user vector -> softmax over target-domain items; one instance per pair."""
+    method = to_dataclass(MethodSpec, method_params, "finetune.methods")
+    encoder_cfg = encoder_config(encoder_params, num_items=len(item_index))
+    data = classification_data(
+        coldstart_source,
+        coldstart_targets,
+        "target",
+        encoder_cfg.max_len,
+        encoder_cfg.num_items,
+        num_classes=len(target_index),
+    )
+    model, result = _fit_classifier(
+        data, encoder_cfg, pretrained, method, finetune_params, "coldstart", evaluate_coldstart
+    )
+    checkpoint = export_checkpoint(
+        model, method, task="coldstart", num_classes=data.num_classes, max_len=encoder_cfg.max_len
+    )
+    return checkpoint, result.history
+
+
+def _fit_classifier(data, encoder_cfg, pretrained, method, finetune_params, task, evaluate):
+    model = build_classifier(
+        method,
+        encoder_cfg,
+        pretrained,
+        data.num_classes,
+        baseline_params=finetune_params.get("baselines", {}).get(method.backbone),
+    )
+
+    def validate(m):
+        return evaluate(m, data.tokens["valid"], data.labels["valid"], data.num_classes)
+
+    config = _train_config(finetune_params, task, method)
+    return finetune_classifier(model, data.tokens["train"], data.labels["train"], validate, config)
+
+
+def _train_config(finetune_params: dict, task: str, method: MethodSpec):
+    """Shared training knobs, then the task's, then the method's overrides."""
+    merged = {
+        **finetune_params["train"],
+        **finetune_params.get("tasks", {}).get(task, {}),
+        **finetune_params.get("overrides", {}).get(method.name, {}),
+    }
+    checkpoint_dir = merged.pop("checkpoint_dir", None)
+    fixed = {"checkpoint_dir": f"{checkpoint_dir}/{task}/{method.name}"} if checkpoint_dir else {}
+    return train_config(merged, f"finetune (task {task}, method {method.name})", **fixed)

@@ -1,0 +1,81 @@
+"""Nodes of the `pretrain` pipeline: CLUE and masked-item pre-training of the encoder."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from clue_pipeline.augment import validate_view_policy
+from clue_pipeline.config import encoder_config, to_dataclass, train_config
+from clue_pipeline.tasks.batching import model_inputs
+from clue_pipeline.tasks.pretraining import PretrainJob, SimSiamConfig, run_job
+
+logger = logging.getLogger(__name__)
+
+
+def corpus_sequences(corpus: pd.DataFrame) -> pd.Series:
+    """The part of each user's sequence pre-training may see.
+
+    For next-item data that is the training part (validation and test items are never seen);
+    for cold-start data the source-domain sequence.
+    """
+    for column in ("train", "items"):
+        if column in corpus.columns:
+            return corpus[column]
+    raise ValueError(
+        f"pre-training corpus has no 'train' or 'items' column: {list(corpus.columns)}"
+    )
+
+
+def pretrain_clue(
+    corpus: pd.DataFrame,
+    item_index: pd.DataFrame,
+    view_policy: dict,
+    encoder_params: dict,
+    pretrain_params: dict,
+) -> tuple[dict, list[dict]]:
+    """CLUE: SimSiam over two views of every user's sequence; returns (encoder, history)."""
+    job = _job("clue", corpus, item_index, encoder_params, pretrain_params)
+    job.view_policy = validate_view_policy(view_policy)
+    job.simsiam = to_dataclass(SimSiamConfig, pretrain_params.get("simsiam"), "pretrain.simsiam")
+    return _run(job, pretrain_params)
+
+
+def pretrain_masked_items(
+    corpus: pd.DataFrame, item_index: pd.DataFrame, encoder_params: dict, pretrain_params: dict
+) -> tuple[dict, list[dict]]:
+    """Item-level rival (PeterRec-style masked item prediction) on the same corpus and budget."""
+    job = _job("mip", corpus, item_index, encoder_params, pretrain_params)
+    job.mask_ratio = float(pretrain_params["masked_item"]["mask_ratio"])
+    return _run(job, pretrain_params)
+
+
+def _job(method, corpus, item_index, encoder_params, pretrain_params) -> PretrainJob:
+    encoder = encoder_config(encoder_params, num_items=len(item_index))
+    sequences = corpus_sequences(corpus)
+    if len(sequences) == 0:
+        raise ValueError("pre-training corpus is empty: check the sequences pipeline's filters")
+    checkpoint_dir = pretrain_params["train"].get("checkpoint_dir")
+    fixed = {"checkpoint_dir": str(Path(checkpoint_dir) / method)} if checkpoint_dir else {}
+    train = train_config(
+        {k: v for k, v in pretrain_params["train"].items() if k != "checkpoint_dir"},
+        "pretrain.train",
+        **fixed,
+    )
+    tokens = model_inputs(sequences, encoder.max_len, encoder.num_items + 2)
+    logger.info(
+        "pre-training %s on %d sequences, %d items, %d epochs",
+        method,
+        len(tokens),
+        encoder.num_items,
+        train.epochs,
+    )
+    return PretrainJob(method=method, tokens=tokens, encoder=encoder, train=train)
+
+
+def _run(job: PretrainJob, pretrain_params: dict) -> tuple[dict, list[dict]]:
+    nproc = int(pretrain_params.get("distributed", {}).get("nproc_per_node", 1))
+    checkpoint, result = run_job(job, nproc_per_node=nproc)
+    return checkpoint, result.history

@@ -1,0 +1,44 @@
+"""`pretrain`: one CLUE and one masked-item encoder per pre-training corpus.
+
+Corpora differ by downstream task so that no evaluation target is ever seen in pre-training:
+`next_item` uses the training part of each sequence (profiling reuses it), `coldstart` the
+source-domain sequences.
+"""
+
+from kedro.pipeline import Node, Pipeline
+
+CORPORA = {"next_item": "next_item_split", "coldstart": "coldstart_source"}
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    from .nodes import pretrain_clue, pretrain_masked_items
+
+    template = Pipeline(
+        [
+            Node(
+                pretrain_clue,
+                inputs=["corpus", "item_index", "view_policy", "params:encoder", "params:pretrain"],
+                outputs=["clue_encoder", "clue_pretrain_history"],
+                name="pretrain_clue",
+            ),
+            Node(
+                pretrain_masked_items,
+                inputs=["corpus", "item_index", "params:encoder", "params:pretrain"],
+                outputs=["mip_encoder", "mip_pretrain_history"],
+                name="pretrain_masked_item_prediction",
+            ),
+        ]
+    )
+    return sum(
+        (
+            Pipeline(
+                template,
+                namespace=corpus,
+                inputs={"corpus": table, "item_index": "item_index", "view_policy": "view_policy"},
+                parameters={"params:encoder", "params:pretrain"},
+                tags=["pretrain", corpus],
+            )
+            for corpus, table in CORPORA.items()
+        ),
+        Pipeline([]),
+    )

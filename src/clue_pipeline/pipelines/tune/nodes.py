@@ -1,0 +1,107 @@
+"""Nodes of the `tune` pipeline: an Optuna study over dropout and other CLUE knobs."""
+
+from __future__ import annotations
+
+import logging
+
+import mlflow
+import pandas as pd
+
+from clue_pipeline.config import encoder_config, to_dataclass, train_config
+from clue_pipeline.figures import dropout_sensitivity
+from clue_pipeline.pipelines.pretrain.nodes import corpus_sequences
+from clue_pipeline.tasks.batching import model_inputs
+from clue_pipeline.tasks.pretraining import SimSiamConfig
+from clue_pipeline.tasks.task_data import next_item_data
+from clue_pipeline.tasks.tuning import SearchSpace, make_objective, run_study
+
+logger = logging.getLogger(__name__)
+
+
+def tune_clue(
+    split: pd.DataFrame,
+    item_index: pd.DataFrame,
+    encoder_params: dict,
+    view_params: dict,
+    pretrain_params: dict,
+    finetune_params: dict,
+    tune_params: dict,
+):
+    """Run (or resume) the study; returns best parameters, all trials and the sensitivity plot."""
+    encoder = encoder_config(encoder_params, num_items=len(item_index))
+    data = next_item_data(split, encoder.max_len, encoder.num_items)
+    budget = tune_params["budget"]
+    pretrain = train_config(
+        {**_without_checkpoints(pretrain_params["train"]), "epochs": budget["pretrain_epochs"]},
+        "pretrain.train",
+    )
+    finetune = train_config(
+        {
+            **_without_checkpoints(finetune_params["train"]),
+            **finetune_params["tasks"]["next_item"],
+            "epochs": budget["finetune_epochs"],
+        },
+        "finetune.train",
+    )
+    space = to_dataclass(SearchSpace, tune_params["search_space"], "tune.search_space")
+    parent = mlflow.active_run()
+    objective = make_objective(
+        data=data,
+        pretrain_tokens=model_inputs(
+            corpus_sequences(split), encoder.max_len, encoder.num_items + 2
+        ),
+        encoder=encoder,
+        view_params=view_params,
+        pretrain=pretrain,
+        finetune=finetune,
+        simsiam=to_dataclass(SimSiamConfig, pretrain_params.get("simsiam"), "pretrain.simsiam"),
+        space=space,
+        parent_run_id=parent.info.run_id if parent else None,
+    )
+    study = run_study(
+        objective,
+        study_name=tune_params["study_name"],
+        storage=tune_params["storage"],
+        n_trials=int(tune_params["n_trials"]),
+        seed=int(tune_params["seed"]),
+        pruner_startup_trials=int(tune_params["pruner"]["n_startup_trials"]),
+        pruner_warmup_steps=int(tune_params["pruner"]["n_warmup_steps"]),
+        timeout_s=tune_params.get("timeout_s"),
+    )
+    trials = study.trials_dataframe(attrs=("number", "value", "params", "state", "duration"))
+    trials["duration"] = trials["duration"].dt.total_seconds()
+    trials["state"] = trials["state"].astype(str)
+    best = _best_parameters(study, encoder_params, view_params, pretrain_params)
+    return best, trials, dropout_sensitivity(trials)
+
+
+def _best_parameters(study, encoder_params, view_params, pretrain_params) -> dict:
+    """The best trial's knobs in the shape of conf/ parameters, ready to copy there."""
+    completed = [t for t in study.trials if t.value is not None and t.state.name == "COMPLETE"]
+    if not completed:
+        return {"note": "no completed trial yet", "study": study.study_name}
+    knobs = study.best_trial.params
+    encoder = {**encoder_params, **({"dropout": knobs["dropout"]} if "dropout" in knobs else {})}
+    views = dict(view_params)
+    if "strategies" in knobs:
+        views["strategies"] = knobs["strategies"].split("+")
+    if "ratio" in knobs:
+        views.update({f"{s}_ratio": knobs["ratio"] for s in ("mask", "crop", "permute")})
+    train = dict(pretrain_params["train"])
+    if "lr" in knobs:
+        train["lr"] = knobs["lr"]
+    return {
+        "encoder": encoder,
+        "augment": {"views": views},
+        "pretrain": {"train": train},
+        "_tuning": {
+            "study": study.study_name,
+            "best_trial": study.best_trial.number,
+            "best_value": study.best_value,
+            "trials": len(study.trials),
+        },
+    }
+
+
+def _without_checkpoints(train: dict) -> dict:
+    return {k: v for k, v in train.items() if k not in ("checkpoint_dir", "checkpoint_every_steps")}

@@ -1,0 +1,240 @@
+"""Fine-tuning jobs (next-item, classification) and their evaluation, on the one training loop.
+
+Next-item: the whole encoder trained with softmax cross-entropy over all items at every position
+of the training part; validation and test by full ranking of the [UR] vector against the item
+embedding table. Classification (profiling, cold-start): [UR] vector -> linear softmax; cold-start
+ranks the target-domain items by that softmax's logits. The same code serves CLUE, CLUE-Zero,
+masked-item pre-training, other backbones, the frozen linear probe, and the bag-of-items baselines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from clue_pipeline.models.baselines import BASELINES, BaselineConfig
+from clue_pipeline.models.heads import ClassifierModel, NextItemModel
+from torch.utils.data import TensorDataset
+
+from clue_pipeline.metrics import (
+    DEFAULT_KS,
+    classification_metrics,
+    metrics_from_ranks,
+    ranking_metrics,
+)
+from clue_pipeline.models.encoders import (
+    EncoderConfig,
+    build_encoder,
+    encoder_from_checkpoint,
+    encoder_to_checkpoint,
+)
+from clue_pipeline.training.loop import TrainConfig, TrainResult, fit
+
+
+@dataclass
+class MethodSpec:
+    """How a method builds its model: which backbone, from which weights, frozen or not."""
+
+    name: str
+    backbone: str = "transformer"  # encoder kind, or a baseline name ("nfm", "deepfm")
+    freeze_encoder: bool = False
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.backbone in BASELINES
+
+
+@dataclass
+class RankingData:
+    """Inputs (U, L+1) and 0-based target indices (U,) of one ranking evaluation."""
+
+    tokens: np.ndarray
+    targets: np.ndarray
+    history: list[np.ndarray] | None = None
+
+
+def make_encoder(
+    config: EncoderConfig, checkpoint: dict | None, method: MethodSpec
+) -> torch.nn.Module:
+    """A fresh encoder (CLUE-Zero, other backbones) or the pre-trained one."""
+    if checkpoint is None:
+        return build_encoder(EncoderConfig(**{**config.__dict__, "kind": method.backbone}))
+    encoder = encoder_from_checkpoint(checkpoint)
+    if encoder.config.num_items != config.num_items:
+        raise ValueError(
+            f"pre-trained encoder knows {encoder.config.num_items} items but the fine-tuning data "
+            f"has {config.num_items}: pre-train and fine-tune on the same item index"
+        )
+    return encoder
+
+
+# ---------------------------------------------------------------- next-item recommendation
+
+
+def finetune_next_item(
+    train_tokens: np.ndarray,
+    train_targets: np.ndarray,
+    valid: RankingData,
+    encoder: torch.nn.Module,
+    config: TrainConfig,
+    freeze_encoder: bool = False,
+    exclude_history: bool = False,
+    on_validation=None,
+) -> tuple[NextItemModel, TrainResult]:
+    """``on_validation(metrics)`` sees every epoch's validation metrics (e.g. an Optuna pruner)."""
+    torch.manual_seed(config.seed)
+    model = NextItemModel(encoder, freeze_encoder=freeze_encoder)
+    dataset = TensorDataset(torch.as_tensor(train_tokens), torch.as_tensor(train_targets))
+
+    def validate(m: NextItemModel) -> dict[str, float]:
+        metrics = evaluate_next_item(m, valid, exclude_history=exclude_history)
+        if on_validation is not None:
+            on_validation(metrics)
+        return metrics
+
+    result = fit(model, dataset, _next_item_step, config, validate_fn=validate)
+    model.load_state_dict(result.best_state)
+    return model, result
+
+
+def _next_item_step(model: NextItemModel, batch, generator):
+    tokens, targets = batch
+    return model.loss(tokens, targets), {}
+
+
+@torch.no_grad()
+def evaluate_next_item(
+    model: NextItemModel, data: RankingData, exclude_history: bool = False, batch_size: int = 1024
+) -> dict[str, float]:
+    """Full ranking of all items for every user (never sampled negatives)."""
+    vectors = user_vectors(model, data.tokens, batch_size)
+    item_matrix = model.item_matrix().detach()
+    return ranking_metrics(
+        vectors,
+        item_matrix,
+        torch.as_tensor(data.targets),
+        exclude=data.history if exclude_history else None,
+    )
+
+
+# ---------------------------------------------------------------- classification heads
+
+
+def build_classifier(
+    method: MethodSpec,
+    encoder_config: EncoderConfig,
+    checkpoint: dict | None,
+    num_classes: int,
+    baseline_params: dict | None = None,
+) -> torch.nn.Module:
+    if method.is_baseline:
+        config = BaselineConfig(
+            num_items=encoder_config.num_items,
+            num_classes=num_classes,
+            **(baseline_params or {}),
+        )
+        return BASELINES[method.backbone](config)
+    encoder = make_encoder(encoder_config, checkpoint, method)
+    return ClassifierModel(encoder, num_classes, freeze_encoder=method.freeze_encoder)
+
+
+def finetune_classifier(
+    model: torch.nn.Module,
+    train_tokens: np.ndarray,
+    train_labels: np.ndarray,
+    validate_fn,
+    config: TrainConfig,
+) -> tuple[torch.nn.Module, TrainResult]:
+    torch.manual_seed(config.seed)
+    dataset = TensorDataset(torch.as_tensor(train_tokens), torch.as_tensor(train_labels))
+    result = fit(model, dataset, _classifier_step, config, validate_fn=validate_fn)
+    model.load_state_dict(result.best_state)
+    return model, result
+
+
+def _classifier_step(model, batch, generator):
+    tokens, labels = batch
+    return model.loss(tokens, labels), {}
+
+
+@torch.no_grad()
+def predict_logits(model: torch.nn.Module, tokens: np.ndarray, batch_size: int = 1024):
+    model.eval()
+    device = next(model.parameters()).device
+    out = [
+        model.logits(torch.as_tensor(tokens[i : i + batch_size], device=device)).float().cpu()
+        for i in range(0, len(tokens), batch_size)
+    ]
+    return torch.cat(out) if out else torch.empty(0)
+
+
+def evaluate_profiling(model, tokens: np.ndarray, labels: np.ndarray, num_classes: int) -> dict:
+    predictions = predict_logits(model, tokens).argmax(dim=1).numpy()
+    return classification_metrics(labels, predictions, num_classes)
+
+
+@torch.no_grad()
+def evaluate_coldstart(
+    model,
+    tokens: np.ndarray,
+    targets: np.ndarray,
+    num_classes: int | None = None,
+    batch_size: int = 1024,
+) -> dict:
+    """Rank all target-domain items by the classifier's logits, one instance per (user, item).
+
+    Ties count against the target (the metrics module's pessimistic convention).
+    """
+    model.eval()
+    device = next(model.parameters()).device
+    targets_t = torch.as_tensor(targets, dtype=torch.long)
+    ranks = []
+    for start in range(0, len(tokens), batch_size):
+        logits = model.logits(torch.as_tensor(tokens[start : start + batch_size], device=device))
+        target = targets_t[start : start + batch_size].to(device)
+        own = logits.gather(1, target[:, None])
+        ranks.append(((logits >= own).sum(dim=1) - 1).cpu())
+    ranks_t = torch.cat(ranks) if ranks else torch.empty(0, dtype=torch.long)
+    return {**metrics_from_ranks(ranks_t, DEFAULT_KS), "history_excluded": False}
+
+
+# ---------------------------------------------------------------- shared helpers
+
+
+@torch.no_grad()
+def user_vectors(model: torch.nn.Module, tokens: np.ndarray, batch_size: int = 1024):
+    """[UR] vectors of every row of ``tokens`` in eval mode, batched, on the model's device."""
+    model.eval()
+    device = next(model.parameters()).device
+    chunks = [
+        model.user_vectors(torch.as_tensor(tokens[i : i + batch_size], device=device)).float()
+        for i in range(0, len(tokens), batch_size)
+    ]
+    return torch.cat(chunks)
+
+
+def export_checkpoint(model: torch.nn.Module, method: MethodSpec, **extra) -> dict:
+    """A fine-tuned model as plain tensors and config (``torch.load(weights_only=True)``)."""
+    state = {"method": method.name, "backbone": method.backbone, **extra}
+    if method.is_baseline:
+        state["baseline_config"] = asdict(model.config)
+    elif hasattr(model, "encoder"):
+        state["encoder"] = encoder_to_checkpoint(model.encoder)
+    state["state_dict"] = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    return state
+
+
+def restore_model(checkpoint: dict) -> torch.nn.Module:
+    """The fine-tuned model of ``export_checkpoint``, rebuilt and loaded, in eval mode."""
+    if checkpoint.get("task") == "next_item":
+        model = NextItemModel(encoder_from_checkpoint(checkpoint["encoder"]))
+    elif checkpoint["backbone"] in BASELINES:
+        config = BaselineConfig(**checkpoint["baseline_config"])
+        model = BASELINES[checkpoint["backbone"]](config)
+    else:
+        model = ClassifierModel(
+            encoder_from_checkpoint(checkpoint["encoder"]), int(checkpoint["num_classes"])
+        )
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.eval()
