@@ -2,9 +2,9 @@
 
 from kedro.config import OmegaConfigLoader
 
-from clue_pipeline.hooks import ThreadBudgetHook
+from clue_pipeline.hooks import MlflowOutputsHook, ThreadBudgetHook
 
-HOOKS = (ThreadBudgetHook(),)
+HOOKS = (ThreadBudgetHook(), MlflowOutputsHook())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

@@ -79,3 +79,34 @@ def _run(job: PretrainJob, pretrain_params: dict) -> tuple[dict, list[dict]]:
     nproc = int(pretrain_params.get("distributed", {}).get("nproc_per_node", 1))
     checkpoint, result = run_job(job, nproc_per_node=nproc)
     return checkpoint, result.history
+
+
+def register_user_vector_model(
+    encoder: dict, item_index: pd.DataFrame, sequences: pd.DataFrame, tracking_params: dict
+) -> dict:
+    """Log the CLUE encoder as an MLflow pyfunc (sequences of item ids -> user vectors).
+
+    Registered under ``tracking.registered_model_name``; the input example is a few real
+    users' histories in original item ids. Without an active MLflow run nothing is logged.
+    """
+    import mlflow
+
+    from clue_pipeline.tracking import log_user_vector_model
+
+    if mlflow.active_run() is None:
+        logger.info("no active MLflow run: the user-vector model is not registered")
+        return {"registered": False}
+    decode = item_index.set_index("token")["item_id"]
+    example = sequences.head(int(tracking_params["input_example_users"]))
+    input_example = pd.DataFrame(
+        {"items": [decode.loc[list(items)].astype("int64").tolist() for items in example["items"]]}
+    )
+    info = log_user_vector_model(
+        encoder, item_index, tracking_params["registered_model_name"], input_example
+    )
+    return {
+        "registered": True,
+        "model_uri": info.model_uri,
+        "registered_model_name": tracking_params["registered_model_name"],
+        "registered_model_version": getattr(info, "registered_model_version", None),
+    }

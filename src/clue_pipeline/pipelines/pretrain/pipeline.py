@@ -11,7 +11,7 @@ CORPORA = {"next_item": "next_item_split", "coldstart": "coldstart_source"}
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    from .nodes import pretrain_clue, pretrain_masked_items
+    from .nodes import pretrain_clue, pretrain_masked_items, register_user_vector_model
 
     template = Pipeline(
         [
@@ -29,6 +29,13 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
         ]
     )
+    registration = Node(
+        register_user_vector_model,
+        inputs=["next_item.clue_encoder", "item_index", "sequences", "params:tracking"],
+        outputs="user_vector_model_registration",
+        name="register_user_vector_model",
+        tags="pretrain",
+    )
     return sum(
         (
             Pipeline(
@@ -40,5 +47,5 @@ def create_pipeline(**kwargs) -> Pipeline:
             )
             for corpus, table in CORPORA.items()
         ),
-        Pipeline([]),
+        Pipeline([registration]),
     )
