@@ -158,7 +158,7 @@ class _TransformerBlock(nn.Module):
 
 
 class GRUEncoder(SequenceEncoder):
-    """GRU4Rec-style recurrent encoder: embedding -> dropout -> GRU (``blocks`` layers).
+    """GRU4Rec-style recurrent encoder: embedding -> dropout -> GRU (``blocks`` layers) -> LN.
 
     Left padding would feed the GRU a run of pad steps before the first item (its biases move
     the hidden state even on zero input), so each row is rotated to start at its first real
@@ -172,6 +172,7 @@ class GRUEncoder(SequenceEncoder):
         self.gru = nn.GRU(
             d, d, num_layers=config.blocks, batch_first=True, dropout=inter_layer_dropout
         )
+        self.final_norm = nn.LayerNorm(d)  # same output scale as the other backbones
 
     def encode(self, tokens: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
         width = tokens.shape[1]
@@ -184,7 +185,7 @@ class GRUEncoder(SequenceEncoder):
         out, _ = self.gru(packed)
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=width)  # (B, W, d)
         to_right = ((columns - (width - lengths)[:, None]) % width).unsqueeze(-1)
-        return out.gather(1, to_right.expand(-1, -1, out.shape[-1]))
+        return self.final_norm(out.gather(1, to_right.expand(-1, -1, out.shape[-1])))
 
 
 class CNNEncoder(SequenceEncoder):

@@ -1,0 +1,122 @@
+"""Fine-tuning heads on top of a sequence encoder: next-item ranking and classification.
+
+Each head has ``loss(tokens, targets) -> scalar`` (what the shared training loop's step calls)
+and a scoring method for evaluation. ``freeze_encoder`` turns either head into a linear probe:
+the encoder stays in eval mode (no dropout) and receives no gradient.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from clue_pipeline.models.encoders import SequenceEncoder
+
+
+def item_logits(encoder: SequenceEncoder, states: torch.Tensor) -> torch.Tensor:
+    """Scores of items 1..N for each state, by dot product with the tied item embedding.
+
+    Column j is item token j + 1; pad, [MASK] and [UR] rows of the table are never scored.
+    """
+    return states @ item_table(encoder).T  # (..., N)
+
+
+def item_table(encoder: SequenceEncoder) -> torch.Tensor:
+    """The embedding rows of items 1..N, (N, d)."""
+    return encoder.item_embedding.weight[1 : encoder.config.num_items + 1]
+
+
+class _EncoderHead(nn.Module):
+    """Shared freezing logic: a frozen encoder stays in eval mode even under ``.train()``."""
+
+    def __init__(self, encoder: SequenceEncoder, freeze_encoder: bool) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.freeze_encoder = freeze_encoder
+        if freeze_encoder:
+            encoder.requires_grad_(False)
+            encoder.eval()
+
+    def train(self, mode: bool = True) -> _EncoderHead:
+        super().train(mode)
+        if self.freeze_encoder:
+            self.encoder.eval()
+        return self
+
+    def user_vectors(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The encoder's output at [UR], (B, d)."""
+        return self._encode(tokens).user
+
+    def _encode(self, tokens: torch.Tensor):
+        if self.freeze_encoder:
+            with torch.no_grad():
+                return self.encoder(tokens)
+        return self.encoder(tokens)
+
+
+class NextItemModel(_EncoderHead):
+    """Next-item recommendation: softmax over all items at every supervised position.
+
+    ``targets`` is (B, W) like ``tokens``: the item token to predict at each position, 0 where
+    nothing is supervised. Only supervised states are scored, which saves the padded share of
+    the (positions x N) logits.
+
+    With ``freeze_encoder`` the tied table is frozen with the encoder, so the probe trains its
+    own output table (initialised from the item embedding): a linear layer on frozen states.
+    """
+
+    def __init__(self, encoder: SequenceEncoder, freeze_encoder: bool = False) -> None:
+        super().__init__(encoder, freeze_encoder)
+        self.output_items = (
+            nn.Parameter(item_table(encoder).detach().clone()) if freeze_encoder else None
+        )
+
+    def forward(self, tokens: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return self.loss(tokens, targets)
+
+    def loss(self, tokens: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        if targets.shape != tokens.shape:
+            raise ValueError(
+                f"next-item targets: expected shape {tuple(tokens.shape)} like the tokens, "
+                f"got {tuple(targets.shape)}"
+            )
+        supervised = targets > 0
+        states = self._encode(tokens).states[supervised]  # (M, d)
+        return F.cross_entropy(states @ self.item_matrix().T, targets[supervised] - 1)
+
+    def item_matrix(self) -> torch.Tensor:
+        """(N, d): row j is item token j + 1; scores = user_vectors @ item_matrix.T."""
+        return item_table(self.encoder) if self.output_items is None else self.output_items
+
+    def user_scores(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(B, N) scores of every item for each user from the [UR] state; column j = token j + 1."""
+        return self.user_vectors(tokens) @ self.item_matrix().T
+
+    scores = user_scores
+
+
+class ClassifierModel(_EncoderHead):
+    """User vector -> linear softmax: user profiling, and cold-start (classes = target items)."""
+
+    def __init__(
+        self, encoder: SequenceEncoder, num_classes: int, freeze_encoder: bool = False
+    ) -> None:
+        if num_classes < 2:
+            raise ValueError(f"ClassifierModel: num_classes = {num_classes}: expected at least 2")
+        super().__init__(encoder, freeze_encoder)
+        self.num_classes = num_classes
+        self.classifier = nn.Linear(encoder.config.hidden, num_classes)
+
+    def forward(self, tokens: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.loss(tokens, labels)
+
+    def loss(self, tokens: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy; labels are class codes 0..num_classes-1, (B,)."""
+        return F.cross_entropy(self.logits(tokens), labels)
+
+    def logits(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(B, num_classes) unnormalised class scores."""
+        return self.classifier(self.user_vectors(tokens))
+
+    scores = logits

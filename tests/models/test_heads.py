@@ -1,0 +1,109 @@
+"""Fine-tuning heads: tied item scoring, supervised positions only, linear-probe freezing."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from clue_pipeline.models.encoders import EncoderConfig, build_encoder
+from clue_pipeline.models.heads import ClassifierModel, NextItemModel
+
+NUM_ITEMS = 25
+MAX_LEN = 8
+
+
+def encoder(kind: str = "transformer"):
+    torch.manual_seed(0)
+    config = EncoderConfig(
+        num_items=NUM_ITEMS, kind=kind, max_len=MAX_LEN, hidden=16, heads=2, dropout=0.1
+    )
+    return build_encoder(config)
+
+
+def next_item_batch() -> tuple[torch.Tensor, torch.Tensor]:
+    """Sequences [x1..xn, UR]; target at position t is x_{t+1} (0 at padding and at [UR])."""
+    rows = [[3, 4, 5, 6, 7], [9, 1], [2, 8, 2, 8, 2, 8, 2, 25]]
+    tokens = torch.zeros(len(rows), MAX_LEN + 1, dtype=torch.long)
+    targets = torch.zeros_like(tokens)
+    for r, items in enumerate(rows):  # fixture only
+        tokens[r, MAX_LEN - len(items) + 1 : MAX_LEN] = torch.tensor(items[:-1])
+        targets[r, MAX_LEN - len(items) + 1 : MAX_LEN] = torch.tensor(items[1:])
+    tokens[:, -1] = NUM_ITEMS + 2
+    return tokens, targets
+
+
+def test_next_item_loss_is_cross_entropy_over_supervised_positions_with_tied_table():
+    model = NextItemModel(encoder()).eval()
+    tokens, targets = next_item_batch()
+    states = model.encoder(tokens).states
+    table = model.encoder.item_embedding.weight[1 : NUM_ITEMS + 1]
+    keep = targets > 0
+    expected = F.cross_entropy(states[keep] @ table.T, targets[keep] - 1)
+    torch.testing.assert_close(model.loss(tokens, targets), expected)
+    assert model.item_matrix().data_ptr() == table.data_ptr()  # tied, not a copy
+
+
+def test_user_scores_cover_items_only_from_the_ur_state():
+    model = NextItemModel(encoder()).eval()
+    tokens, _ = next_item_batch()
+    scores = model.user_scores(tokens)
+    assert scores.shape == (3, NUM_ITEMS)
+    user = model.user_vectors(tokens)
+    torch.testing.assert_close(user, model.encoder(tokens).states[:, -1])
+    torch.testing.assert_close(scores[:, 4], user @ model.encoder.item_embedding.weight[5])
+
+
+@pytest.mark.parametrize("kind", ["transformer", "gru", "cnn"])
+def test_next_item_training_learns_a_fixed_batch(kind):
+    model = NextItemModel(encoder(kind))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    tokens, targets = next_item_batch()
+    first = model.loss(tokens, targets).item()
+    for _ in range(30):
+        loss = model.loss(tokens, targets)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert loss.item() < 0.5 * first
+
+
+def test_mismatched_targets_shape_is_rejected():
+    model = NextItemModel(encoder())
+    tokens, targets = next_item_batch()
+    with pytest.raises(ValueError, match="targets"):
+        model.loss(tokens, targets[:, :-1])
+
+
+def test_classifier_loss_and_logits():
+    model = ClassifierModel(encoder(), num_classes=4).eval()
+    tokens, _ = next_item_batch()
+    labels = torch.tensor([0, 3, 1])
+    logits = model.logits(tokens)
+    assert logits.shape == (3, 4)
+    torch.testing.assert_close(model.loss(tokens, labels), F.cross_entropy(logits, labels))
+    with pytest.raises(ValueError, match="num_classes"):
+        ClassifierModel(encoder(), num_classes=1)
+
+
+@pytest.mark.parametrize("head", ["classifier", "next_item"])
+def test_frozen_encoder_is_a_linear_probe(head):
+    enc = encoder()
+    before = {k: v.clone() for k, v in enc.state_dict().items()}
+    tokens, targets = next_item_batch()
+    if head == "classifier":
+        model = ClassifierModel(enc, num_classes=3, freeze_encoder=True)
+        labels = torch.tensor([0, 1, 2])
+    else:
+        model = NextItemModel(enc, freeze_encoder=True)
+        labels = targets
+    model.train()
+    assert not model.encoder.training  # no dropout in the frozen encoder
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    assert trainable and all(not p.requires_grad for p in enc.parameters())
+    optimizer = torch.optim.Adam(trainable, lr=1e-1)
+    first = model.loss(tokens, labels)
+    first.backward()
+    optimizer.step()
+    assert model.loss(tokens, labels).item() < first.item()
+    for key, value in enc.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    torch.testing.assert_close(model.user_vectors(tokens), model.user_vectors(tokens))
