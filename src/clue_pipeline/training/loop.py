@@ -1,0 +1,549 @@
+"""The one training loop shared by pre-training and every fine-tuning task.
+
+A task is a model, a dataset of tensors and a ``step_fn`` that turns one batch into a loss; the loop
+owns everything else (batch order, optimiser, mixed precision, checkpoints, resume, early stopping,
+distributed sharding), so each of those is written and tested once. Batch order is a seeded
+permutation per epoch, so a run killed mid-epoch resumes on exactly the batches it had not yet seen
+and reaches bit-identical weights on CPU.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from clue_pipeline.training.checkpoint import (
+    capture_rng_state,
+    checkpoint_path,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
+
+Batch = torch.Tensor | Sequence[torch.Tensor] | Mapping[str, torch.Tensor]
+StepFn = Callable[[nn.Module, Any, torch.Generator], tuple[torch.Tensor, Mapping[str, Any]]]
+EvalFn = Callable[[nn.Module], Mapping[str, float]]
+
+OPTIMIZERS = ("adam", "adamw")
+DEVICES = ("auto", "cpu", "cuda")
+CHECKPOINT_FORMAT = 1
+
+
+@dataclass
+class TrainConfig:
+    """Everything the loop needs; ``batch_size`` is the global batch across all processes."""
+
+    epochs: int
+    batch_size: int
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    optimizer: str = "adam"
+    grad_clip: float | None = None
+    seed: int = 0
+    device: str = "auto"
+    bf16: bool = False
+    bf16_cpu: bool = False
+    checkpoint_dir: str | None = None
+    checkpoint_every_steps: int | None = None
+    resume: bool = False
+    patience: int | None = None
+    monitor: str | None = None
+    progress: bool = False
+    progress_every_steps: int = 20
+    drop_last: bool = True
+
+    def __post_init__(self) -> None:
+        _require(self.epochs >= 0, "epochs", self.epochs, "an integer >= 0")
+        _require(self.batch_size >= 1, "batch_size", self.batch_size, "an integer >= 1")
+        _require(self.lr > 0, "lr", self.lr, "a float > 0")
+        _require(self.weight_decay >= 0, "weight_decay", self.weight_decay, "a float >= 0")
+        _require(self.optimizer in OPTIMIZERS, "optimizer", self.optimizer, f"one of {OPTIMIZERS}")
+        _require(self.device in DEVICES, "device", self.device, f"one of {DEVICES}")
+        _require(
+            self.grad_clip is None or self.grad_clip > 0,
+            "grad_clip",
+            self.grad_clip,
+            "null or a max-norm > 0",
+        )
+        _require(
+            self.checkpoint_every_steps is None or self.checkpoint_every_steps >= 1,
+            "checkpoint_every_steps",
+            self.checkpoint_every_steps,
+            "null or an integer >= 1",
+        )
+        _require(
+            self.patience is None or self.patience >= 1,
+            "patience",
+            self.patience,
+            "null or an integer >= 1",
+        )
+        _require(
+            self.patience is None or self.monitor is not None,
+            "monitor",
+            self.monitor,
+            "a metric name returned by validate_fn when patience is set",
+        )
+        _require(
+            self.progress_every_steps >= 1,
+            "progress_every_steps",
+            self.progress_every_steps,
+            "an integer >= 1",
+        )
+
+
+@dataclass
+class DistributedContext:
+    """Who this process is in a process group that is already initialised."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+@dataclass
+class TrainResult:
+    """``best_state`` is a CPU copy of the weights at ``best_epoch`` (the last epoch without a monitor)."""
+
+    best_state: dict[str, torch.Tensor] | None
+    history: list[dict[str, Any]]
+    best_epoch: int
+    steps: int
+    step_losses: list[float] = field(default_factory=list)
+
+
+def fit(
+    model: nn.Module,
+    dataset: Batch,
+    step_fn: StepFn,
+    config: TrainConfig,
+    validate_fn: EvalFn | None = None,
+    epoch_metrics_fn: EvalFn | None = None,
+    distributed: DistributedContext | None = None,
+) -> TrainResult:
+    """Train ``model`` in place and return the history and the best weights.
+
+    ``step_fn(model, batch, generator)`` returns ``(loss, metrics)``; metric values may be floats or
+    0-d tensors (tensors avoid a device sync per step). It must call ``model(...)`` itself so that a
+    DistributedDataParallel wrapper sees the forward pass. ``validate_fn`` and ``epoch_metrics_fn``
+    get the bare module in eval mode under ``torch.no_grad`` after each epoch; with ``distributed``
+    they run on rank 0 only and their results are broadcast, so every rank stops at the same epoch.
+    """
+    ctx = distributed or DistributedContext()
+    module = model.module if hasattr(model, "module") else model
+    if config.batch_size % ctx.world_size:
+        raise ValueError(
+            f"TrainConfig.batch_size={config.batch_size} must be divisible by the world size "
+            f"{ctx.world_size}: it is the global batch, split evenly across processes"
+        )
+    device = resolve_device(config.device, ctx.local_rank)
+    module.to(device)
+    num_rows = dataset_length(dataset)
+    steps_per_epoch = _steps_per_epoch(num_rows, config.batch_size, config.drop_last)
+
+    _seed_everything(config.seed + ctx.rank)
+    generator = torch.Generator(device=device)
+    generator.manual_seed(config.seed + ctx.rank)
+    optimizer = build_optimizer(module.parameters(), config)
+    state = _RunState()
+    ckpt_file = checkpoint_path(config.checkpoint_dir) if config.checkpoint_dir else None
+    if config.resume and ckpt_file is not None and ckpt_file.exists():
+        state = _restore(load_checkpoint(ckpt_file), module, optimizer, generator, ctx, device)
+    if state.finished:
+        return state.result()
+
+    autocast_on = config.bf16 and (device.type == "cuda" or config.bf16_cpu)
+    for epoch in range(state.epoch, config.epochs):
+        order = epoch_permutation(num_rows, config.seed + epoch)
+        model.train()
+        bar = tqdm(
+            total=steps_per_epoch,
+            initial=state.step_in_epoch,
+            desc=f"epoch {epoch}",
+            disable=not (config.progress and ctx.is_main),
+            leave=False,
+        )
+        started = time.perf_counter()
+        for step in range(state.step_in_epoch, steps_per_epoch):
+            index = shard_indices(batch_indices(order, step, config.batch_size), ctx)
+            batch = to_device(take(dataset, index), device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast_on):
+                loss, metrics = step_fn(model, batch, generator)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.grad_clip is not None:
+                nn.utils.clip_grad_norm_(module.parameters(), config.grad_clip)
+            optimizer.step()
+
+            state.partial.add(loss, metrics, len(index) * ctx.world_size)
+            state.global_step += 1
+            state.step_in_epoch = step + 1
+            if not bar.disable and state.global_step % config.progress_every_steps == 0:
+                elapsed = state.partial.elapsed + time.perf_counter() - started
+                bar.set_postfix(
+                    loss=f"{loss.item():.4f}", seq_s=f"{state.partial.sequences / elapsed:.0f}"
+                )
+            bar.update(1)
+            if (
+                ckpt_file is not None
+                and config.checkpoint_every_steps
+                and state.global_step % config.checkpoint_every_steps == 0
+                and state.step_in_epoch < steps_per_epoch
+            ):
+                state.partial.elapsed += time.perf_counter() - started
+                started = time.perf_counter()
+                _save(ckpt_file, state, module, optimizer, generator, ctx, epoch)
+        bar.close()
+        state.partial.elapsed += time.perf_counter() - started
+
+        entry = _epoch_entry(epoch, state.partial, ctx)
+        state.step_losses.extend(entry.pop("step_losses"))
+        entry.update(_evaluate(module, validate_fn, epoch_metrics_fn, ctx))
+        state.history.append(entry)
+        _track_best(state, entry, module, epoch, config.monitor)
+        stop = config.patience is not None and state.stale_epochs >= config.patience
+        state.epoch, state.step_in_epoch = epoch + 1, 0
+        state.partial = _EpochAccumulator()
+        state.finished = stop or state.epoch >= config.epochs
+        if ckpt_file is not None:
+            _save(ckpt_file, state, module, optimizer, generator, ctx, state.epoch)
+        if stop:
+            break
+    state.finished = True
+    return state.result()
+
+
+def resolve_device(device: str, local_rank: int = 0) -> torch.device:
+    """``auto`` picks CUDA when present; under distributed each process takes its local GPU."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("TrainConfig.device='cuda' but no CUDA device is available")
+        return torch.device("cuda", local_rank % torch.cuda.device_count())
+    return torch.device(device)
+
+
+def build_optimizer(params: Any, config: TrainConfig) -> torch.optim.Optimizer:
+    optimizer_class = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+    return optimizer_class(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def epoch_permutation(num_rows: int, seed: int) -> torch.Tensor:
+    """Seeded per epoch (``seed + epoch``) so that any step's batch can be recomputed on resume."""
+    return torch.randperm(num_rows, generator=torch.Generator().manual_seed(seed))
+
+
+def batch_indices(order: torch.Tensor, step: int, batch_size: int) -> torch.Tensor:
+    return order[step * batch_size : (step + 1) * batch_size]
+
+
+def shard_indices(index: torch.Tensor, ctx: DistributedContext) -> torch.Tensor:
+    """This rank's contiguous share of the global batch; a ragged tail is cut to a multiple of ranks."""
+    if ctx.world_size == 1:
+        return index
+    per_rank = len(index) // ctx.world_size
+    return index[ctx.rank * per_rank : (ctx.rank + 1) * per_rank]
+
+
+def dataset_length(dataset: Batch) -> int:
+    """Number of rows of a tensor, a sequence of tensors or a mapping of tensors (all equal)."""
+    tensors = _tensors_of(dataset)
+    lengths = {len(tensor) for tensor in tensors}
+    if len(lengths) != 1:
+        raise ValueError(
+            f"fit(dataset=...): tensors have different numbers of rows {sorted(lengths)}; "
+            "expected every tensor to have the same first dimension"
+        )
+    return lengths.pop()
+
+
+def take(dataset: Batch, index: torch.Tensor) -> Batch:
+    """Rows ``index`` of every tensor, keeping the dataset's structure."""
+    if isinstance(dataset, torch.Tensor):
+        return dataset[index.to(dataset.device)]
+    if isinstance(dataset, Mapping):
+        return {key: value[index.to(value.device)] for key, value in dataset.items()}
+    return type(dataset)(value[index.to(value.device)] for value in dataset)
+
+
+def to_device(batch: Batch, device: torch.device) -> Batch:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, Mapping):
+        return {key: value.to(device, non_blocking=True) for key, value in batch.items()}
+    return type(batch)(value.to(device, non_blocking=True) for value in batch)
+
+
+def cpu_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
+    """A deep copy on CPU, so later optimiser steps cannot change the kept weights."""
+    return {key: value.detach().to("cpu", copy=True) for key, value in module.state_dict().items()}
+
+
+@dataclass
+class _EpochAccumulator:
+    """Per-step values kept as tensors on the device: one sync per epoch instead of per step."""
+
+    losses: list[torch.Tensor] = field(default_factory=list)
+    metrics: dict[str, list[torch.Tensor]] = field(default_factory=dict)
+    sequences: int = 0
+    elapsed: float = 0.0
+
+    def add(self, loss: torch.Tensor, metrics: Mapping[str, Any], sequences: int) -> None:
+        self.losses.append(loss.detach().float())
+        for name, value in metrics.items():
+            tensor = torch.as_tensor(value.detach() if torch.is_tensor(value) else value)
+            self.metrics.setdefault(name, []).append(tensor.to(loss.device, torch.float32))
+        self.sequences += sequences
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "losses": _stack_cpu(self.losses),
+            "metrics": {name: _stack_cpu(values) for name, values in self.metrics.items()},
+            "sequences": self.sequences,
+            "elapsed": self.elapsed,
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any], device: torch.device) -> _EpochAccumulator:
+        return cls(
+            losses=list(state["losses"].to(device)),
+            metrics={name: list(values.to(device)) for name, values in state["metrics"].items()},
+            sequences=int(state["sequences"]),
+            elapsed=float(state["elapsed"]),
+        )
+
+
+@dataclass
+class _RunState:
+    epoch: int = 0
+    step_in_epoch: int = 0
+    global_step: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    step_losses: list[float] = field(default_factory=list)
+    best_state: dict[str, torch.Tensor] | None = None
+    best_metric: float | None = None
+    best_epoch: int = -1
+    stale_epochs: int = 0
+    finished: bool = False
+    partial: _EpochAccumulator = field(default_factory=_EpochAccumulator)
+
+    def result(self) -> TrainResult:
+        return TrainResult(
+            best_state=self.best_state,
+            history=self.history,
+            best_epoch=self.best_epoch,
+            steps=self.global_step,
+            step_losses=self.step_losses,
+        )
+
+
+def _epoch_entry(epoch: int, acc: _EpochAccumulator, ctx: DistributedContext) -> dict[str, Any]:
+    """Means over the epoch's steps, averaged across ranks (equal shards, so the global mean)."""
+    names = sorted(acc.metrics)
+    if not acc.losses:
+        raise ValueError(f"epoch {epoch} ran no step: the dataset is smaller than one batch")
+    rows = torch.stack([torch.stack(acc.losses)] + [torch.stack(acc.metrics[n]) for n in names])
+    if ctx.world_size > 1:
+        torch.distributed.all_reduce(rows)
+        rows = rows / ctx.world_size
+    rows = rows.double().cpu()
+    entry: dict[str, Any] = {"epoch": epoch, "loss": float(rows[0].mean())}
+    entry.update({name: float(rows[i + 1].mean()) for i, name in enumerate(names)})
+    entry["sequences_per_s"] = acc.sequences / max(acc.elapsed, 1e-9)
+    entry["wall_s"] = acc.elapsed
+    entry["step_losses"] = rows[0].tolist()
+    return entry
+
+
+def _evaluate(
+    module: nn.Module,
+    validate_fn: EvalFn | None,
+    epoch_metrics_fn: EvalFn | None,
+    ctx: DistributedContext,
+) -> dict[str, float]:
+    if validate_fn is None and epoch_metrics_fn is None:
+        return {}
+    results: dict[str, float] = {}
+    if ctx.is_main:
+        was_training = module.training
+        module.eval()
+        with torch.no_grad():
+            for fn in (epoch_metrics_fn, validate_fn):
+                if fn is not None:
+                    results.update({k: float(v) for k, v in fn(module).items()})
+        module.train(was_training)
+    if ctx.world_size > 1:
+        box = [results]
+        torch.distributed.broadcast_object_list(box, src=0)
+        results = box[0]
+    return results
+
+
+def _track_best(
+    state: _RunState, entry: dict[str, Any], module: nn.Module, epoch: int, monitor: str | None
+) -> None:
+    if monitor is None:
+        state.best_state, state.best_epoch, state.stale_epochs = cpu_state_dict(module), epoch, 0
+        return
+    if monitor not in entry:
+        raise ValueError(
+            f"TrainConfig.monitor={monitor!r} is not among the epoch's metrics "
+            f"{sorted(k for k in entry if k != 'epoch')}; expected a key returned by validate_fn"
+        )
+    value = float(entry[monitor])
+    if state.best_metric is None or value > state.best_metric:
+        state.best_metric, state.best_epoch, state.stale_epochs = value, epoch, 0
+        state.best_state = cpu_state_dict(module)
+    else:
+        state.stale_epochs += 1
+
+
+def _save(
+    path: Any,
+    state: _RunState,
+    module: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    ctx: DistributedContext,
+    epoch: int,
+) -> None:
+    """Every rank gives its random states (a collective), rank 0 writes the file."""
+    rng = capture_rng_state(generator)
+    rng_per_rank = [rng]
+    if ctx.world_size > 1:
+        rng_per_rank = [None] * ctx.world_size
+        torch.distributed.all_gather_object(rng_per_rank, rng)
+    if not ctx.is_main:
+        return
+    save_checkpoint(
+        path,
+        {
+            "format": CHECKPOINT_FORMAT,
+            "model": module.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "epoch": epoch,
+            "step_in_epoch": state.step_in_epoch,
+            "global_step": state.global_step,
+            "world_size": ctx.world_size,
+            "rng": rng_per_rank,
+            "history": state.history,
+            "step_losses": state.step_losses,
+            "best_state": state.best_state,
+            "best_metric": state.best_metric,
+            "best_epoch": state.best_epoch,
+            "stale_epochs": state.stale_epochs,
+            "finished": state.finished,
+            "partial": state.partial.to_state(),
+        },
+    )
+
+
+def _restore(
+    ckpt: dict[str, Any],
+    module: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    ctx: DistributedContext,
+    device: torch.device,
+) -> _RunState:
+    if ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(
+            f"checkpoint format {ckpt.get('format')!r} is not {CHECKPOINT_FORMAT}; "
+            "expected a checkpoint written by clue_pipeline.training.fit"
+        )
+    module.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    if ckpt["world_size"] == ctx.world_size:
+        restore_rng_state(ckpt["rng"][ctx.rank], generator)
+    else:
+        # A different world size cannot replay the old per-rank streams; reseed reproducibly.
+        reseed = ckpt["global_step"] * ctx.world_size + ctx.rank
+        _seed_everything(reseed)
+        generator.manual_seed(reseed)
+    return _RunState(
+        epoch=int(ckpt["epoch"]),
+        step_in_epoch=int(ckpt["step_in_epoch"]),
+        global_step=int(ckpt["global_step"]),
+        history=list(ckpt["history"]),
+        step_losses=list(ckpt["step_losses"]),
+        best_state=ckpt["best_state"],
+        best_metric=ckpt["best_metric"],
+        best_epoch=int(ckpt["best_epoch"]),
+        stale_epochs=int(ckpt["stale_epochs"]),
+        finished=bool(ckpt["finished"]),
+        partial=_EpochAccumulator.from_state(ckpt["partial"], device),
+    )
+
+
+def _steps_per_epoch(num_rows: int, batch_size: int, drop_last: bool) -> int:
+    steps = num_rows // batch_size if drop_last else math.ceil(num_rows / batch_size)
+    if steps == 0:
+        raise ValueError(
+            f"fit: the dataset has {num_rows} rows, fewer than TrainConfig.batch_size={batch_size} "
+            "with drop_last=True; expected at least one full batch"
+        )
+    return steps
+
+
+def _seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
+def _stack_cpu(values: list[torch.Tensor]) -> torch.Tensor:
+    return torch.stack(values).cpu() if values else torch.empty(0)
+
+
+def _tensors_of(dataset: Batch) -> list[torch.Tensor]:
+    if isinstance(dataset, torch.Tensor):
+        tensors = [dataset]
+    elif isinstance(dataset, Mapping):
+        tensors = list(dataset.values())
+    elif isinstance(dataset, Sequence):
+        tensors = list(dataset)
+    else:
+        tensors = []
+    if not tensors or not all(isinstance(t, torch.Tensor) for t in tensors):
+        raise TypeError(
+            f"fit(dataset=...): got {type(dataset).__name__}; expected a tensor, or a tuple/list "
+            "or dict of tensors sharing their first dimension"
+        )
+    return tensors
+
+
+def _require(ok: bool, name: str, value: Any, expected: str) -> None:
+    if not ok:
+        raise ValueError(f"TrainConfig.{name}={value!r} is invalid; expected {expected}")
+
+
+__all__ = [
+    "Batch",
+    "DistributedContext",
+    "StepFn",
+    "TrainConfig",
+    "TrainResult",
+    "batch_indices",
+    "build_optimizer",
+    "cpu_state_dict",
+    "dataset_length",
+    "epoch_permutation",
+    "fit",
+    "resolve_device",
+    "shard_indices",
+    "take",
+    "to_device",
+]
