@@ -1,0 +1,30 @@
+"""The token layout shared by every sequence table and every model of a dataset."""
+
+import operator
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SpecialTokens:
+    """Reserved token ids around the item tokens ``1..N``.
+
+    Padding is ``0`` so that a zero-initialised batch is already padded; ``[MASK]`` and
+    ``[UR]`` come after the items so that item tokens stay dense and equal to their
+    row in the item embedding table.
+    """
+
+    pad: int
+    mask: int
+    user: int
+    vocab_size: int
+
+
+def special_tokens(num_items: int) -> SpecialTokens:
+    """The special tokens of a vocabulary of ``num_items`` items (tokens ``1..num_items``)."""
+    try:
+        count = operator.index(num_items)
+    except TypeError:
+        count = -1
+    if isinstance(num_items, bool) or count < 0:
+        raise ValueError(f"num_items = {num_items!r}: expected a non-negative integer")
+    return SpecialTokens(pad=0, mask=count + 1, user=count + 2, vocab_size=count + 3)
