@@ -1,0 +1,130 @@
+"""Thin nodes: catalog tables and ``params:sequences`` in, tables out, counts logged."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from clue_pipeline.data.coldstart import ColdStartSettings, build_coldstart
+from clue_pipeline.data.sequences import (
+    build_item_index,
+    build_sequences,
+    filter_interactions,
+    list_values_offsets,
+    order_interactions,
+)
+from clue_pipeline.data.splits import next_item_split, profile_split
+
+logger = logging.getLogger(__name__)
+
+
+def filter_and_order_interactions(
+    interactions: pd.DataFrame, params: dict[str, Any]
+) -> pd.DataFrame:
+    """The log in (user, time, file) order, after k-core and minimum-length filtering."""
+    kept, report = filter_interactions(
+        order_interactions(interactions), params["k_core"], params["min_seq_len"]
+    )
+    logger.info(
+        "filtering (k_core=%d, min_seq_len=%d, %d rounds) kept %d/%d users, %d/%d items, "
+        "%d/%d interactions (%d dropped)",
+        params["k_core"],
+        params["min_seq_len"],
+        report.rounds,
+        report.users_after,
+        report.users_before,
+        report.items_after,
+        report.items_before,
+        report.interactions_after,
+        report.interactions_before,
+        report.interactions_before - report.interactions_after,
+    )
+    return kept
+
+
+def index_items_and_build_sequences(
+    filtered_interactions: pd.DataFrame, params: dict[str, Any]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    item_index = build_item_index(filtered_interactions)
+    sequences = build_sequences(filtered_interactions, item_index, params["max_len"])
+    lengths = np.diff(list_values_offsets(sequences["items"])[1])
+    logger.info(
+        "sequences: %d users, %d items (tokens 1..%d), mean length %.1f after keeping the "
+        "most recent %d",
+        len(sequences),
+        len(item_index),
+        len(item_index),
+        float(lengths.mean()),
+        params["max_len"] + 2,
+    )
+    return item_index, sequences
+
+
+def split_next_item(sequences: pd.DataFrame) -> pd.DataFrame:
+    table, dropped = next_item_split(sequences)
+    logger.info(
+        "next-item leave-one-out: %d users, %d dropped with fewer than 3 items", len(table), dropped
+    )
+    return table
+
+
+def split_profiles(
+    sequences: pd.DataFrame, users: pd.DataFrame, params: dict[str, Any]
+) -> tuple[pd.DataFrame, dict[str, list[str]]]:
+    profiling = params["profiling"]
+    table, classes = profile_split(
+        sequences,
+        users,
+        tasks=profiling["tasks"],
+        ratios=profiling["ratios"],
+        seed=params["seed"],
+        stratify_min_users=profiling["stratify_min_users"],
+        dataset=params["dataset"],
+    )
+    for task, names in classes.items():
+        rows = table[table["task"] == task]
+        logger.info(
+            "profiling task '%s': %d users, %d classes, splits %s",
+            task,
+            len(rows),
+            len(names),
+            rows["split"].value_counts().to_dict(),
+        )
+    return table, classes
+
+
+def build_coldstart_tables(
+    filtered_interactions: pd.DataFrame,
+    items: pd.DataFrame,
+    item_index: pd.DataFrame,
+    params: dict[str, Any],
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    coldstart = params["coldstart"]
+    settings = ColdStartSettings(
+        target_genre=coldstart["target_genre"],
+        target_domain=coldstart["target_domain"],
+        max_targets=coldstart["max_targets"],
+        min_source_items=coldstart["min_source_items"],
+        max_len=params["max_len"],
+        ratios=coldstart["ratios"],
+        seed=params["seed"],
+    )
+    data = build_coldstart(filtered_interactions, items, item_index, settings, params["dataset"])
+    if data.skipped_reason is None:
+        logger.info(
+            "cold-start (target %r, g=%d): %d/%d users kept, %d without a target item, "
+            "%d with fewer than %d source items; %d instances over %d target classes",
+            settings.target_genre,
+            settings.max_targets,
+            len(data.source),
+            data.users_total,
+            data.dropped_without_target,
+            data.dropped_short_source,
+            settings.min_source_items,
+            len(data.targets),
+            len(data.target_index),
+        )
+    return data.source, data.targets, data.target_index
