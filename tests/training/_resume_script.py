@@ -28,21 +28,25 @@ MASK_TOKEN = 1
 
 
 class TinySiamese(nn.Module):
-    """Mean-pooled embeddings -> projector (Linear-BN-ReLU-Linear-BN) -> predictor."""
+    """Mean-pooled embeddings -> projector (Linear-BN-ReLU-Linear-BN) -> predictor.
+
+    Linear layers feeding a BatchNorm have no bias, as in SimSiam: BN cancels a bias, so its
+    gradient is rounding noise that Adam would blow up into lr-sized random steps.
+    """
 
     def __init__(self, vocab: int, hidden: int, dropout: float) -> None:
         super().__init__()
         self.embedding = nn.Embedding(vocab, hidden, padding_idx=0)
         self.dropout = nn.Dropout(dropout)
         self.projector = nn.Sequential(
-            nn.Linear(hidden, hidden),
+            nn.Linear(hidden, hidden, bias=False),
             nn.BatchNorm1d(hidden),
             nn.ReLU(),
-            nn.Linear(hidden, hidden),
+            nn.Linear(hidden, hidden, bias=False),
             nn.BatchNorm1d(hidden, affine=False),
         )
         self.predictor = nn.Sequential(
-            nn.Linear(hidden, hidden // 2),
+            nn.Linear(hidden, hidden // 2, bias=False),
             nn.BatchNorm1d(hidden // 2),
             nn.ReLU(),
             nn.Linear(hidden // 2, hidden),
