@@ -12,12 +12,11 @@ from functools import partial
 
 import numpy as np
 import torch
-from clue_pipeline.models.item_pretraining import MaskedItemPretrainer
-from torch.utils.data import TensorDataset
 
 from clue_pipeline.augment import ViewPolicy, make_views
 from clue_pipeline.models.clue import SimSiam, alignment, simsiam_loss, uniformity, z_std
 from clue_pipeline.models.encoders import EncoderConfig, build_encoder, encoder_to_checkpoint
+from clue_pipeline.models.item_pretraining import MaskedItemPretrainer
 from clue_pipeline.training.distributed import (
     DistributedConfig,
     TrainingTask,
@@ -58,7 +57,7 @@ def build_pretraining(job: PretrainJob) -> TrainingTask:
     if job.method == "clue":
         return TrainingTask(
             model=SimSiam(encoder, **asdict(job.simsiam)),
-            dataset=TensorDataset(tokens),
+            dataset=(tokens,),
             step_fn=partial(clue_step, policy=job.view_policy, mask_token=mask_token),
             epoch_metrics_fn=partial(
                 clue_diagnostics,
@@ -71,7 +70,7 @@ def build_pretraining(job: PretrainJob) -> TrainingTask:
     if job.method == "mip":
         return TrainingTask(
             model=MaskedItemPretrainer(encoder, mask_ratio=job.mask_ratio),
-            dataset=TensorDataset(tokens),
+            dataset=(tokens,),
             step_fn=masked_item_step,
         )
     raise ValueError(f"pretrain method: unknown '{job.method}'; expected 'clue' or 'mip'")
@@ -103,16 +102,24 @@ def masked_item_step(model: MaskedItemPretrainer, batch, generator: torch.Genera
     return model.loss(tokens, generator), {}
 
 
-@torch.no_grad()
 def clue_diagnostics(
     model: SimSiam, tokens: torch.Tensor, policy, mask_token: int, seed: int
 ) -> dict[str, float]:
-    """Alignment of two views' user vectors and uniformity of the users (Wang & Isola 2020).
+    """The loop's per-epoch diagnostics of a CLUE model: those of its encoder."""
+    return representation_quality(model.encoder, tokens, policy, mask_token, seed)
 
-    Views keep the model's dropout on (train mode), as in training; uniformity is measured on the
-    deterministic vectors (eval mode) that downstream tasks see.
+
+@torch.no_grad()
+def representation_quality(
+    encoder: torch.nn.Module, tokens: torch.Tensor, policy, mask_token: int, seed: int
+) -> dict[str, float]:
+    """Alignment of two views' user vectors, uniformity (Wang & Isola 2020) and spread of users.
+
+    Views keep the model's dropout on (train mode), as in training; uniformity is measured on
+    the deterministic vectors (eval mode) that downstream tasks see. ``user_std`` is the std
+    of the l2-normalised user vectors across users: near 0 when the encoder has collapsed to
+    one vector whatever the input.
     """
-    encoder = model.encoder
     device = next(encoder.parameters()).device
     tokens = tokens.to(device)
     generator = torch.Generator(device=device).manual_seed(seed)
@@ -121,6 +128,10 @@ def clue_diagnostics(
     view_a, view_b = make_views(tokens, policy, generator, mask_token)
     aligned = alignment(encoder(view_a).user, encoder(view_b).user)
     encoder.eval()
-    uniform = uniformity(encoder(tokens).user)
+    users = encoder(tokens).user
     encoder.train(was_training)
-    return {"alignment": float(aligned), "uniformity": float(uniform)}
+    return {
+        "alignment": float(aligned),
+        "uniformity": float(uniformity(users)),
+        "user_std": float(z_std(users)),
+    }
