@@ -88,6 +88,7 @@ def build_task(
     seed: int = 0,
     progress_file: str | None = None,
     step_delay_s: float = 0.0,
+    validation_rows: int = 0,
 ) -> TrainingTask:
     """Data and initial weights from ``seed``, so every process builds the same task."""
     data_generator = torch.Generator().manual_seed(seed)
@@ -104,7 +105,19 @@ def build_task(
             time.sleep(step_delay_s)
         return simsiam_step(model, batch, generator, mask_ratio)
 
-    return TrainingTask(model=model, dataset=tokens, step_fn=step_fn)
+    def validate_fn(model: nn.Module) -> dict[str, float]:
+        """Eval-mode loss on fixed rows: uses the BN running statistics the training left behind."""
+        device = next(model.parameters()).device
+        fixed = torch.Generator(device=device).manual_seed(seed)
+        loss, _ = simsiam_step(model, tokens[:validation_rows].to(device), fixed, mask_ratio)
+        return {"neg_loss": -loss.item()}
+
+    return TrainingTask(
+        model=model,
+        dataset=tokens,
+        step_fn=step_fn,
+        validate_fn=validate_fn if validation_rows else None,
+    )
 
 
 def train(

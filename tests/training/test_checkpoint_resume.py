@@ -60,6 +60,8 @@ def test_rng_state_round_trip_replays_every_stream(tmp_path):
     assert first[2] == second[2] and first[3] == second[3]
 
 
+# Starts fresh interpreters (torch import dominates), so it is slow on a busy 2-core machine.
+@pytest.mark.slow
 def test_sigkill_mid_run_then_resume_gives_identical_weights(tmp_path):
     reference_model, reference = train(checkpoint_dir=None, resume=False)
     ckpt_dir, progress = tmp_path / "ck", tmp_path / "progress.txt"

@@ -65,7 +65,7 @@ def test_shards_split_the_global_batch_into_disjoint_equal_parts():
 
 def test_history_has_losses_metrics_throughput_and_validation():
     task = build_task(rows=128)
-    config = _config(epochs=3)
+    config = _config(epochs=3, progress=True, progress_every_steps=2)
     result = fit(
         task.model,
         task.dataset,
