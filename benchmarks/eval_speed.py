@@ -1,0 +1,331 @@
+"""Speed of full-ranking evaluation on Amazon Beauty (all users x all items, d = 64).
+
+Times ``clue_pipeline.metrics.ranking_metrics`` over every user of the S3-Rec Beauty file with
+random user vectors and item matrix of the real sizes (ranking cost does not depend on the
+values), picks the fastest ``chunk_size`` from a grid, checks whether bf16 scores would keep
+the metrics identical, and times the transformer encoder forward pass for all users
+(``NextItemModel`` over ``max_len`` = 50, 2 blocks) separately from the ranking.
+
+    .venv/bin/python benchmarks/eval_speed.py            # writes benchmarks/results/eval_speed.*
+
+Thread count: ``--threads`` or ``CLUE_NUM_THREADS``, else torch's default (the cores torch
+sees); the machine may be shared, so the load average before and after is recorded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from clue_pipeline.metrics import metrics_from_ranks, ranking_metrics, target_ranks
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "s3rec" / "Beauty.txt"
+DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    threads = args.threads or int(os.environ.get("CLUE_NUM_THREADS", 0)) or torch.get_num_threads()
+    torch.set_num_threads(threads)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    load_before = os.getloadavg()
+
+    sequences = read_s3rec(args.data)
+    num_items = int(max(int(s.max()) for s in sequences))
+    inputs = left_padded_inputs([s[:-1] for s in sequences], args.max_len, num_items)
+    targets = torch.tensor([int(s[-1]) - 1 for s in sequences])
+    history = history_csr([s[:-1] for s in sequences])
+    num_users = len(sequences)
+    print(
+        f"{args.data.name}: {num_users} users, {num_items} items, device {device}, {threads} threads"
+    )
+
+    g = torch.Generator().manual_seed(args.seed)
+    users = (torch.randn(num_users, args.hidden, generator=g) * 0.1).to(device)
+    items = (torch.randn(num_items, args.hidden, generator=g) * 0.1).to(device)
+    targets = targets.to(device)
+
+    def rank(chunk: int, exclude=None) -> Callable[[], dict]:
+        return lambda: ranking_metrics(users, items, targets, chunk_size=chunk, exclude=exclude)
+
+    grid = {}
+    for chunk in args.chunk_sizes:
+        grid[chunk] = time_repeats(rank(chunk), args.repeats, device)
+        print(f"  chunk {chunk:5d}: median {grid[chunk]['median_s']:.3f} s")
+    best_chunk = min(grid, key=lambda c: grid[c]["median_s"])
+    ranking = time_repeats(rank(best_chunk), args.repeats, device)
+    ranking_excl = time_repeats(rank(best_chunk, history), args.repeats, device)
+    metrics = ranking_metrics(users, items, targets, chunk_size=best_chunk)
+    print(f"ranking (chunk {best_chunk}): median {ranking['median_s']:.3f} s")
+
+    bf16 = bf16_check(users, items, targets, best_chunk, device)
+    print(f"bf16 scores: identical ranks = {bf16['ranks_identical']}, {bf16['median_s']:.3f} s")
+    encoder = encoder_timing(inputs, targets, num_items, args, best_chunk, device)
+    if encoder:
+        print(f"encoder forward: {encoder['forward']['median_s']:.3f} s")
+
+    result = {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine_info(device, threads),
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg(),
+        "dataset": {"file": args.data.name, "users": num_users, "items": num_items},
+        "hidden": args.hidden,
+        "repeats": args.repeats,
+        "chunk_grid": {str(c): v for c, v in grid.items()},
+        "best_chunk_size": best_chunk,
+        "ranking": ranking,
+        "ranking_history_excluded": ranking_excl,
+        "metrics_random_vectors": metrics,
+        "bf16": bf16,
+        "encoder": encoder,
+        "target_s": args.target_s,
+        "recbole_eval_s": args.recbole_s,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "eval_speed.json").write_text(json.dumps(result, indent=2) + "\n")
+    (args.out / "eval_speed.md").write_text(markdown(result))
+    print(f"wrote {args.out / 'eval_speed.json'} and .md")
+    return 0
+
+
+def read_s3rec(path: Path) -> list[np.ndarray]:
+    """S3-Rec format: one line per user, ``user item item ...`` (items 1..N, time order)."""
+    if not path.exists():
+        raise SystemExit(f"{path}: not found; pass --data PATH to an S3-Rec sequence file")
+    sequences = []
+    with path.open() as f:
+        for line_no, line in enumerate(f, 1):
+            fields = line.split()
+            if len(fields) < 3:
+                raise SystemExit(
+                    f"{path} line {line_no}: expected 'user item item ...' (>= 2 items)"
+                )
+            sequences.append(np.asarray(fields[1:], dtype=np.int64))
+    return sequences
+
+
+def left_padded_inputs(histories: list[np.ndarray], max_len: int, num_items: int) -> torch.Tensor:
+    """(U, max_len + 1) tokens: the last ``max_len`` items left-padded with 0, then [UR]."""
+    lengths = np.array([len(h) for h in histories])
+    flat = np.concatenate(histories)
+    user = np.repeat(np.arange(len(histories)), lengths)
+    from_end = np.arange(flat.size) - np.repeat(np.cumsum(lengths), lengths)  # -len..-1
+    keep = from_end >= -max_len
+    out = np.zeros((len(histories), max_len + 1), dtype=np.int64)
+    out[user[keep], max_len + from_end[keep]] = flat[keep]
+    out[:, -1] = num_items + 2  # [UR]
+    return torch.from_numpy(out)
+
+
+def history_csr(histories: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Item indices (token - 1) already seen by each user, as CSR for history exclusion."""
+    lengths = np.array([len(h) for h in histories])
+    indptr = np.concatenate([[0], np.cumsum(lengths)])
+    return torch.from_numpy(indptr), torch.from_numpy(np.concatenate(histories) - 1)
+
+
+def time_repeats(fn: Callable[[], object], repeats: int, device: torch.device) -> dict:
+    """Median and all wall times (after one warm-up call), plus process CPU time."""
+    fn()
+    walls, cpus = [], []
+    for _ in range(repeats):
+        _sync(device)
+        wall, cpu = time.perf_counter(), time.process_time()
+        fn()
+        _sync(device)
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+    return {
+        "median_s": statistics.median(walls),
+        "min_s": min(walls),
+        "cpu_median_s": statistics.median(cpus),
+        "walls_s": walls,
+    }
+
+
+def bf16_check(users, items, targets, chunk: int, device) -> dict:
+    """Would bf16 scores be a safe speed-up? Compare per-user ranks with fp32 (one timed pass)."""
+    fp32 = target_ranks(users, items, targets, chunk_size=chunk)
+    ub, ib = users.bfloat16(), items.bfloat16()
+    _sync(device)
+    wall, cpu = time.perf_counter(), time.process_time()
+    bf = target_ranks(ub, ib, targets, chunk_size=chunk)
+    _sync(device)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    m32, m16 = metrics_from_ranks(fp32), metrics_from_ranks(bf)
+    return {
+        "ranks_identical": bool(torch.equal(fp32, bf)),
+        "users_rank_changed": int((fp32 != bf).sum()),
+        "max_metric_abs_diff": max(abs(m32[k] - m16[k]) for k in m32 if "@" in k),
+        "median_s": wall,
+        "min_s": wall,
+        "cpu_median_s": cpu,
+        "walls_s": [wall],
+    }
+
+
+def encoder_timing(inputs, targets, num_items, args, chunk: int, device) -> dict | None:
+    """Encoder forward for every user (eval mode), then ranking of its user vectors."""
+    try:
+        from clue_pipeline.models.encoders import EncoderConfig, build_encoder
+        from clue_pipeline.models.heads import NextItemModel
+    except ImportError as err:  # the model may be absent in a stripped checkout
+        print(f"encoder timing skipped: {err}")
+        return None
+    torch.manual_seed(args.seed)
+    config = EncoderConfig(
+        num_items=num_items, max_len=args.max_len, hidden=args.hidden, blocks=args.blocks
+    )
+    model = NextItemModel(build_encoder(config)).to(device).eval()
+    inputs = inputs.to(device)
+
+    def user_vectors() -> torch.Tensor:
+        with torch.no_grad():
+            parts = [
+                model.user_vectors(inputs[i : i + args.batch_size])
+                for i in range(0, inputs.shape[0], args.batch_size)
+            ]
+        return torch.cat(parts)
+
+    forward = time_repeats(user_vectors, args.repeats, device)
+    vectors = user_vectors()
+    with torch.no_grad():
+        item_matrix = model.item_matrix().detach()
+    ranking = time_repeats(
+        lambda: ranking_metrics(vectors, item_matrix, targets, chunk_size=chunk),
+        args.repeats,
+        device,
+    )
+    return {
+        "blocks": args.blocks,
+        "max_len": args.max_len,
+        "batch_size": args.batch_size,
+        "forward": forward,
+        "ranking_of_encoder_vectors": ranking,
+        "forward_plus_ranking_median_s": forward["median_s"] + ranking["median_s"],
+        "metrics_untrained": ranking_metrics(vectors, item_matrix, targets, chunk_size=chunk),
+    }
+
+
+def machine_info(device: torch.device, threads: int) -> dict:
+    cpu = "unknown"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    info = {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": threads,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "device": str(device),
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def markdown(r: dict) -> str:
+    m = r["machine"]
+    lines = [
+        "# Full-ranking evaluation speed (Amazon Beauty)",
+        "",
+        f"- command: `{r['command']}`",
+        f"- date: {r['date']}",
+        f"- machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} with "
+        f"{m['torch_threads']} threads, device {m['device']}"
+        + (f" ({m['gpu']})" if "gpu" in m else ""),
+        f"- load average (1/5/15 min) before: {_load(r['load_average_before'])}, "
+        f"after: {_load(r['load_average_after'])} (the machine is shared)",
+        f"- data: {r['dataset']['users']} users x {r['dataset']['items']} items, d = {r['hidden']}; "
+        f"median of {r['repeats']} repeats after a warm-up",
+        "",
+        "| what | median s | min s | CPU s |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    rows = [(f"ranking, chunk {c}", v) for c, v in r["chunk_grid"].items()]
+    rows += [
+        (f"**ranking_metrics, chunk {r['best_chunk_size']}**", r["ranking"]),
+        ("ranking_metrics, history excluded", r["ranking_history_excluded"]),
+        ("target ranks, bf16 scores (one pass)", r["bf16"]),
+    ]
+    if r["encoder"]:
+        e = r["encoder"]
+        rows += [
+            (f"encoder forward, all users (L={e['max_len']}, {e['blocks']} blocks)", e["forward"]),
+            ("ranking of the encoder's user vectors", e["ranking_of_encoder_vectors"]),
+        ]
+    lines += [
+        f"| {name} | {v['median_s']:.3f} | {v['min_s']:.3f} | {v['cpu_median_s']:.3f} |"
+        for name, v in rows
+    ]
+    b = r["bf16"]
+    if r["encoder"]:
+        lines += [
+            "",
+            f"Encoder forward + ranking (sum of medians): "
+            f"{r['encoder']['forward_plus_ranking_median_s']:.3f} s.",
+        ]
+    lines += [
+        "",
+        f"Target: under {r['target_s']} s for the ranking (RecBole 1.2.1: {r['recbole_eval_s']} s "
+        f"per evaluation on these machines). Ranking took {r['ranking']['median_s']:.3f} s.",
+        "",
+        f"bf16 scores: ranks identical to fp32 = {b['ranks_identical']} "
+        f"({b['users_rank_changed']} users' target rank changed, largest metric difference "
+        f"{b['max_metric_abs_diff']:.2e}), so bf16 is "
+        + ("usable." if b["ranks_identical"] else "not used by default."),
+        "",
+        "Metrics are full ranking over all items, pessimistic ties, history not excluded unless "
+        "stated; the vectors are random, so only the timings mean anything.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _load(values) -> str:
+    return " / ".join(f"{v:.2f}" for v in values)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="S3-Rec sequence file")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for eval_speed.json/.md")
+    p.add_argument("--hidden", type=int, default=64)
+    p.add_argument("--max-len", type=int, default=50)
+    p.add_argument("--blocks", type=int, default=2)
+    p.add_argument("--batch-size", type=int, default=1024, help="users per encoder forward")
+    p.add_argument("--chunk-sizes", type=int, nargs="+", default=[64, 256, 1024])
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--threads", type=int, default=0, help="0: CLUE_NUM_THREADS or torch default")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--target-s", type=float, default=2.0)
+    p.add_argument("--recbole-s", type=float, default=7.5, help="RecBole's time, for the report")
+    return p.parse_args(argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
