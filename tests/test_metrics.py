@@ -201,3 +201,28 @@ def test_classification_errors():
         classification_metrics([0, 1], [0, 1, 1], num_classes=3)
     with pytest.raises(ValueError, match="integer class codes"):
         classification_metrics([0.5, 1.0], [0, 1], num_classes=3)
+
+
+def test_list_of_two_histories_is_not_read_as_csr():
+    # Two users; the first history has length 3 = users + 1, like an indptr would.
+    scores = torch.tensor([[0.1, 0.9, 0.8, 0.7, 0.2], [0.1, 0.2, 0.3, 0.9, 0.8]])
+    targets = torch.tensor([0, 4])
+    ranks = target_ranks(scores, torch.eye(5), targets, exclude=[torch.tensor([1, 2, 3]), [3]])
+    assert ranks.tolist() == [1, 0]  # user 0: only item 4 (0.2) left above; user 1: item 3 gone
+    with pytest.raises(ValueError, match="CSR indptr must be a 1-D integer tensor of length 3"):
+        target_ranks(
+            scores, torch.eye(5), targets, exclude=(torch.tensor([0, 1]), torch.tensor([1]))
+        )
+
+
+def test_cuda_matches_cpu_when_available():
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device on this machine")
+    g = torch.Generator().manual_seed(5)
+    users, items = torch.randn(300, 16, generator=g), torch.randn(200, 16, generator=g)
+    targets = torch.randint(0, 200, (300,), generator=g)
+    cpu = ranking_metrics(users, items, targets, chunk_size=64)
+    gpu = ranking_metrics(users.cuda(), items.cuda(), targets.cuda(), chunk_size=64)
+    assert gpu == pytest.approx(cpu)
+    scores = (users @ items.T).cuda()
+    assert ranking_metrics_from_scores(scores, targets.cuda()) == pytest.approx(cpu)

@@ -93,7 +93,11 @@ def ranking_metrics_from_scores(
     num_users, num_items = scores.shape
     targets = _check_targets(targets, num_users, num_items, scores.device)
     csr = None if exclude is None else _to_csr(exclude, num_users, num_items, scores.device)
-    ranks = _block_ranks(scores, targets, csr, 0, ties)
+    if csr is not None:
+        scores = scores.clone()  # masking writes -inf in place; keep the caller's scores intact
+    flags = torch.empty(scores.shape, dtype=torch.bool, device=scores.device)
+    with torch.no_grad():
+        ranks = _block_ranks(scores.detach(), targets, csr, 0, ties, flags)
     return {**metrics_from_ranks(ranks, ks), "history_excluded": exclude is not None}
 
 
@@ -127,13 +131,24 @@ def target_ranks(
     num_users, num_items = user_vectors.shape[0], item_matrix.shape[0]
     targets = _check_targets(targets, num_users, num_items, device)
     csr = None if exclude is None else _to_csr(exclude, num_users, num_items, device)
-    items_t = item_matrix.to(device).t().contiguous()  # (d, N)
+    items_t = item_matrix.detach().to(device).t().contiguous()  # (d, N)
+    users = user_vectors.detach()
+    dtype = torch.promote_types(users.dtype, items_t.dtype)
+    items_t = items_t.to(dtype)
     ranks = torch.empty(num_users, dtype=torch.long, device=device)
+    # Reused buffers: a fresh multi-MB tensor per chunk costs page faults comparable to the
+    # matmul itself on CPU.
+    block = min(chunk_size, max(num_users, 1))
+    score_buf = torch.empty(block, num_items, dtype=dtype, device=device)
+    flag_buf = torch.empty(block, num_items, dtype=torch.bool, device=device)
     with torch.no_grad():
         for start in range(0, num_users, chunk_size):
             stop = min(start + chunk_size, num_users)
-            scores = user_vectors[start:stop].to(device) @ items_t  # (chunk, N)
-            ranks[start:stop] = _block_ranks(scores, targets[start:stop], csr, start, ties)
+            scores = score_buf[: stop - start]
+            torch.mm(users[start:stop].to(device=device, dtype=dtype), items_t, out=scores)
+            ranks[start:stop] = _block_ranks(
+                scores, targets[start:stop], csr, start, ties, flag_buf[: stop - start]
+            )
     return ranks.cpu()
 
 
@@ -142,7 +157,7 @@ def metrics_from_ranks(
 ) -> dict[str, float | int]:
     """Recall@k (= HR@k with one target), MRR@k and NDCG@k for all ``ks`` from 0-based ranks."""
     ks = _check_ks(ks)
-    ranks = ranks.to(torch.float64).reshape(-1)
+    ranks = ranks.detach().to(device="cpu", dtype=torch.float64).reshape(-1)
     n = ranks.numel()
     if n == 0:
         raise ValueError("ranking metrics: no users to evaluate (empty targets)")
@@ -199,51 +214,70 @@ def _block_ranks(
     csr: tuple[torch.Tensor, torch.Tensor] | None,
     row_offset: int,
     ties: Ties,
+    flags: torch.Tensor,
 ) -> torch.Tensor:
-    """Ranks of ``targets`` in one ``(B, N)`` score block whose first row is user ``row_offset``."""
+    """Ranks of ``targets`` in one ``(B, N)`` score block whose first row is user ``row_offset``.
+
+    ``scores`` may be overwritten (history masking) and ``flags`` is a ``(B, N)`` bool scratch
+    buffer.
+    """
     rows = torch.arange(scores.shape[0], device=scores.device)
-    target_scores = scores[rows, targets]  # (B,)
+    target_scores = scores[rows, targets].unsqueeze(1)  # (B, 1)
     if torch.isnan(target_scores).any():
-        bad = int(torch.nonzero(torch.isnan(target_scores))[0]) + row_offset
+        bad = int(torch.nonzero(torch.isnan(target_scores))[0, 0]) + row_offset
         raise ValueError(f"scores: target score of user row {bad} is NaN; cannot rank it")
     if csr is not None:
-        scores = _mask_history(scores, targets, csr, row_offset)
+        _mask_history_(scores, targets, csr, row_offset)
     if ties == "pessimistic":
         # >= counts the target itself once; every tied other item ranks above it.
-        return (scores >= target_scores.unsqueeze(1)).sum(1) - 1
+        torch.ge(scores, target_scores, out=flags)
+        return flags.sum(1, dtype=torch.int32).long() - 1
     if ties == "optimistic":
-        return (scores > target_scores.unsqueeze(1)).sum(1)
+        torch.gt(scores, target_scores, out=flags)
+        return flags.sum(1, dtype=torch.int32).long()
     raise ValueError(f"ties: expected 'pessimistic' or 'optimistic', got {ties!r}")
 
 
-def _mask_history(
+def _mask_history_(
     scores: torch.Tensor,
     targets: torch.Tensor,
     csr: tuple[torch.Tensor, torch.Tensor],
     row_offset: int,
-) -> torch.Tensor:
-    """Set excluded items to -inf, leaving each user's own target rankable."""
+) -> None:
+    """Set excluded items to -inf in place, leaving each user's own target rankable."""
     indptr, indices = csr
-    lo, hi = indptr[row_offset], indptr[row_offset + scores.shape[0]]
-    cols = indices[lo:hi]
-    counts = (
-        indptr[row_offset + 1 : row_offset + scores.shape[0] + 1]
-        - indptr[row_offset : row_offset + scores.shape[0]]
+    num_rows = scores.shape[0]
+    bounds = indptr[row_offset : row_offset + num_rows + 1]
+    cols = indices[bounds[0] : bounds[-1]]
+    rows = torch.repeat_interleave(
+        torch.arange(num_rows, device=scores.device), bounds[1:] - bounds[:-1]
     )
-    rows = torch.repeat_interleave(torch.arange(scores.shape[0], device=scores.device), counts)
     keep = cols != targets[rows]
-    scores = scores.clone()
     scores[rows[keep], cols[keep]] = float("-inf")
-    return scores
 
 
 def _to_csr(
     exclude: Exclude, num_users: int, num_items: int, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Normalise ``exclude`` to CSR ``(indptr, indices)`` int64 tensors on ``device``."""
-    if isinstance(exclude, tuple) and len(exclude) == 2 and _is_csr(exclude, num_users):
-        indptr = torch.as_tensor(exclude[0], dtype=torch.long, device=device)
-        indices = torch.as_tensor(exclude[1], dtype=torch.long, device=device)
+    """Normalise ``exclude`` to CSR ``(indptr, indices)`` int64 tensors on ``device``.
+
+    A tuple is always read as CSR and a list as per-user index tensors, so that two users'
+    histories can never be mistaken for an ``(indptr, indices)`` pair.
+    """
+    if isinstance(exclude, tuple):
+        if len(exclude) != 2:
+            raise ValueError(
+                f"exclude: a tuple must be CSR (indptr, indices), got {len(exclude)} members; "
+                "pass per-user histories as a list"
+            )
+        indptr = torch.as_tensor(exclude[0], device=device)
+        indices = torch.as_tensor(exclude[1], device=device)
+        if indptr.dim() != 1 or indptr.numel() != num_users + 1 or indptr.is_floating_point():
+            raise ValueError(
+                f"exclude: CSR indptr must be a 1-D integer tensor of length {num_users + 1} "
+                f"(users + 1), got dtype {indptr.dtype} and shape {tuple(indptr.shape)}"
+            )
+        indptr, indices = indptr.long(), indices.long().reshape(-1)
     else:
         if len(exclude) != num_users:
             raise ValueError(
@@ -265,12 +299,6 @@ def _to_csr(
             f"{int(indices.min())}..{int(indices.max())}"
         )
     return indptr, indices
-
-
-def _is_csr(exclude: tuple, num_users: int) -> bool:
-    """A 2-tuple is CSR when its first member is a 1-D indptr of length U + 1."""
-    first = torch.as_tensor(exclude[0])
-    return first.dim() == 1 and first.numel() == num_users + 1 and not first.is_floating_point()
 
 
 def _check_targets(
