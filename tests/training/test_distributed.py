@@ -16,6 +16,7 @@ from clue_pipeline.training import (
     checkpoint_path,
     convert_allreduce_batchnorm,
     load_checkpoint,
+    prepare_model,
     run_training,
     torchrun_worker,
 )
@@ -76,6 +77,23 @@ def test_stock_syncbatchnorm_refuses_cpu_tensors_hence_our_own(single_process_gr
         layer(torch.randn(8, 4))
     ours = AllReduceBatchNorm(4).train()
     assert ours(torch.randn(8, 4)).shape == (8, 4)
+
+
+def test_methods_other_than_forward_are_refused_on_the_wrapper(single_process_group):
+    class WithLoss(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = nn.Linear(2, 1)
+
+        def loss(self, x: torch.Tensor) -> torch.Tensor:
+            return self.linear(x).sum()
+
+    wrapped = prepare_model(WithLoss(), torch.device("cpu"))
+    with pytest.raises(AttributeError, match=r"model.loss .*route the loss through forward"):
+        wrapped.loss(torch.zeros(1, 2))
+    with pytest.raises(AttributeError, match="no_such_thing"):
+        wrapped.no_such_thing  # noqa: B018
+    assert isinstance(wrapped.module.linear, nn.Linear)
 
 
 def test_conversion_keeps_weights_buffers_and_outputs():

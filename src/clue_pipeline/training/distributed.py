@@ -182,7 +182,27 @@ def prepare_model(model: nn.Module, device: torch.device) -> nn.Module:
         model = convert_allreduce_batchnorm(model)
     model.to(device)
     device_ids = [device.index] if device.type == "cuda" else None
-    return DistributedDataParallel(model, device_ids=device_ids)
+    return ForwardOnlyDDP(model, device_ids=device_ids)
+
+
+class ForwardOnlyDDP(DistributedDataParallel):
+    """DDP that explains why ``model.some_method(...)`` fails inside a ``step_fn``.
+
+    Gradients are averaged across ranks only for a pass that went through ``forward``; a method
+    of the wrapped module called directly would train each rank on its own gradients, silently.
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if hasattr(self.__dict__.get("_modules", {}).get("module"), name):
+                raise AttributeError(
+                    f"step_fn used model.{name} on the DistributedDataParallel wrapper; only "
+                    f"model(...) (forward) synchronises gradients across ranks: route the loss "
+                    f"through forward, or use model.module.{name} outside training steps"
+                ) from None
+            raise
 
 
 class AllReduceBatchNorm(_BatchNorm):
