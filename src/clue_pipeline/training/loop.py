@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from clue_pipeline.training.checkpoint import (
@@ -142,7 +143,7 @@ def fit(
     they run on rank 0 only and their results are broadcast, so every rank stops at the same epoch.
     """
     ctx = distributed or DistributedContext()
-    module = model.module if hasattr(model, "module") else model
+    module = model.module if isinstance(model, DistributedDataParallel) else model
     if config.batch_size % ctx.world_size:
         raise ValueError(
             f"TrainConfig.batch_size={config.batch_size} must be divisible by the world size "
