@@ -1,0 +1,108 @@
+"""Kedro-Viz renders every node of the project's registered pipelines.
+
+The expected names come from the project's own pipeline registry, so the test follows the
+project as pipelines are added. The static site of ``kedro viz build`` is built in a copy
+of the project (the command has no output option and would write ``build/`` and an MLflow
+database into the checkout) and served on an ephemeral local port.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from kedro.framework.project import pipelines as registered_pipelines
+from kedro.framework.startup import bootstrap_project
+
+from tests.browser.conftest import dump_dom, serve_directory
+from tests.conftest import REPO_ROOT
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+KEDRO_CLI = Path(sys.executable).with_name("kedro")
+BUILD_TIMEOUT_S = 400
+PROJECT_FILES = ("pyproject.toml", ".telemetry")
+# Kedro-Viz collapses modular pipelines by default; this URL flag expands them so the
+# nodes inside namespaces are drawn, and named, too.
+EXPAND_ALL = "?expandAllPipelines=true"
+
+
+def _copy_project(destination: Path) -> Path:
+    """Code and base configuration only: no data, no local (possibly secret) configuration."""
+    for name in PROJECT_FILES:
+        shutil.copy2(REPO_ROOT / name, destination / name)
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
+    shutil.copytree(REPO_ROOT / "src", destination / "src", ignore=ignore)
+    shutil.copytree(REPO_ROOT / "conf" / "base", destination / "conf" / "base", ignore=ignore)
+    (destination / "conf" / "local").mkdir()
+    return destination
+
+
+@pytest.fixture(scope="module")
+def viz_site(tmp_path_factory) -> Path:
+    project = _copy_project(tmp_path_factory.mktemp("viz-project"))
+    env = {
+        **os.environ,
+        "KEDRO_DISABLE_TELEMETRY": "true",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "DO_NOT_TRACK": "true",
+        "CLUE_NUM_THREADS": "1",
+        "COLUMNS": "200",  # rich logging: one line per message, readable in a failure
+    }
+    result = subprocess.run(
+        [str(KEDRO_CLI), "viz", "build"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=BUILD_TIMEOUT_S,
+        check=False,
+    )
+    site = project / "build"
+    if result.returncode != 0 or not (site / "index.html").is_file():
+        output = result.stdout + result.stderr
+        errors = [line for line in output.splitlines() if re.search(r"error|failed", line, re.I)]
+        raise AssertionError(
+            f"`kedro viz build` in a copy of the project exited {result.returncode} without "
+            f"{site / 'index.html'}; error lines: {errors[-10:]}; output tail: {output[-1500:]}"
+        )
+    return site
+
+
+def _expected_names() -> tuple[list[str], list[str]]:
+    """Pipeline names and node names (as Kedro-Viz labels them) from the project registry."""
+    bootstrap_project(REPO_ROOT)
+    names = [name for name in registered_pipelines if name != "__default__"]
+    nodes = registered_pipelines["__default__"].nodes
+    labels = sorted({_label(node) for node in nodes})
+    return names, labels
+
+
+def _label(node) -> str:
+    """Kedro-Viz draws a namespaced node under its namespace, by its own short name."""
+    namespace = node.namespace
+    return node.name.removeprefix(f"{namespace}.") if namespace else node.name
+
+
+def _rendered(name: str, dom: str) -> bool:
+    """True when ``name`` is the whole text of some element, not only inside an attribute."""
+    return re.search(rf">\s*{re.escape(name)}\s*<", dom) is not None
+
+
+def test_kedro_viz_draws_every_registered_node(chromium, viz_site, tmp_path):
+    pipeline_names, node_labels = _expected_names()
+    assert node_labels, "the project registers no nodes: nothing to look for"
+
+    with serve_directory(viz_site) as base:
+        dom = dump_dom(chromium, f"{base}/{EXPAND_ALL}", tmp_path / "profile")
+
+    assert _rendered("Kedro-Viz", dom), "the Kedro-Viz app shell did not render"
+    missing_pipelines = [name for name in pipeline_names if not _rendered(name, dom)]
+    assert not missing_pipelines, f"pipelines not offered in Kedro-Viz: {missing_pipelines}"
+    missing_nodes = [label for label in node_labels if not _rendered(label, dom)]
+    assert not missing_nodes, f"nodes not drawn by Kedro-Viz: {missing_nodes}"
