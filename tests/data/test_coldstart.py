@@ -80,6 +80,7 @@ def test_source_never_holds_a_target_domain_item_and_targets_are_the_first_g():
     # classes by frequency: item 6 twice, item 4 once
     assert data.target_index["item_id"].tolist() == [6, 4]
     assert data.targets["target"].dtype == np.int32
+    assert data.target_rule == "genre 'Comedy'"
 
 
 def test_source_is_truncated_to_the_most_recent_items():
@@ -110,6 +111,7 @@ def test_domain_column_replaces_genres():
         ordered, pd.DataFrame({"item_id": [10]}), build_item_index(ordered), _settings(), "peterrec"
     )
     assert data.target_index["item_id"].tolist() == [11, 13]
+    assert data.target_rule == "domain == 'target'"
     assert len(data.source["items"].iloc[0]) == 2
 
 

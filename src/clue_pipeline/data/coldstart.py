@@ -62,6 +62,7 @@ class ColdStartData:
     users_total: int
     dropped_without_target: int
     dropped_short_source: int
+    target_rule: str = ""
     skipped_reason: str | None = None
 
 
@@ -83,6 +84,11 @@ def build_coldstart(
     if isinstance(in_target, str):
         logger.info("cold-start skipped: %s", in_target)
         return ColdStartData(*_empty_tables(), 0, 0, 0, skipped_reason=in_target)
+    rule = (
+        f"domain == {settings.target_domain!r}"
+        if "domain" in ordered.columns
+        else f"genre {settings.target_genre!r}"
+    )
     users = ordered["user_id"].to_numpy(dtype=np.int64)
     starts, lengths = group_bounds(users)
     user_of_row = np.repeat(np.arange(len(starts)), lengths)
@@ -94,8 +100,8 @@ def build_coldstart(
         raise DataError(
             f"no user of {dataset} has both a target-domain item and at least "
             f"{settings.min_source_items} source items ({int(has_target.sum())} of "
-            f"{len(starts)} users have a target-domain item; target_genre="
-            f"{settings.target_genre!r}, min_source_items={settings.min_source_items})",
+            f"{len(starts)} users have a target-domain item by {rule}; "
+            f"min_source_items={settings.min_source_items})",
             parameter="sequences.coldstart",
             expected="a target domain and source threshold that some users reach",
         )
@@ -108,6 +114,7 @@ def build_coldstart(
         users_total=len(starts),
         dropped_without_target=int((~has_target).sum()),
         dropped_short_source=int((has_target & ~kept).sum()),
+        target_rule=rule,
     )
 
 

@@ -115,9 +115,9 @@ def build_coldstart_tables(
     data = build_coldstart(filtered_interactions, items, item_index, settings, params["dataset"])
     if data.skipped_reason is None:
         logger.info(
-            "cold-start (target %r, g=%d): %d/%d users kept, %d without a target item, "
+            "cold-start (target domain: %s, g=%d): %d/%d users kept, %d without a target item, "
             "%d with fewer than %d source items; %d instances over %d target classes",
-            settings.target_genre,
+            data.target_rule,
             settings.max_targets,
             len(data.source),
             data.users_total,
