@@ -1,0 +1,426 @@
+"""Ingest and sequence building at MovieLens-25M scale: wall time per stage and peak memory.
+
+    .venv/bin/python benchmarks/ingest_scale.py [--interactions 25000000] [--regenerate]
+
+A synthetic ML-25M-like log (160k users, 60k items with Zipf popularity, per-user lengths
+from 20 up with a long tail, sparse item ids, timestamps with ties) is written once to
+``benchmarks/.cache/`` by a child process, so its memory does not count. This process then
+reads it with the ingest reader (``generic`` format) and runs every function of the
+``sequences`` pipeline with the project's parameters, recording the wall time of each stage
+and the peak resident memory so far (``getrusage``). Results go to
+``benchmarks/results/ingest_scale.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = ROOT / "benchmarks" / ".cache" / "ml25m-like"
+RESULTS = ROOT / "benchmarks" / "results"
+TARGET_SECONDS = 60.0
+TARGET_PEAK_GIB = 6.0
+
+# Shape of MovieLens 25M (162,541 users, 59,047 rated movies, 25,000,095 ratings, at least
+# 20 ratings per user, median ~71, mean ~154, ids up to 209,171, 1995..2019).
+SHAPE = {
+    "users": 160_000,
+    "items": 60_000,
+    "min_length": 20,
+    "length_median_excess": 51.0,
+    "length_sigma": 1.39,
+    "max_length": 9_000,
+    "zipf_exponent": 1.0,
+    "max_item_id": 210_000,
+    "first_time": 788_918_400,  # 1995-01-01
+    "last_time": 1_574_000_000,  # 2019-11
+    "time_quantum_s": 10,  # ratings entered in one go share a timestamp
+    "seed": 2021,
+    "oversample": 1.15,  # first draw per user, so that few redraws follow deduplication
+    "max_draw_rounds": 30,
+}
+GENRES = [
+    *("Action", "Adventure", "Animation", "Children", "Comedy", "Crime", "Documentary"),
+    *("Drama", "Fantasy", "Film-Noir", "Horror", "IMAX", "Musical", "Mystery", "Romance"),
+    *("Sci-Fi", "Thriller", "War", "Western"),
+]
+
+
+def main() -> None:
+    args = _arguments()
+    if args.generate_only:
+        generate(args.interactions, CACHE)
+        return
+    marker = CACHE / f"done-{args.interactions}"
+    if args.regenerate or not marker.exists():
+        started = time.perf_counter()
+        command = [
+            sys.executable,
+            __file__,
+            "--generate-only",
+            "--interactions",
+            str(args.interactions),
+        ]
+        subprocess.run(command, check=True)
+        print(f"generated the log in {time.perf_counter() - started:.1f} s (child process)")
+    result = run_stages(CACHE, args)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "ingest_scale.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / "ingest_scale.md").write_text(to_markdown(result))
+    print(to_markdown(result))
+
+
+# --- measured stages ---------------------------------------------------------------------
+
+
+def run_stages(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
+    from clue_pipeline.data.coldstart import ColdStartSettings, build_coldstart
+    from clue_pipeline.data.sequences import (
+        build_item_index,
+        build_sequences,
+        filter_interactions,
+        order_interactions,
+    )
+    from clue_pipeline.data.splits import next_item_split, profile_split
+
+    params = yaml.safe_load((ROOT / "conf/base/parameters_sequences.yml").read_text())["sequences"]
+    params["k_core"] = args.k_core
+    load_before = os.getloadavg()
+    stages: list[dict[str, Any]] = []
+    state: dict[str, Any] = {}
+
+    def stage(name: str, work: Callable[[], Any]) -> Any:
+        started = time.perf_counter()
+        out = work()
+        stages.append(
+            {
+                "stage": name,
+                "seconds": round(time.perf_counter() - started, 2),
+                "peak_rss_gib": _peak_gib(),
+            }
+        )
+        print(
+            f"{name:<28} {stages[-1]['seconds']:>7.2f} s  peak {stages[-1]['peak_rss_gib']:.2f} GiB"
+        )
+        return out
+
+    reader = stage("read (ingest reader)", lambda: _read(folder))
+    state["interactions"], state["users"], state["items"], reader_name = reader
+    stage("validate (ingest checks)", lambda: _validate(state))
+    state["ordered"] = stage(
+        "order by user, time", lambda: order_interactions(state.pop("interactions"))
+    )
+    filtered, report = stage(
+        "filter (k-core, min length)",
+        lambda: filter_interactions(state.pop("ordered"), params["k_core"], params["min_seq_len"]),
+    )
+    index = stage("item index (popularity)", lambda: build_item_index(filtered))
+    sequences = stage(
+        "sequences (max_len + 2)", lambda: build_sequences(filtered, index, params["max_len"])
+    )
+    loo, dropped = stage("next-item leave-one-out", lambda: next_item_split(sequences))
+    profiling = params["profiling"]
+    profiles, classes = stage(
+        "profiling splits",
+        lambda: profile_split(
+            sequences,
+            state["users"],
+            profiling["tasks"],
+            profiling["ratios"],
+            params["seed"],
+            profiling["stratify_min_users"],
+            "ml25m-like",
+        ),
+    )
+    cold = params["coldstart"]
+    settings = ColdStartSettings(
+        target_genre=cold["target_genre"],
+        target_domain=cold["target_domain"],
+        max_targets=cold["max_targets"],
+        min_source_items=cold["min_source_items"],
+        max_len=params["max_len"],
+        ratios=cold["ratios"],
+        seed=params["seed"],
+    )
+    coldstart = stage(
+        "cold-start tables",
+        lambda: build_coldstart(filtered, state["items"], index, settings, "ml25m-like"),
+    )
+    total = round(sum(item["seconds"] for item in stages), 2)
+    peak = _peak_gib()
+    return {
+        "command": " ".join([".venv/bin/python", "benchmarks/ingest_scale.py", *sys.argv[1:]]),
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": _machine(),
+        "threads": {
+            "pyarrow_cpu_count": pa.cpu_count(),
+            "numpy_pandas": 1,
+            "CLUE_NUM_THREADS": os.environ.get("CLUE_NUM_THREADS"),
+        },
+        "load_average_1m": {
+            "before": round(load_before[0], 2),
+            "after": round(os.getloadavg()[0], 2),
+        },
+        "reader": reader_name,
+        "data": {
+            "interactions_read": report.interactions_before,
+            "users": report.users_before,
+            "items": report.items_before,
+            "interactions_kept": report.interactions_after,
+            "sequences": len(sequences),
+            "next_item_users": len(loo),
+            "next_item_dropped": dropped,
+            "profile_rows": len(profiles),
+            "profile_tasks": {task: len(names) for task, names in classes.items()},
+            "coldstart_users": len(coldstart.source),
+            "coldstart_instances": len(coldstart.targets),
+            "coldstart_classes": len(coldstart.target_index),
+        },
+        "parameters": {key: params[key] for key in ("max_len", "min_seq_len", "k_core", "seed")},
+        "stages": stages,
+        "total_seconds": total,
+        "peak_rss_gib": peak,
+        "targets": {"seconds": TARGET_SECONDS, "peak_rss_gib": TARGET_PEAK_GIB},
+        "met": total < TARGET_SECONDS and peak < TARGET_PEAK_GIB,
+    }
+
+
+def _read(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, str]:
+    """The project's `generic` reader when present, else plain pandas (named in the result)."""
+    try:
+        from clue_pipeline.data.readers import known_formats, read_dataset
+        from clue_pipeline.data.validation import parse_ingest_params
+    except ImportError:
+        return (
+            pd.read_parquet(folder / "interactions.parquet"),
+            pd.read_parquet(folder / "users.parquet"),
+            pd.read_parquet(folder / "items.parquet"),
+            "pandas.read_parquet",
+        )
+    params = {
+        "format": "generic",
+        "path": str(folder / "interactions.parquet"),
+        "generic": {
+            "columns": {
+                "user_id": "userId",
+                "item_id": "movieId",
+                "timestamp": "timestamp",
+                "rating": "rating",
+            },
+            "users": {
+                "path": str(folder / "users.parquet"),
+                "columns": {
+                    "user_id": "userId",
+                    "gender": "gender",
+                    "age": "age",
+                    "occupation": "occupation",
+                },
+            },
+            "items": {
+                "path": str(folder / "items.parquet"),
+                "columns": {"item_id": "movieId", "title": "title", "genres": "genres"},
+            },
+        },
+    }
+    raw = read_dataset(parse_ingest_params(params, known_formats()))
+    return raw.interactions, raw.users, raw.items, "clue_pipeline.data.readers (generic)"
+
+
+def _validate(state: dict[str, Any]) -> None:
+    """The ingest pipeline's checks (duplicate policy, contract dtypes) when present."""
+    try:
+        from clue_pipeline.data.validation import check_contract, drop_duplicate_events
+    except ImportError:
+        return
+    key = ("user_id", "item_id", "timestamp")
+    state["interactions"] = drop_duplicate_events(state["interactions"], "keep_last", key, "bench")
+    check_contract(state["interactions"], state["users"], state["items"])
+
+
+def _peak_gib() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)  # KiB on Linux
+
+
+def _machine() -> dict[str, Any]:
+    model = "unknown"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return {
+        "cpu_model": model,
+        "cores_usable": len(os.sched_getaffinity(0)),
+        "memory_gib": round(memory, 1),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+        "pyarrow": pa.__version__,
+    }
+
+
+def to_markdown(result: dict[str, Any]) -> str:
+    rows = "\n".join(
+        f"| {s['stage']} | {s['seconds']:.2f} | {s['peak_rss_gib']:.2f} |" for s in result["stages"]
+    )
+    machine = result["machine"]
+    data = result["data"]
+    verdict = "met" if result["met"] else "NOT met"
+    return f"""# Ingest and sequences at ML-25M scale
+
+`{result["command"]}` — {result["date"]}
+
+Machine: {machine["cpu_model"]}, {machine["cores_usable"]} usable cores, \
+{machine["memory_gib"]} GiB; pyarrow threads {result["threads"]["pyarrow_cpu_count"]}, \
+numpy/pandas single-threaded. 1-minute load average {result["load_average_1m"]["before"]} \
+before, {result["load_average_1m"]["after"]} after (other jobs shared the CPU when it is \
+above 0.5). Reader: {result["reader"]}.
+
+Data: {data["interactions_read"]:,} interactions, {data["users"]:,} users, \
+{data["items"]:,} items (synthetic, ML-25M-like); parameters {result["parameters"]}.
+Sequences {data["sequences"]:,}; leave-one-out users {data["next_item_users"]:,}; \
+profiling rows {data["profile_rows"]:,} ({data["profile_tasks"]}); cold-start \
+{data["coldstart_users"]:,} users, {data["coldstart_instances"]:,} instances, \
+{data["coldstart_classes"]:,} target classes.
+
+| stage | wall s | peak RSS so far (GiB) |
+| --- | ---: | ---: |
+{rows}
+| **total** | **{result["total_seconds"]:.2f}** | **{result["peak_rss_gib"]:.2f}** |
+
+Target: under {result["targets"]["seconds"]:.0f} s and {result["targets"]["peak_rss_gib"]:.0f} \
+GiB peak — {verdict}.
+"""
+
+
+# --- synthetic log -----------------------------------------------------------------------
+
+
+def generate(n_interactions: int, folder: Path) -> None:
+    """Write interactions/users/items parquet files shaped like ML-25M (no duplicate pairs)."""
+    rng = np.random.default_rng(SHAPE["seed"])
+    n_users, n_items = SHAPE["users"], SHAPE["items"]
+    lengths = _user_lengths(rng, n_users, n_interactions)
+    popularity = 1.0 / np.arange(1, n_items + 1) ** SHAPE["zipf_exponent"]
+    cdf = np.cumsum(popularity / popularity.sum())
+    keys = np.empty(0, dtype=np.int64)
+    wanted = np.ceil(lengths * SHAPE["oversample"]).astype(np.int64)
+    for _ in range(SHAPE["max_draw_rounds"]):  # redraw what deduplication removed
+        users = np.repeat(np.arange(n_users, dtype=np.int64), wanted)
+        ranks = np.minimum(np.searchsorted(cdf, rng.random(len(users))), n_items - 1)
+        keys = np.unique(np.concatenate((keys, users * n_items + ranks)))
+        wanted = np.maximum(lengths - np.bincount(keys // n_items, minlength=n_users), 0)
+        if not wanted.any():
+            break
+    keys = _trim_to_lengths(keys // n_items, keys, lengths, rng)
+    users, ranks = keys // n_items, keys % n_items
+    item_ids = np.sort(rng.choice(np.arange(1, SHAPE["max_item_id"] + 1), n_items, replace=False))
+    rank_to_id = rng.permutation(item_ids)  # popularity unrelated to the id, as in MovieLens
+    start = rng.integers(SHAPE["first_time"], SHAPE["last_time"] - 86_400, n_users)
+    span = np.minimum(
+        SHAPE["last_time"] - start, (np.bincount(users) * rng.lognormal(7.5, 1.5, n_users))
+    ).astype(np.int64)
+    quantum = SHAPE["time_quantum_s"]
+    times = (
+        start[users] + (rng.random(len(users)) * span[users]).astype(np.int64) // quantum * quantum
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    interactions = pa.table(
+        {
+            "userId": users + 1,
+            "movieId": rank_to_id[ranks],  # sorted by user, then rank: not time-ordered
+            "rating": rng.integers(1, 11, len(users)) / 2.0,
+            "timestamp": times,
+        }
+    )
+    pq.write_table(interactions, folder / "interactions.parquet")
+    genre_count = rng.integers(1, 4, n_items)
+    genre_picks = rng.integers(0, len(GENRES), int(genre_count.sum()))
+    starts = np.concatenate(([0], np.cumsum(genre_count)[:-1]))
+    names = np.array(GENRES, dtype=object)[genre_picks]
+    genres = [
+        "|".join(dict.fromkeys(names[s : s + c])) for s, c in zip(starts, genre_count, strict=True)
+    ]
+    pq.write_table(
+        pa.table(
+            {
+                "movieId": item_ids,
+                "title": [f"Movie {i}" for i in item_ids],
+                "genres": np.array(genres, dtype=object)[np.argsort(rank_to_id)],
+            }
+        ),
+        folder / "items.parquet",
+    )
+    pq.write_table(
+        pa.table(
+            {
+                "userId": np.arange(1, n_users + 1),
+                "gender": rng.choice(["F", "M"], n_users, p=[0.28, 0.72]),
+                "age": rng.choice([1, 18, 25, 35, 45, 50, 56], n_users),
+                "occupation": rng.integers(0, 21, n_users),
+            }
+        ),
+        folder / "users.parquet",
+    )
+    for old in folder.glob("done-*"):
+        old.unlink()
+    (folder / f"done-{n_interactions}").write_text(f"{len(users)} interactions\n")
+    print(f"wrote {len(users):,} interactions of {n_users:,} users to {folder}")
+
+
+def _trim_to_lengths(
+    users: np.ndarray, keys: np.ndarray, lengths: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """Drop random surplus pairs of over-drawn users; ``keys`` sorted, grouped by user."""
+    order = np.lexsort((rng.random(len(keys)), users))
+    change = np.flatnonzero(np.diff(users[order])) + 1
+    starts = np.concatenate(([0], change))
+    sizes = np.diff(np.concatenate((starts, [len(keys)])))
+    rank = np.arange(len(keys)) - np.repeat(starts, sizes)
+    return np.sort(keys[order][rank < lengths[users[order]]])
+
+
+def _user_lengths(rng: np.random.Generator, n_users: int, total: int) -> np.ndarray:
+    """Lengths >= min_length with a log-normal tail, summing exactly to ``total``."""
+    low = SHAPE["min_length"]
+    excess = rng.lognormal(np.log(SHAPE["length_median_excess"]), SHAPE["length_sigma"], n_users)
+    excess = np.minimum(excess, SHAPE["max_length"] - low)
+    excess *= (total - low * n_users) / excess.sum()
+    lengths = low + np.floor(excess).astype(np.int64)
+    lengths = np.minimum(lengths, SHAPE["max_length"])
+    short = total - int(lengths.sum())
+    room = np.flatnonzero(lengths < SHAPE["max_length"])
+    lengths[rng.choice(room, short, replace=False)] += 1
+    return lengths
+
+
+def _arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--interactions", type=int, default=25_000_000)
+    parser.add_argument("--k-core", type=int, default=0, help="sequences.k_core for the run")
+    parser.add_argument("--regenerate", action="store_true")
+    parser.add_argument("--generate-only", action="store_true", help=argparse.SUPPRESS)
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    main()
