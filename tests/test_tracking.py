@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-from dataclasses import asdict, dataclass
-from types import SimpleNamespace
-
 import mlflow
 import numpy as np
 import pandas as pd
@@ -13,6 +9,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
+from clue_pipeline.models.encoders import EncoderConfig, build_encoder, encoder_to_checkpoint
 from clue_pipeline.tracking import (
     UserVectorConfig,
     UserVectorModel,
@@ -24,53 +21,16 @@ from clue_pipeline.tracking import (
     ur_token,
 )
 
-HAS_ENCODERS = importlib.util.find_spec("clue_pipeline.models.encoders") is not None
 NUM_ITEMS = 7
 MAX_LEN = 4
 
 
-@dataclass
-class TinyConfig:
-    num_items: int
-    max_len: int = MAX_LEN
-    hidden: int = 8
-
-
-class TinyEncoder(torch.nn.Module):
-    """Honours the encoder checkpoint contract; a GRU so order and padding matter."""
-
-    def __init__(self, config: TinyConfig) -> None:
-        super().__init__()
-        self.config = config
-        self.item_embedding = torch.nn.Embedding(config.num_items + 3, config.hidden)
-        self.gru = torch.nn.GRU(config.hidden, config.hidden, batch_first=True)
-
-    def forward(self, tokens: torch.Tensor) -> SimpleNamespace:
-        states, _ = self.gru(self.item_embedding(tokens))
-        return SimpleNamespace(states=states, user=states[:, -1])
-
-
-def tiny_encoder_from_checkpoint(checkpoint: dict) -> TinyEncoder:
-    encoder = TinyEncoder(TinyConfig(**checkpoint["config"]))
-    encoder.load_state_dict(checkpoint["state_dict"])
-    return encoder
-
-
 def _encoder_and_loader() -> tuple[torch.nn.Module, dict, str]:
+    """A small real encoder, its checkpoint and the loader the served model resolves."""
     torch.manual_seed(0)
-    if HAS_ENCODERS:
-        from clue_pipeline.models.encoders import (
-            EncoderConfig,
-            build_encoder,
-            encoder_to_checkpoint,
-        )
-
-        config = EncoderConfig(num_items=NUM_ITEMS, max_len=MAX_LEN, hidden=8, blocks=1, heads=2)
-        encoder = build_encoder(config)
-        return encoder, encoder_to_checkpoint(encoder), UserVectorConfig().encoder_loader
-    encoder = TinyEncoder(TinyConfig(num_items=NUM_ITEMS))
-    checkpoint = {"config": asdict(encoder.config), "state_dict": encoder.state_dict()}
-    return encoder, checkpoint, f"{__name__}:tiny_encoder_from_checkpoint"
+    config = EncoderConfig(num_items=NUM_ITEMS, max_len=MAX_LEN, hidden=8, blocks=1, heads=2)
+    encoder = build_encoder(config)
+    return encoder, encoder_to_checkpoint(encoder), UserVectorConfig().encoder_loader
 
 
 @pytest.fixture

@@ -27,6 +27,8 @@ from mlflow.models import infer_signature
 from mlflow.models.model import ModelInfo
 from mlflow.tracking import MlflowClient
 
+from clue_pipeline.data.tokens import special_tokens
+
 logger = logging.getLogger(__name__)
 
 ITEMS_COLUMN = "items"
@@ -276,8 +278,8 @@ def sequences_to_batch(
 
 
 def ur_token(num_items: int) -> int:
-    """``[UR]`` is ``N + 2`` (0 padding, 1..N items, N+1 ``[MASK]``), see docs/architecture.md."""
-    return num_items + 2
+    """The ``[UR]`` token of a vocabulary of ``num_items`` items (docs/architecture.md)."""
+    return special_tokens(num_items).user
 
 
 def _read_item_index(path: Path) -> pd.DataFrame:
