@@ -2,9 +2,11 @@
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
+from clue_pipeline.data import validation
 from clue_pipeline.data.errors import DataError
 from clue_pipeline.data.readers import known_formats, read_dataset
 from clue_pipeline.data.validation import (
@@ -193,3 +195,25 @@ def test_contract_dtypes_are_checked():
     items = pd.DataFrame({"item_id": [1]})
     with pytest.raises(DataError, match=r"column 'timestamp'.*float64.*expected int64"):
         check_contract(events, users, items)
+
+
+@pytest.mark.parametrize("keep", ["first", "last"])
+def test_duplicate_mask_matches_pandas(keep, monkeypatch):
+    rng = np.random.default_rng(7)
+    n = 5_000
+    frame = pd.DataFrame(
+        {
+            "user_id": rng.integers(0, 30, n),
+            "item_id": rng.integers(0, 30, n),
+            "timestamp": rng.integers(0, 3, n),
+            "rating": rng.choice([-0.0, 0.0, 1.5], n),
+            "domain": rng.choice(["source", "target"], n),
+        }
+    )
+    key = ["user_id", "item_id", "timestamp", "rating", "domain"]
+    expected = frame.duplicated(subset=key, keep=keep).to_numpy()
+    assert 0 < expected.sum() < n
+    np.testing.assert_array_equal(validation.duplicate_mask(frame, key, keep), expected)
+    # every row colliding on the digest: the exact comparison still decides
+    monkeypatch.setattr(validation, "row_digest", lambda f, k: np.zeros(len(f), dtype=np.uint64))
+    np.testing.assert_array_equal(validation.duplicate_mask(frame, key, keep), expected)

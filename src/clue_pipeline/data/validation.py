@@ -212,12 +212,12 @@ def drop_duplicate_events(
         )
     key = list(key)
     keep = "first" if policy == "keep_first" else "last"
-    dup = interactions.duplicated(subset=key, keep=keep).to_numpy()
+    dup = duplicate_mask(interactions, key, keep)
     dropped = int(dup.sum())
     if not dropped:
         return interactions
     if policy == "error":
-        later = int(np.flatnonzero(interactions.duplicated(subset=key, keep="first").to_numpy())[0])
+        later = int(np.flatnonzero(duplicate_mask(interactions, key, "first"))[0])
         values = {k: interactions[k].iat[later] for k in key}
         same = np.logical_and.reduce([interactions[k].to_numpy() == v for k, v in values.items()])
         earlier = int(np.flatnonzero(same)[0])
@@ -231,6 +231,47 @@ def drop_duplicate_events(
         )
     logger.info("%s: dropped %d duplicate event(s) (%s on %s)", source, dropped, policy, key)
     return interactions.loc[~dup].reset_index(drop=True)
+
+
+def duplicate_mask(frame: pd.DataFrame, key: Sequence[str], keep: str) -> np.ndarray:
+    """``frame.duplicated(subset=key, keep=keep)``, fast when (as usual) nothing repeats.
+
+    Rows are first reduced to a 64-bit digest and sorted (a vectorised sort is far cheaper
+    than a hash table of 25M multi-column rows); only rows whose digest repeats go through
+    the exact pandas comparison, so digest collisions cost time, never correctness.
+    """
+    digest = row_digest(frame, key)
+    ordered = np.sort(digest)
+    repeated = ordered[1:][ordered[1:] == ordered[:-1]]
+    mask = np.zeros(len(frame), dtype=bool)
+    if repeated.size == 0:
+        return mask
+    candidates = np.flatnonzero(np.isin(digest, repeated))
+    exact = frame.iloc[candidates][list(key)].duplicated(keep=keep).to_numpy()
+    mask[candidates[exact]] = True
+    return mask
+
+
+_DIGEST_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)  # 2^64 / golden ratio: spreads bits
+
+
+def row_digest(frame: pd.DataFrame, key: Sequence[str]) -> np.ndarray:
+    """A uint64 per row, equal for equal ``key`` values (a mix of the columns' bits)."""
+    digest = np.zeros(len(frame), dtype=np.uint64)
+    for name in key:
+        column = frame[name].to_numpy()
+        if column.dtype.kind == "f" and column.dtype.itemsize == 8:
+            bits = (column + 0.0).view(np.uint64)  # -0.0 and 0.0 are one value
+        elif column.dtype.kind in "iu" and column.dtype.itemsize == 8:
+            bits = column.view(np.uint64)
+        elif column.dtype.kind in "iub":
+            bits = column.astype(np.uint64)
+        else:
+            bits = pd.util.hash_array(np.asarray(column, dtype=object))
+        digest ^= bits
+        digest *= _DIGEST_MULTIPLIER
+        digest ^= digest >> np.uint64(29)
+    return digest
 
 
 def check_not_empty(table: pd.DataFrame, what: str, source: str) -> None:
