@@ -217,3 +217,19 @@ def test_duplicate_mask_matches_pandas(keep, monkeypatch):
     # every row colliding on the digest: the exact comparison still decides
     monkeypatch.setattr(validation, "row_digest", lambda f, k: np.zeros(len(f), dtype=np.uint64))
     np.testing.assert_array_equal(validation.duplicate_mask(frame, key, keep), expected)
+
+
+def test_undecodable_byte_names_line_and_encoding(tmp_path):
+    events = tmp_path / "log.csv"
+    events.write_text("u,i,t\n1,2,3\n")
+    items = tmp_path / "items.csv"
+    items.write_bytes(b"iid,name\n1,Plain\n2,Caf\xe9\n")
+    generic = {
+        "columns": {"user_id": "u", "item_id": "i", "timestamp": "t"},
+        "items": {"path": str(items), "columns": {"item_id": "iid", "title": "name"}},
+    }
+    with pytest.raises(DataError) as info:
+        _read("generic", events, generic=generic)
+    assert info.value.line == 3 and "byte 0xe9 cannot be decoded as utf-8" in str(info.value)
+    generic["items"]["encoding"] = "latin-1"
+    assert _read("generic", events, generic=generic).items["title"].tolist() == ["Plain", "Café"]

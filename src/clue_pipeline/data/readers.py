@@ -477,10 +477,8 @@ def _source(path: Path, sep: str, encoding: str) -> tuple[Any, str]:
     """
     if len(sep) == 1:
         return str(path), sep
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as handle:
-        raw = handle.read()
-    return pa.BufferReader(raw.replace(sep.encode(encoding), _UNIT_SEP.encode())), _UNIT_SEP
+    raw = _raw_bytes(path).replace(sep.encode(encoding), _UNIT_SEP.encode())
+    return pa.BufferReader(raw), _UNIT_SEP
 
 
 def _read_csv(
@@ -586,10 +584,8 @@ def _diagnose(
     """Find the first line that breaks the expected form; only runs after a failed parse."""
     try:
         lines, numbers = _nonblank_lines(path, encoding)
-    except (pa.ArrowInvalid, UnicodeDecodeError) as err:
-        return DataError(
-            f"cannot be decoded as {encoding}: {err}", file=path, expected=f"{encoding} text"
-        )
+    except (pa.ArrowInvalid, UnicodeDecodeError):
+        return _undecodable(path, encoding)
     if header:
         lines, numbers = lines[1:], numbers[1:]
     text = pc.replace_substring_regex(lines, r'"[^"]*"', '""') if quoted else lines
@@ -621,6 +617,28 @@ def _diagnose(
                 problem, file=path, line=int(numbers[bad[0]]), column=name, expected=what
             )
     return None
+
+
+def _undecodable(path: Path, encoding: str) -> DataError | None:
+    """Name the line of the first byte that is not valid in ``encoding``."""
+    raw = _raw_bytes(path)
+    try:
+        raw.decode(encoding)
+    except UnicodeDecodeError as err:
+        return DataError(
+            f"byte {raw[err.start]:#04x} cannot be decoded as {encoding}",
+            file=path,
+            line=raw.count(b"\n", 0, err.start) + 1,
+            expected=f"{encoding} text, or the file's real encoding in the parameters "
+            "(e.g. encoding: latin-1)",
+        )
+    return None
+
+
+def _raw_bytes(path: Path) -> bytes:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as handle:
+        return handle.read()
 
 
 def _separator_hint(line: str, sep: str) -> str:
