@@ -14,11 +14,14 @@ Conventions (stated in every report that uses them):
   counts only strictly higher scores (the convention of the SASRec / S3-Rec evaluation code).
   RecBole's full-sort evaluation takes ``torch.topk`` of the scores, so a tie is resolved by
   ``topk``'s internal order, which is unspecified; with continuous fp32 scores from a trained
-  model ties practically never occur and all three conventions agree.
+  model ties practically never occur and all three conventions agree. bf16 scores, on the
+  other hand, tie often enough to move most users' ranks (benchmarks/results/eval_speed.md),
+  so scores are computed in the vectors' own precision and callers should pass fp32.
 - **History exclusion** is off unless ``exclude`` is given. When it is given, the listed
   items are removed from the ranking for that user, except the user's target itself (a
   repeated consumption stays rankable). RecBole masks history items to ``-inf`` before
-  ``topk`` and would also mask a repeated target; we do not.
+  ``topk`` and would also mask a repeated target; we do not. ``exclude`` is either a tuple
+  ``(indptr, indices)`` (CSR; always read so) or a list of per-user index tensors.
 """
 
 from __future__ import annotations
@@ -97,7 +100,7 @@ def ranking_metrics_from_scores(
         scores = scores.clone()  # masking writes -inf in place; keep the caller's scores intact
     flags = torch.empty(scores.shape, dtype=torch.bool, device=scores.device)
     with torch.no_grad():
-        ranks = _block_ranks(scores.detach(), targets, csr, 0, ties, flags)
+        ranks = _block_ranks(scores.detach(), targets, csr, 0, ties, flags, item_dim=1)
     return {**metrics_from_ranks(ranks, ks), "history_excluded": exclude is not None}
 
 
@@ -131,23 +134,26 @@ def target_ranks(
     num_users, num_items = user_vectors.shape[0], item_matrix.shape[0]
     targets = _check_targets(targets, num_users, num_items, device)
     csr = None if exclude is None else _to_csr(exclude, num_users, num_items, device)
-    items_t = item_matrix.detach().to(device).t().contiguous()  # (d, N)
+    items = item_matrix.detach().to(device)
     users = user_vectors.detach()
-    dtype = torch.promote_types(users.dtype, items_t.dtype)
-    items_t = items_t.to(dtype)
+    dtype = torch.promote_types(users.dtype, items.dtype)
+    items = items.to(dtype).contiguous()  # (N, d)
     ranks = torch.empty(num_users, dtype=torch.long, device=device)
-    # Reused buffers: a fresh multi-MB tensor per chunk costs page faults comparable to the
-    # matmul itself on CPU.
+    # Scores are built item-major, (N, chunk) = I @ U_chunk^T: on CPU this product runs about
+    # twice as fast as U_chunk @ I^T for these thin shapes. The buffers are reused because a
+    # fresh multi-MB tensor per chunk costs page faults comparable to the product itself.
     block = min(chunk_size, max(num_users, 1))
-    score_buf = torch.empty(block, num_items, dtype=dtype, device=device)
-    flag_buf = torch.empty(block, num_items, dtype=torch.bool, device=device)
+    score_buf = torch.empty(num_items * block, dtype=dtype, device=device)
+    flag_buf = torch.empty(num_items * block, dtype=torch.bool, device=device)
     with torch.no_grad():
         for start in range(0, num_users, chunk_size):
             stop = min(start + chunk_size, num_users)
-            scores = score_buf[: stop - start]
-            torch.mm(users[start:stop].to(device=device, dtype=dtype), items_t, out=scores)
+            width = stop - start
+            scores = score_buf[: num_items * width].view(num_items, width)
+            torch.mm(items, users[start:stop].to(device=device, dtype=dtype).T, out=scores)
+            flags = flag_buf[: num_items * width].view(num_items, width)
             ranks[start:stop] = _block_ranks(
-                scores, targets[start:stop], csr, start, ties, flag_buf[: stop - start]
+                scores, targets[start:stop], csr, start, ties, flags, item_dim=0
             )
     return ranks.cpu()
 
@@ -215,26 +221,28 @@ def _block_ranks(
     row_offset: int,
     ties: Ties,
     flags: torch.Tensor,
+    item_dim: int,
 ) -> torch.Tensor:
-    """Ranks of ``targets`` in one ``(B, N)`` score block whose first row is user ``row_offset``.
+    """Ranks of ``targets`` in one score block whose first user is ``row_offset``.
 
-    ``scores`` may be overwritten (history masking) and ``flags`` is a ``(B, N)`` bool scratch
-    buffer.
+    ``scores`` is ``(B, N)`` when ``item_dim`` is 1 and ``(N, B)`` when it is 0; it may be
+    overwritten (history masking), and ``flags`` is a bool scratch buffer of its shape.
     """
-    rows = torch.arange(scores.shape[0], device=scores.device)
-    target_scores = scores[rows, targets].unsqueeze(1)  # (B, 1)
+    users = torch.arange(scores.shape[1 - item_dim], device=scores.device)
+    index = (users, targets) if item_dim == 1 else (targets, users)
+    target_scores = scores[index].unsqueeze(item_dim)  # broadcasts along the items
     if torch.isnan(target_scores).any():
-        bad = int(torch.nonzero(torch.isnan(target_scores))[0, 0]) + row_offset
+        bad = int(torch.nonzero(torch.isnan(target_scores.reshape(-1)))[0, 0]) + row_offset
         raise ValueError(f"scores: target score of user row {bad} is NaN; cannot rank it")
     if csr is not None:
-        _mask_history_(scores, targets, csr, row_offset)
+        _mask_history_(scores, targets, csr, row_offset, item_dim)
     if ties == "pessimistic":
         # >= counts the target itself once; every tied other item ranks above it.
         torch.ge(scores, target_scores, out=flags)
-        return flags.sum(1, dtype=torch.int32).long() - 1
+        return flags.sum(item_dim, dtype=torch.int32).long() - 1
     if ties == "optimistic":
         torch.gt(scores, target_scores, out=flags)
-        return flags.sum(1, dtype=torch.int32).long()
+        return flags.sum(item_dim, dtype=torch.int32).long()
     raise ValueError(f"ties: expected 'pessimistic' or 'optimistic', got {ties!r}")
 
 
@@ -243,17 +251,19 @@ def _mask_history_(
     targets: torch.Tensor,
     csr: tuple[torch.Tensor, torch.Tensor],
     row_offset: int,
+    item_dim: int,
 ) -> None:
     """Set excluded items to -inf in place, leaving each user's own target rankable."""
     indptr, indices = csr
-    num_rows = scores.shape[0]
-    bounds = indptr[row_offset : row_offset + num_rows + 1]
-    cols = indices[bounds[0] : bounds[-1]]
-    rows = torch.repeat_interleave(
-        torch.arange(num_rows, device=scores.device), bounds[1:] - bounds[:-1]
+    num_users = scores.shape[1 - item_dim]
+    bounds = indptr[row_offset : row_offset + num_users + 1]
+    items = indices[bounds[0] : bounds[-1]]
+    users = torch.repeat_interleave(
+        torch.arange(num_users, device=scores.device), bounds[1:] - bounds[:-1]
     )
-    keep = cols != targets[rows]
-    scores[rows[keep], cols[keep]] = float("-inf")
+    keep = items != targets[users]
+    users, items = users[keep], items[keep]
+    scores[(users, items) if item_dim == 1 else (items, users)] = float("-inf")
 
 
 def _to_csr(
