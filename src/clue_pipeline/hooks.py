@@ -33,7 +33,7 @@ class MlflowOutputsHook:
     """Logs what nodes produce into kedro-mlflow's run of this `kedro run`.
 
     Training histories (outputs named ``*history``) become per-epoch metric histories
-    (step = epoch); test metrics (``*.metrics``) become final metrics named
+    (step = epoch); test metrics (``*_metrics``) become final metrics named
     ``<task>.<method>/<metric>`` and the JSON record an artifact. Naming the datasets by
     convention keeps nodes free of tracking code; kedro-mlflow owns the run itself.
     """
@@ -45,7 +45,7 @@ class MlflowOutputsHook:
         for name, value in outputs.items():
             if name.endswith("history"):
                 self._log_history(name, value)
-            elif name.endswith(".metrics") and isinstance(value, dict):
+            elif name.endswith("_metrics") and isinstance(value, dict):
                 self._log_metrics(name, value)
 
     @staticmethod
@@ -59,7 +59,7 @@ class MlflowOutputsHook:
 
     @staticmethod
     def _log_metrics(name: str, record: dict) -> None:
-        prefix = name.removesuffix(".metrics")
+        prefix = name.removesuffix("_metrics")
         numbers = {
             f"{prefix}/{key}".replace("@", "_at_"): float(value)
             for key, value in _flatten(record.get("metrics", {})).items()

@@ -1,8 +1,14 @@
 """Project settings: hooks and the config loader's patterns."""
 
+import os
+
 from kedro.config import OmegaConfigLoader
 
 from clue_pipeline.hooks import MlflowOutputsHook, ThreadBudgetHook
+
+# MLflow's usage telemetry is switched off by the environment only; the project's own
+# `.telemetry` file (consent: false) covers kedro-telemetry.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 HOOKS = (ThreadBudgetHook(), MlflowOutputsHook())
 
@@ -13,4 +19,6 @@ CONFIG_LOADER_ARGS = {
     "config_patterns": {
         "mlflow": ["mlflow*", "mlflow*/**"],
     },
+    # conf/local/mlflow.yml need only name the keys it changes (e.g. the tracking URI).
+    "merge_strategy": {"mlflow": "soft"},
 }

@@ -14,8 +14,6 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 from clue_pipeline.models.baselines import BASELINES, BaselineConfig
-from clue_pipeline.models.heads import ClassifierModel, NextItemModel
-from torch.utils.data import TensorDataset
 
 from clue_pipeline.metrics import (
     DEFAULT_KS,
@@ -29,6 +27,7 @@ from clue_pipeline.models.encoders import (
     encoder_from_checkpoint,
     encoder_to_checkpoint,
 )
+from clue_pipeline.models.heads import ClassifierModel, NextItemModel
 from clue_pipeline.training.loop import TrainConfig, TrainResult, fit
 
 
@@ -85,7 +84,7 @@ def finetune_next_item(
     """``on_validation(metrics)`` sees every epoch's validation metrics (e.g. an Optuna pruner)."""
     torch.manual_seed(config.seed)
     model = NextItemModel(encoder, freeze_encoder=freeze_encoder)
-    dataset = TensorDataset(torch.as_tensor(train_tokens), torch.as_tensor(train_targets))
+    dataset = (torch.as_tensor(train_tokens), torch.as_tensor(train_targets))
 
     def validate(m: NextItemModel) -> dict[str, float]:
         metrics = evaluate_next_item(m, valid, exclude_history=exclude_history)
@@ -100,7 +99,7 @@ def finetune_next_item(
 
 def _next_item_step(model: NextItemModel, batch, generator):
     tokens, targets = batch
-    return model.loss(tokens, targets), {}
+    return model(tokens, targets), {}
 
 
 @torch.no_grad()
@@ -147,7 +146,7 @@ def finetune_classifier(
     config: TrainConfig,
 ) -> tuple[torch.nn.Module, TrainResult]:
     torch.manual_seed(config.seed)
-    dataset = TensorDataset(torch.as_tensor(train_tokens), torch.as_tensor(train_labels))
+    dataset = (torch.as_tensor(train_tokens), torch.as_tensor(train_labels))
     result = fit(model, dataset, _classifier_step, config, validate_fn=validate_fn)
     model.load_state_dict(result.best_state)
     return model, result
@@ -155,7 +154,7 @@ def finetune_classifier(
 
 def _classifier_step(model, batch, generator):
     tokens, labels = batch
-    return model.loss(tokens, labels), {}
+    return model(tokens, labels), {}
 
 
 @torch.no_grad()

@@ -99,7 +99,7 @@ def clue_step(model: SimSiam, batch, generator: torch.Generator, policy, mask_to
 
 def masked_item_step(model: MaskedItemPretrainer, batch, generator: torch.Generator):
     (tokens,) = batch
-    return model.loss(tokens, generator), {}
+    return model(tokens, generator), {}
 
 
 def clue_diagnostics(

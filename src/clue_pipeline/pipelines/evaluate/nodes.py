@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import pandas as pd
+import torch
+
+from clue_pipeline.augment import validate_view_policy
+from clue_pipeline.figures import loss_curves, user_vector_pca
+from clue_pipeline.models.encoders import encoder_from_checkpoint
+from clue_pipeline.tasks.batching import model_inputs
+from clue_pipeline.tasks.pretraining import representation_quality
 
 from clue_pipeline.tasks.finetuning import (
     evaluate_coldstart as coldstart_metrics,
@@ -16,6 +24,7 @@ from clue_pipeline.tasks.finetuning import (
     evaluate_profiling as profiling_metrics,
 )
 from clue_pipeline.tasks.finetuning import restore_model
+from clue_pipeline.tasks.finetuning import user_vectors as batched_user_vectors
 from clue_pipeline.tasks.task_data import classification_data, next_item_data
 
 logger = logging.getLogger(__name__)
@@ -165,3 +174,48 @@ def _record(checkpoint: dict, task: str, dataset: str, metrics: dict, protocol: 
         "history_excluded": bool(metrics.get("history_excluded", False)),
         "metrics": metrics,
     }
+
+
+def plot_pretraining_curves(**histories: list[dict]):
+    """Loss and z-std per epoch of every pre-training run (collapse shows as z-std -> 0)."""
+    labelled = {name.replace("__", " / "): h for name, h in histories.items() if h}
+    return loss_curves(labelled, metrics=("loss", "z_std", "uniformity"))
+
+
+def plot_user_vectors(
+    encoder_checkpoint: dict,
+    sequences: pd.DataFrame,
+    users: pd.DataFrame,
+    view_policy: dict,
+    figure_params: dict,
+):
+    """2-D PCA of every user's CLUE vector, coloured by a user attribute.
+
+    The first attribute of ``figure_params['colour_by']`` the users table has is used (gender
+    on MovieLens); data without attributes (ml-latest-small) is coloured by history length.
+    """
+    encoder = encoder_from_checkpoint(encoder_checkpoint).eval()
+    config = encoder.config
+    tokens = model_inputs(sequences["items"], config.max_len, config.ur_token)
+    vectors = batched_user_vectors(encoder, tokens)
+    quality = representation_quality(
+        encoder,
+        torch.as_tensor(tokens[: int(figure_params["quality_users"])]),
+        validate_view_policy(view_policy),
+        config.mask_token,
+        seed=int(figure_params["seed"]),
+    )
+    labels, label_name = _user_labels(sequences, users, figure_params["colour_by"])
+    return user_vector_pca(
+        vectors.numpy(), labels, label_name, quality["alignment"], quality["uniformity"]
+    )
+
+
+def _user_labels(sequences: pd.DataFrame, users: pd.DataFrame, candidates: list[str]):
+    for column in candidates:
+        if column in users.columns:
+            labels = sequences[["user_id"]].merge(users, on="user_id", how="left")[column]
+            return labels.fillna("unknown").to_numpy(), column
+    lengths = sequences["items"].map(len).to_numpy()
+    bins = pd.qcut(lengths, 3, labels=["short", "medium", "long"], duplicates="drop")
+    return np.asarray(bins, dtype=object), "history length (tercile)"

@@ -3,6 +3,7 @@
 from kedro.pipeline import Node, Pipeline
 
 from clue_pipeline.pipelines.finetune.pipeline import TASKS, methods_of
+from clue_pipeline.pipelines.pretrain.pipeline import CORPORA
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -21,13 +22,13 @@ def create_pipeline(**kwargs) -> Pipeline:
     for task in TASKS:
         function, data = evaluators[task]
         for method in methods_of(task):
-            metrics = f"{task}.{method}.metrics"
+            metrics = f"{task}.{method}_metrics"
             metric_names[f"{task}__{method}"] = metrics
             evaluation_nodes.append(
                 Node(
                     function,
                     inputs=[
-                        f"{task}.{method}.model",
+                        f"{task}.{method}_model",
                         *data,
                         "params:evaluate",
                         "params:dataset_name",
@@ -45,4 +46,28 @@ def create_pipeline(**kwargs) -> Pipeline:
         name="summarise_metrics",
         tags="evaluate",
     )
-    return Pipeline([*evaluation_nodes, summary])
+    curves = Node(
+        nodes.plot_pretraining_curves,
+        inputs={
+            f"{corpus}__{method}": f"{corpus}.{method}_pretrain_history"
+            for corpus in CORPORA
+            for method in ("clue", "mip")
+        },
+        outputs="pretraining_curves_plot",
+        name="plot_pretraining_curves",
+        tags="evaluate",
+    )
+    pca = Node(
+        nodes.plot_user_vectors,
+        inputs=[
+            "next_item.clue_encoder",
+            "sequences",
+            "users",
+            "view_policy",
+            "params:evaluate.figures",
+        ],
+        outputs="user_vectors_pca_plot",
+        name="plot_user_vectors_pca",
+        tags="evaluate",
+    )
+    return Pipeline([*evaluation_nodes, summary, curves, pca])

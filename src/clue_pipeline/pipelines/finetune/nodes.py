@@ -17,6 +17,7 @@ from clue_pipeline.tasks.finetuning import (
     make_encoder,
 )
 from clue_pipeline.tasks.finetuning import finetune_next_item as train_next_item
+from clue_pipeline.tasks.fingerprint import fingerprint, job_checkpoint_dir
 from clue_pipeline.tasks.task_data import classification_data, next_item_data
 
 logger = logging.getLogger(__name__)
@@ -34,7 +35,14 @@ def finetune_next_item(
     method = to_dataclass(MethodSpec, method_params, "finetune.methods")
     encoder_cfg = encoder_config(encoder_params, num_items=len(item_index))
     data = next_item_data(split, encoder_cfg.max_len, encoder_cfg.num_items)
-    config = _train_config(finetune_params, "next_item", method)
+    config = _train_config(
+        finetune_params,
+        "next_item",
+        method,
+        data.train_tokens,
+        encoder_cfg,
+        _weights_id(pretrained),
+    )
     model, result = train_next_item(
         data.train_tokens,
         data.train_targets,
@@ -126,17 +134,37 @@ def _fit_classifier(data, encoder_cfg, pretrained, method, finetune_params, task
     def validate(m):
         return evaluate(m, data.tokens["valid"], data.labels["valid"], data.num_classes)
 
-    config = _train_config(finetune_params, task, method)
+    config = _train_config(
+        finetune_params,
+        task,
+        method,
+        data.tokens["train"],
+        data.labels["train"],
+        encoder_cfg,
+        _weights_id(pretrained),
+    )
     return finetune_classifier(model, data.tokens["train"], data.labels["train"], validate, config)
 
 
-def _train_config(finetune_params: dict, task: str, method: MethodSpec):
-    """Shared training knobs, then the task's, then the method's overrides."""
+def _train_config(finetune_params: dict, task: str, method: MethodSpec, *parts):
+    """Shared training knobs, then the task's, then the method's overrides.
+
+    ``parts`` (data arrays, initial weights) go into the checkpoint folder's fingerprint.
+    """
     merged = {
         **finetune_params["train"],
         **finetune_params.get("tasks", {}).get(task, {}),
         **finetune_params.get("overrides", {}).get(method.name, {}),
     }
-    checkpoint_dir = merged.pop("checkpoint_dir", None)
-    fixed = {"checkpoint_dir": f"{checkpoint_dir}/{task}/{method.name}"} if checkpoint_dir else {}
-    return train_config(merged, f"finetune (task {task}, method {method.name})", **fixed)
+    base_dir = merged.pop("checkpoint_dir", None)
+    config = train_config(merged, f"finetune (task {task}, method {method.name})")
+    config.checkpoint_dir = job_checkpoint_dir(base_dir, f"{task}/{method.name}", config, *parts)
+    return config
+
+
+def _weights_id(checkpoint: dict | None) -> str:
+    """Identity of the initial weights: a pre-trained encoder's fingerprint, or 'random'."""
+    if checkpoint is None:
+        return "random"
+    state = checkpoint["state_dict"]
+    return fingerprint(*(state[k].float().numpy() for k in sorted(state)))

@@ -65,7 +65,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 Node(
                     getattr(nodes, function),
                     inputs=inputs,
-                    outputs=[f"{task}.{method}.model", f"{task}.{method}.history"],
+                    outputs=[f"{task}.{method}_model", f"{task}.{method}_history"],
                     name=f"finetune_{task}_{method}",
                     namespace=task,
                     tags=["finetune", task, method],

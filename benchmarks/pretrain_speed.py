@@ -1,0 +1,113 @@
+"""Training speed on Amazon Beauty: CLUE and masked-item pre-training epochs, and a next-item
+fine-tuning epoch (len 50, d=64, 2 blocks, batch 256), as sequences per second.
+
+    .venv/bin/python benchmarks/pretrain_speed.py [--repeats 3] [--threads N]
+
+Writes benchmarks/results/pretrain_speed.{json,md}. One epoch = one pass over the training
+part of every user's sequence (the `next_item` pre-training corpus).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+import torch
+
+from benchmarks.common import load_next_item, peak_rss_gib, write_results
+from clue_pipeline.augment import validate_view_policy
+from clue_pipeline.models.encoders import EncoderConfig, build_encoder
+from clue_pipeline.tasks.batching import model_inputs
+from clue_pipeline.tasks.finetuning import RankingData, finetune_next_item
+from clue_pipeline.tasks.pretraining import PretrainJob, run_job
+from clue_pipeline.tasks.task_data import next_item_data
+from clue_pipeline.training.loop import TrainConfig
+
+# RecBole 1.2.1 SASRec, one training epoch of Beauty on this machine (2 cores), from the issue.
+RECBOLE_EPOCH_S = 138.5
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--dataset", default="beauty")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    data = load_next_item(args.dataset, max_len=50)
+    encoder = EncoderConfig(num_items=data.num_items, max_len=50, hidden=64, blocks=2, heads=4)
+    tokens = model_inputs(data.split["train"], 50, data.num_items + 2)
+    train = TrainConfig(epochs=1, batch_size=args.batch_size, seed=0, device=args.device)
+    policy = validate_view_policy({"strategies": ["dropout"]})
+    users = len(tokens)
+
+    def clue_epoch() -> None:
+        run_job(PretrainJob("clue", tokens, encoder, train, view_policy=policy))
+
+    def mip_epoch() -> None:
+        run_job(PretrainJob("mip", tokens, encoder, train))
+
+    task = next_item_data(data.split, 50, data.num_items)
+    empty_valid = RankingData(task.valid.tokens[:1], task.valid.targets[:1])
+
+    def finetune_epoch() -> None:
+        finetune_next_item(
+            task.train_tokens, task.train_targets, empty_valid, build_encoder(encoder), train
+        )
+
+    rows = {}
+    for name, fn in (
+        ("clue_pretrain", clue_epoch),
+        ("mip_pretrain", mip_epoch),
+        ("next_item_finetune", finetune_epoch),
+    ):
+        seconds = []
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            fn()
+            seconds.append(time.perf_counter() - start)
+        median = statistics.median(seconds)
+        rows[name] = {
+            "epoch_seconds": seconds,
+            "median_epoch_s": median,
+            "sequences_per_s": users / median,
+            "ratio_to_recbole_sasrec_epoch": median / RECBOLE_EPOCH_S,
+        }
+        print(name, rows[name], flush=True)
+
+    payload = {
+        "dataset": args.dataset,
+        "users": users,
+        "items": data.num_items,
+        "settings": {"max_len": 50, "hidden": 64, "blocks": 2, "heads": 4, "dropout": 0.5,
+                     "batch_size": args.batch_size, "threads": args.threads},
+        "results": rows,
+        "peak_rss_gib": peak_rss_gib(),
+        "reference": f"RecBole 1.2.1 SASRec epoch on Beauty here: {RECBOLE_EPOCH_S} s (issue text)",
+    }
+    lines = [
+        f"Dataset {args.dataset}: {users} users, {data.num_items} items; len 50, d=64, 2 blocks, "
+        f"4 heads, dropout 0.5, batch {args.batch_size}, {args.threads} threads; "
+        f"{args.repeats} repeats (median). An epoch includes the loop's per-epoch diagnostics.",
+        "",
+        "| job | median epoch (s) | sequences/s | all epochs (s) |",
+        "| --- | --- | --- | --- |",
+    ]
+    for name, row in rows.items():
+        lines.append(
+            f"| {name} | {row['median_epoch_s']:.1f} | {row['sequences_per_s']:.0f} | "
+            + ", ".join(f"{s:.1f}" for s in row["epoch_seconds"])
+            + " |"
+        )
+    lines += ["", f"Reference: RecBole 1.2.1 SASRec takes {RECBOLE_EPOCH_S} s per epoch here."]
+    write_results(f"pretrain_speed_{args.dataset}" if args.dataset != "beauty" else "pretrain_speed",
+                  payload, "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

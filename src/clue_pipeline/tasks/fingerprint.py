@@ -1,0 +1,40 @@
+"""Job fingerprints: a checkpoint is resumed only by the very job that wrote it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# Knobs that do not change what is computed, so a run may resume across them.
+_NEUTRAL = {
+    "resume",
+    "progress",
+    "progress_every_steps",
+    "checkpoint_dir",
+    "checkpoint_every_steps",
+}
+
+
+def fingerprint(*parts: Any) -> str:
+    """Short hash of configs (dataclasses, dicts) and arrays (by their bytes)."""
+    digest = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, np.ndarray):
+            digest.update(str((part.shape, part.dtype)).encode())
+            digest.update(np.ascontiguousarray(part).tobytes())
+            continue
+        value = asdict(part) if is_dataclass(part) else part
+        if isinstance(value, dict):
+            value = {k: v for k, v in value.items() if k not in _NEUTRAL}
+        digest.update(json.dumps(value, sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:16]
+
+
+def job_checkpoint_dir(base: str | None, name: str, *parts: Any) -> str | None:
+    """``base/name/<fingerprint>``, or None when checkpoints are off."""
+    return str(Path(base) / name / fingerprint(*parts)) if base else None
