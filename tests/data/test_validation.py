@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clue_pipeline.data import validation
+from clue_pipeline.data import readers, validation
 from clue_pipeline.data.errors import DataError
 from clue_pipeline.data.readers import known_formats, read_dataset
 from clue_pipeline.data.validation import (
@@ -233,3 +233,24 @@ def test_undecodable_byte_names_line_and_encoding(tmp_path):
     assert info.value.line == 3 and "byte 0xe9 cannot be decoded as utf-8" in str(info.value)
     generic["items"]["encoding"] = "latin-1"
     assert _read("generic", events, generic=generic).items["title"].tolist() == ["Plain", "Café"]
+
+
+def test_line_numbers_hold_across_streamed_blocks(tmp_path, monkeypatch):
+    """Diagnosis streams the file in blocks; shrink them so a few lines span many blocks."""
+    monkeypatch.setattr(readers, "_BLOCK_BYTES", 64)
+    rows = [f"{u},{u % 7},4.0,{1000 + u}\n" + ("\n" if u % 5 == 0 else "") for u in range(1, 60)]
+    folder = _ml_small(tmp_path, RATINGS_HEADER + "".join(rows) + "3,x,4.0,1\n")
+    with pytest.raises(DataError) as info:
+        _read("ml-latest-small", folder)
+    assert info.value.line == 1 + 59 + 11 + 1  # header, rows, blank lines, the bad one
+    rows[-1] = "-59,1,4.0,1\n"
+    (folder / "ratings.csv").write_text(RATINGS_HEADER + "".join(rows))
+    with pytest.raises(DataError) as info:
+        _read("ml-latest-small", folder)
+    assert (info.value.line, info.value.column) == (1 + 58 + 11 + 1, "userId")
+    text = "u,i,t\n" + "1,2,3\n" * 20 + "4,é,5\n"  # the bad bytes sit in a later block
+    events = tmp_path / "log.csv"
+    events.write_bytes(text.encode("utf-8").replace("é".encode(), b"\xe9\xe9"))
+    with pytest.raises(DataError) as info:
+        _read("generic", events, generic={"columns": {"user_id": "u", "item_id": "i"}})
+    assert info.value.line == 22 and "0xe9" in str(info.value)

@@ -8,8 +8,9 @@ the happy path on tens of millions of rows pays for no Python-level checks.
 
 from __future__ import annotations
 
+import codecs
 import gzip
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from clue_pipeline.data.validation import IngestOptions, TableFile, check_values
 
 _LINE_DELIMITER = "\x1e"  # a delimiter no text line holds: reads a file one line per row
 _UNIT_SEP = "\x1f"  # stands in for multi-character separators such as '::'
+_BLOCK_BYTES = 1 << 24  # pyarrow block size; also the unit of the streamed diagnosis
 _SEPARATOR_GUESSES = ("::", "\t", "|", ";", ",", " ")
 _INT_PATTERN = r"^\s*[0-9]+\s*$"
 _FLOAT_PATTERN = r"^\s*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?\s*$"
@@ -495,7 +497,7 @@ def _read_csv(
         return pv.read_csv(
             source,
             read_options=pv.ReadOptions(
-                column_names=names, encoding=_pyarrow_encoding(encoding), block_size=1 << 24
+                column_names=names, encoding=_pyarrow_encoding(encoding), block_size=_BLOCK_BYTES
             ),
             parse_options=pv.ParseOptions(
                 delimiter=delimiter, quote_char='"' if quoted else False, ignore_empty_lines=True
@@ -522,37 +524,54 @@ def _read_header(path: Path, sep: str, encoding: str) -> list[str]:
     return [name.strip().strip('"') for name in first.split(sep)]
 
 
-def _read_lines(path: Path, encoding: str) -> pa.Array:
-    """The file's physical lines, blank ones included, so row ``i`` is line ``i + 1``."""
-    table = pv.read_csv(
-        str(path),
-        read_options=pv.ReadOptions(
-            column_names=["line"], encoding=_pyarrow_encoding(encoding), block_size=1 << 24
+def _line_options(encoding: str) -> dict[str, Any]:
+    """pyarrow options that read a file one physical line per row, blank lines included."""
+    return {
+        "read_options": pv.ReadOptions(
+            column_names=["line"], encoding=_pyarrow_encoding(encoding), block_size=_BLOCK_BYTES
         ),
-        parse_options=pv.ParseOptions(
+        "parse_options": pv.ParseOptions(
             delimiter=_LINE_DELIMITER, quote_char=False, ignore_empty_lines=False
         ),
-        convert_options=pv.ConvertOptions(
+        "convert_options": pv.ConvertOptions(
             column_types={"line": pa.string()}, strings_can_be_null=False
         ),
-    )
-    return table.column("line").combine_chunks()
+    }
+
+
+def _nonblank(lines: pa.Array) -> pa.Array:
+    return pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(lines)), 0)
 
 
 def _nonblank_lines(path: Path, encoding: str) -> tuple[pa.Array, np.ndarray]:
-    """Non-blank lines and their 1-based line numbers."""
+    """All non-blank lines and their 1-based line numbers."""
     _require_file(path)
-    lines = _read_lines(path, encoding)
-    keep = pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(lines)), 0)
+    lines = pv.read_csv(str(path), **_line_options(encoding)).column("line").combine_chunks()
+    keep = _nonblank(lines)
     numbers = np.flatnonzero(keep.to_numpy(zero_copy_only=False)) + 1
     if numbers.size == 0:
         raise DataError("holds no data lines", file=path, expected="one user per line")
     return lines.filter(keep), numbers.astype(np.int64)
 
 
+def _line_batches(path: Path, encoding: str) -> Iterator[tuple[pa.Array, np.ndarray]]:
+    """Non-blank lines block by block, with their 1-based line numbers."""
+    first = 1
+    for batch in pv.open_csv(str(path), **_line_options(encoding)):
+        lines = batch.column(0)
+        keep = _nonblank(lines)
+        yield lines.filter(keep), first + np.flatnonzero(keep.to_numpy(zero_copy_only=False))
+        first += len(lines)
+
+
 def _line_of_row(path: Path, encoding: str, row: int, header: bool) -> int:
-    _, numbers = _nonblank_lines(path, encoding)
-    return int(numbers[row + int(header)])
+    """The line number of a parsed row (pyarrow skips blank lines, editors count them)."""
+    wanted, seen = row + int(header), 0
+    for _, numbers in _line_batches(path, encoding):
+        if wanted < seen + len(numbers):
+            return int(numbers[wanted - seen])
+        seen += len(numbers)
+    raise DataError(f"has no row {row + 1}", file=path, expected="a row the reader reported")
 
 
 def _check_numbers(
@@ -581,13 +600,33 @@ def _diagnose(
     header: bool,
     quoted: bool,
 ) -> DataError | None:
-    """Find the first line that breaks the expected form; only runs after a failed parse."""
+    """Find the first line that breaks the expected form; only runs after a failed parse.
+
+    Streams the file block by block, so a bad line in a 25M-line file costs one block of
+    memory and stops at the block that holds it.
+    """
+    skip_header = header
     try:
-        lines, numbers = _nonblank_lines(path, encoding)
+        for lines, numbers in _line_batches(path, encoding):
+            if skip_header and len(lines):
+                lines, numbers, skip_header = lines[1:], numbers[1:], False
+            found = _first_bad_line(lines, numbers, path, sep, names, types, quoted)
+            if found is not None:
+                return found
     except (pa.ArrowInvalid, UnicodeDecodeError):
         return _undecodable(path, encoding)
-    if header:
-        lines, numbers = lines[1:], numbers[1:]
+    return None
+
+
+def _first_bad_line(
+    lines: pa.Array,
+    numbers: np.ndarray,
+    path: Path,
+    sep: str,
+    names: Sequence[str],
+    types: Mapping[str, pa.DataType],
+    quoted: bool,
+) -> DataError | None:
     text = pc.replace_substring_regex(lines, r'"[^"]*"', '""') if quoted else lines
     counts = pc.add(pc.count_substring(text, sep), 1).to_numpy()
     expected_form = f"{len(names)} fields {sep.join(names)} separated by {sep!r}"
@@ -620,18 +659,25 @@ def _diagnose(
 
 
 def _undecodable(path: Path, encoding: str) -> DataError | None:
-    """Name the line of the first byte that is not valid in ``encoding``."""
-    raw = _raw_bytes(path)
-    try:
-        raw.decode(encoding)
-    except UnicodeDecodeError as err:
-        return DataError(
-            f"byte {raw[err.start]:#04x} cannot be decoded as {encoding}",
-            file=path,
-            line=raw.count(b"\n", 0, err.start) + 1,
-            expected=f"{encoding} text, or the file's real encoding in the parameters "
-            "(e.g. encoding: latin-1)",
-        )
+    """Name the line of the first byte that is not valid in ``encoding`` (streamed)."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    newlines = 0
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as handle:
+        while chunk := handle.read(_BLOCK_BYTES):
+            pending = decoder.getstate()[0]  # an unfinished character: never a newline
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as err:
+                data = pending + chunk
+                return DataError(
+                    f"byte {data[err.start]:#04x} cannot be decoded as {encoding}",
+                    file=path,
+                    line=newlines + data.count(b"\n", 0, err.start) + 1,
+                    expected=f"{encoding} text, or the file's real encoding in the parameters "
+                    "(e.g. encoding: latin-1)",
+                )
+            newlines += chunk.count(b"\n")
     return None
 
 
