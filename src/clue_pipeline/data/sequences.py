@@ -210,7 +210,8 @@ def to_list_series(values: np.ndarray, offsets: np.ndarray) -> pd.Series:
         pa.array(np.asarray(values, dtype=np.int32)),
     )
     if len(array) == 0:
-        return pd.Series(pd.array([], dtype=pd.ArrowDtype(_LIST_TYPE)))
+        # An empty Arrow-typed column would write pandas metadata that pandas cannot read back.
+        return pd.Series(np.empty(0, dtype=object))
     return pd.Series(array.to_pandas(), dtype=object)
 
 
