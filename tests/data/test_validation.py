@@ -254,3 +254,9 @@ def test_line_numbers_hold_across_streamed_blocks(tmp_path, monkeypatch):
     with pytest.raises(DataError) as info:
         _read("generic", events, generic={"columns": {"user_id": "u", "item_id": "i"}})
     assert info.value.line == 22 and "0xe9" in str(info.value)
+
+
+def test_count_missing_counts_distinct_keys():
+    users = pd.DataFrame({"user_id": [1, 2]})
+    assert validation.count_missing(pd.Series([1, 3, 3, 4, 2]), users, "user_id") == 2
+    assert validation.count_missing(pd.Series([1, 1]), users, "user_id") == 0

@@ -296,3 +296,9 @@ def _expect_dtype(table: pd.DataFrame, what: str, name: str, dtype: str) -> None
         raise DataError(f"{what} table lacks the column", column=name, expected=f"{dtype} column")
     if str(table[name].dtype) != dtype:
         raise DataError(f"{what} column has dtype {table[name].dtype}", column=name, expected=dtype)
+
+
+def count_missing(keys: pd.Series, table: pd.DataFrame, column: str) -> int:
+    """How many distinct ``keys`` have no row in ``table`` (e.g. users without a profile)."""
+    distinct = pd.unique(keys.to_numpy())
+    return int((~np.isin(distinct, table[column].to_numpy())).sum())

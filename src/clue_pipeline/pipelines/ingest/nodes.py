@@ -13,6 +13,7 @@ from clue_pipeline.data.readers import READERS, known_formats, read_dataset
 from clue_pipeline.data.validation import (
     check_contract,
     check_not_empty,
+    count_missing,
     drop_duplicate_events,
     parse_ingest_params,
 )
@@ -68,6 +69,11 @@ def validate_dataset(
     check_not_empty(interactions, "interactions", source)
     check_not_empty(raw_users, "users", source)
     check_contract(interactions, raw_users, raw_items)
+    for column, table, what in (("user_id", raw_users, "users"), ("item_id", raw_items, "items")):
+        if missing := count_missing(interactions[column], table, column):
+            logger.warning(
+                "%s: %d %s of the interactions have no row in %s", source, missing, column, what
+            )
     logger.info(
         "ingested %s: %d interactions, %d users, %d items (%d with metadata)",
         source,
