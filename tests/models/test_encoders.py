@@ -146,3 +146,32 @@ def test_too_wide_input_is_rejected():
     encoder = make_encoder("transformer")
     with pytest.raises(ValueError, match="max_len"):
         encoder(torch.ones(1, MAX_LEN + 2, dtype=torch.long))
+
+
+def test_fast_dropout_drops_the_right_share_and_keeps_the_mean():
+    from clue_pipeline.models.encoders import fast_dropout
+
+    x = torch.ones(200_000)
+    torch.manual_seed(0)
+    out = fast_dropout(x, 0.5, training=True)
+    dropped = (out == 0).float().mean().item()
+    assert abs(dropped - 0.5) < 0.01
+    assert set(out.unique().tolist()) == {0.0, 2.0}
+    assert abs(fast_dropout(x, 0.1, training=True).mean().item() - 1.0) < 0.01
+    assert fast_dropout(x, 0.5, training=False) is x
+    torch.manual_seed(1)
+    a = fast_dropout(x, 0.3, training=True)
+    torch.manual_seed(1)
+    assert torch.equal(a, fast_dropout(x, 0.3, training=True))
+
+
+def test_spelled_out_attention_matches_scaled_dot_product_attention():
+    from clue_pipeline.models.encoders import attend
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(3, 2, 6, 4) for _ in range(3))
+    real = torch.tensor([[False, False, True, True, True, True]] * 3)
+    mask = attention_mask(real, causal=True)
+    expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    # a drop probability that rounds to 0/256 takes the CPU training path but drops nothing
+    torch.testing.assert_close(attend(q, k, v, mask, 1e-6), expected, rtol=1e-5, atol=1e-6)
