@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,6 @@ class IngestOptions:
     generic_interactions: TableFile | None = None
     generic_users: TableFile | None = None
     generic_items: TableFile | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 def parse_ingest_params(params: Mapping[str, Any], known_formats: Sequence[str]) -> IngestOptions:
