@@ -136,6 +136,10 @@ def test_ranking_errors_name_the_problem():
         bad = HAND_SCORES.clone()
         bad[1, 1] = float("nan")
         ranking_metrics_from_scores(bad, HAND_TARGETS)
+    with pytest.raises(ValueError, match="user row 2 is NaN"):
+        bad = HAND_SCORES.clone()
+        bad[2, 0] = float("nan")
+        ranking_metrics(bad, torch.eye(5), HAND_TARGETS, chunk_size=2)
     with pytest.raises(ValueError, match="exclude: item indices"):
         ranking_metrics_from_scores(HAND_SCORES, HAND_TARGETS, exclude=[[0], [7], []])
     with pytest.raises(ValueError, match="ks: expected"):

@@ -36,8 +36,10 @@ Ties = Literal["pessimistic", "optimistic"]
 Exclude = tuple[torch.Tensor, torch.Tensor] | Sequence[torch.Tensor]
 
 DEFAULT_KS: tuple[int, ...] = (5, 10, 20)
-# Users per score block: U_chunk x N fp32 scores stay within a few MB of cache-friendly memory.
-DEFAULT_CHUNK_SIZE = 512
+# Users per score block when ``chunk_size`` is None. On CPU a small block keeps the (N, chunk)
+# scores in cache (fastest of 64..1024 in benchmarks/results/eval_speed.md); on CUDA a large
+# block keeps the number of kernel launches small.
+DEFAULT_CHUNK_SIZE = {"cpu": 64, "cuda": 4096}
 
 
 def ranking_metrics(
@@ -45,7 +47,7 @@ def ranking_metrics(
     item_matrix: torch.Tensor,
     targets: torch.Tensor,
     ks: Sequence[int] = DEFAULT_KS,
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    chunk_size: int | None = None,
     exclude: Exclude | None = None,
     device: torch.device | str | None = None,
     ties: Ties = "pessimistic",
@@ -60,7 +62,7 @@ def ranking_metrics(
         item_matrix: ``(N, d)`` float, row ``i`` = item index ``i``.
         targets: ``(U,)`` int, one held-out item index per user in ``0..N-1``.
         ks: cut-offs.
-        chunk_size: users per score block.
+        chunk_size: users per score block; None picks ``DEFAULT_CHUNK_SIZE`` by device.
         exclude: items to remove from each user's ranking (history), either CSR-like
             ``(indptr (U+1,), indices)`` or a list of ``U`` 1-D index tensors.
         device: where to compute; defaults to the device of ``user_vectors``.
@@ -108,7 +110,7 @@ def target_ranks(
     user_vectors: torch.Tensor,
     item_matrix: torch.Tensor,
     targets: torch.Tensor,
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    chunk_size: int | None = None,
     exclude: Exclude | None = None,
     device: torch.device | str | None = None,
     ties: Ties = "pessimistic",
@@ -128,9 +130,11 @@ def target_ranks(
             f"user_vectors has d={user_vectors.shape[1]} but item_matrix has "
             f"d={item_matrix.shape[1]}; both must share the embedding size"
         )
+    device = torch.device(device) if device is not None else user_vectors.device
+    if chunk_size is None:
+        chunk_size = DEFAULT_CHUNK_SIZE.get(device.type, DEFAULT_CHUNK_SIZE["cpu"])
     if chunk_size < 1:
         raise ValueError(f"chunk_size: expected a positive integer, got {chunk_size}")
-    device = torch.device(device) if device is not None else user_vectors.device
     num_users, num_items = user_vectors.shape[0], item_matrix.shape[0]
     targets = _check_targets(targets, num_users, num_items, device)
     csr = None if exclude is None else _to_csr(exclude, num_users, num_items, device)
@@ -139,6 +143,7 @@ def target_ranks(
     dtype = torch.promote_types(users.dtype, items.dtype)
     items = items.to(dtype).contiguous()  # (N, d)
     ranks = torch.empty(num_users, dtype=torch.long, device=device)
+    nan_targets = torch.zeros(num_users, dtype=torch.bool, device=device)
     # Scores are built item-major, (N, chunk) = I @ U_chunk^T: on CPU this product runs about
     # twice as fast as U_chunk @ I^T for these thin shapes. The buffers are reused because a
     # fresh multi-MB tensor per chunk costs page faults comparable to the product itself.
@@ -153,8 +158,10 @@ def target_ranks(
             torch.mm(items, users[start:stop].to(device=device, dtype=dtype).T, out=scores)
             flags = flag_buf[: num_items * width].view(num_items, width)
             ranks[start:stop] = _block_ranks(
-                scores, targets[start:stop], csr, start, ties, flags, item_dim=0
+                scores, targets[start:stop], csr, start, ties, flags, 0, nan_targets[start:stop]
             )
+    if nan_targets.any():
+        _raise_nan(nan_targets, 0)
     return ranks.cpu()
 
 
@@ -222,18 +229,22 @@ def _block_ranks(
     ties: Ties,
     flags: torch.Tensor,
     item_dim: int,
+    nan_targets: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Ranks of ``targets`` in one score block whose first user is ``row_offset``.
 
     ``scores`` is ``(B, N)`` when ``item_dim`` is 1 and ``(N, B)`` when it is 0; it may be
     overwritten (history masking), and ``flags`` is a bool scratch buffer of its shape.
+    NaN target scores raise at once, or, when ``nan_targets`` (B,) is given, are marked there
+    so that the caller checks once instead of synchronising with the device every block.
     """
     users = torch.arange(scores.shape[1 - item_dim], device=scores.device)
     index = (users, targets) if item_dim == 1 else (targets, users)
     target_scores = scores[index].unsqueeze(item_dim)  # broadcasts along the items
-    if torch.isnan(target_scores).any():
-        bad = int(torch.nonzero(torch.isnan(target_scores.reshape(-1)))[0, 0]) + row_offset
-        raise ValueError(f"scores: target score of user row {bad} is NaN; cannot rank it")
+    if nan_targets is not None:
+        nan_targets |= torch.isnan(target_scores.reshape(-1))
+    elif torch.isnan(target_scores).any():
+        _raise_nan(torch.isnan(target_scores.reshape(-1)), row_offset)
     if csr is not None:
         _mask_history_(scores, targets, csr, row_offset, item_dim)
     if ties == "pessimistic":
@@ -244,6 +255,11 @@ def _block_ranks(
         torch.gt(scores, target_scores, out=flags)
         return flags.sum(item_dim, dtype=torch.int32).long()
     raise ValueError(f"ties: expected 'pessimistic' or 'optimistic', got {ties!r}")
+
+
+def _raise_nan(is_nan: torch.Tensor, row_offset: int) -> None:
+    bad = int(torch.nonzero(is_nan)[0, 0]) + row_offset
+    raise ValueError(f"scores: target score of user row {bad} is NaN; cannot rank it")
 
 
 def _mask_history_(
