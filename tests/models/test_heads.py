@@ -107,3 +107,35 @@ def test_frozen_encoder_is_a_linear_probe(head):
     for key, value in enc.state_dict().items():
         assert torch.equal(value, before[key]), key
     torch.testing.assert_close(model.user_vectors(tokens), model.user_vectors(tokens))
+
+
+@pytest.mark.parametrize("chunk_size", [1, 7, 64])
+def test_chunked_item_cross_entropy_matches_full_softmax_and_its_gradients(chunk_size):
+    from clue_pipeline.models.heads import item_cross_entropy
+
+    torch.manual_seed(0)
+    states = torch.randn(23, 8, requires_grad=True)
+    table = torch.randn(50, 8, requires_grad=True)
+    targets = torch.randint(0, 50, (23,))
+    expected = F.cross_entropy(states @ table.T, targets)
+    (2 * expected).backward()
+    want = states.grad.clone(), table.grad.clone()
+    states.grad = table.grad = None
+    got = item_cross_entropy(states, table, targets, chunk_size)
+    (2 * got).backward()
+    torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(states.grad, want[0])
+    torch.testing.assert_close(table.grad, want[1])
+    with pytest.raises(ValueError, match="no supervised"):
+        item_cross_entropy(states[:0], table, targets[:0])
+
+
+def test_chunked_item_cross_entropy_under_bf16_autocast_keeps_fp32_accuracy():
+    from clue_pipeline.models.heads import item_cross_entropy
+
+    torch.manual_seed(0)
+    states, table = torch.randn(40, 16), torch.randn(300, 16)
+    targets = torch.randint(0, 300, (40,))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = item_cross_entropy(states, table, targets, 16)
+    torch.testing.assert_close(got.float(), F.cross_entropy(states @ table.T, targets))

@@ -27,6 +27,76 @@ def item_table(encoder: SequenceEncoder) -> torch.Tensor:
     return encoder.item_embedding.weight[1 : encoder.config.num_items + 1]
 
 
+CPU_CHUNK_ROWS = 128  # ~6 MB of logits per chunk at N = 12k: stays in cache, no page faults
+DEVICE_CHUNK_ROWS = 8192  # accelerators want large matmuls; memory is the only limit there
+
+
+def item_cross_entropy(
+    states: torch.Tensor,
+    table: torch.Tensor,
+    targets: torch.Tensor,
+    chunk_size: int | None = None,
+) -> torch.Tensor:
+    """Mean softmax cross-entropy of ``states @ table.T`` against ``targets`` (0-based rows).
+
+    Equal to ``F.cross_entropy(states @ table.T, targets)``, but the (M, N) logits never exist
+    at once: each chunk of rows computes its loss and, right away, its gradients, so a step
+    touches a cache-sized buffer instead of allocating (and page-faulting) M x N floats three
+    times. On CPU this halves the cost of the full-softmax output layer.
+    """
+    if states.shape[0] == 0:
+        raise ValueError("item cross-entropy: no supervised positions in the batch")
+    if chunk_size is None:
+        chunk_size = CPU_CHUNK_ROWS if states.device.type == "cpu" else DEVICE_CHUNK_ROWS
+    return _ChunkedItemCrossEntropy.apply(states, table, targets, chunk_size)
+
+
+class _ChunkedItemCrossEntropy(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, states, table, targets, chunk_size):
+        with torch.autocast(states.device.type, enabled=False):  # fp32 softmax sums under bf16
+            return _ChunkedItemCrossEntropy._forward(ctx, states, table, targets, chunk_size)
+
+    @staticmethod
+    def _forward(ctx, states, table, targets, chunk_size):
+        need_states, need_table = ctx.needs_input_grad[:2]
+        s_all, t = states.float(), table.float()
+        grad_states = torch.empty_like(s_all) if need_states else None
+        grad_table = torch.zeros_like(t) if need_table else None
+        total = torch.zeros((), dtype=torch.float32, device=states.device)
+        for start in range(0, s_all.shape[0], chunk_size):
+            s = s_all[start : start + chunk_size]
+            y = targets[start : start + chunk_size, None]
+            logits = s @ t.T  # (c, N)
+            target_logit = logits.gather(1, y)
+            top = logits.amax(1, keepdim=True)
+            probs = logits.sub_(top).exp_()  # one exp pass serves the loss and the softmax
+            sum_exp = probs.sum(1, keepdim=True)
+            total += (top + sum_exp.log() - target_logit).sum()
+            if need_states or need_table:
+                probs.div_(sum_exp)
+                probs.scatter_add_(1, y, torch.full_like(y, -1.0, dtype=probs.dtype))
+                if need_states:
+                    grad_states[start : start + chunk_size] = probs @ t
+                if need_table:
+                    grad_table.addmm_(probs.T, s)
+        ctx.save_for_backward(grad_states, grad_table)
+        ctx.dtypes = (states.dtype, table.dtype)
+        ctx.count = s_all.shape[0]
+        return (total / ctx.count).to(states.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        grad_states, grad_table = ctx.saved_tensors
+        scale = grad_output.float() / ctx.count
+        return (
+            None if grad_states is None else (grad_states * scale).to(ctx.dtypes[0]),
+            None if grad_table is None else (grad_table * scale).to(ctx.dtypes[1]),
+            None,
+            None,
+        )
+
+
 class _EncoderHead(nn.Module):
     """Shared freezing logic: a frozen encoder stays in eval mode even under ``.train()``."""
 
@@ -83,7 +153,7 @@ class NextItemModel(_EncoderHead):
             )
         supervised = targets > 0
         states = self._encode(tokens).states[supervised]  # (M, d)
-        return F.cross_entropy(states @ self.item_matrix().T, targets[supervised] - 1)
+        return item_cross_entropy(states, self.item_matrix(), targets[supervised] - 1)
 
     def item_matrix(self) -> torch.Tensor:
         """(N, d): row j is item token j + 1; scores = user_vectors @ item_matrix.T."""

@@ -9,12 +9,11 @@ bidirectional (BERT4Rec) variant.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from clue_pipeline.augment import mask_positions, real_lengths
 from clue_pipeline.models.encoders import SequenceEncoder
-from clue_pipeline.models.heads import item_logits
+from clue_pipeline.models.heads import item_cross_entropy, item_table
 
 
 class MaskedItemPretrainer(nn.Module):
@@ -40,7 +39,7 @@ class MaskedItemPretrainer(nn.Module):
     def loss(self, tokens: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         masked, chosen = self.mask(tokens, generator)
         states = self.encoder(masked).states[chosen]  # (M, d)
-        return F.cross_entropy(item_logits(self.encoder, states), tokens[chosen] - 1)
+        return item_cross_entropy(states, item_table(self.encoder), tokens[chosen] - 1)
 
     def mask(
         self, tokens: torch.Tensor, generator: torch.Generator
