@@ -84,8 +84,15 @@ def main() -> None:
         "dataset": args.dataset,
         "users": users,
         "items": data.num_items,
-        "settings": {"max_len": 50, "hidden": 64, "blocks": 2, "heads": 4, "dropout": 0.5,
-                     "batch_size": args.batch_size, "threads": args.threads},
+        "settings": {
+            "max_len": 50,
+            "hidden": 64,
+            "blocks": 2,
+            "heads": 4,
+            "dropout": 0.5,
+            "batch_size": args.batch_size,
+            "threads": args.threads,
+        },
         "results": rows,
         "peak_rss_gib": peak_rss_gib(),
         "reference": f"RecBole 1.2.1 SASRec epoch on Beauty here: {RECBOLE_EPOCH_S} s (issue text)",
@@ -105,8 +112,11 @@ def main() -> None:
             + " |"
         )
     lines += ["", f"Reference: RecBole 1.2.1 SASRec takes {RECBOLE_EPOCH_S} s per epoch here."]
-    write_results(f"pretrain_speed_{args.dataset}" if args.dataset != "beauty" else "pretrain_speed",
-                  payload, "\n".join(lines))
+    write_results(
+        f"pretrain_speed_{args.dataset}" if args.dataset != "beauty" else "pretrain_speed",
+        payload,
+        "\n".join(lines),
+    )
 
 
 if __name__ == "__main__":

@@ -32,3 +32,15 @@ def shared_data() -> Path:
 @pytest.fixture
 def embedded_data() -> Path:
     return EMBEDDED_DATA
+
+
+@pytest.fixture(scope="session")
+def finished_project(tmp_path_factory) -> Path:
+    """A copy of the project after one whole default `kedro run` (tiny training budget)."""
+    from tests.project import copy_project, run_project
+
+    project = copy_project(tmp_path_factory.mktemp("project"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(project)
+        run_project(project)
+    return project

@@ -13,7 +13,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-from clue_pipeline.models.baselines import BASELINES, BaselineConfig
 
 from clue_pipeline.metrics import (
     DEFAULT_KS,
@@ -21,6 +20,7 @@ from clue_pipeline.metrics import (
     metrics_from_ranks,
     ranking_metrics,
 )
+from clue_pipeline.models.baselines import BASELINES, BaselineConfig
 from clue_pipeline.models.encoders import (
     EncoderConfig,
     build_encoder,
@@ -203,11 +203,15 @@ def evaluate_coldstart(
 
 @torch.no_grad()
 def user_vectors(model: torch.nn.Module, tokens: np.ndarray, batch_size: int = 1024):
-    """[UR] vectors of every row of ``tokens`` in eval mode, batched, on the model's device."""
+    """[UR] vectors of every row of ``tokens`` in eval mode, batched, on the model's device.
+
+    ``model`` is a fine-tuning head (``user_vectors``) or a bare encoder.
+    """
     model.eval()
     device = next(model.parameters()).device
+    encode = model.user_vectors if hasattr(model, "user_vectors") else lambda x: model(x).user
     chunks = [
-        model.user_vectors(torch.as_tensor(tokens[i : i + batch_size], device=device)).float()
+        encode(torch.as_tensor(tokens[i : i + batch_size], device=device)).float()
         for i in range(0, len(tokens), batch_size)
     ]
     return torch.cat(chunks)

@@ -31,6 +31,7 @@ class ClassificationData:
     tokens: dict[str, np.ndarray]
     labels: dict[str, np.ndarray]
     num_classes: int
+    users: dict[str, np.ndarray] | None = None
 
 
 def next_item_data(split: pd.DataFrame, max_len: int, num_items: int) -> NextItemData:
@@ -72,9 +73,41 @@ def classification_data(
     joined = instances.merge(
         sequences[["user_id", "items"]], on="user_id", how="inner", validate="m:1"
     )
-    tokens, labels = {}, {}
+    tokens, labels, users = {}, {}, {}
     for split in ("train", "valid", "test"):
         part = joined[joined["split"] == split]
         tokens[split] = model_inputs(part["items"], max_len, num_items + 2)
         labels[split] = part[label].to_numpy(np.int64)
-    return ClassificationData(tokens=tokens, labels=labels, num_classes=num_classes)
+        users[split] = part["user_id"].to_numpy(np.int64)
+    return ClassificationData(tokens=tokens, labels=labels, num_classes=num_classes, users=users)
+
+
+def keep_training_users(data, fraction: float, seed: int):
+    """The paper's sparsity setting: train on a seeded ``fraction`` of the training users.
+
+    Validation and test stay whole, so results at 40/60/80/100 % are comparable.
+    """
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"finetune.train_user_fraction = {fraction!r}: expected a value in (0, 1]")
+    if fraction == 1.0:
+        return data
+    rng = np.random.default_rng(seed)
+    if isinstance(data, NextItemData):
+        keep = np.sort(
+            rng.permutation(len(data.train_tokens))[: _count(len(data.train_tokens), fraction)]
+        )
+        data.train_tokens, data.train_targets = data.train_tokens[keep], data.train_targets[keep]
+        return data
+    users = np.unique(data.users["train"])
+    chosen = rng.permutation(users)[: _count(len(users), fraction)]
+    rows = np.isin(data.users["train"], chosen)
+    data.tokens["train"], data.labels["train"] = (
+        data.tokens["train"][rows],
+        data.labels["train"][rows],
+    )
+    data.users["train"] = data.users["train"][rows]
+    return data
+
+
+def _count(total: int, fraction: float) -> int:
+    return max(1, int(round(total * fraction)))

@@ -12,8 +12,6 @@ from clue_pipeline.augment import validate_view_policy
 from clue_pipeline.figures import loss_curves, user_vector_pca
 from clue_pipeline.models.encoders import encoder_from_checkpoint
 from clue_pipeline.tasks.batching import model_inputs
-from clue_pipeline.tasks.pretraining import representation_quality
-
 from clue_pipeline.tasks.finetuning import (
     evaluate_coldstart as coldstart_metrics,
 )
@@ -25,6 +23,7 @@ from clue_pipeline.tasks.finetuning import (
 )
 from clue_pipeline.tasks.finetuning import restore_model
 from clue_pipeline.tasks.finetuning import user_vectors as batched_user_vectors
+from clue_pipeline.tasks.pretraining import representation_quality
 from clue_pipeline.tasks.task_data import classification_data, next_item_data
 
 logger = logging.getLogger(__name__)

@@ -18,7 +18,11 @@ from clue_pipeline.tasks.finetuning import (
 )
 from clue_pipeline.tasks.finetuning import finetune_next_item as train_next_item
 from clue_pipeline.tasks.fingerprint import fingerprint, job_checkpoint_dir
-from clue_pipeline.tasks.task_data import classification_data, next_item_data
+from clue_pipeline.tasks.task_data import (
+    classification_data,
+    keep_training_users,
+    next_item_data,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +38,9 @@ def finetune_next_item(
     """Whole-network fine-tuning for next-item recommendation; early stopping on validation."""
     method = to_dataclass(MethodSpec, method_params, "finetune.methods")
     encoder_cfg = encoder_config(encoder_params, num_items=len(item_index))
-    data = next_item_data(split, encoder_cfg.max_len, encoder_cfg.num_items)
+    data = _sparsify(
+        next_item_data(split, encoder_cfg.max_len, encoder_cfg.num_items), finetune_params
+    )
     config = _train_config(
         finetune_params,
         "next_item",
@@ -79,8 +85,16 @@ def finetune_profiling(
     models, histories = {}, {}
     for task, classes in profile_classes.items():
         instances = profile_split[profile_split["task"] == task]
-        data = classification_data(
-            sequences, instances, "label", encoder_cfg.max_len, encoder_cfg.num_items, len(classes)
+        data = _sparsify(
+            classification_data(
+                sequences,
+                instances,
+                "label",
+                encoder_cfg.max_len,
+                encoder_cfg.num_items,
+                len(classes),
+            ),
+            finetune_params,
         )
         model, result = _fit_classifier(
             data, encoder_cfg, pretrained, method, finetune_params, "profiling", evaluate_profiling
@@ -105,13 +119,16 @@ def finetune_coldstart(
     """Source-domain user vector -> softmax over target-domain items; one instance per pair."""
     method = to_dataclass(MethodSpec, method_params, "finetune.methods")
     encoder_cfg = encoder_config(encoder_params, num_items=len(item_index))
-    data = classification_data(
-        coldstart_source,
-        coldstart_targets,
-        "target",
-        encoder_cfg.max_len,
-        encoder_cfg.num_items,
-        num_classes=len(target_index),
+    data = _sparsify(
+        classification_data(
+            coldstart_source,
+            coldstart_targets,
+            "target",
+            encoder_cfg.max_len,
+            encoder_cfg.num_items,
+            num_classes=len(target_index),
+        ),
+        finetune_params,
     )
     model, result = _fit_classifier(
         data, encoder_cfg, pretrained, method, finetune_params, "coldstart", evaluate_coldstart
@@ -168,3 +185,8 @@ def _weights_id(checkpoint: dict | None) -> str:
         return "random"
     state = checkpoint["state_dict"]
     return fingerprint(*(state[k].float().numpy() for k in sorted(state)))
+
+
+def _sparsify(data, finetune_params: dict):
+    fraction = float(finetune_params.get("train_user_fraction", 1.0))
+    return keep_training_users(data, fraction, int(finetune_params["train"]["seed"]))
