@@ -219,7 +219,12 @@ def user_vectors(model: torch.nn.Module, tokens: np.ndarray, batch_size: int = 1
 
 def export_checkpoint(model: torch.nn.Module, method: MethodSpec, **extra) -> dict:
     """A fine-tuned model as plain tensors and config (``torch.load(weights_only=True)``)."""
-    state = {"method": method.name, "backbone": method.backbone, **extra}
+    state = {
+        "method": method.name,
+        "backbone": method.backbone,
+        "freeze_encoder": method.freeze_encoder,
+        **extra,
+    }
     if method.is_baseline:
         state["baseline_config"] = asdict(model.config)
     elif hasattr(model, "encoder"):
@@ -230,14 +235,17 @@ def export_checkpoint(model: torch.nn.Module, method: MethodSpec, **extra) -> di
 
 def restore_model(checkpoint: dict) -> torch.nn.Module:
     """The fine-tuned model of ``export_checkpoint``, rebuilt and loaded, in eval mode."""
+    frozen = bool(checkpoint.get("freeze_encoder", False))
     if checkpoint.get("task") == "next_item":
-        model = NextItemModel(encoder_from_checkpoint(checkpoint["encoder"]))
+        model = NextItemModel(encoder_from_checkpoint(checkpoint["encoder"]), freeze_encoder=frozen)
     elif checkpoint["backbone"] in BASELINES:
         config = BaselineConfig(**checkpoint["baseline_config"])
         model = BASELINES[checkpoint["backbone"]](config)
     else:
         model = ClassifierModel(
-            encoder_from_checkpoint(checkpoint["encoder"]), int(checkpoint["num_classes"])
+            encoder_from_checkpoint(checkpoint["encoder"]),
+            int(checkpoint["num_classes"]),
+            freeze_encoder=frozen,
         )
     model.load_state_dict(checkpoint["state_dict"])
     return model.eval()

@@ -216,5 +216,6 @@ def _user_labels(sequences: pd.DataFrame, users: pd.DataFrame, candidates: list[
             labels = sequences[["user_id"]].merge(users, on="user_id", how="left")[column]
             return labels.fillna("unknown").to_numpy(), column
     lengths = sequences["items"].map(len).to_numpy()
-    bins = pd.qcut(lengths, 3, labels=["short", "medium", "long"], duplicates="drop")
-    return np.asarray(bins, dtype=object), "history length (tercile)"
+    edges = np.quantile(lengths, [1 / 3, 2 / 3])
+    names = np.array(["short", "medium", "long"], dtype=object)
+    return names[np.searchsorted(edges, lengths, side="right")], "history length (tercile)"

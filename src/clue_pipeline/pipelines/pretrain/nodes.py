@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import pandas as pd
 
 from clue_pipeline.augment import validate_view_policy
 from clue_pipeline.config import encoder_config, to_dataclass, train_config
 from clue_pipeline.tasks.batching import model_inputs
+from clue_pipeline.tasks.fingerprint import job_checkpoint_dir
 from clue_pipeline.tasks.pretraining import PretrainJob, SimSiamConfig, run_job
 
 logger = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ def pretrain_clue(
     pretrain_params: dict,
 ) -> tuple[dict, list[dict]]:
     """CLUE: SimSiam over two views of every user's sequence; returns (encoder, history)."""
-    job = _job("clue", corpus, item_index, encoder_params, pretrain_params)
+    job = _job("clue", corpus, item_index, encoder_params, pretrain_params, view_policy)
     job.view_policy = validate_view_policy(view_policy)
     job.simsiam = to_dataclass(SimSiamConfig, pretrain_params.get("simsiam"), "pretrain.simsiam")
     return _run(job, pretrain_params)
@@ -52,19 +52,20 @@ def pretrain_masked_items(
     return _run(job, pretrain_params)
 
 
-def _job(method, corpus, item_index, encoder_params, pretrain_params) -> PretrainJob:
+def _job(
+    method, corpus, item_index, encoder_params, pretrain_params, view_policy=None
+) -> PretrainJob:
     encoder = encoder_config(encoder_params, num_items=len(item_index))
     sequences = corpus_sequences(corpus)
     if len(sequences) == 0:
         raise ValueError("pre-training corpus is empty: check the sequences pipeline's filters")
-    checkpoint_dir = pretrain_params["train"].get("checkpoint_dir")
-    fixed = {"checkpoint_dir": str(Path(checkpoint_dir) / method)} if checkpoint_dir else {}
-    train = train_config(
-        {k: v for k, v in pretrain_params["train"].items() if k != "checkpoint_dir"},
-        "pretrain.train",
-        **fixed,
-    )
+    train_params = dict(pretrain_params["train"])
+    base_dir = train_params.pop("checkpoint_dir", None)
+    train = train_config(train_params, "pretrain.train")
     tokens = model_inputs(sequences, encoder.max_len, encoder.num_items + 2)
+    train.checkpoint_dir = job_checkpoint_dir(
+        base_dir, method, tokens, encoder, train, pretrain_params, view_policy
+    )
     logger.info(
         "pre-training %s on %d sequences, %d items, %d epochs",
         method,

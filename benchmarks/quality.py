@@ -1,0 +1,225 @@
+"""Quality of every method on the public datasets, cell by cell, resumable.
+
+    .venv/bin/python benchmarks/quality.py [--datasets beauty ml-100k] [--max-cells N]
+    .venv/bin/python benchmarks/quality.py --summary-only
+
+A cell is (dataset, task, method, seed, share of training users). Each runs the project's own
+nodes in a KedroSession of the dataset's run-environment (`conf/<env>`), so the numbers are
+those `kedro run --env <env>` gives; its metrics are saved to
+benchmarks/results/quality/cells/... as soon as it finishes and a saved cell is never
+recomputed. The summary (benchmarks/results/quality.{json,md}) gives mean and std over seeds
+and lists the cells still missing, so a partial grid always says what it lacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmarks.common import REPO, RESULTS, write_results
+
+CELLS = RESULTS / "quality" / "cells"
+SEEDS = (0, 1, 2)
+SEEDED_METHODS = ("clue", "clue_zero")  # three seeds; other rivals one seed at first
+SPARSITY = (0.4, 0.6, 0.8)
+
+NEXT_ITEM = ("clue", "clue_zero", "mip", "gru", "cnn", "clue_probe", "mip_probe")
+USER_TASKS = ("clue", "clue_zero", "mip", "nfm", "deepfm", "clue_probe", "mip_probe")
+GRID = {
+    "beauty": {"next_item": NEXT_ITEM},
+    "sports": {"next_item": NEXT_ITEM},
+    "ml-100k": {"next_item": NEXT_ITEM, "profiling": USER_TASKS, "coldstart": USER_TASKS},
+    "ml-1m": {"next_item": NEXT_ITEM, "profiling": USER_TASKS},
+}
+# Pre-training nodes a method needs, by the corpus of its task.
+CORPUS = {"next_item": "next_item", "profiling": "next_item", "coldstart": "coldstart"}
+INIT = {"clue": "clue", "clue_probe": "clue", "mip": "mip", "mip_probe": "mip"}
+HEADLINE = {
+    "next_item": ("recall@10", "ndcg@10", "mrr@10"),
+    "coldstart": ("mrr@10", "recall@10"),
+    "profiling": ("accuracy", "macro_f1"),
+}
+
+
+@dataclass(frozen=True)
+class Cell:
+    dataset: str
+    task: str
+    method: str
+    seed: int
+    fraction: float = 1.0
+
+    @property
+    def path(self) -> Path:
+        name = f"seed{self.seed}_users{int(self.fraction * 100)}.json"
+        return CELLS / self.dataset / self.task / self.method / name
+
+
+def grid(datasets: list[str]) -> list[Cell]:
+    cells = []
+    for dataset in datasets:
+        for task, methods in GRID[dataset].items():
+            for method in methods:
+                seeds = SEEDS if method in SEEDED_METHODS else SEEDS[:1]
+                cells += [Cell(dataset, task, method, seed) for seed in seeds]
+                if task != "next_item" and method in ("clue", "clue_zero", "mip"):
+                    cells += [Cell(dataset, task, method, 0, f) for f in SPARSITY]
+    return cells
+
+
+def run_cell(cell: Cell) -> dict:
+    """The cell's pre-training (resumed from its checkpoint if already done), fine-tuning and
+    evaluation nodes, in a session of the dataset's environment."""
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+
+    bootstrap_project(REPO)
+    params = {
+        "pretrain": {"train": {"seed": cell.seed}},
+        "finetune": {"train": {"seed": cell.seed}, "train_user_fraction": cell.fraction},
+    }
+    nodes = [
+        f"{cell.task}.finetune_{cell.task}_{cell.method}",
+        f"{cell.task}.evaluate_{cell.task}_{cell.method}",
+    ]
+    if cell.method in INIT:
+        kind = "clue" if INIT[cell.method] == "clue" else "masked_item_prediction"
+        nodes.insert(0, f"{CORPUS[cell.task]}.pretrain_{kind}")
+    started = time.perf_counter()
+    with KedroSession.create(project_path=REPO, env=cell.dataset, runtime_params=params) as s:
+        s.run(node_names=nodes)
+        metrics = s.load_context().catalog.load(f"{cell.task}.{cell.method}_metrics")
+    return {"cell": cell.__dict__, "wall_s": time.perf_counter() - started, "record": metrics}
+
+
+def prepare(dataset: str) -> None:
+    """Ingest, sequences and views of a dataset once (cheap beside training)."""
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+
+    bootstrap_project(REPO)
+    with KedroSession.create(project_path=REPO, env=dataset) as session:
+        session.run(pipeline_names=["ingest", "sequences", "augment"])
+
+
+def headline(record: dict, task: str) -> dict[str, float]:
+    if "skipped" in record:
+        return {}
+    metrics = record["metrics"]
+    if task == "profiling":
+        return {f"{a}/{k}": v[k] for a, v in metrics.items() for k in HEADLINE[task]}
+    return {k: metrics[k] for k in HEADLINE[task]}
+
+
+def summarise(cells: list[Cell]) -> None:
+    groups: dict[tuple, list[dict]] = {}
+    missing = []
+    for cell in cells:
+        if not cell.path.exists():
+            missing.append(cell)
+            continue
+        record = json.loads(cell.path.read_text())
+        key = (cell.dataset, cell.task, cell.method, cell.fraction)
+        groups.setdefault(key, []).append(
+            {**headline(record["record"], cell.task), "_wall_s": record["wall_s"]}
+        )
+    rows = []
+    for (dataset, task, method, fraction), values in sorted(groups.items()):
+        names = sorted(k for k in values[0] if not k.startswith("_"))
+        row = {
+            "dataset": dataset,
+            "task": task,
+            "method": method,
+            "users": fraction,
+            "seeds": len(values),
+        }
+        for name in names:
+            series = [v[name] for v in values]
+            row[name] = statistics.mean(series)
+            row[f"{name}_std"] = statistics.stdev(series) if len(series) > 1 else None
+        row["wall_s"] = statistics.mean(v["_wall_s"] for v in values)
+        rows.append(row)
+    lines = [
+        "Full ranking over all items (no sampled negatives), history items not excluded; "
+        "profiling: accuracy and macro-F1 on the 15 % test users. Mean (± std over seeds).",
+        "",
+    ]
+    for task in ("next_item", "coldstart", "profiling"):
+        part = [r for r in rows if r["task"] == task]
+        if not part:
+            continue
+        names = sorted(
+            {
+                k
+                for r in part
+                for k in r
+                if k not in {"dataset", "task", "method", "users", "seeds", "wall_s"}
+                and not k.endswith("_std")
+            }
+        )
+        lines += [
+            f"## {task}",
+            "",
+            "| dataset | method | users | seeds | " + " | ".join(names) + " | wall s |",
+        ]
+        lines.append("|" + " --- |" * (len(names) + 5))
+        for r in part:
+            cells_text = [
+                f"{r[n]:.4f}" + (f" ± {r[n + '_std']:.4f}" if r.get(n + "_std") is not None else "")
+                if n in r
+                else ""
+                for n in names
+            ]
+            lines.append(
+                f"| {r['dataset']} | {r['method']} | {int(r['users'] * 100)} % | {r['seeds']} | "
+                + " | ".join(cells_text)
+                + f" | {r['wall_s']:.0f} |"
+            )
+        lines.append("")
+    lines += [f"## Missing cells ({len(missing)} of {len(cells)})", ""]
+    lines += [
+        f"- {c.dataset} / {c.task} / {c.method} / seed {c.seed} / {int(c.fraction * 100)} % users"
+        for c in missing
+    ] or ["- none"]
+    write_results(
+        "quality",
+        {"rows": rows, "missing": [c.__dict__ for c in missing], "cells_total": len(cells)},
+        "\n".join(lines),
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--datasets", nargs="+", default=list(GRID), choices=list(GRID))
+    parser.add_argument(
+        "--max-cells", type=int, default=None, help="stop after this many new cells"
+    )
+    parser.add_argument("--summary-only", action="store_true")
+    args = parser.parse_args()
+    cells = grid(args.datasets)
+    done = 0
+    if not args.summary_only:
+        prepared = set()
+        for cell in cells:
+            if cell.path.exists() or (args.max_cells is not None and done >= args.max_cells):
+                continue
+            if cell.dataset not in prepared:
+                prepare(cell.dataset)
+                prepared.add(cell.dataset)
+            result = run_cell(cell)
+            cell.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cell.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(result, indent=2, default=str))
+            tmp.replace(cell.path)
+            done += 1
+            print(f"saved {cell.path.relative_to(REPO)} ({result['wall_s']:.0f} s)", flush=True)
+            summarise(cells)
+    summarise(cells)
+
+
+if __name__ == "__main__":
+    main()
