@@ -77,7 +77,7 @@ def finetune_profiling(
     """One classifier per profile attribute (gender, age, ...), each fine-tuned separately."""
     method = to_dataclass(MethodSpec, method_params, "finetune.methods")
     if profile_split.empty:
-        reason = "profiling skipped: this dataset has no labelled users"
+        reason = "profiling skipped: this dataset has no user attributes (profile_split is empty)"
         logger.warning("%s (%s)", reason, method.name)
         return {"skipped": reason}, {"skipped": reason}
     encoder_cfg = encoder_config(encoder_params, num_items=len(item_index))
