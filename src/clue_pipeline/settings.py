@@ -19,6 +19,6 @@ CONFIG_LOADER_ARGS = {
     "config_patterns": {
         "mlflow": ["mlflow*", "mlflow*/**"],
     },
-    # conf/local/mlflow.yml need only name the keys it changes (e.g. the tracking URI).
-    "merge_strategy": {"mlflow": "soft"},
+    # conf/local and conf/<env> files need only name the keys they change.
+    "merge_strategy": {"mlflow": "soft", "parameters": "soft"},
 }
