@@ -154,16 +154,7 @@ def run_stages(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
             "ml25m-like",
         ),
     )
-    cold = params["coldstart"]
-    settings = ColdStartSettings(
-        target_genre=cold["target_genre"],
-        target_domain=cold["target_domain"],
-        max_targets=cold["max_targets"],
-        min_source_items=cold["min_source_items"],
-        max_len=params["max_len"],
-        ratios=cold["ratios"],
-        seed=params["seed"],
-    )
+    settings = ColdStartSettings.from_params(params)
     coldstart = stage(
         "cold-start tables",
         lambda: build_coldstart(filtered, state["items"], index, settings, "ml25m-like"),

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import glob
-import io
 import os
-import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import torch
 from kedro.io.core import AbstractVersionedDataset, DatasetError, Version, get_filepath_str
+
+from clue_pipeline.training.checkpoint import write_atomic
 
 
 class TorchCheckpointDataset(AbstractVersionedDataset[dict, dict]):
@@ -46,20 +46,8 @@ class TorchCheckpointDataset(AbstractVersionedDataset[dict, dict]):
             raise DatasetError(f"{path}: not a loadable checkpoint ({exc})") from exc
 
     def save(self, data: dict) -> None:
-        path = Path(get_filepath_str(self._get_save_path(), "file"))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        buffer = io.BytesIO()
-        torch.save(data, buffer)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(buffer.getvalue())
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        path = get_filepath_str(self._get_save_path(), "file")
+        write_atomic(path, lambda stream: torch.save(data, stream))
 
     def _exists(self) -> bool:
         try:

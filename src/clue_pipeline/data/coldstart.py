@@ -16,6 +16,7 @@ import logging
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -50,6 +51,20 @@ class ColdStartSettings:
     max_len: int
     ratios: Mapping[str, float]
     seed: int
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> ColdStartSettings:
+        """From the `sequences` parameter block (its `coldstart` part, `max_len`, `seed`)."""
+        coldstart = params["coldstart"]
+        return cls(
+            target_genre=coldstart["target_genre"],
+            target_domain=coldstart["target_domain"],
+            max_targets=coldstart["max_targets"],
+            min_source_items=coldstart["min_source_items"],
+            max_len=params["max_len"],
+            ratios=coldstart["ratios"],
+            seed=params["seed"],
+        )
 
 
 @dataclass(frozen=True)

@@ -102,16 +102,7 @@ def build_coldstart_tables(
     item_index: pd.DataFrame,
     params: dict[str, Any],
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    coldstart = params["coldstart"]
-    settings = ColdStartSettings(
-        target_genre=coldstart["target_genre"],
-        target_domain=coldstart["target_domain"],
-        max_targets=coldstart["max_targets"],
-        min_source_items=coldstart["min_source_items"],
-        max_len=params["max_len"],
-        ratios=coldstart["ratios"],
-        seed=params["seed"],
-    )
+    settings = ColdStartSettings.from_params(params)
     data = build_coldstart(filtered_interactions, items, item_index, settings, params["dataset"])
     if data.skipped_reason is None:
         logger.info(
