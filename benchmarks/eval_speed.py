@@ -195,16 +195,14 @@ def encoder_timing(inputs, targets, num_items, args, chunk: int, device) -> dict
     config = EncoderConfig(
         num_items=num_items, max_len=args.max_len, hidden=args.hidden, blocks=args.blocks
     )
+    from clue_pipeline.tasks.finetuning import user_vectors as evaluation_user_vectors
+
     model = NextItemModel(build_encoder(config)).to(device).eval()
-    inputs = inputs.to(device)
+    tokens = inputs.cpu().numpy()
 
     def user_vectors() -> torch.Tensor:
-        with torch.no_grad():
-            parts = [
-                model.user_vectors(inputs[i : i + args.batch_size])
-                for i in range(0, inputs.shape[0], args.batch_size)
-            ]
-        return torch.cat(parts)
+        # the pipelines' evaluation pass: length-sorted batches cut to their longest row
+        return evaluation_user_vectors(model, tokens, args.batch_size).to(device)
 
     forward = time_repeats(user_vectors, args.repeats, device)
     vectors = user_vectors()

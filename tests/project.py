@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 from kedro.framework.session import KedroSession
@@ -18,9 +21,12 @@ TINY_BUDGET = {
 
 
 def copy_project(destination: Path) -> Path:
-    """pyproject, conf/ (without conf/local contents) and the embedded data."""
+    """pyproject, conf/ (without conf/local contents), src/ and the embedded data."""
     for name in ("pyproject.toml", ".telemetry"):
         shutil.copy(REPO_ROOT / name, destination / name)
+    shutil.copytree(  # Kedro checks the project has its source folder
+        REPO_ROOT / "src", destination / "src", ignore=shutil.ignore_patterns("__pycache__")
+    )
     shutil.copytree(REPO_ROOT / "conf", destination / "conf", ignore=_local_conf)
     shutil.copytree(
         REPO_ROOT / "data" / "01_raw" / "ml-latest-small",
@@ -52,3 +58,15 @@ def _deep_merge(base: dict, extra: dict) -> dict:
             else value
         )
     return out
+
+
+def kedro_run(project: Path, *args: str) -> subprocess.CompletedProcess:
+    """``kedro run ARGS`` as a user types it, in its own process (one MLflow run each)."""
+    return subprocess.run(
+        [sys.executable, "-m", "kedro", "run", *args],
+        cwd=project,
+        env={**os.environ, "CLUE_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )

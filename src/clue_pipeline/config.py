@@ -18,8 +18,13 @@ _POSITIVE = {"epochs", "batch_size", "max_len", "hidden", "blocks", "heads", "pr
 _PROBABILITIES = {"dropout", "mask_ratio"}
 
 
-def to_dataclass(cls: type[T], params: dict[str, Any], where: str, **fixed: Any) -> T:
-    """``cls(**params)`` with unknown keys and out-of-range values reported by name."""
+def to_dataclass(
+    cls: type[T], params: dict[str, Any], where: str, check_ranges: bool = True, **fixed: Any
+) -> T:
+    """``cls(**params)`` with unknown keys and out-of-range values reported by name.
+
+    ``check_ranges=False`` for blocks whose keys hold ranges, not values (search spaces).
+    """
     params = dict(params or {})
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(params) - known)
@@ -27,7 +32,7 @@ def to_dataclass(cls: type[T], params: dict[str, Any], where: str, **fixed: Any)
         raise ValueError(
             f"{where}: unknown parameter(s) {unknown}; accepted: {sorted(known - set(fixed))}"
         )
-    for key, value in params.items():
+    for key, value in params.items() if check_ranges else ():
         _check_range(f"{where}.{key}", key, value)
     return cls(**{**params, **fixed})
 

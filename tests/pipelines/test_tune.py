@@ -10,23 +10,20 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from tests.project import run_project
+from tests.project import kedro_run
 
 pytestmark = pytest.mark.slow
 
-TINY_STUDY = {
-    "tune": {
-        "n_trials": 3,
-        "budget": {"pretrain_epochs": 1, "finetune_epochs": 2},
-        "storage": "sqlite:///data/07_model_output/optuna-test.db",
-    }
-}
+TINY_STUDY = (
+    "--params=tune.n_trials=3,tune.budget.pretrain_epochs=1,tune.budget.finetune_epochs=2,"
+    "tune.storage=sqlite:///data/07_model_output/optuna-test.db"
+)
 
 
-def test_study_resumes_and_nests_trials_under_the_tuning_run(finished_project: Path, monkeypatch):
-    monkeypatch.chdir(finished_project)
-    run_project(finished_project, ["tune"], TINY_STUDY)
-    run_project(finished_project, ["tune"], TINY_STUDY)
+def test_study_resumes_and_nests_trials_under_the_tuning_run(finished_project: Path):
+    for _ in range(2):
+        result = kedro_run(finished_project, "--pipelines=tune", TINY_STUDY)
+        assert result.returncode == 0, result.stderr[-3000:]
 
     storage = f"sqlite:///{finished_project / 'data' / '07_model_output' / 'optuna-test.db'}"
     study = optuna.load_study(study_name="clue-dropout-ml-latest-small", storage=storage)

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
+import torch
 
 
 def flatten(lists: Sequence) -> tuple[np.ndarray, np.ndarray]:
@@ -68,3 +69,14 @@ def append_items(lists: Sequence, extra: np.ndarray) -> pa.ListArray:
     flat, offsets = flatten(lists)
     merged = np.insert(flat, offsets[1:], np.asarray(extra, dtype=np.int64))
     return pa.ListArray.from_arrays(offsets + np.arange(len(offsets)), merged)
+
+
+def trim_padding(tokens: torch.Tensor, *aligned: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Drop the columns that are padding in every row (inputs are left-padded).
+
+    The encoders count positions from the right, so this changes no output; with batches of
+    similar length (``TrainConfig.bucket_by_length``) it skips most of the padding's work.
+    ``aligned`` tensors (per-position targets) are cut the same way.
+    """
+    width = int((tokens != 0).sum(dim=1).max())
+    return (tokens[:, -width:], *(t[:, -width:] for t in aligned))

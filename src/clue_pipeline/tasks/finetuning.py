@@ -28,6 +28,7 @@ from clue_pipeline.models.encoders import (
     encoder_to_checkpoint,
 )
 from clue_pipeline.models.heads import ClassifierModel, NextItemModel
+from clue_pipeline.tasks.batching import trim_padding
 from clue_pipeline.training.loop import TrainConfig, TrainResult, fit
 
 
@@ -98,7 +99,7 @@ def finetune_next_item(
 
 
 def _next_item_step(model: NextItemModel, batch, generator):
-    tokens, targets = batch
+    tokens, targets = trim_padding(*batch)
     return model(tokens, targets), {}
 
 
@@ -153,8 +154,8 @@ def finetune_classifier(
 
 
 def _classifier_step(model, batch, generator):
-    tokens, labels = batch
-    return model(tokens, labels), {}
+    (tokens,) = trim_padding(batch[0])
+    return model(tokens, batch[1]), {}
 
 
 @torch.no_grad()
@@ -219,8 +220,7 @@ def by_length(fn, tokens: np.ndarray, batch_size: int, device) -> torch.Tensor:
     outputs = []
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]
-        width = int(lengths[rows].max())
-        batch = torch.as_tensor(tokens[rows][:, -width:], device=device)
+        (batch,) = trim_padding(torch.as_tensor(tokens[rows], device=device))
         outputs.append(fn(batch).float().cpu())
     if not outputs:
         return torch.empty(0)

@@ -17,6 +17,7 @@ from clue_pipeline.augment import ViewPolicy, make_views
 from clue_pipeline.models.clue import SimSiam, alignment, simsiam_loss, uniformity, z_std
 from clue_pipeline.models.encoders import EncoderConfig, build_encoder, encoder_to_checkpoint
 from clue_pipeline.models.item_pretraining import MaskedItemPretrainer
+from clue_pipeline.tasks.batching import trim_padding
 from clue_pipeline.training.distributed import (
     DistributedConfig,
     TrainingTask,
@@ -90,7 +91,7 @@ def run_job(job: PretrainJob, nproc_per_node: int = 1) -> tuple[dict, TrainResul
 
 
 def clue_step(model: SimSiam, batch, generator: torch.Generator, policy, mask_token: int):
-    (tokens,) = batch
+    (tokens,) = trim_padding(*batch)
     view_a, view_b = make_views(tokens, policy, generator, mask_token)
     p1, p2, z1, z2 = model(view_a, view_b)
     loss = simsiam_loss(p1, p2, z1, z2)
@@ -98,7 +99,7 @@ def clue_step(model: SimSiam, batch, generator: torch.Generator, policy, mask_to
 
 
 def masked_item_step(model: MaskedItemPretrainer, batch, generator: torch.Generator):
-    (tokens,) = batch
+    (tokens,) = trim_padding(*batch)
     return model(tokens, generator), {}
 
 

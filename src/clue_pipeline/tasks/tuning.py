@@ -95,7 +95,7 @@ def make_objective(
             )
             best = max(entry[finetune.monitor] for entry in result.history)
             if mlflow.active_run() is not None:
-                mlflow.log_metric(f"valid_{finetune.monitor}", best)
+                mlflow.log_metric(f"valid_{finetune.monitor}".replace("@", "_at_"), best)
         return best
 
     return objective

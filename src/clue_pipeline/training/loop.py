@@ -61,6 +61,12 @@ class TrainConfig:
     progress: bool = False
     progress_every_steps: int = 20
     drop_last: bool = True
+    # Batches of similar length (the first tensor of the dataset holds left-padded tokens):
+    # with short sequences most of a random batch is padding that a step cut to its longest
+    # row skips. Rows are shuffled, cut into spans of `bucket_span` batches, sorted by length
+    # within a span, and the batches shuffled again, so every epoch still sees a new mix.
+    bucket_by_length: bool = False
+    bucket_span: int = 50
 
     def __post_init__(self) -> None:
         _require(self.epochs >= 0, "epochs", self.epochs, "an integer >= 0")
@@ -153,6 +159,7 @@ def fit(
     module.to(device)
     num_rows = dataset_length(dataset)
     steps_per_epoch = _steps_per_epoch(num_rows, config.batch_size, config.drop_last)
+    lengths = (_tensors_of(dataset)[0] != 0).sum(dim=1) if config.bucket_by_length else None
 
     _seed_everything(config.seed + ctx.rank)
     generator = torch.Generator(device=device)
@@ -168,6 +175,10 @@ def fit(
     autocast_on = config.bf16 and (device.type == "cuda" or config.bf16_cpu)
     for epoch in range(state.epoch, config.epochs):
         order = epoch_permutation(num_rows, config.seed + epoch)
+        if lengths is not None:
+            order = bucketed_order(
+                order, lengths, config.batch_size, config.bucket_span, config.seed + epoch
+            )
         model.train()
         bar = tqdm(
             total=steps_per_epoch,
@@ -245,6 +256,26 @@ def build_optimizer(params: Any, config: TrainConfig) -> torch.optim.Optimizer:
 def epoch_permutation(num_rows: int, seed: int) -> torch.Tensor:
     """Seeded per epoch (``seed + epoch``) so that any step's batch can be recomputed on resume."""
     return torch.randperm(num_rows, generator=torch.Generator().manual_seed(seed))
+
+
+def bucketed_order(
+    order: torch.Tensor, lengths: torch.Tensor, batch_size: int, span: int, seed: int
+) -> torch.Tensor:
+    """``order`` regrouped into batches of similar length, batches in a seeded random order.
+
+    Within each span of ``span`` batches the rows are sorted by length; the full batches of
+    all spans are then shuffled and the ragged tail (if any) stays last, where ``drop_last``
+    drops it. Seeded, so a resumed run recomputes the same batches.
+    """
+    chunk = batch_size * max(1, span)
+    regrouped = torch.cat(
+        [part[torch.argsort(lengths[part], stable=True)] for part in torch.split(order, chunk)]
+    )
+    full = len(regrouped) // batch_size
+    generator = torch.Generator().manual_seed(seed)
+    batches = torch.randperm(full, generator=generator)
+    head = regrouped[: full * batch_size].view(full, batch_size)[batches].reshape(-1)
+    return torch.cat([head, regrouped[full * batch_size :]])
 
 
 def batch_indices(order: torch.Tensor, step: int, batch_size: int) -> torch.Tensor:

@@ -43,7 +43,10 @@ def tune_clue(
         },
         "finetune.train",
     )
-    space = to_dataclass(SearchSpace, tune_params["search_space"], "tune.search_space")
+    space = to_dataclass(
+        SearchSpace, tune_params["search_space"], "tune.search_space", check_ranges=False
+    )
+    _check_search_space(space)
     parent = mlflow.active_run()
     objective = make_objective(
         data=data,
@@ -105,3 +108,19 @@ def _best_parameters(study, encoder_params, view_params, pretrain_params) -> dic
 
 def _without_checkpoints(train: dict) -> dict:
     return {k: v for k, v in train.items() if k not in ("checkpoint_dir", "checkpoint_every_steps")}
+
+
+def _check_search_space(space: SearchSpace) -> None:
+    """Ranges must be [low, high] with low < high, and dropout within the paper's (0, 1)."""
+    for name in ("dropout", "ratio", "lr"):
+        bounds = getattr(space, name)
+        if bounds is None:
+            continue
+        if len(bounds) != 2 or not bounds[0] < bounds[1]:
+            raise ValueError(
+                f"tune.search_space.{name} = {bounds!r}: expected [low, high], low < high"
+            )
+        if name in ("dropout", "ratio") and not (bounds[0] >= 0.0 and bounds[1] < 1.0):
+            raise ValueError(
+                f"tune.search_space.{name} = {bounds!r}: expected bounds within [0, 1)"
+            )
