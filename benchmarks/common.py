@@ -94,7 +94,7 @@ def write_results(name: str, payload: dict[str, Any], markdown_body: str) -> Pat
     """benchmarks/results/<name>.json and .md, each stating how the numbers were made."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     header = {
-        "command": " ".join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv]),
+        "command": _command(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
     }
@@ -111,3 +111,13 @@ def write_results(name: str, payload: dict[str, Any], markdown_body: str) -> Pat
     )
     (RESULTS / f"{name}.md").write_text(f"# {name}\n\n{facts}\n\n{markdown_body.strip()}\n")
     return RESULTS / f"{name}.json"
+
+
+def _command() -> str:
+    """How this benchmark was started, as a user would type it (``python -m benchmarks.x``)."""
+    script = Path(sys.argv[0])
+    if script.suffix == ".py" and script.resolve().parent == REPO / "benchmarks":
+        head = [".venv/bin/python", "-m", f"benchmarks.{script.stem}"]
+    else:
+        head = [".venv/bin/python", *sys.argv[:1]]
+    return " ".join(shlex.quote(a) for a in [*head, *sys.argv[1:]])

@@ -1,7 +1,7 @@
 """Training speed on Amazon Beauty: CLUE and masked-item pre-training epochs, and a next-item
 fine-tuning epoch (len 50, d=64, 2 blocks, batch 256), as sequences per second.
 
-    .venv/bin/python benchmarks/pretrain_speed.py [--repeats 3] [--threads N]
+    .venv/bin/python -m benchmarks.pretrain_speed [--repeats 3] [--threads N]
 
 Writes benchmarks/results/pretrain_speed.{json,md}. One epoch = one pass over the training
 part of every user's sequence (the `next_item` pre-training corpus).
@@ -13,6 +13,7 @@ import argparse
 import os
 import statistics
 import time
+from dataclasses import replace
 
 import torch
 
@@ -43,11 +44,15 @@ def main() -> None:
     encoder = EncoderConfig(num_items=data.num_items, max_len=50, hidden=64, blocks=2, heads=4)
     tokens = model_inputs(data.split["train"], 50, data.num_items + 2)
     train = TrainConfig(epochs=1, batch_size=args.batch_size, seed=0, device=args.device)
+    bucketed = replace(train, bucket_by_length=True)
     policy = validate_view_policy({"strategies": ["dropout"]})
     users = len(tokens)
 
     def clue_epoch() -> None:
         run_job(PretrainJob("clue", tokens, encoder, train, view_policy=policy))
+
+    def clue_bucketed_epoch() -> None:
+        run_job(PretrainJob("clue", tokens, encoder, bucketed, view_policy=policy))
 
     def mip_epoch() -> None:
         run_job(PretrainJob("mip", tokens, encoder, train))
@@ -57,12 +62,13 @@ def main() -> None:
 
     def finetune_epoch() -> None:
         finetune_next_item(
-            task.train_tokens, task.train_targets, empty_valid, build_encoder(encoder), train
+            task.train_tokens, task.train_targets, empty_valid, build_encoder(encoder), bucketed
         )
 
     rows = {}
     for name, fn in (
         ("clue_pretrain", clue_epoch),
+        ("clue_pretrain_bucketed", clue_bucketed_epoch),
         ("mip_pretrain", mip_epoch),
         ("next_item_finetune", finetune_epoch),
     ):
@@ -100,7 +106,9 @@ def main() -> None:
     lines = [
         f"Dataset {args.dataset}: {users} users, {data.num_items} items; len 50, d=64, 2 blocks, "
         f"4 heads, dropout 0.5, batch {args.batch_size}, {args.threads} threads; "
-        f"{args.repeats} repeats (median). An epoch includes the loop's per-epoch diagnostics.",
+        f"{args.repeats} repeats (median). An epoch includes the loop's per-epoch diagnostics. "
+        "`bucketed` = `bucket_by_length: true` (batches of similar length cut to their longest "
+        "row); next-item fine-tuning runs bucketed, as its default in conf/base.",
         "",
         "| job | median epoch (s) | sequences/s | all epochs (s) |",
         "| --- | --- | --- | --- |",

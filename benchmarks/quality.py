@@ -1,7 +1,7 @@
 """Quality of every method on the public datasets, cell by cell, resumable.
 
-    .venv/bin/python benchmarks/quality.py [--datasets beauty ml-100k] [--max-cells N]
-    .venv/bin/python benchmarks/quality.py --summary-only
+    .venv/bin/python -m benchmarks.quality [--datasets beauty ml-100k] [--max-cells N]
+    .venv/bin/python -m benchmarks.quality --summary-only
 
 A cell is (dataset, task, method, seed, share of training users). Each runs the project's own
 nodes in a KedroSession of the dataset's run-environment (`conf/<env>`), so the numbers are
