@@ -37,10 +37,9 @@ def embedded_data() -> Path:
 @pytest.fixture(scope="session")
 def finished_project(tmp_path_factory) -> Path:
     """A copy of the project after one whole default `kedro run` (tiny training budget)."""
-    from tests.project import copy_project, run_project
+    from tests.project import TINY_BUDGET, copy_project, kedro_run
 
     project = copy_project(tmp_path_factory.mktemp("project"))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(project)
-        run_project(project)
+    result = kedro_run(project, TINY_BUDGET)
+    assert result.returncode == 0, result.stderr[-4000:]
     return project

@@ -1,4 +1,4 @@
-"""Run the real project (KedroSession) in a throw-away copy, so the checkout stays clean."""
+"""Run the real project (`kedro run`) in a throw-away copy, so the checkout stays clean."""
 
 from __future__ import annotations
 
@@ -8,16 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from kedro.framework.session import KedroSession
-from kedro.framework.startup import bootstrap_project
-
 from tests.conftest import REPO_ROOT
 
 # Enough epochs for a metric history, small enough for a test on 2 cores.
-TINY_BUDGET = {
-    "pretrain": {"train": {"epochs": 2, "checkpoint_every_steps": 3}},
-    "finetune": {"train": {"epochs": 2}},
-}
+TINY_BUDGET = (
+    "--params=pretrain.train.epochs=2,pretrain.train.checkpoint_every_steps=3,"
+    "finetune.train.epochs=2"
+)
 
 
 def copy_project(destination: Path) -> Path:
@@ -40,28 +37,12 @@ def _local_conf(folder: str, names: list[str]) -> list[str]:
     return [n for n in names if Path(folder).name == "local" and n != ".gitkeep"]
 
 
-def run_project(project: Path, pipelines: list[str] | None = None, params: dict | None = None):
-    """``kedro run`` in ``project`` (the caller has chdir-ed there: MLflow's sqlite URI is
-    relative to the working directory)."""
-    bootstrap_project(project)
-    merged = _deep_merge(TINY_BUDGET, params or {})
-    with KedroSession.create(project_path=project, runtime_params=merged) as session:
-        return session.run(pipeline_names=pipelines)
-
-
-def _deep_merge(base: dict, extra: dict) -> dict:
-    out = dict(base)
-    for key, value in extra.items():
-        out[key] = (
-            _deep_merge(out[key], value)
-            if isinstance(value, dict) and isinstance(out.get(key), dict)
-            else value
-        )
-    return out
-
-
 def kedro_run(project: Path, *args: str) -> subprocess.CompletedProcess:
-    """``kedro run ARGS`` as a user types it, in its own process (one MLflow run each)."""
+    """``kedro run ARGS`` as a user types it, in its own process.
+
+    A process per run, as on the command line: one MLflow run each, and no torch thread
+    setting or active MLflow run left behind in the test process.
+    """
     return subprocess.run(
         [sys.executable, "-m", "kedro", "run", *args],
         cwd=project,
