@@ -201,12 +201,30 @@ def main() -> None:
         "--max-cells", type=int, default=None, help="stop after this many new cells"
     )
     parser.add_argument("--summary-only", action="store_true")
+    parser.add_argument("--tasks", nargs="+", default=None, help="only these tasks, in this order")
+    parser.add_argument("--methods", nargs="+", default=None, help="only these methods")
     args = parser.parse_args()
     cells = grid(args.datasets)
+    todo = [
+        c
+        for c in cells
+        if (args.tasks is None or c.task in args.tasks)
+        and (args.methods is None or c.method in args.methods)
+    ]
+    # every method's first seed before further seeds and sparsity, so a partial grid
+    # compares methods first
+    todo.sort(
+        key=lambda c: (
+            args.tasks.index(c.task) if args.tasks else 0,
+            c.fraction != 1.0,
+            c.seed,
+            -c.fraction,
+        )
+    )
     done = 0
     if not args.summary_only:
         prepared = set()
-        for cell in cells:
+        for cell in todo:
             if cell.path.exists() or (args.max_cells is not None and done >= args.max_cells):
                 continue
             if cell.dataset not in prepared:
