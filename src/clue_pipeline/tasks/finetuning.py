@@ -147,7 +147,7 @@ def finetune_classifier(
     config: TrainConfig,
 ) -> tuple[torch.nn.Module, TrainResult]:
     torch.manual_seed(config.seed)
-    dataset = (torch.as_tensor(train_tokens), torch.as_tensor(train_labels))
+    dataset = (torch.as_tensor(train_tokens), torch.tensor(train_labels))  # labels: a copy
     result = fit(model, dataset, _classifier_step, config, validate_fn=validate_fn)
     model.load_state_dict(result.best_state)
     return model, result

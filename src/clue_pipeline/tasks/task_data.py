@@ -70,7 +70,7 @@ def classification_data(
     num_classes: int,
 ) -> ClassificationData:
     """Join instances (user_id, label, split) to the users' input sequences, per split."""
-    joined = instances.merge(
+    joined = instances.drop(columns=["items"], errors="ignore").merge(
         sequences[["user_id", "items"]], on="user_id", how="inner", validate="m:1"
     )
     tokens, labels, users = {}, {}, {}
