@@ -43,7 +43,7 @@ INIT = {"clue": "clue", "clue_probe": "clue", "mip": "mip", "mip_probe": "mip"}
 HEADLINE = {
     "next_item": ("recall@10", "ndcg@10", "mrr@10"),
     "coldstart": ("mrr@10", "recall@10"),
-    "profiling": ("accuracy", "macro_f1"),
+    "profiling": ("accuracy", "macro_f1", "majority_rate"),
 }
 
 
