@@ -28,6 +28,7 @@ from mlflow.models.model import ModelInfo
 from mlflow.tracking import MlflowClient
 
 from clue_pipeline.data.tokens import special_tokens
+from clue_pipeline.embedding import encode_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -122,16 +123,8 @@ class UserVectorModel(mlflow.pyfunc.PythonModel):
         return result
 
     def _encode(self, tokens: np.ndarray) -> np.ndarray:
-        device = next(self._encoder.parameters()).device
-        batches = []
-        with torch.inference_mode():
-            for start in range(0, len(tokens), self.config.batch_size):
-                chunk = torch.from_numpy(tokens[start : start + self.config.batch_size])
-                batches.append(self._encoder(chunk.to(device)).user.float().cpu())
-        if not batches:
-            hidden = getattr(self._encoder.config, "hidden", 0)
-            return np.zeros((0, hidden), dtype=np.float32)
-        return torch.cat(batches).numpy()
+        # The embed pipeline's function, so a served vector equals the one in `user_vectors`.
+        return encode_tokens(self._encoder, tokens, self.config.batch_size)
 
 
 def log_user_vector_model(
