@@ -1,0 +1,58 @@
+"""Nodes of the `embed` pipeline: the user-vector table and the neighbours of a few users."""
+
+from __future__ import annotations
+
+import logging
+
+import pandas as pd
+
+from clue_pipeline.config import to_dataclass
+from clue_pipeline.embedding import EmbedConfig, nearest_users, user_vector_table
+from clue_pipeline.models.encoders import encoder_from_checkpoint
+
+logger = logging.getLogger(__name__)
+
+ENCODER_INPUT_SEP = "__"  # catalog "next_item.clue_encoder" -> keyword "next_item__clue_encoder"
+PARAMETERS_FILE = "conf/base/parameters_embed.yml"
+
+
+def embed_users(sequences: pd.DataFrame, embed_params: dict, **encoders: dict) -> pd.DataFrame:
+    """``user_vectors``: every user of ``sequences`` embedded by the encoder ``embed.encoder``.
+
+    ``encoders`` holds every candidate checkpoint, keyed by catalog name with ``.`` written
+    ``__``; see ``clue_pipeline.embedding.user_vector_table`` for why the input is the user's
+    whole sequence.
+    """
+    params = dict(embed_params)
+    chosen = params.pop("encoder", None)
+    params.pop("similar_users", None)
+    available = {key.replace(ENCODER_INPUT_SEP, "."): value for key, value in encoders.items()}
+    if chosen not in available:
+        raise ValueError(
+            f"parameter embed.encoder = {chosen!r} ({PARAMETERS_FILE}): expected one of "
+            f"{sorted(available)}"
+        )
+    config = to_dataclass(EmbedConfig, params, "embed")
+    encoder = encoder_from_checkpoint(available[chosen])
+    vectors = user_vector_table(encoder, sequences, config)
+    logger.info(
+        "embedded %d users with %s (d = %d, last %d items each)",
+        len(vectors),
+        chosen,
+        vectors.shape[1] - 1,
+        encoder.config.max_len,
+    )
+    return vectors
+
+
+def find_similar_users(user_vectors: pd.DataFrame, similar_params: dict) -> pd.DataFrame:
+    """``similar_users``: the ``k`` nearest users (cosine) of each user in ``user_ids``.
+
+    An empty ``user_ids`` means the first ``first_users`` users of the table, so the default
+    run shows an example on any dataset without knowing its ids.
+    """
+    user_ids = list(similar_params.get("user_ids") or [])
+    if not user_ids:
+        count = int(similar_params["first_users"])
+        user_ids = user_vectors["user_id"].head(count).tolist()
+    return nearest_users(user_vectors, user_ids, int(similar_params["k"]))

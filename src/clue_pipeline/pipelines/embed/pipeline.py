@@ -1,0 +1,36 @@
+"""`embed`: every user's vector from a chosen pre-trained encoder, and some users' neighbours.
+
+Every pre-trained encoder of the catalog is an input; the parameter ``embed.encoder`` picks
+one. Kedro fixes a node's inputs when the pipeline is built, before parameters are read, so
+choosing by parameter means offering all of them (a few small checkpoints to load).
+"""
+
+from kedro.pipeline import Node, Pipeline
+
+from clue_pipeline.pipelines.pretrain.pipeline import CORPORA
+
+from .nodes import ENCODER_INPUT_SEP, embed_users, find_similar_users
+
+PRETRAIN_METHODS = ("clue", "mip")  # the `{method}_encoder` outputs of the pretrain pipeline
+ENCODERS = [f"{corpus}.{method}_encoder" for corpus in CORPORA for method in PRETRAIN_METHODS]
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    encoder_inputs = {name.replace(".", ENCODER_INPUT_SEP): name for name in ENCODERS}
+    return Pipeline(
+        [
+            Node(
+                embed_users,
+                inputs={"sequences": "sequences", "embed_params": "params:embed", **encoder_inputs},
+                outputs="user_vectors",
+                name="embed_users",
+            ),
+            Node(
+                find_similar_users,
+                inputs=["user_vectors", "params:embed.similar_users"],
+                outputs="similar_users",
+                name="find_similar_users",
+            ),
+        ],
+        tags="embed",
+    )
