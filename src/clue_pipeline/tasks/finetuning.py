@@ -182,16 +182,16 @@ def evaluate_coldstart(
     Ties count against the target (the metrics module's pessimistic convention).
     """
     model.eval()
-    device = next(model.parameters()).device
-    targets_t = torch.as_tensor(targets, dtype=torch.long)
-    ranks = []
-    for start in range(0, len(tokens), batch_size):
-        logits = model.logits(torch.as_tensor(tokens[start : start + batch_size], device=device))
-        target = targets_t[start : start + batch_size].to(device)
+
+    def target_ranks(batch: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        logits = model.logits(batch)
         own = logits.gather(1, target[:, None])
-        ranks.append(((logits >= own).sum(dim=1) - 1).cpu())
-    ranks_t = torch.cat(ranks) if ranks else torch.empty(0, dtype=torch.long)
-    return {**metrics_from_ranks(ranks_t, DEFAULT_KS), "history_excluded": False}
+        return (logits >= own).sum(dim=1) - 1
+
+    device = next(model.parameters()).device
+    targets = np.asarray(targets, dtype=np.int64)
+    ranks = by_length(target_ranks, tokens, batch_size, device, targets)
+    return {**metrics_from_ranks(ranks, DEFAULT_KS), "history_excluded": False}
 
 
 # ---------------------------------------------------------------- shared helpers
@@ -208,12 +208,16 @@ def user_vectors(model: torch.nn.Module, tokens: np.ndarray, batch_size: int = 1
     return by_length(encode, tokens, batch_size, next(model.parameters()).device)
 
 
-def by_length(fn, tokens: np.ndarray, batch_size: int, device) -> torch.Tensor:
+def by_length(
+    fn, tokens: np.ndarray, batch_size: int, device, *aligned: np.ndarray
+) -> torch.Tensor:
     """``fn`` over row batches of similar length, each cut to its longest row; input order kept.
 
     Inputs are left-padded, so dropping all-padding columns on the left changes no state (the
     encoders count positions from the right). On short-sequence data (Amazon: ~9 items of 50)
-    this skips most of the work of a plain batched pass.
+    this skips most of the work of a plain batched pass. ``aligned`` per-row arrays (e.g. each
+    row's target) reach ``fn`` as tensors cut to the same rows: ``fn(batch, *aligned_rows)``.
+    Floating outputs come back as float32 (also those computed in bf16), integer ones unchanged.
     """
     lengths = (tokens != 0).sum(axis=1)
     order = np.argsort(lengths, kind="stable")
@@ -221,10 +225,12 @@ def by_length(fn, tokens: np.ndarray, batch_size: int, device) -> torch.Tensor:
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]
         (batch,) = trim_padding(torch.as_tensor(tokens[rows], device=device))
-        outputs.append(fn(batch).float().cpu())
+        extra = (torch.as_tensor(values[rows], device=device) for values in aligned)
+        output = fn(batch, *extra)
+        outputs.append((output.float() if output.is_floating_point() else output).cpu())
     if not outputs:
         return torch.empty(0)
-    result = torch.empty((len(tokens), *outputs[0].shape[1:]), dtype=torch.float32)
+    result = torch.empty((len(tokens), *outputs[0].shape[1:]), dtype=outputs[0].dtype)
     result[torch.as_tensor(order)] = torch.cat(outputs)
     return result
 
