@@ -6,7 +6,9 @@ values), picks the fastest ``chunk_size`` from a grid, checks whether bf16 score
 the metrics identical, and times the transformer encoder forward pass for all users
 (``NextItemModel`` over ``max_len`` = 50, 2 blocks) separately from the ranking.
 
-    .venv/bin/python benchmarks/eval_speed.py            # writes benchmarks/results/eval_speed.*
+    .venv/bin/python -m benchmarks.eval_speed     # writes benchmarks/results/eval_speed.*
+
+(``.venv/bin/python benchmarks/eval_speed.py``, the form of the recorded command, works too.)
 
 Thread count: ``--threads`` or ``CLUE_NUM_THREADS``, else torch's default (the cores torch
 sees); the machine may be shared, so the load average before and after is recorded.
@@ -17,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -28,7 +29,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from clue_pipeline.metrics import metrics_from_ranks, ranking_metrics, target_ranks
+if not __package__:  # started by file path: make the `benchmarks` package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import machine  # noqa: E402
+from clue_pipeline.metrics import metrics_from_ranks, ranking_metrics, target_ranks  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "s3rec" / "Beauty.txt"
@@ -225,19 +230,13 @@ def encoder_timing(inputs, targets, num_items, args, chunk: int, device) -> dict
 
 
 def machine_info(device: torch.device, threads: int) -> dict:
-    cpu = "unknown"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    shared = machine()
     info = {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
+        "cpu": shared["cpu"],
+        "cores": shared["cores"],
         "torch_threads": threads,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
+        "torch": shared["torch"],
+        "python": shared["python"],
         "device": str(device),
     }
     if device.type == "cuda":

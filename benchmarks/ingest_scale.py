@@ -1,6 +1,8 @@
 """Ingest and sequence building at MovieLens-25M scale: wall time per stage and peak memory.
 
-    .venv/bin/python benchmarks/ingest_scale.py [--interactions 25000000] [--regenerate]
+    .venv/bin/python -m benchmarks.ingest_scale [--interactions 25000000] [--regenerate]
+
+(``.venv/bin/python benchmarks/ingest_scale.py``, the form of the recorded command, works too.)
 
 A synthetic ML-25M-like log (160k users, 60k items with Zipf popularity, per-user lengths
 from 20 up with a long tail, sparse item ids, timestamps with ties) is written once to
@@ -33,6 +35,8 @@ import pyarrow.parquet as pq
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+if not __package__:  # started by file path: make the `benchmarks` package importable
+    sys.path.insert(0, str(ROOT))
 CACHE = ROOT / "benchmarks" / ".cache" / "ml25m-like"
 RESULTS = ROOT / "benchmarks" / "results"
 TARGET_SECONDS = 60.0
@@ -257,17 +261,15 @@ def _peak_gib() -> float:
 
 
 def _machine() -> dict[str, Any]:
-    model = "unknown"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
+    # Imported only now, after every stage's peak memory was taken: benchmarks.common loads
+    # torch, whose memory is no part of ingest.
+    from benchmarks.common import machine
+
+    shared = machine()
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return {
-        "cpu_model": model,
-        "cores_usable": len(os.sched_getaffinity(0)),
+        "cpu_model": shared["cpu"],
+        "cores_usable": shared["cores_available"],
         "memory_gib": round(memory, 1),
         "python": platform.python_version(),
         "numpy": np.__version__,
