@@ -1,0 +1,163 @@
+"""A cell = one run of the project's own nodes: (dataset, task, method, seed, share of training
+users) plus parameter overrides (views, dropout, ablation switches, budget).
+
+Cells without overrides are the quality grid's cells (``benchmarks/quality.py``) and keep its
+path ``<dataset>/<task>/<method>/seed{s}_users{pct}.json``; cells with overrides live beside
+them under a name carrying a short stable hash of the sorted overrides.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+FINETUNE_TASKS = ("next_item", "profiling", "coldstart")
+# A pre-training-only cell: per-epoch history and a summary of the user vectors, no fine-tuning.
+PRETRAIN_TASK = "pretrain"
+# Pre-training corpus of each task (profiling reuses the next-item corpus, as `finetune` does).
+CORPUS = {"next_item": "next_item", "profiling": "next_item", "coldstart": "coldstart"}
+# Fine-tuning method -> the pre-trained encoder it starts from.
+INIT = {"clue": "clue", "clue_probe": "clue", "mip": "mip", "mip_probe": "mip"}
+PRETRAIN_NODE = {"clue": "pretrain_clue", "mip": "pretrain_masked_item_prediction"}
+# The `augment` node that writes `view_policy`: run inside every CLUE cell so that the policy
+# a cell pre-trains with is the one its own parameters say.
+VIEW_POLICY_NODE = "validate_view_policy"
+HASH_LENGTH = 8
+
+
+@dataclass(frozen=True)
+class Cell:
+    dataset: str
+    task: str
+    method: str
+    seed: int
+    fraction: float = 1.0
+    overrides: str = ""  # canonical JSON of the flat {dotted.key: value} overrides; "" = none
+
+    @classmethod
+    def create(
+        cls,
+        dataset: str,
+        task: str,
+        method: str,
+        seed: int,
+        fraction: float = 1.0,
+        overrides: dict[str, Any] | None = None,
+    ) -> Cell:
+        """A cell whose overrides (nested or dotted keys) are stored in one canonical form."""
+        if task not in (*FINETUNE_TASKS, PRETRAIN_TASK):
+            raise ValueError(
+                f"cell task {task!r}: expected one of {[*FINETUNE_TASKS, PRETRAIN_TASK]}"
+            )
+        if task == PRETRAIN_TASK and method not in PRETRAIN_NODE:
+            raise ValueError(
+                f"pre-training cell method {method!r}: expected one of {sorted(PRETRAIN_NODE)}"
+            )
+        if not 0.0 < fraction <= 1.0:
+            raise ValueError(f"cell fraction {fraction!r}: expected a share in (0, 1]")
+        flat = flatten(overrides or {})
+        text = json.dumps(flat, sort_keys=True) if flat else ""
+        return cls(dataset, task, method, int(seed), float(fraction), text)
+
+    @property
+    def override_dict(self) -> dict[str, Any]:
+        return json.loads(self.overrides) if self.overrides else {}
+
+    @property
+    def override_hash(self) -> str:
+        """Stable across runs and machines: sha256 of the canonical JSON."""
+        if not self.overrides:
+            return ""
+        return hashlib.sha256(self.overrides.encode()).hexdigest()[:HASH_LENGTH]
+
+    @property
+    def relative_path(self) -> Path:
+        suffix = f"_{self.override_hash}" if self.overrides else ""
+        name = f"seed{self.seed}_users{int(self.fraction * 100)}{suffix}.json"
+        return Path(self.dataset) / self.task / self.method / name
+
+    def as_dict(self) -> dict[str, Any]:
+        """The cell as stored in its JSON; without overrides exactly the quality grid's form."""
+        record = {
+            "dataset": self.dataset,
+            "task": self.task,
+            "method": self.method,
+            "seed": self.seed,
+            "fraction": self.fraction,
+        }
+        if self.overrides:
+            record["overrides"] = self.override_dict
+        return record
+
+    def label(self) -> str:
+        extra = f" / {self.overrides}" if self.overrides else ""
+        return (
+            f"{self.dataset} / {self.task} / {self.method} / seed {self.seed} / "
+            f"{int(self.fraction * 100)} % users{extra}"
+        )
+
+
+def kedro_nodes(cell: Cell) -> list[str]:
+    """The project's nodes that compute a cell, in run order."""
+    if cell.task == PRETRAIN_TASK:
+        nodes = [f"next_item.{PRETRAIN_NODE[cell.method]}"]
+        return [VIEW_POLICY_NODE, *nodes] if cell.method == "clue" else nodes
+    nodes = [
+        f"{cell.task}.finetune_{cell.task}_{cell.method}",
+        f"{cell.task}.evaluate_{cell.task}_{cell.method}",
+    ]
+    init = INIT.get(cell.method)
+    if init is None:
+        return nodes
+    pretrain = [f"{CORPUS[cell.task]}.{PRETRAIN_NODE[init]}"]
+    if init == "clue":
+        pretrain.insert(0, VIEW_POLICY_NODE)
+    return [*pretrain, *nodes]
+
+
+def kedro_params(cell: Cell) -> dict[str, Any]:
+    """Runtime parameters of a cell, nested as `kedro run --config` takes them.
+
+    The seed drives pre-training and fine-tuning (the user splits keep `sequences.seed`). A
+    profile's budget is part of the cell's overrides, so a changed budget is a new cell.
+    """
+    flat = {
+        "pretrain.train.seed": cell.seed,
+        "finetune.train.seed": cell.seed,
+        "finetune.train_user_fraction": cell.fraction,
+        **cell.override_dict,
+    }
+    return nest(flat)
+
+
+def uses_views(cell: Cell) -> bool:
+    """Whether the cell changes the view policy (which must be restored after it)."""
+    return any(key.startswith("augment.") for key in cell.override_dict)
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} and {"a.b": 1} both -> {"a.b": 1}; lists are values, not branches."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{path}."))
+        else:
+            flat[path] = list(value) if isinstance(value, tuple) else value
+    return flat
+
+
+def nest(flat: dict[str, Any]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for key, value in flat.items():
+        *parents, leaf = key.split(".")
+        node = tree
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"override {key!r}: {part!r} is both a value and a branch")
+        node[leaf] = value
+    return tree

@@ -1,0 +1,83 @@
+"""The cell store (atomic, never recomputed) and the verdict rule."""
+
+from __future__ import annotations
+
+import pytest
+
+from clue_pipeline.experiments.cells import Cell
+from clue_pipeline.experiments.store import CellStore
+from clue_pipeline.experiments.verdicts import (
+    DOES_NOT_HOLD,
+    HOLDS,
+    NOT_MEASURED,
+    NOT_TESTABLE,
+    collapse,
+    compare,
+    pooled_std,
+    spread,
+)
+
+
+def test_store_saves_atomically_and_lists_missing_cells(tmp_path):
+    store = CellStore(tmp_path)
+    done = Cell.create("d", "next_item", "clue", 0)
+    todo = Cell.create("d", "next_item", "clue", 1)
+    path = store.save(done, {"cell": done.as_dict(), "wall_s": 1.0, "record": {"x": 1}})
+    assert path == tmp_path / "d/next_item/clue/seed0_users100.json"
+    assert not list(tmp_path.rglob("*.tmp"))
+    assert store.load(done)["record"] == {"x": 1}
+    assert store.load(todo) is None
+    assert store.missing([done, todo]) == [todo]
+
+
+def test_a_broken_cell_file_names_its_place(tmp_path):
+    store = CellStore(tmp_path)
+    cell = Cell.create("d", "next_item", "clue", 0)
+    store.path(cell).parent.mkdir(parents=True)
+    store.path(cell).write_text('{"cell": 1,\n  oops}')
+    with pytest.raises(ValueError, match=r"seed0_users100.json line 2 column 3"):
+        store.load(cell)
+
+
+def test_pooled_std_weights_groups_by_degrees_of_freedom():
+    assert pooled_std([[1.0], [2.0]]) is None
+    assert pooled_std([[1.0, 3.0], [5.0]]) == pytest.approx(2**0.5)
+    assert pooled_std([[1.0, 3.0], [0.0, 0.0, 0.0]]) == pytest.approx((2 / 3) ** 0.5)
+
+
+def test_beats_holds_only_beyond_k_pooled_std():
+    clearly = compare([0.30, 0.31, 0.32], [0.20, 0.21, 0.22], k=2.0)
+    assert clearly.verdict == HOLDS
+    noisy = compare([0.30, 0.20, 0.40], [0.28, 0.18, 0.38], k=2.0)
+    assert noisy.verdict == DOES_NOT_HOLD and "inside noise" in noisy.detail
+    opposite = compare([0.20, 0.21, 0.22], [0.30, 0.31, 0.32], k=2.0)
+    assert opposite.verdict == DOES_NOT_HOLD and "opposite" in opposite.detail
+
+
+def test_one_seed_uses_the_fallback_noise_or_says_there_is_none():
+    assert compare([0.30], [0.29], k=2.0, fallback_noise=0.01).verdict == DOES_NOT_HOLD
+    assert compare([0.30], [0.20], k=2.0, fallback_noise=0.01).verdict == HOLDS
+    bare = compare([0.30], [0.29], k=2.0)
+    assert bare.verdict == HOLDS and "no noise estimate" in bare.detail
+
+
+def test_missing_cells_and_lower_is_better():
+    assert compare([0.3], [0.2], k=2.0, missing=2).text() == f"{NOT_MEASURED} (2 cells missing)"
+    assert compare([], [0.2], k=2.0).verdict == NOT_TESTABLE
+    lower = compare([-3.0, -3.1], [-2.0, -2.1], k=2.0, higher_is_better=False)
+    assert lower.verdict == HOLDS
+
+
+def test_matches_holds_unless_worse_beyond_noise():
+    assert compare([0.29, 0.30], [0.30, 0.31], k=2.0, kind="matches").verdict == HOLDS
+    assert compare([0.10, 0.11], [0.30, 0.31], k=2.0, kind="matches").verdict == DOES_NOT_HOLD
+
+
+def test_spread_and_collapse_rules():
+    assert spread([0.1, 0.2, 0.3], k=2.0, noise=0.01).verdict == HOLDS
+    assert spread([0.1, 0.11], k=2.0, noise=0.01).verdict == DOES_NOT_HOLD
+    assert spread([0.1, 0.2], k=2.0, noise=None).verdict == NOT_TESTABLE
+    collapsed = collapse(-0.999, 0.001, 0.06, loss_below=-0.95, std_ratio=0.25)
+    assert collapsed.verdict == HOLDS
+    healthy = collapse(-0.90, 0.05, 0.06, loss_below=-0.95, std_ratio=0.25)
+    assert healthy.verdict == DOES_NOT_HOLD
