@@ -3,10 +3,11 @@
     .venv/bin/python -m benchmarks.quality [--datasets beauty ml-100k] [--max-cells N]
     .venv/bin/python -m benchmarks.quality --summary-only
 
-A cell is (dataset, task, method, seed, share of training users). Each runs the project's own
-nodes in a KedroSession of the dataset's run-environment (`conf/<env>`), so the numbers are
-those `kedro run --env <env>` gives; its metrics are saved to
-benchmarks/results/quality/cells/... as soon as it finishes and a saved cell is never
+A cell is (dataset, task, method, seed, share of training users): the cells of
+`clue_pipeline.experiments` without parameter overrides, which the `report` pipeline's `full`
+profile reuses. Each runs the project's own nodes as `kedro run --env <dataset> --nodes ...` in
+its own process, so the numbers are those `kedro run --env <env>` gives; its metrics are saved
+to benchmarks/results/quality/cells/... as soon as it finishes and a saved cell is never
 recomputed. The summary (benchmarks/results/quality.{json,md}) gives mean and std over seeds
 and lists the cells still missing, so a partial grid always says what it lacks.
 """
@@ -14,17 +15,15 @@ and lists the cells still missing, so a partial grid always says what it lacks.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import subprocess
-import sys
-import time
-from dataclasses import dataclass
-from pathlib import Path
 
 from benchmarks.common import REPO, RESULTS, write_results
+from clue_pipeline.experiments.cells import Cell
+from clue_pipeline.experiments.runner import RunnerConfig, prepare, run_cell
+from clue_pipeline.experiments.store import CellStore
 
 CELLS = RESULTS / "quality" / "cells"
+STORE = CellStore(CELLS)
 SEEDS = (0, 1, 2)
 SEEDED_METHODS = ("clue", "clue_zero")  # three seeds; other rivals one seed at first
 SPARSITY = (0.4, 0.6, 0.8)
@@ -37,28 +36,11 @@ GRID = {
     "ml-100k": {"next_item": NEXT_ITEM, "profiling": USER_TASKS, "coldstart": USER_TASKS},
     "ml-1m": {"next_item": NEXT_ITEM, "profiling": USER_TASKS},
 }
-# Pre-training nodes a method needs, by the corpus of its task.
-CORPUS = {"next_item": "next_item", "profiling": "next_item", "coldstart": "coldstart"}
-INIT = {"clue": "clue", "clue_probe": "clue", "mip": "mip", "mip_probe": "mip"}
 HEADLINE = {
     "next_item": ("recall@10", "ndcg@10", "mrr@10"),
     "coldstart": ("mrr@10", "recall@10"),
     "profiling": ("accuracy", "macro_f1", "majority_rate"),
 }
-
-
-@dataclass(frozen=True)
-class Cell:
-    dataset: str
-    task: str
-    method: str
-    seed: int
-    fraction: float = 1.0
-
-    @property
-    def path(self) -> Path:
-        name = f"seed{self.seed}_users{int(self.fraction * 100)}.json"
-        return CELLS / self.dataset / self.task / self.method / name
 
 
 def grid(datasets: list[str]) -> list[Cell]:
@@ -67,45 +49,15 @@ def grid(datasets: list[str]) -> list[Cell]:
         for task, methods in GRID[dataset].items():
             for method in methods:
                 seeds = SEEDS if method in SEEDED_METHODS else SEEDS[:1]
-                cells += [Cell(dataset, task, method, seed) for seed in seeds]
+                cells += [Cell.create(dataset, task, method, seed) for seed in seeds]
                 if task != "next_item" and method in ("clue", "clue_zero", "mip"):
-                    cells += [Cell(dataset, task, method, 0, f) for f in SPARSITY]
+                    cells += [Cell.create(dataset, task, method, 0, f) for f in SPARSITY]
     return cells
 
 
-def run_cell(cell: Cell) -> dict:
-    """The cell's pre-training (resumed from its checkpoint if already done), fine-tuning and
-    evaluation nodes: `kedro run --env <dataset> --nodes ...` in its own process, so each
-    cell is one MLflow run."""
-    nodes = [
-        f"{cell.task}.finetune_{cell.task}_{cell.method}",
-        f"{cell.task}.evaluate_{cell.task}_{cell.method}",
-    ]
-    if cell.method in INIT:
-        kind = "clue" if INIT[cell.method] == "clue" else "masked_item_prediction"
-        nodes.insert(0, f"{CORPUS[cell.task]}.pretrain_{kind}")
-    params = (
-        f"pretrain.train.seed={cell.seed},finetune.train.seed={cell.seed},"
-        f"finetune.train_user_fraction={cell.fraction}"
-    )
-    started = time.perf_counter()
-    kedro("--env", cell.dataset, "--nodes", ",".join(nodes), "--params", params)
-    folder = REPO / "data" / "08_reporting" / cell.dataset / "metrics" / cell.task
-    latest = sorted((folder / f"{cell.method}.json").iterdir())[-1]
-    record = json.loads((latest / f"{cell.method}.json").read_text())
-    return {"cell": cell.__dict__, "wall_s": time.perf_counter() - started, "record": record}
-
-
-def prepare(dataset: str) -> None:
-    """Ingest, sequences and views of a dataset once (cheap beside training)."""
-    kedro("--env", dataset, "--pipelines", "ingest,sequences,augment")
-
-
-def kedro(*args: str) -> None:
-    command = [sys.executable, "-m", "kedro", "run", *args]
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
-    if result.returncode:
-        raise RuntimeError(f"{' '.join(command)} failed:\n{result.stderr[-4000:]}")
+def runner() -> RunnerConfig:
+    """Each dataset runs in its own run-environment, which sets its paper-sized budget."""
+    return RunnerConfig(project_dir=REPO, envs={dataset: dataset for dataset in GRID})
 
 
 def headline(record: dict, task: str) -> dict[str, float]:
@@ -121,10 +73,10 @@ def summarise(cells: list[Cell]) -> None:
     groups: dict[tuple, list[dict]] = {}
     missing = []
     for cell in cells:
-        if not cell.path.exists():
+        record = STORE.load(cell)
+        if record is None:
             missing.append(cell)
             continue
-        record = json.loads(cell.path.read_text())
         key = (cell.dataset, cell.task, cell.method, cell.fraction)
         groups.setdefault(key, []).append(
             {**headline(record["record"], cell.task), "_wall_s": record["wall_s"]}
@@ -189,7 +141,7 @@ def summarise(cells: list[Cell]) -> None:
     ] or ["- none"]
     write_results(
         "quality",
-        {"rows": rows, "missing": [c.__dict__ for c in missing], "cells_total": len(cells)},
+        {"rows": rows, "missing": [c.as_dict() for c in missing], "cells_total": len(cells)},
         "\n".join(lines),
     )
 
@@ -224,19 +176,17 @@ def main() -> None:
     done = 0
     if not args.summary_only:
         prepared = set()
+        config = runner()
         for cell in todo:
-            if cell.path.exists() or (args.max_cells is not None and done >= args.max_cells):
+            if STORE.has(cell) or (args.max_cells is not None and done >= args.max_cells):
                 continue
             if cell.dataset not in prepared:
-                prepare(cell.dataset)
+                prepare(cell.dataset, config)
                 prepared.add(cell.dataset)
-            result = run_cell(cell)
-            cell.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cell.path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(result, indent=2, default=str))
-            tmp.replace(cell.path)
+            result = run_cell(cell, config)
+            path = STORE.save(cell, result)
             done += 1
-            print(f"saved {cell.path.relative_to(REPO)} ({result['wall_s']:.0f} s)", flush=True)
+            print(f"saved {path.relative_to(REPO)} ({result['wall_s']:.0f} s)", flush=True)
             summarise(cells)
     summarise(cells)
 

@@ -1,0 +1,63 @@
+"""What the PCA figure needs from a pre-trained encoder, small enough to keep in a cell's JSON:
+2-D PCA coordinates of a sample of users, explained variance, alignment and uniformity."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from clue_pipeline.augment import validate_view_policy
+from clue_pipeline.figures import pca_2d
+from clue_pipeline.models.encoders import encoder_from_checkpoint
+from clue_pipeline.tasks.batching import model_inputs
+from clue_pipeline.tasks.finetuning import user_vectors
+from clue_pipeline.tasks.pretraining import representation_quality
+
+
+@dataclass
+class RepresentationConfig:
+    sample_users: int = 1000  # users drawn in the PCA figure (coordinates kept in the JSON)
+    quality_users: int = 512  # users for alignment and uniformity (as the pre-training log)
+    seed: int = 7
+    views: dict[str, Any] | None = None  # view policy of the alignment pairs; None = dropout
+
+
+def summarise_encoder(
+    checkpoint: dict, sequences: pd.Series, config: RepresentationConfig
+) -> dict[str, Any]:
+    """PCA of every user's vector (a seeded sample kept), and the quality numbers of the space.
+
+    PCA is fitted on all users, so the explained variance is that of the whole space; the
+    alignment pairs are two dropout passes unless ``config.views`` says otherwise, the same
+    views for every method so their numbers compare.
+    """
+    encoder = encoder_from_checkpoint(checkpoint).eval()
+    enc = encoder.config
+    tokens = model_inputs(sequences, enc.max_len, enc.ur_token)
+    vectors = user_vectors(encoder, tokens).double().numpy()
+    points, explained = pca_2d(vectors)
+    rng = np.random.default_rng(config.seed)
+    chosen = np.sort(rng.permutation(len(tokens))[: config.sample_users])
+    policy = validate_view_policy(config.views or {"strategies": ["dropout"]})
+    quality = representation_quality(
+        encoder,
+        torch.as_tensor(tokens[: config.quality_users]),
+        policy,
+        enc.mask_token,
+        seed=config.seed,
+    )
+    lengths = (tokens != 0).sum(axis=1) - 1  # without [UR]
+    return {
+        "users": int(len(tokens)),
+        "explained_variance": [float(v) for v in explained],
+        "pca": {
+            "x": np.round(points[chosen, 0], 5).tolist(),
+            "y": np.round(points[chosen, 1], 5).tolist(),
+            "history_length": lengths[chosen].astype(int).tolist(),
+        },
+        **quality,
+    }

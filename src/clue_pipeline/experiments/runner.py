@@ -1,0 +1,178 @@
+"""Run a cell as the project runs: `kedro run --env <env> --nodes ... --config <params>` in its
+own process (one MLflow run each, no thread setting shared), then read what it wrote.
+
+Only this module starts Kedro, and only as a command. Parameters travel in a `--config` file
+because `--params` cannot carry lists (view strategies).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+import yaml
+
+from clue_pipeline.experiments.cells import (
+    PRETRAIN_TASK,
+    VIEW_POLICY_NODE,
+    Cell,
+    kedro_nodes,
+    kedro_params,
+    uses_views,
+)
+from clue_pipeline.experiments.representation import RepresentationConfig, summarise_encoder
+from clue_pipeline.experiments.store import CellStore
+
+logger = logging.getLogger(__name__)
+
+PREPARE_PIPELINES = "ingest,sequences,augment"
+# Where the project's catalog writes what a cell reads back (conf/base/catalog_*.yml), with
+# {dataset} = the run-environment's `globals.dataset`.
+DEFAULT_PATHS = {
+    "metrics": "data/08_reporting/{dataset}/metrics/{task}/{method}.json",
+    "encoder": "data/06_models/{dataset}/pretrained/{corpus}/{method}_encoder.pt",
+    "pretrain_history": "data/07_model_output/{dataset}/pretrain/{corpus}/{method}_history.json",
+    "next_item_split": "data/05_model_input/{dataset}/next_item_split.parquet",
+}
+
+
+@dataclass
+class RunnerConfig:
+    project_dir: Path
+    envs: dict[str, str | None]  # dataset -> run-environment (None: Kedro's default)
+    threads: int = 1
+    timeout_s: float | None = None
+    paths: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_PATHS))
+    representation: RepresentationConfig = field(default_factory=RepresentationConfig)
+    python: str = sys.executable
+
+
+def run_missing(
+    cells: list[Cell], store: CellStore, config: RunnerConfig, max_new: int | None = None
+) -> list[dict[str, Any]]:
+    """Compute the cells the store lacks, in the given order, at most ``max_new`` of them.
+
+    A failing cell is logged and listed, and the sitting goes on: it stays missing, and the
+    report says so. Returns one entry per cell attempted.
+    """
+    log = []
+    prepared: set[str] = set()
+    for cell in store.missing(cells):
+        if max_new is not None and len(log) >= max_new:
+            break
+        if cell.dataset not in prepared:
+            prepare(cell.dataset, config)
+            prepared.add(cell.dataset)
+        try:
+            result = run_cell(cell, config)
+        except RuntimeError as error:
+            logger.error("cell %s failed: %s", cell.label(), str(error)[-2000:])
+            log.append({"cell": cell.as_dict(), "failed": str(error)[-2000:]})
+            continue
+        path = store.save(cell, result)
+        logger.info("saved %s (%.0f s)", path, result["wall_s"])
+        log.append({"cell": cell.as_dict(), "wall_s": result["wall_s"], "path": str(path)})
+    return log
+
+
+def prepare(dataset: str, config: RunnerConfig) -> None:
+    """Ingest, sequences and views of a dataset (cheap beside training), once per sitting."""
+    kedro(config, dataset, ["--pipelines", PREPARE_PIPELINES], {})
+
+
+def run_cell(cell: Cell, config: RunnerConfig) -> dict[str, Any]:
+    """The cell's nodes in one `kedro run`; returns {"cell", "wall_s", "record"} as stored."""
+    started = time.perf_counter()
+    output = _output_folder(cell, config)
+    before = _versions(output)
+    kedro(config, cell.dataset, ["--nodes", ",".join(kedro_nodes(cell))], kedro_params(cell))
+    wall_s = time.perf_counter() - started
+    version = _new_version(output, before)
+    if cell.task == PRETRAIN_TASK:
+        record = _pretrain_record(cell, config, version)
+    else:
+        record = json.loads((version / output.name).read_text())
+    if uses_views(cell):  # leave the dataset's view policy as its parameters say
+        kedro(config, cell.dataset, ["--nodes", VIEW_POLICY_NODE], {})
+    return {"cell": cell.as_dict(), "wall_s": wall_s, "record": record}
+
+
+def kedro(config: RunnerConfig, dataset: str, args: list[str], params: dict) -> None:
+    if dataset not in config.envs:
+        raise ValueError(
+            f"dataset {dataset!r} has no run-environment in report.profiles.<profile>.envs; "
+            f"known: {sorted(config.envs)}"
+        )
+    env = config.envs[dataset]
+    command = [config.python, "-m", "kedro", "run", *(["--env", env] if env else []), *args]
+    with tempfile.TemporaryDirectory() as folder:
+        if params:
+            path = Path(folder) / "cell.yml"
+            path.write_text(yaml.safe_dump({"run": {"params": params}}))
+            command += ["--config", str(path)]
+        result = subprocess.run(
+            command,
+            cwd=config.project_dir,
+            env={**os.environ, "CLUE_NUM_THREADS": str(config.threads)},
+            capture_output=True,
+            text=True,
+            timeout=config.timeout_s,
+        )
+    if result.returncode:
+        raise RuntimeError(
+            f"{' '.join(command)} (params {params}) failed:\n{result.stderr[-4000:]}"
+        )
+
+
+def _output_folder(cell: Cell, config: RunnerConfig) -> Path:
+    """The versioned catalog folder the cell's last node writes (metrics or encoder)."""
+    if cell.task == PRETRAIN_TASK:
+        template = config.paths["encoder"]
+        fields = {"dataset": cell.dataset, "corpus": "next_item", "method": cell.method}
+    else:
+        template = config.paths["metrics"]
+        fields = {"dataset": cell.dataset, "task": cell.task, "method": cell.method}
+    return Path(config.project_dir) / template.format(**fields)
+
+
+def _versions(folder: Path) -> set[str]:
+    return {p.name for p in folder.iterdir()} if folder.is_dir() else set()
+
+
+def _new_version(folder: Path, before: set[str]) -> Path:
+    """The version this run wrote: new since ``before`` (another process may write others)."""
+    new = sorted(_versions(folder) - before)
+    if not new:
+        raise RuntimeError(f"the kedro run wrote no new version under {folder}")
+    return folder / new[-1]
+
+
+def _pretrain_record(cell: Cell, config: RunnerConfig, version: Path) -> dict[str, Any]:
+    fields = {"dataset": cell.dataset, "corpus": "next_item", "method": cell.method}
+    root = Path(config.project_dir)
+    history_path = root / config.paths["pretrain_history"].format(**fields)
+    checkpoint = torch.load(
+        version / Path(config.paths["encoder"].format(**fields)).name,
+        map_location="cpu",
+        weights_only=True,
+    )
+    split_path = root / config.paths["next_item_split"].format(dataset=cell.dataset)
+    corpus = pd.read_parquet(split_path, columns=["train"])["train"]
+    return {
+        "task": PRETRAIN_TASK,
+        "method": cell.method,
+        "dataset": cell.dataset,
+        "corpus": "next_item (training part of each sequence)",
+        "history": json.loads(history_path.read_text()),
+        "representation": summarise_encoder(checkpoint, corpus, config.representation),
+    }
