@@ -10,6 +10,7 @@ import torch
 from clue_pipeline.embedding import (
     EmbedConfig,
     UnknownUserError,
+    embedding_device,
     encode_tokens,
     nearest_users,
     similar_users,
@@ -173,3 +174,12 @@ def test_sequences_without_items_column_say_what_is_missing(encoder):
 def test_embed_config_names_the_bad_parameter(settings, message):
     with pytest.raises(ValueError, match=message):
         EmbedConfig(**settings)
+
+
+def test_auto_device_is_cuda_only_where_there_is_one():
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert embedding_device("auto").type == expected
+    assert embedding_device("cpu").type == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="embed.device = 'cuda' but no CUDA device"):
+            embedding_device("cuda")

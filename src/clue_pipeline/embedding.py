@@ -75,9 +75,16 @@ def user_vector_table(
         if len(sequences)
         else np.zeros((0, width), dtype=np.int64)  # arrow cannot type an empty object column
     )
-    encoder.to(resolve_device(config.device))
+    encoder.to(embedding_device(config.device))
     vectors = encode_tokens(encoder, tokens, config.batch_size)
     return vectors_to_frame(sequences[USER_ID].to_numpy(np.int64), vectors)
+
+
+def embedding_device(device: str) -> torch.device:
+    """The device of ``embed.device``; asking for CUDA on a machine without it is an error."""
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("embed.device = 'cuda' but no CUDA device is available; use auto or cpu")
+    return resolve_device(device)
 
 
 def encode_tokens(encoder: torch.nn.Module, tokens: np.ndarray, batch_size: int) -> np.ndarray:
