@@ -569,22 +569,31 @@ def _require(ok: bool, flag: str, value: Any, expected: str) -> None:
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     defaults = CheckConfig()
     p = argparse.ArgumentParser(
-        prog="benchmarks/gpu_check.sh", description=__doc__.split("\n\n")[0]
+        prog="benchmarks/gpu_check.sh",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("out", type=Path, metavar="OUT_DIR", help="where gpu_check.json/.md go")
-    p.add_argument("--device", default=defaults.device, help="cuda (default), cpu or auto")
+    p.add_argument("--device", default=defaults.device, help="cuda, cpu (a dry run) or auto")
     p.add_argument("--steps", type=int, default=defaults.steps, help="steps per training phase")
-    p.add_argument("--warmup-steps", type=int, default=None, help="untimed steps before each")
     p.add_argument(
-        "--data", type=Path, default=None, help=f"Beauty file or folder [{DEFAULT_DATA}]"
+        "--warmup-steps",
+        type=int,
+        default=None,
+        help=f"untimed steps before each phase; default steps/10, at most {MAX_WARMUP_STEPS}",
     )
-    p.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    p.add_argument("--eval-batch-size", type=int, default=defaults.eval_batch_size)
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="Beauty.txt or its folder")
+    p.add_argument("--batch-size", type=int, default=defaults.batch_size, help="training batch")
+    p.add_argument(
+        "--eval-batch-size", type=int, default=defaults.eval_batch_size, help="users per pass"
+    )
     p.add_argument("--precision", default=defaults.precision, help="bf16 (CUDA autocast) or fp32")
-    p.add_argument("--max-len", type=int, default=defaults.max_len)
-    p.add_argument("--min-seq-len", type=int, default=defaults.min_seq_len)
-    p.add_argument("--lr", type=float, default=defaults.lr)
-    p.add_argument("--seed", type=int, default=defaults.seed)
+    p.add_argument("--max-len", type=int, default=defaults.max_len, help="items per sequence")
+    p.add_argument(
+        "--min-seq-len", type=int, default=defaults.min_seq_len, help="shorter users dropped"
+    )
+    p.add_argument("--lr", type=float, default=defaults.lr, help="Adam learning rate")
+    p.add_argument("--seed", type=int, default=defaults.seed, help="weights and batch order")
     p.add_argument("--threads", type=int, default=0, help="CPU threads; 0: CLUE_NUM_THREADS")
     return p.parse_args(argv)
 
