@@ -81,3 +81,10 @@ def test_spread_and_collapse_rules():
     assert collapsed.verdict == HOLDS
     healthy = collapse(-0.90, 0.05, 0.06, loss_below=-0.95, std_ratio=0.25)
     assert healthy.verdict == DOES_NOT_HOLD
+
+
+def test_constant_predictions_borrow_the_task_noise():
+    # both sides have a std of 0 (e.g. always the majority class): 0 is no noise estimate
+    flat = compare([0.21, 0.21, 0.21], [0.23], k=2.0, fallback_noise=0.012)
+    assert flat.verdict == DOES_NOT_HOLD and "inside noise" in flat.detail
+    assert "task's multi-seed groups" in flat.detail

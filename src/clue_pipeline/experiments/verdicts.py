@@ -2,9 +2,10 @@
 
 A claim "A beats B" holds when the mean difference exceeds ``k`` times the pooled std over
 seeds, does not hold when it is inside that noise or the other way round, and is "not measured
-yet" while cells are missing. With one seed on both sides the noise is taken from the other
-multi-seed groups of the same dataset and task (the caller passes it); without any, the
-verdict is the sign of the difference, marked as having no noise estimate.
+yet" while cells are missing. With one seed on both sides (or a std of 0: constant
+predictions) the noise is taken from the other multi-seed groups of the same dataset and task
+(the caller passes it); without any, the verdict is the sign of the difference, marked as
+having no noise estimate.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def compare(
     diff = sign * (statistics.mean(better) - statistics.mean(worse))
     noise = pooled_std([better, worse])
     source = "pooled std over seeds"
-    if noise is None:
+    if not noise:  # one seed on both sides, or constant predictions (std 0)
         noise, source = fallback_noise, "pooled std of the task's multi-seed groups"
     if noise is None:
         holds = diff > 0 if kind == "beats" else diff >= 0
