@@ -9,6 +9,7 @@ KEDRO := $(BIN)/kedro
 TORCH_PIN := torch==2.13.0
 ENV ?= base
 PIPELINES ?=
+PROFILE ?= quick
 VERBOSE ?=
 LOGGING := $(if $(VERBOSE),KEDRO_LOGGING_CONFIG=conf/logging_verbose.yml,)
 RUN_ARGS := $(if $(PIPELINES),--pipelines=$(PIPELINES),) $(if $(filter-out base,$(ENV)),--env=$(ENV),)
@@ -52,8 +53,10 @@ viz: install-dev
 ui: install
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
 
+# PROFILE=quick (the embedded data, minutes) | full (the public datasets; cells cached and
+# resumable, see benchmarks/report_full.py) | smoke
 report: install
-	$(LOGGING) $(KEDRO) run --pipelines=report $(if $(filter-out base,$(ENV)),--env=$(ENV),)
+	$(LOGGING) $(KEDRO) run --pipelines=report --params=report.profile=$(PROFILE) $(if $(filter-out base,$(ENV)),--env=$(ENV),)
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache
