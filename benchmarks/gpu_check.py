@@ -48,11 +48,14 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO / "src") not in sys.path:  # run from a bare copy of the repository, not installed
     sys.path.insert(0, str(REPO / "src"))
 
-from clue_pipeline.augment import make_views, validate_view_policy  # noqa: E402
+from clue_pipeline.augment import validate_view_policy  # noqa: E402
 from clue_pipeline.metrics import DEFAULT_KS, ranking_metrics  # noqa: E402
-from clue_pipeline.models.clue import SimSiam, simsiam_loss  # noqa: E402
+from clue_pipeline.models.clue import SimSiam  # noqa: E402
 from clue_pipeline.models.encoders import EncoderConfig, build_encoder  # noqa: E402
 from clue_pipeline.models.heads import NextItemModel  # noqa: E402
+from clue_pipeline.tasks.batching import trim_padding, window  # noqa: E402
+from clue_pipeline.tasks.finetuning import next_item_step  # noqa: E402
+from clue_pipeline.tasks.pretraining import clue_step  # noqa: E402
 from clue_pipeline.training.loop import TrainConfig, fit, take  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "s3rec"
@@ -271,13 +274,6 @@ def by_user_id(
     return items[np.arange(len(items)) + shift], new_offsets
 
 
-def window(flat: np.ndarray, starts: np.ndarray, ends: np.ndarray, width: int) -> np.ndarray:
-    """The last ``width`` tokens of each ``flat[start:end]``, left-padded with 0: (U, width)."""
-    index = ends[:, None] - width + np.arange(width)[None, :]
-    valid = index >= starts[:, None]
-    return np.where(valid, flat[np.clip(index, 0, len(flat) - 1)], 0).astype(np.int64)
-
-
 def _with_user(items: np.ndarray, user_token: int) -> np.ndarray:
     return np.concatenate([items, np.full((len(items), 1), user_token, dtype=np.int64)], axis=1)
 
@@ -319,24 +315,6 @@ def run_check(data: CheckData, config: CheckConfig, device: torch.device) -> dic
         "peak_gpu_memory_mib": _max_peak([pretrain, finetune, evaluate]),
         "metrics": metrics,
     }
-
-
-def clue_step(model: SimSiam, batch, generator: torch.Generator, policy, mask_token: int):
-    """One SimSiam step on two fresh views of the batch (the pipeline's ``clue_step``)."""
-    (tokens,) = trim_padding(*batch)
-    view_a, view_b = make_views(tokens, policy, generator, mask_token)
-    return simsiam_loss(*model(view_a, view_b)), {}
-
-
-def next_item_step(model: NextItemModel, batch, generator: torch.Generator):
-    tokens, targets = trim_padding(*batch)
-    return model(tokens, targets), {}
-
-
-def trim_padding(tokens: torch.Tensor, *aligned: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Drop the columns that are padding in every row, as ``tasks.batching.trim_padding``."""
-    width = int((tokens != 0).sum(dim=1).max())
-    return (tokens[:, -width:], *(t[:, -width:] for t in aligned))
 
 
 def train_phase(

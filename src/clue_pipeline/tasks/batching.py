@@ -7,14 +7,19 @@ is a handful of numpy operations rather than a Python loop over users.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pyarrow as pa
 import torch
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 def flatten(lists: Sequence) -> tuple[np.ndarray, np.ndarray]:
     """(flat tokens int64, offsets int64 of length U + 1) of a column of token lists."""
+    import pyarrow as pa  # here, so the torch-only modules import without it (GPU check)
+
     array = pa.array(lists, type=pa.list_(pa.int64())) if not isinstance(lists, pa.Array) else lists
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks()
@@ -66,6 +71,8 @@ def next_item_training_arrays(
 
 def append_items(lists: Sequence, extra: np.ndarray) -> pa.ListArray:
     """Each list followed by its extra token (the validation item before the test input)."""
+    import pyarrow as pa
+
     flat, offsets = flatten(lists)
     merged = np.insert(flat, offsets[1:], np.asarray(extra, dtype=np.int64))
     return pa.ListArray.from_arrays(offsets + np.arange(len(offsets)), merged)

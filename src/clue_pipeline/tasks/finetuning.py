@@ -93,12 +93,12 @@ def finetune_next_item(
             on_validation(metrics)
         return metrics
 
-    result = fit(model, dataset, _next_item_step, config, validate_fn=validate)
+    result = fit(model, dataset, next_item_step, config, validate_fn=validate)
     model.load_state_dict(result.best_state)
     return model, result
 
 
-def _next_item_step(model: NextItemModel, batch, generator):
+def next_item_step(model: NextItemModel, batch, generator):
     tokens, targets = trim_padding(*batch)
     return model(tokens, targets), {}
 
