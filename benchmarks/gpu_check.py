@@ -9,7 +9,7 @@ settings, sequences/s of each phase, peak GPU memory, the test metrics and wall 
 
 Why a script of its own: a GPU machine often has PyTorch and numpy but not the pipeline's data
 stack (pandas, pyarrow, Kedro). So this module imports only the torch-side modules of the
-project (``models``, ``augment``, ``training.loop``, ``metrics``), which need torch, numpy and
+project (``models``, ``augment``, ``tasks``, ``training.loop``, ``metrics``), which need torch, numpy and
 tqdm, and reads the S3-Rec file and builds the model inputs with numpy. The preprocessing is
 the pipeline's for ``--env beauty`` (users with fewer than ``min_seq_len`` items dropped, items
 numbered by popularity, the last ``max_len + 2`` items kept, leave-one-out split); the tests
