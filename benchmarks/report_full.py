@@ -1,6 +1,6 @@
 """The full report on the public datasets, committed under benchmarks/results/report/.
 
-    .venv/bin/python -m benchmarks.report_full [--max-new-cells N]
+    .venv/bin/python -m benchmarks.report_full [--max-new-cells N] [--only fig6 fig7]
 
 Runs `kedro run --pipelines=report --params=report.profile=full` (cells cached in
 benchmarks/results/quality/cells/, shared with benchmarks/quality.py, never recomputed), then
@@ -15,6 +15,10 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
+
+import yaml
 
 from benchmarks.common import REPO, RESULTS, _command
 
@@ -27,13 +31,25 @@ def main() -> None:
     parser.add_argument(
         "--max-new-cells", type=int, default=None, help="bound this sitting (0: assemble only)"
     )
+    parser.add_argument(
+        "--only", nargs="+", default=None, help="run only these experiments' cells, e.g. fig6 fig7"
+    )
     args = parser.parse_args()
-    params = "report.profile=full"
-    if args.max_new_cells is not None:
-        params += f",report.max_new_cells={args.max_new_cells}"
-    command = [sys.executable, "-m", "kedro", "run", "--pipelines=report", f"--params={params}"]
+    report = {"profile": "full", "max_new_cells": args.max_new_cells, "run_only": args.only}
     env = {**os.environ, "CLUE_NUM_THREADS": os.environ.get("CLUE_NUM_THREADS", "1")}
-    subprocess.run(command, cwd=REPO, env=env, check=True)
+    with tempfile.TemporaryDirectory() as folder:
+        # a --config file: --params cannot carry a list
+        config = Path(folder) / "report.yml"
+        config.write_text(yaml.safe_dump({"run": {"params": {"report": report}}}))
+        command = [
+            sys.executable,
+            "-m",
+            "kedro",
+            "run",
+            "--pipelines=report",
+            f"--config={config}",
+        ]
+        subprocess.run(command, cwd=REPO, env=env, check=True)
     publish(_command())
 
 

@@ -53,7 +53,7 @@ def test_unknown_profile_keys_are_named():
 
 def test_reported_paths_are_the_catalog_paths():
     catalog = {}
-    for name in ("catalog_models.yml", "catalog_sequences.yml"):
+    for name in ("catalog_models.yml", "catalog_sequences.yml", "catalog_ingest.yml"):
         catalog.update(yaml.safe_load((CONF / name).read_text()))
     expected = {
         "metrics": catalog["{task}.{method}_metrics"]["filepath"],
@@ -61,6 +61,7 @@ def test_reported_paths_are_the_catalog_paths():
         "pretrain_history": catalog["{corpus}.{method}_pretrain_history"]["filepath"],
         "next_item_split": catalog["next_item_split"]["filepath"],
         "filtered_interactions": catalog["filtered_interactions"]["filepath"],
+        "users": catalog["users"]["filepath"],
     }
     expected = {k: v.replace("${globals:dataset}", "{dataset}") for k, v in expected.items()}
     assert {k: v for k, v in expected.items() if k in DEFAULT_PATHS} == DEFAULT_PATHS

@@ -24,16 +24,21 @@ class RepresentationConfig:
     quality_users: int = 512  # users for alignment and uniformity (as the pre-training log)
     seed: int = 7
     views: dict[str, Any] | None = None  # view policy of the alignment pairs; None = dropout
+    colour_by: tuple[str, ...] = ("gender", "age", "occupation")  # first users column found
 
 
 def summarise_encoder(
-    checkpoint: dict, sequences: pd.Series, config: RepresentationConfig
+    checkpoint: dict,
+    sequences: pd.Series,
+    config: RepresentationConfig,
+    users: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
     """PCA of every user's vector (a seeded sample kept), and the quality numbers of the space.
 
     PCA is fitted on all users, so the explained variance is that of the whole space; the
     alignment pairs are two dropout passes unless ``config.views`` says otherwise, the same
-    views for every method so their numbers compare.
+    views for every method so their numbers compare. ``users`` (aligned with ``sequences``)
+    gives the attribute the points are labelled by, as the paper colours users by gender.
     """
     encoder = encoder_from_checkpoint(checkpoint).eval()
     enc = encoder.config
@@ -51,6 +56,7 @@ def summarise_encoder(
         seed=config.seed,
     )
     lengths = (tokens != 0).sum(axis=1) - 1  # without [UR]
+    label = _label(users, config.colour_by)
     return {
         "users": int(len(tokens)),
         "explained_variance": [float(v) for v in explained],
@@ -58,6 +64,17 @@ def summarise_encoder(
             "x": np.round(points[chosen, 0], 5).tolist(),
             "y": np.round(points[chosen, 1], 5).tolist(),
             "history_length": lengths[chosen].astype(int).tolist(),
+            **({} if label is None else {label.name: label.iloc[chosen].astype(str).tolist()}),
         },
+        "label": None if label is None else label.name,
         **quality,
     }
+
+
+def _label(users: pd.DataFrame | None, candidates: tuple[str, ...]) -> pd.Series | None:
+    if users is None:
+        return None
+    for column in candidates:
+        if column in users.columns:
+            return users[column].fillna("unknown").reset_index(drop=True)
+    return None

@@ -43,6 +43,7 @@ DEFAULT_PATHS = {
     "encoder": "data/06_models/{dataset}/pretrained/{corpus}/{method}_encoder.pt",
     "pretrain_history": "data/07_model_output/{dataset}/pretrain/{corpus}/{method}_history.json",
     "next_item_split": "data/05_model_input/{dataset}/next_item_split.parquet",
+    "users": "data/02_intermediate/{dataset}/users.parquet",
 }
 
 
@@ -167,12 +168,18 @@ def _pretrain_record(cell: Cell, config: RunnerConfig, version: Path) -> dict[st
         weights_only=True,
     )
     split_path = root / config.paths["next_item_split"].format(dataset=cell.dataset)
-    corpus = pd.read_parquet(split_path, columns=["train"])["train"]
+    corpus = pd.read_parquet(split_path, columns=["user_id", "train"])
+    users_path = root / config.paths["users"].format(dataset=cell.dataset)
+    users = None
+    if users_path.exists():
+        users = corpus[["user_id"]].merge(pd.read_parquet(users_path), on="user_id", how="left")
     return {
         "task": PRETRAIN_TASK,
         "method": cell.method,
         "dataset": cell.dataset,
         "corpus": "next_item (training part of each sequence)",
         "history": json.loads(history_path.read_text()),
-        "representation": summarise_encoder(checkpoint, corpus, config.representation),
+        "representation": summarise_encoder(
+            checkpoint, corpus["train"], config.representation, users
+        ),
     }

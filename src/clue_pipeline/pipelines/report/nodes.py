@@ -40,6 +40,10 @@ def run_cells(report_params: dict, encoder_params: dict) -> dict[str, Any]:
         ),
     )
     cells = plan.all_cells()
+    only = report_params.get("run_only")
+    if only:
+        chosen = {c for key in only for c in plan.cells.get(key, [])}
+        cells = [c for c in cells if c in chosen]
     missing = store.missing(cells)
     limit = report_params.get("max_new_cells")
     logger.info(
@@ -54,7 +58,7 @@ def run_cells(report_params: dict, encoder_params: dict) -> dict[str, Any]:
     return {
         "profile": report_params["profile"],
         "store": str(store.root),
-        "cells": len(cells),
+        "cells": len(plan.all_cells()),
         "ran": log,
         "sitting_s": time.perf_counter() - started,
     }
@@ -80,6 +84,7 @@ def build_report(
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": _machine(),
         "threads": report_params["threads"],
+        "sitting": {k: report_params.get(k) for k in ("profile", "max_new_cells", "run_only")},
         "store": report_params["profiles"][report_params["profile"]]["store"],
         "new_cells": sum(1 for entry in run_log["ran"] if "wall_s" in entry),
         "failed_cells": [entry for entry in run_log["ran"] if "failed" in entry],
