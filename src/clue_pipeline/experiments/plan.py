@@ -166,22 +166,27 @@ def _fig5(plan: Plan, spec: dict) -> list[tuple[Cell, str]]:
 
 
 def _fig6(plan: Plan, spec: dict) -> list[tuple[Cell, str]]:
-    """Curves of one seed: a picture of collapse, not a mean."""
+    """Curves of one seed: a picture of collapse, not a mean. ``budget`` (optional) overrides
+    the profile's: collapse needs enough pre-training steps to show."""
     return [
-        (plan.cell(d, PRETRAIN_TASK, "clue", s, variant=overrides), name)
+        (plan.cell(d, PRETRAIN_TASK, "clue", s, variant={**_budget(spec), **flatten(v)}), name)
         for d in spec["datasets"]
-        for name, overrides in spec["variants"].items()
+        for name, v in spec["variants"].items()
         for s in plan.seeds_of("clue", ONE_SEED)
     ]
 
 
 def _fig7(plan: Plan, spec: dict) -> list[tuple[Cell, str]]:
     return [
-        (plan.cell(d, PRETRAIN_TASK, m, s), m)
+        (plan.cell(d, PRETRAIN_TASK, m, s, variant=_budget(spec)), m)
         for d in spec["datasets"]
         for m in spec["methods"]
         for s in plan.seeds_of(m, ONE_SEED)
     ]
+
+
+def _budget(spec: dict) -> dict[str, Any]:
+    return flatten(spec.get("budget") or {})
 
 
 def _probes(plan: Plan, spec: dict) -> list[tuple[Cell, str]]:
