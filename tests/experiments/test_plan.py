@@ -36,8 +36,11 @@ def test_quick_profile_shares_cells_between_experiments():
     fig3 = set(plan.cells["fig3"])
     assert {c for c, n in plan.names["fig5"].items() if n == "0.5"} <= fig3
     assert {c for c, n in plan.names["table3"].items() if n == "dropout"} <= fig3
-    # every quick cell carries the quick budget, so it never collides with a full-budget cell
-    assert all(c.override_dict["pretrain.train.epochs"] == 3 for c in cells)
+    # every quick cell carries the quick budget, so it never collides with a full-budget cell;
+    # the collapse and PCA cells pre-train longer (their own budget)
+    epochs = {c.task: c.override_dict["pretrain.train.epochs"] for c in cells}
+    assert epochs == {"next_item": 3, "coldstart": 3, "pretrain": 15}
+    assert all(c.override_dict["finetune.train.epochs"] == 3 for c in cells)
     # profiling is untestable on the embedded data: no cell is planned for it
     assert not [c for c in cells if c.task == "profiling"]
     # first seeds first: a partial sitting compares methods before repeating seeds
