@@ -6,9 +6,10 @@
 
 Speed on a shared machine drifts from minute to minute, so a speed claim here is a ratio of two
 numbers measured side by side: both trainers run as child processes (ours in the project's venv,
-RecBole in its own, see recbole_side.py / ours_side.py) and the parent gives them one epoch each
-in turn (RecBole, ours, RecBole, ours, ...), with the same thread count, model size, sequence
-length, batch size, learning rate, dropout and the identical leave-one-out split (to_atomic.py).
+RecBole in its own, see recbole_side.py / ours_side.py) and the parent lets them train in turns
+(one RecBole epoch, then our epochs for about as long, and again), with the same thread count,
+model size, sequence length, batch size, learning rate, dropout and the identical leave-one-out
+split (to_atomic.py).
 Before training, two checks: RecBole's dataloaders read back user by user give our split, and a
 fixed score matrix gives the same HR/NDCG/MRR@10 through both metric codes.
 
@@ -250,39 +251,53 @@ class Limits:
 def alternate(
     workers: dict[str, Worker], limits: Limits, progress: Path
 ) -> dict[str, dict[str, Any]]:
-    """One epoch per side in turn until each stops by the same rule.
+    """The sides take turns until each stops by the same rule.
 
-    ``progress`` gets the epochs so far after every epoch, so a long run can be followed.
+    A turn is at least one epoch and goes on while the turn is shorter than the other side's
+    last epoch: the slow side trains one epoch, then the fast side trains for about as long.
+    Both thus see the machine's load over the same stretches of time, and the fast side is
+    not held to the slow side's number of epochs. ``progress`` gets the epochs after each one.
     """
     runs = {name: {"epochs": [], "stopped_by": None} for name in workers}
     active = list(workers)
     started = time.perf_counter()
     while active:
         for name in list(active):
-            run = runs[name]
-            reason = stop_reason(run["epochs"], limits.patience, limits.max_epochs, limits.budget_s)
-            if reason is None and limits.wall_limit_s is not None and run["epochs"]:
-                last = run["epochs"][-1]
-                projected = time.perf_counter() - started + last["train_s"] + last["eval_s"]
-                reason = "wall_limit" if projected > limits.wall_limit_s else None
-            if reason is not None:
-                workers[name].request({"cmd": "stop"})
-                run["stopped_by"] = reason
-                active.remove(name)
-                continue
-            reply = workers[name].request({"cmd": "go"})
-            if reply.get("finished"):
-                run["stopped_by"] = "max_epochs"
-                active.remove(name)
-                continue
-            run["epochs"].append(reply)
-            progress.write_text(json.dumps(runs, indent=1) + "\n")
-            print(
-                f"{name} epoch {reply['epoch']}: train {reply['train_s']:.1f} s, "
-                f"eval {reply['eval_s']:.2f} s, valid ndcg@10 {reply['valid']['ndcg@10']:.4f}",
-                flush=True,
-            )
+            others = [runs[o]["epochs"][-1] for o in workers if o != name and runs[o]["epochs"]]
+            turn_target = max((_epoch_s(e) for e in others), default=0.0)
+            turn = 0.0
+            while name in active and (turn == 0.0 or turn < turn_target):
+                reason = _stop(runs[name]["epochs"], limits, time.perf_counter() - started)
+                if reason is None:
+                    reply = workers[name].request({"cmd": "go"})
+                    reason = "max_epochs" if reply.get("finished") else None
+                else:
+                    workers[name].request({"cmd": "stop"})
+                if reason is not None:
+                    runs[name]["stopped_by"] = reason
+                    active.remove(name)
+                    break
+                runs[name]["epochs"].append(reply)
+                turn += _epoch_s(reply)
+                progress.write_text(json.dumps(runs, indent=1) + "\n")
+                print(
+                    f"{name} epoch {reply['epoch']}: train {reply['train_s']:.1f} s, eval "
+                    f"{reply['eval_s']:.2f} s, valid ndcg@10 {reply['valid']['ndcg@10']:.4f}",
+                    flush=True,
+                )
     return runs
+
+
+def _epoch_s(epoch: dict) -> float:
+    return epoch["train_s"] + epoch["eval_s"]
+
+
+def _stop(epochs: list[dict], limits: Limits, elapsed: float) -> str | None:
+    reason = stop_reason(epochs, limits.patience, limits.max_epochs, limits.budget_s)
+    wall = limits.wall_limit_s
+    if reason is None and wall is not None and epochs and elapsed + _epoch_s(epochs[-1]) > wall:
+        return "wall_limit"
+    return reason
 
 
 def stop_reason(epochs: list[dict], patience: int, max_epochs: int, budget_s: float) -> str | None:
@@ -470,6 +485,7 @@ def markdown(payload: dict[str, Any]) -> str:
     ours, theirs = s["sides"]["ours"], s["sides"]["recbole"]
     r = s["ratios_ours_over_recbole"]
     st = payload["settings"]
+    metric_check = payload["checks"]["metrics"]
     versions = {
         line.split("==")[0]: line.split("==")[1]
         for line in payload["recbole_freeze"]
@@ -480,6 +496,9 @@ def markdown(payload: dict[str, Any]) -> str:
         return "not reached" if x is None else format(x, spec)
 
     lines = [
+        f"Measured by `{payload.get('run_command', '?')}` (the command above may only have "
+        "rewritten this page from that run's raw record).",
+        "",
         f"Dataset `{payload['dataset']}`: {payload['users']} users, {payload['items']} items, "
         "the project's leave-one-out split (train = items[:-2], valid = items[-2], test = "
         "items[-1]) given to RecBole as atomic files (benchmarks/peers/to_atomic.py).",
@@ -490,16 +509,18 @@ def markdown(payload: dict[str, Any]) -> str:
         f"all items, seed {st['seed']}, device {st['device']}, "
         f"{payload['runs']['ours']['ready']['threads']} torch thread(s) each; full-ranking "
         "evaluation without history exclusion (RecBole does not exclude history for sequential "
-        "models either). Epochs alternate RecBole, ours, RecBole, ... in one run. Ours is the "
+        "models either). The sides take turns in one run: one RecBole epoch, then our epochs "
+        "for about as long, and again. Ours is the "
         "project's next-item fine-tuning from fresh weights (CLUE-Zero = SASRec in our loop). "
         f"RecBole {versions.get('recbole', '?')}, torch {versions.get('torch', '?')}, numpy "
         f"{versions.get('numpy', '?')}, pandas {versions.get('pandas', '?')} in its own venv.",
         "",
-        "An epoch is not the same amount of work on both sides: RecBole trains one row per "
-        f"(prefix, next item) ({theirs_rows(payload)} rows), each padded to len "
-        f"{st['max_len']}; ours trains one row per user ({payload['runs']['ours']['ready']['train_rows']}"
-        " rows) with a target at every position, in batches of similar length. Time to "
-        "RecBole's best validation NDCG@10 is the measure that does not depend on that.",
+        "An epoch covers the same (prefix, next item) targets on both sides, but not the same "
+        f"work: RecBole runs one row per target ({theirs_rows(payload)} rows, each padded to "
+        f"len {st['max_len']}); ours one row per user ({ours_rows(payload)} rows) with a target "
+        "at every position, in batches of similar length. Ours thus takes fewer, larger "
+        "optimiser steps per epoch and needs more epochs; the time to RecBole's best "
+        "validation NDCG@10 is the measure that does not depend on what an epoch is.",
         "",
         f"Stopping (same rule both sides): {payload['stopping']['patience']} epochs without a "
         f"higher validation NDCG@10, at most {payload['stopping']['max_epochs']} epochs, a "
@@ -527,10 +548,10 @@ def markdown(payload: dict[str, Any]) -> str:
             f"{p}: {payload['checks']['split'][p].get('rows', '?')} rows"
             for p in ("train", "valid", "test")
         ),
-        f"- metrics: one fixed score matrix ({payload['checks']['metrics']['users']} users x all "
+        f"- metrics: one fixed score matrix ({metric_check['users']} users x all "
         "items) through both metric codes: max |difference| of HR/NDCG/MRR@10 = "
-        f"{payload['checks']['metrics']['max_abs_diff']:.2e} (ours {_m(payload['checks']['metrics']['ours'])};"
-        f" RecBole {_m(payload['checks']['metrics']['recbole'])})",
+        f"{metric_check['max_abs_diff']:.2e} (HR / NDCG / MRR@10: ours "
+        f"{_m(metric_check['ours'])}; RecBole {_m(metric_check['recbole'])})",
         "",
         "## Results",
         "",
@@ -576,6 +597,10 @@ def markdown(payload: dict[str, Any]) -> str:
 
 def theirs_rows(payload: dict) -> int:
     return payload["runs"]["recbole"]["ready"]["train_rows"]
+
+
+def ours_rows(payload: dict) -> int:
+    return payload["runs"]["ours"]["ready"]["train_rows"]
 
 
 def _m(metrics: dict) -> str:

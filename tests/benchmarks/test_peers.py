@@ -327,3 +327,66 @@ def test_markdown_says_when_recbole_was_capped():
     assert "capped (budget), not converged" in text
     assert "RecBole 1.2.1, torch 2.13.0+cpu" in text
     assert text.count("\n| ") >= 4 + 4  # results rows and one curve row per epoch
+
+
+class FakeWorker:
+    """Replies like a worker whose epochs take ``epoch_s`` and score ``values`` in turn."""
+
+    def __init__(self, epoch_s: float, values: list[float], timeline=None, mark: str = "") -> None:
+        self.epoch_s, self.values, self.log = epoch_s, values, []
+        self.timeline, self.mark = timeline if timeline is not None else [], mark
+
+    def request(self, message: dict) -> dict:
+        self.log.append(message["cmd"])
+        if message["cmd"] == "go":
+            self.timeline.append(self.mark)
+        if message["cmd"] == "stop":
+            return {"finished": True}
+        epoch = self.log.count("go") - 1
+        if epoch >= len(self.values):
+            return {"finished": True}
+        return {
+            "epoch": epoch,
+            "train_s": self.epoch_s,
+            "eval_s": 0.0,
+            "valid": {"ndcg@10": self.values[epoch]},
+        }
+
+
+def test_turns_let_the_fast_side_train_as_long_as_the_slow_side(tmp_path):
+    from benchmarks.peers.compare import Limits, alternate
+
+    timeline = []
+    slow = FakeWorker(10.0, [0.1, 0.2, 0.3], timeline, "R")
+    fast = FakeWorker(1.0, [0.01 * i for i in range(1, 40)], timeline, "o")
+    limits = Limits(patience=5, max_epochs=100, budget_s=1e9)
+    runs = alternate({"recbole": slow, "ours": fast}, limits, tmp_path / "p.json")
+    assert len(runs["recbole"]["epochs"]) == 3
+    # one slow epoch, then ten fast ones (as long), and so on: the fast side is not held
+    # to the slow side's number of epochs
+    assert "".join(timeline[:23]) == "R" + "o" * 10 + "R" + "o" * 10 + "R"
+    assert len(runs["ours"]["epochs"]) == 39
+    assert (tmp_path / "p.json").exists()
+
+
+def test_turns_stop_a_side_by_patience_and_wall_limit(tmp_path):
+    from benchmarks.peers.compare import Limits, alternate
+
+    flat = FakeWorker(1.0, [0.5, 0.4, 0.4, 0.4, 0.4, 0.4])
+    slow = FakeWorker(10.0, [0.1] * 50)
+    runs = alternate(
+        {"recbole": slow, "ours": flat},
+        Limits(patience=3, max_epochs=100, budget_s=1e9, wall_limit_s=0.0),
+        tmp_path / "p.json",
+    )
+    # the wall limit (0 s here) lets each side run its first epoch, then none
+    assert runs["recbole"]["stopped_by"] == "wall_limit" and len(runs["recbole"]["epochs"]) == 1
+    flat = FakeWorker(1.0, [0.5, 0.4, 0.4, 0.4, 0.4, 0.4])
+    runs = alternate(
+        {"recbole": FakeWorker(10.0, [0.1] * 2), "ours": flat},
+        Limits(patience=3, max_epochs=100, budget_s=1e9),
+        tmp_path / "p.json",
+    )
+    assert runs["ours"]["stopped_by"] == "patience"
+    assert len(runs["ours"]["epochs"]) == 4  # best at epoch 0, three epochs without a gain
+    assert flat.log[-1] == "stop"
