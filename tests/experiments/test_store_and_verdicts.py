@@ -11,9 +11,10 @@ from clue_pipeline.experiments.verdicts import (
     HOLDS,
     NOT_MEASURED,
     NOT_TESTABLE,
-    collapse,
+    collapses,
     compare,
     pooled_std,
+    reaches_minimum_sooner,
     spread,
 )
 
@@ -77,10 +78,12 @@ def test_spread_and_collapse_rules():
     assert spread([0.1, 0.2, 0.3], k=2.0, noise=0.01).verdict == HOLDS
     assert spread([0.1, 0.11], k=2.0, noise=0.01).verdict == DOES_NOT_HOLD
     assert spread([0.1, 0.2], k=2.0, noise=None).verdict == NOT_TESTABLE
-    collapsed = collapse(-0.999, 0.001, 0.06, loss_below=-0.95, std_ratio=0.25)
-    assert collapsed.verdict == HOLDS
-    healthy = collapse(-0.90, 0.05, 0.06, loss_below=-0.95, std_ratio=0.25)
-    assert healthy.verdict == DOES_NOT_HOLD
+    assert collapses(0.001, 0.1, std_ratio=0.25).verdict == HOLDS
+    assert collapses(0.097, 0.1, std_ratio=0.25).verdict == DOES_NOT_HOLD
+    sooner = reaches_minimum_sooner([-0.5, -0.97, -0.99], [-0.5, -0.8, -0.96], loss_below=-0.95)
+    assert sooner.verdict == HOLDS and "first at epoch 1 vs 2" in sooner.detail
+    later = reaches_minimum_sooner([-0.5, -0.8, -0.9], [-0.5, -0.96, -0.97], loss_below=-0.95)
+    assert later.verdict == DOES_NOT_HOLD and "epoch never vs 1" in later.detail
 
 
 def test_constant_predictions_borrow_the_task_noise():

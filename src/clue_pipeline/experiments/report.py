@@ -15,11 +15,13 @@ from clue_pipeline.experiments.cells import PRETRAIN_TASK, Cell
 from clue_pipeline.experiments.plan import EXPERIMENTS, Plan, dataset_tasks
 from clue_pipeline.experiments.store import CellStore
 from clue_pipeline.experiments.verdicts import (
+    NOT_MEASURED,
     NOT_TESTABLE,
     Verdict,
-    collapse,
+    collapses,
     compare,
     pooled_std,
+    reaches_minimum_sooner,
     spread,
 )
 from clue_pipeline.figures import _new_figure, loss_curves
@@ -412,8 +414,10 @@ def _fig6(ctx: _Context, key: str) -> Section:
     spec = ctx.plan.profile[key]
     section = Section(EXPERIMENTS[key])
     section.lines += [
-        "Pre-training loss (minimum -1) and the std of the l2-normalised projections z across "
-        "a batch (`z_std`; 0 = every user mapped to one point) per epoch.",
+        "Pre-training loss (minimum -1) per epoch; `user_std`: the std across users of the "
+        "l2-normalised user vectors (0 = every user mapped to one point); uniformity of the "
+        "user vectors (lower = more spread). The projection's last BatchNorm keeps `z_std` "
+        "near 1/sqrt(d) whatever happens, so collapse is read on the user vectors.",
         "",
     ]
     reference = next(iter(spec["variants"]))
@@ -425,29 +429,47 @@ def _fig6(ctx: _Context, key: str) -> Section:
                 histories[f"{dataset} {name}"] = rows[0]["history"]
         if histories:
             section.figures[f"fig6_collapse_{dataset}.png"] = loss_curves(
-                histories, metrics=("loss", "z_std")
+                histories, metrics=("loss", "user_std", "uniformity")
             )
         ref_rows, _ = ctx.group(key, dataset=dataset, name=reference)
         for name in list(spec["variants"])[1:]:
             rows, missing = ctx.group(key, dataset=dataset, name=name)
+            where = f"{dataset} pre-training"
             if missing or not ref_rows:
-                verdict = Verdict("not measured yet", f"{missing + (not ref_rows)} cells missing")
-                measured = ""
-            else:
-                last, ref_last = rows[0]["history"][-1], ref_rows[0]["history"][-1]
-                verdict = collapse(
-                    float(last["loss"]),
-                    float(last["z_std"]),
-                    float(ref_last["z_std"]),
-                    ctx.settings.collapse_loss_below,
-                    ctx.settings.collapse_std_ratio,
-                )
-                measured = (
-                    f"last epoch: loss {last['loss']:.4f}, z_std {last['z_std']:.4f} vs "
-                    f"{reference}: loss {ref_last['loss']:.4f}, z_std {ref_last['z_std']:.4f}"
-                )
+                gone = Verdict(NOT_MEASURED, f"{missing + (not ref_rows)} cells missing")
+                section.claims += [
+                    Claim(key, f"{name}: the loss quickly reaches -1", where, "", gone),
+                    Claim(key, f"{name}: the user vectors collapse", where, "", gone),
+                ]
+                continue
+            history, ref_history = rows[0]["history"], ref_rows[0]["history"]
             section.claims.append(
-                Claim(key, f"{name} collapses", f"{dataset} pre-training", measured, verdict)
+                Claim(
+                    key,
+                    f"{name}: the loss quickly reaches -1",
+                    f"{where}, loss",
+                    "",
+                    reaches_minimum_sooner(
+                        [float(e["loss"]) for e in history],
+                        [float(e["loss"]) for e in ref_history],
+                        ctx.settings.collapse_loss_below,
+                    ),
+                )
+            )
+            last, ref_last = history[-1], ref_history[-1]
+            section.claims.append(
+                Claim(
+                    key,
+                    f"{name}: the user vectors collapse",
+                    f"{where}, user_std",
+                    f"uniformity {last['uniformity']:.4f} vs {ref_last['uniformity']:.4f} "
+                    f"({reference})",
+                    collapses(
+                        float(last["user_std"]),
+                        float(ref_last["user_std"]),
+                        ctx.settings.collapse_std_ratio,
+                    ),
+                )
             )
     return section
 
@@ -499,9 +521,13 @@ def _representation_claim(ctx, key, dataset, rival, metric, text) -> Claim:
     a, missing_a = numbers("clue")
     b, missing_b = numbers(rival)
     verdict = compare(a, b, ctx.settings.k, missing=missing_a + missing_b, higher_is_better=False)
-    measured = f"{metric}: {_mean_std(a)} vs {_mean_std(b)}" if a and b else ""
+    measured = f"{_mean_std(a)} vs {_mean_std(b)}" if a and b else ""
     return Claim(
-        key, f"{text} {METHOD_NAMES[rival]}'s", f"{dataset} pre-training", measured, verdict
+        key,
+        f"{text} {METHOD_NAMES[rival]}'s",
+        f"{dataset} pre-training, {metric}",
+        measured,
+        verdict,
     )
 
 

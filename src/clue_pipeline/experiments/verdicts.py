@@ -92,20 +92,35 @@ def spread(means: Sequence[float], k: float, noise: float | None, missing: int =
     return Verdict(HOLDS if gap > k * noise else DOES_NOT_HOLD, detail)
 
 
-def collapse(
-    ablated_loss: float,
-    ablated_std: float,
-    reference_std: float,
-    loss_below: float,
-    std_ratio: float,
+def reaches_minimum_sooner(
+    ablated_losses: Sequence[float], reference_losses: Sequence[float], loss_below: float
 ) -> Verdict:
-    """Verdict of "without this component the model collapses": the loss reaches its minimum
-    (-1) and the spread of the normalised projections falls far below the full method's."""
+    """Verdict of "without this component the loss quickly reaches its minimum (-1)": the
+    ablated run gets to ``loss_below`` in fewer epochs than the full method (or it alone does)."""
+    ablated = _first_epoch_below(ablated_losses, loss_below)
+    reference = _first_epoch_below(reference_losses, loss_below)
+    detail = (
+        f"loss <= {loss_below:g} first at epoch {_epoch(ablated)} vs {_epoch(reference)} for "
+        f"the full method; final {ablated_losses[-1]:.4f} vs {reference_losses[-1]:.4f}"
+    )
+    holds = ablated is not None and (reference is None or ablated < reference)
+    return Verdict(HOLDS if holds else DOES_NOT_HOLD, detail)
+
+
+def collapses(ablated_std: float, reference_std: float, std_ratio: float) -> Verdict:
+    """Verdict of "without this component the users collapse": the spread of the normalised user
+    vectors falls below ``std_ratio`` times the full method's."""
     ratio = ablated_std / reference_std if reference_std > 0 else math.inf
     detail = (
-        f"final loss {ablated_loss:.4f} (collapse: <= {loss_below:g}), z_std "
-        f"{ablated_std:.4f} = {ratio:.2f} x the full method's (collapse: < {std_ratio:g})"
+        f"user_std {ablated_std:.4f} vs {reference_std:.4f} = {ratio:.2f} x the full "
+        f"method's (collapse: < {std_ratio:g})"
     )
-    return Verdict(
-        HOLDS if ablated_loss <= loss_below and ratio < std_ratio else DOES_NOT_HOLD, detail
-    )
+    return Verdict(HOLDS if ratio < std_ratio else DOES_NOT_HOLD, detail)
+
+
+def _first_epoch_below(losses: Sequence[float], bound: float) -> int | None:
+    return next((epoch for epoch, loss in enumerate(losses) if loss <= bound), None)
+
+
+def _epoch(epoch: int | None) -> str:
+    return "never" if epoch is None else str(epoch)
