@@ -66,9 +66,10 @@ def compare(
     if noise is None:
         holds = diff > 0 if kind == "beats" else diff >= 0
         word = HOLDS if holds else DOES_NOT_HOLD
-        return Verdict(word, f"difference {diff:+.4f}, one seed: no noise estimate")
+        detail = f"{_signed(diff, higher_is_better)}, one seed: no noise estimate"
+        return Verdict(word, detail)
     threshold = k * noise
-    detail = f"difference {diff:+.4f}, {k:g} x {source} = {threshold:.4f}"
+    detail = f"{_signed(diff, higher_is_better)}, {k:g} x {source} = {threshold:.4f}"
     if kind == "beats":
         if diff > threshold:
             return Verdict(HOLDS, detail)
@@ -77,6 +78,11 @@ def compare(
     if diff >= -threshold:
         return Verdict(HOLDS, detail)
     return Verdict(DOES_NOT_HOLD, f"worse beyond noise; {detail}")
+
+
+def _signed(diff: float, higher_is_better: bool) -> str:
+    """The difference in A's favour, saying so where lower is better."""
+    return f"difference {diff:+.4f}" + ("" if higher_is_better else " (lower is better)")
 
 
 def spread(means: Sequence[float], k: float, noise: float | None, missing: int = 0) -> Verdict:
