@@ -15,8 +15,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
 import yaml
 
@@ -24,6 +22,7 @@ from benchmarks.common import REPO, RESULTS, _command
 
 OUT = RESULTS / "report"
 BUILT = REPO / "data" / "08_reporting"
+CONFIG = REPO / "benchmarks" / ".cache" / "report_full.yml"
 
 
 def main() -> None:
@@ -37,19 +36,19 @@ def main() -> None:
     args = parser.parse_args()
     report = {"profile": "full", "max_new_cells": args.max_new_cells, "run_only": args.only}
     env = {**os.environ, "CLUE_NUM_THREADS": os.environ.get("CLUE_NUM_THREADS", "1")}
-    with tempfile.TemporaryDirectory() as folder:
-        # a --config file: --params cannot carry a list
-        config = Path(folder) / "report.yml"
-        config.write_text(yaml.safe_dump({"run": {"params": {"report": report}}}))
-        command = [
-            sys.executable,
-            "-m",
-            "kedro",
-            "run",
-            "--pipelines=report",
-            f"--config={config}",
-        ]
-        subprocess.run(command, cwd=REPO, env=env, check=True)
+    # a --config file, since --params cannot carry a list; kept (git-ignored) so that the
+    # report's command line names a file that exists
+    CONFIG.parent.mkdir(parents=True, exist_ok=True)
+    CONFIG.write_text(yaml.safe_dump({"run": {"params": {"report": report}}}))
+    command = [
+        sys.executable,
+        "-m",
+        "kedro",
+        "run",
+        "--pipelines=report",
+        f"--config={CONFIG.relative_to(REPO)}",
+    ]
+    subprocess.run(command, cwd=REPO, env=env, check=True)
     publish(_command())
 
 
