@@ -772,7 +772,7 @@ def _wall_times(by_cell, budget: dict[str, Any]) -> list[str]:
     for cell, row in by_cell.items():
         own = {k: v for k, v in cell.override_dict.items() if budget.get(k, object()) != v}
         variant = ", ".join(f"{k}={v}" for k, v in sorted(own.items())) or "default"
-        key = (cell.dataset, cell.task, cell.method, variant)
+        key = (cell.dataset, cell.task, cell.method, int(cell.fraction * 100), variant)
         groups.setdefault(key, []).append(row["wall_s"])
     lines = [
         "## Wall time per cell",
@@ -781,12 +781,12 @@ def _wall_times(by_cell, budget: dict[str, Any]) -> list[str]:
         "settings already ran); the setting is what the cell overrides beyond the profile's "
         "budget.",
         "",
-        "| dataset | task | method | setting | cells | mean s | total s |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| dataset | task | method | users % | setting | cells | mean s | total s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for (dataset, task, method, variant), times in sorted(groups.items()):
+    for (dataset, task, method, share, variant), times in sorted(groups.items()):
         lines.append(
-            f"| {dataset} | {task} | {method} | {variant} | {len(times)} | "
+            f"| {dataset} | {task} | {method} | {share} | {variant} | {len(times)} | "
             f"{statistics.mean(times):.0f} | {sum(times):.0f} |"
         )
     return [*lines, ""]
