@@ -115,9 +115,10 @@ def write_results(name: str, payload: dict[str, Any], markdown_body: str) -> Pat
 
 def _command() -> str:
     """How this benchmark was started, as a user would type it (``python -m benchmarks.x``)."""
-    script = Path(sys.argv[0])
-    if script.suffix == ".py" and script.resolve().parent == REPO / "benchmarks":
-        head = [".venv/bin/python", "-m", f"benchmarks.{script.stem}"]
+    script = Path(sys.argv[0]).resolve()
+    if script.suffix == ".py" and script.is_relative_to(REPO / "benchmarks"):
+        module = ".".join(script.relative_to(REPO).with_suffix("").parts)
+        head = [".venv/bin/python", "-m", module]
     else:
         head = [".venv/bin/python", *sys.argv[:1]]
     return " ".join(shlex.quote(a) for a in [*head, *sys.argv[1:]])
