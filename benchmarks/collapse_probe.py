@@ -17,23 +17,26 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import os
 import time
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 import yaml
 from torch import nn
 
-from benchmarks.common import REPO, write_results
+from benchmarks.common import REPO, RESULTS, write_results
 from clue_pipeline.augment import make_views, validate_view_policy
 from clue_pipeline.config import encoder_config, train_config
 from clue_pipeline.models.clue import alignment, uniformity
-from clue_pipeline.tasks.batching import model_inputs
+from clue_pipeline.tasks.batching import model_inputs, trim_padding
 from clue_pipeline.tasks.finetuning import by_length
 from clue_pipeline.tasks.pretraining import PretrainJob, SimSiamConfig, build_pretraining
 from clue_pipeline.training.loop import TrainResult, fit
@@ -42,6 +45,9 @@ DATASET = "ml-100k"
 CONF = REPO / "conf"
 QUALITY_USERS = 512  # users of the alignment pairs and uniformity, as the pre-training log
 SEED_VIEWS = 7  # seed of the alignment views, as the report's Fig. 7
+POINT_UNIFORMITY = -0.3  # above: users within ~0.4 of each other on the sphere (one point)
+INFONCE_TEMPERATURE = 0.2  # of the contrastive diagnostic cell (SimCLR-like)
+LOW_RANK_SHARE = 0.9  # PC1 + PC2 share at or above which the space is called low-rank
 
 
 @dataclass
@@ -55,6 +61,9 @@ class Cell:
     views: dict[str, Any] | None = None
     train: dict[str, Any] = field(default_factory=dict)
     final_norm: bool = True
+    dataset: str = DATASET  # the corpus; the parameters stay the ml-100k run-environment's
+    output_bn_affine: bool = True  # False: SimSiam's builder, whose last projector BN has no affine
+    objective: str = "simsiam"  # "infonce": in-batch negatives on z (a diagnostic, not CLUE)
 
 
 CELLS: list[Cell] = [
@@ -76,6 +85,38 @@ CELLS: list[Cell] = [
         "batch512", "batch 512 (1 step per epoch: 943 users, drop_last)", train={"batch_size": 512}
     ),
     Cell("mip", "masked-item pre-training, same budget (reference)", method="mip"),
+    Cell(
+        "base_seed43",
+        "ml-100k settings, seed 43 (seed spread of the base cell)",
+        train={"seed": 43},
+    ),
+    Cell(
+        "bucketed",
+        "batches of similar history length (pretrain.train.bucket_by_length)",
+        train={"bucket_by_length": True},
+    ),
+    Cell("batch64", "batch 64 (the paper's)", train={"batch_size": 64}),
+    Cell(
+        "infonce",
+        "diagnostic, not CLUE: InfoNCE with in-batch negatives on the projector outputs",
+        objective="infonce",
+    ),
+    Cell(
+        "output_bn_plain",
+        "projector's last BN without affine parameters (as SimSiam's reference builder)",
+        output_bn_affine=False,
+    ),
+    Cell(
+        "beauty_epochs5",
+        "Beauty's corpus (22k users, 24x ML-100K), 5 epochs (2.5x the steps of base)",
+        train={"epochs": 5},
+        dataset="beauty",
+    ),
+    Cell(
+        "views_permute",
+        "views: permute 0.6",
+        views={"strategies": ["permute"], "permute_ratio": 0.6},
+    ),
 ]
 
 
@@ -102,10 +143,10 @@ def parameters() -> dict[str, Any]:
     return merge(params, load_yaml(CONF / DATASET / "parameters_training.yml"))
 
 
-def corpus_tokens(max_len: int) -> tuple[np.ndarray, int]:
+def corpus_tokens(max_len: int, dataset: str = DATASET) -> tuple[np.ndarray, int]:
     """Model inputs of the next-item corpus (train parts only) and the number of items."""
-    split = pd.read_parquet(REPO / "data" / "05_model_input" / DATASET / "next_item_split.parquet")
-    item_index = pd.read_parquet(REPO / "data" / "03_primary" / DATASET / "item_index.parquet")
+    split = pd.read_parquet(REPO / "data" / "05_model_input" / dataset / "next_item_split.parquet")
+    item_index = pd.read_parquet(REPO / "data" / "03_primary" / dataset / "item_index.parquet")
     num_items = len(item_index)
     return model_inputs(split["train"], max_len, num_items + 2), num_items
 
@@ -163,6 +204,24 @@ class UserVector(nn.Module):
         return user if self.head is None else self.head(user)
 
 
+def infonce_step(model, batch, generator, policy, mask_token: int):
+    """Same views, encoder and projector as CLUE, but a contrastive loss: other users repel."""
+    (tokens,) = trim_padding(*batch)
+    view_a, view_b = make_views(tokens, policy, generator, mask_token)
+    z1 = F.normalize(model.projector(model.encoder(view_a).user), dim=1)
+    z2 = F.normalize(model.projector(model.encoder(view_b).user), dim=1)
+    logits = z1 @ z2.T / INFONCE_TEMPERATURE
+    labels = torch.arange(len(z1), device=z1.device)
+    loss = 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels))
+    return loss, {}
+
+
+def step_function(cell: Cell, default, policy, encoder):
+    if cell.objective == "simsiam":
+        return default
+    return partial(infonce_step, policy=policy, mask_token=encoder.mask_token)
+
+
 def run_cell(cell: Cell, params: dict[str, Any], tokens: np.ndarray, num_items: int) -> dict:
     encoder = encoder_config({**params["encoder"], **cell.encoder}, num_items=num_items)
     train_params = {**params["pretrain"]["train"], **cell.train}
@@ -187,11 +246,16 @@ def run_cell(cell: Cell, params: dict[str, Any], tokens: np.ndarray, num_items: 
     model_encoder = task.model.encoder
     if not cell.final_norm:
         model_encoder.final_norm = nn.Identity()
+    if not cell.output_bn_affine:
+        width = task.model.projector[-1].num_features
+        task.model.projector[-1] = nn.BatchNorm1d(width, affine=False)
     start = time.perf_counter()
     result = (
         TrainResult(None, [], 0, 0)
         if untrained
-        else fit(task.model, task.dataset, task.step_fn, train)
+        else fit(
+            task.model, task.dataset, step_function(cell, task.step_fn, policy, encoder), train
+        )
     )
     seconds = time.perf_counter() - start
     lengths = (tokens[:, :-1] != 0).sum(axis=1)
@@ -200,6 +264,8 @@ def run_cell(cell: Cell, params: dict[str, Any], tokens: np.ndarray, num_items: 
     row = {
         "cell": cell.name,
         "change": cell.change,
+        "dataset": cell.dataset,
+        "users": int(len(tokens)),
         "seconds": round(seconds, 1),
         "steps": result.steps,
         "loss_first": result.history[0]["loss"] if result.history else None,
@@ -217,6 +283,13 @@ def run_cell(cell: Cell, params: dict[str, Any], tokens: np.ndarray, num_items: 
     return row
 
 
+def verdict(numbers: dict[str, float]) -> str:
+    """Point collapse, low-rank (dimensional) collapse, or a spread space."""
+    if numbers["uniformity"] > POINT_UNIFORMITY:
+        return "point"
+    return "low-rank" if numbers["pc12_share"] >= LOW_RANK_SHARE else "spread"
+
+
 def markdown(rows: list[dict[str, Any]]) -> str:
     lines = [
         "User vectors of the 943 ML-100K users after CLUE pre-training on the next-item corpus, "
@@ -225,12 +298,16 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         "eval mode; proj. L1: after the projector's first Linear-BN-ReLU. PC1+2: share of "
         "variance on two components; eff. rank: exp entropy of normalised singular values "
         "(of 64, or 256 after the projector); uniformity and alignment (two dropout views): lower "
-        "is better; |corr(PC1, length)|: correlation of PC1 with the history length. Loss: "
-        "SimSiam loss of the last epoch (-1 = perfect agreement). One seed.",
+        "is better; corr(PC1, len): absolute correlation of PC1 with the history length. Loss: "
+        "SimSiam loss of the first and last epoch (-1 = perfect agreement). One seed per cell. "
+        "Shares of variance are blind to scale: a space whose users all sit near one point "
+        "(uniformity near 0) can still look spread, hence the verdict column: "
+        f"`point` = uniformity > {POINT_UNIFORMITY} (users nearly one direction), `low-rank` = "
+        f"PC1+2 >= {LOW_RANK_SHARE:.0%}, `spread` otherwise.",
         "",
-        "| cell | change | PC1+2 | eff. rank | uniformity | alignment | |corr(PC1, len)| "
+        "| cell | change | verdict | PC1+2 | eff. rank | uniformity | alignment | corr(PC1, len) "
         "| proj. L1 PC1+2 | proj. L1 eff. rank | loss first -> last | seconds |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in rows:
         enc, proj = row["encoder"], row.get("projector_layer1")
@@ -240,7 +317,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
             else f"{row['loss_first']:.3f} -> {row['loss_last']:.3f}"
         )
         lines.append(
-            f"| {row['cell']} | {row['change']} | {enc['pc12_share']:.1%} "
+            f"| {row['cell']} | {row['change']} | {verdict(enc)} | {enc['pc12_share']:.1%} "
             f"| {enc['effective_rank']:.1f} | {enc['uniformity']:.3f} | {enc['alignment']:.3f} "
             f"| {enc['pc1_length_corr']:.2f} "
             f"| {'-' if proj is None else format(proj['pc12_share'], '.1%')} "
@@ -250,11 +327,22 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def earlier_rows(name: str) -> list[dict[str, Any]]:
+    """The result rows of an earlier run, so a long grid can be measured in several sittings."""
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text())["results"] if path.exists() else []
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cells", default="", help="comma-separated cell names (default: all)")
     parser.add_argument("--epochs", type=int, default=None, help="override every cell's epochs")
     parser.add_argument("--name", default="collapse_probe", help="results file stem")
+    parser.add_argument(
+        "--append",
+        action="store_true",
+        help="keep the rows of an earlier run's results file; cells already there are not rerun",
+    )
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("CLUE_NUM_THREADS", "1")))
     params = parameters()
@@ -266,9 +354,16 @@ def main() -> None:
             replace(c, train={**c.train, "epochs": min(args.epochs, c.train.get("epochs", 10**9))})
             for c in chosen
         ]
-    rows = []
+    rows = earlier_rows(args.name) if args.append else []
+    done = {row["cell"] for row in rows}
+    chosen = [cell for cell in chosen if cell.name not in done]
     for cell in chosen:
-        row = run_cell(cell, params, tokens, num_items)
+        if cell.dataset == DATASET:
+            row = run_cell(cell, params, tokens, num_items)
+        else:
+            row = run_cell(
+                cell, params, *corpus_tokens(int(params["encoder"]["max_len"]), cell.dataset)
+            )
         print(
             f"{row['cell']:>16}: PC1+2 {row['encoder']['pc12_share']:.3f} "
             f"eff.rank {row['encoder']['effective_rank']:.1f} "
@@ -280,7 +375,7 @@ def main() -> None:
             "dataset": DATASET,
             "users": int(len(tokens)),
             "num_items": num_items,
-            "cells": [asdict(c) for c in chosen],
+            "cells": [asdict(by_name[row["cell"]]) for row in rows],
             "results": rows,
         }
         write_results(args.name, payload, markdown(rows))  # after every cell: partial runs count

@@ -35,8 +35,10 @@ def test_parameters_are_the_ml_100k_run_environment():
     assert params["encoder"]["dropout"] == 0.5
 
 
-@pytest.mark.parametrize("final_norm", [True, False])
-def test_a_tiny_cell_trains_and_measures_both_representations(final_norm):
+@pytest.mark.parametrize(
+    ("final_norm", "objective"), [(True, "simsiam"), (False, "simsiam"), (True, "infonce")]
+)
+def test_a_tiny_cell_trains_and_measures_both_representations(final_norm, objective):
     torch.manual_seed(0)
     num_items, users, max_len = 40, 96, 12
     params = parameters()
@@ -45,8 +47,18 @@ def test_a_tiny_cell_trains_and_measures_both_representations(final_norm):
     items = torch.randint(1, num_items + 1, (users, max_len))
     items[torch.arange(max_len)[None, :] < (max_len - lengths)[:, None]] = 0  # left padding
     tokens = torch.cat([items, torch.full((users, 1), num_items + 2)], 1).numpy()
-    cell = Cell("tiny", "2 epochs", train={"epochs": 2, "batch_size": 32}, final_norm=final_norm)
+    cell = Cell(
+        "tiny",
+        "2 epochs",
+        train={"epochs": 2, "batch_size": 32},
+        final_norm=final_norm,
+        objective=objective,
+    )
     row = run_cell(cell, params, tokens, num_items)
+    if objective == "infonce":  # cross-entropy over 32 candidates: positive, near log 32 early
+        assert all(0 < loss < 2 * math.log(32) for loss in row["loss_curve"])
+    else:  # negative cosine: in [-1, 1]
+        assert all(-1 <= loss <= 1 for loss in row["loss_curve"])
     assert row["steps"] == 2 * (users // 32)
     assert len(row["loss_curve"]) == 2
     for space in ("encoder", "projector_layer1"):
