@@ -102,6 +102,9 @@ CELLS: list[Cell] = [
         objective="infonce",
     ),
     Cell(
+        "infonce_seed43", "the infonce diagnostic, seed 43", train={"seed": 43}, objective="infonce"
+    ),
+    Cell(
         "output_bn_plain",
         "projector's last BN without affine parameters (as SimSiam's reference builder)",
         output_bn_affine=False,
