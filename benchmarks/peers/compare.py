@@ -16,20 +16,23 @@ fixed score matrix gives the same HR/NDCG/MRR@10 through both metric codes.
 Early stopping is the parent's, the same rule for both: stop after ``--patience`` epochs without
 a strictly higher validation NDCG@10, or at ``--max-epochs``, or once a side's training plus
 validation time passes ``--budget-s`` (RecBole is slow on CPU; a capped run says so in its
-report). Writes benchmarks/results/peers_<dataset>.{json,md}.
+report). Patience and the epoch cap count RecBole epochs' worth of optimiser steps: our epoch
+is one row per user, so it takes far fewer steps (ML-100K: 4 against RecBole's 150), and ten of
+our epochs would stop ours after a few dozen updates (see ``epochs_per_recbole_epoch``). Writes benchmarks/results/peers_<dataset>.{json,md}.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shlex
 import statistics
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.from_raw:  # rewrite the results from a finished run's raw record
         return finish(json.loads((work / "raw.json").read_text()))
     split, num_items = load_split(args.dataset)
+    ours_scale = epochs_per_recbole_epoch(split, settings["batch_size"])
     recbole_name = f"peer-{args.dataset}"  # RecBole treats the name "ml-100k" as its own copy
     write_atomic(split, num_items, work / "atomic", recbole_name)
 
@@ -91,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             "--threads",
             str(args.threads),
             "--settings",
-            json.dumps(settings),
+            json.dumps({**settings, "max_epochs": settings["max_epochs"] * ours_scale}),
         ],
         work / "ours.log",
     )
@@ -100,7 +104,9 @@ def main(argv: list[str] | None = None) -> int:
         "metrics": check_metrics(split, num_items, recbole, work, args.seed),
     }
     print(json.dumps(checks), flush=True)
-    limits = Limits(args.patience, args.max_epochs, args.budget_s, args.wall_limit_s)
+    limits = Limits(
+        args.patience, args.max_epochs, args.budget_s, args.wall_limit_s, {"ours": ours_scale}
+    )
     runs = alternate({"recbole": recbole, "ours": ours}, limits, work / "progress.json")
     for name, worker in (("recbole", recbole), ("ours", ours)):
         runs[name].update(worker.request({"cmd": "test"}))
@@ -135,8 +141,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dataset", required=True, help="an env with next_item_split built")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of each side")
-    parser.add_argument("--patience", type=int, default=10)
-    parser.add_argument("--max-epochs", type=int, default=200)
+    parser.add_argument(
+        "--patience", type=int, default=10, help="in RecBole epochs' worth of optimiser steps"
+    )
+    parser.add_argument(
+        "--max-epochs", type=int, default=200, help="in RecBole epochs' worth of optimiser steps"
+    )
     parser.add_argument("--budget-s", type=float, default=3600.0, help="per side, train + eval")
     parser.add_argument(
         "--wall-limit-s",
@@ -238,14 +248,33 @@ def _child_env(command: list[str]) -> dict[str, str]:
     }
 
 
+def epochs_per_recbole_epoch(split: pd.DataFrame, batch_size: int) -> int:
+    """How many of our epochs take as many optimiser steps as one RecBole epoch.
+
+    RecBole trains one row per (prefix, next item), ours one row per user with a target at
+    every position: the same targets, but ``~mean length`` times fewer, larger steps.
+    """
+    lengths = split["train"].map(len).to_numpy()
+    recbole_steps = math.ceil(int(np.maximum(lengths - 1, 0).sum()) / batch_size)
+    ours_steps = math.ceil(len(split) / batch_size)
+    return max(1, round(recbole_steps / ours_steps))
+
+
 @dataclass
 class Limits:
-    """The stopping rule both sides share."""
+    """The stopping rule both sides share; patience and max_epochs count RecBole epochs, and a
+    side named in ``epochs_per_unit`` gets that many of its own epochs per RecBole epoch."""
 
     patience: int
     max_epochs: int
     budget_s: float
     wall_limit_s: float | None = None
+    epochs_per_unit: dict[str, int] = field(default_factory=dict)
+
+    def for_side(self, name: str) -> tuple[int, int]:
+        """(patience, max_epochs) in the side's own epochs."""
+        scale = self.epochs_per_unit.get(name, 1)
+        return self.patience * scale, self.max_epochs * scale
 
 
 def alternate(
@@ -267,7 +296,7 @@ def alternate(
             turn_target = max((_epoch_s(e) for e in others), default=0.0)
             turn = 0.0
             while name in active and (turn == 0.0 or turn < turn_target):
-                reason = _stop(runs[name]["epochs"], limits, time.perf_counter() - started)
+                reason = _stop(runs[name]["epochs"], limits, name, time.perf_counter() - started)
                 if reason is None:
                     reply = workers[name].request({"cmd": "go"})
                     reason = "max_epochs" if reply.get("finished") else None
@@ -292,8 +321,9 @@ def _epoch_s(epoch: dict) -> float:
     return epoch["train_s"] + epoch["eval_s"]
 
 
-def _stop(epochs: list[dict], limits: Limits, elapsed: float) -> str | None:
-    reason = stop_reason(epochs, limits.patience, limits.max_epochs, limits.budget_s)
+def _stop(epochs: list[dict], limits: Limits, side: str, elapsed: float) -> str | None:
+    patience, max_epochs = limits.for_side(side)
+    reason = stop_reason(epochs, patience, max_epochs, limits.budget_s)
     wall = limits.wall_limit_s
     if reason is None and wall is not None and epochs and elapsed + _epoch_s(epochs[-1]) > wall:
         return "wall_limit"
@@ -523,7 +553,8 @@ def markdown(payload: dict[str, Any]) -> str:
         "validation NDCG@10 is the measure that does not depend on what an epoch is.",
         "",
         f"Stopping (same rule both sides): {payload['stopping']['patience']} epochs without a "
-        f"higher validation NDCG@10, at most {payload['stopping']['max_epochs']} epochs, a "
+        f"higher validation NDCG@10, at most {payload['stopping']['max_epochs']} epochs, "
+        f"{_scale_note(payload['stopping'])}a "
         f"training + validation budget of {payload['stopping']['budget_s']:.0f} s per side, or "
         "no new epoch where the side's last epoch says it would end after the run's wall limit "
         f"of {payload['stopping']['wall_limit_s'] or 'none'} s. "
@@ -593,6 +624,17 @@ def markdown(payload: dict[str, Any]) -> str:
             f"{a['load_average'][0] if a else ''} / {b['load_average'][0] if b else ''} |"
         )
     return "\n".join(lines)
+
+
+def _scale_note(stopping: dict) -> str:
+    """Records made before the rule counted optimiser steps have no ``epochs_per_unit``."""
+    scale = stopping.get("epochs_per_unit", {}).get("ours", 1)
+    if scale == 1:
+        return ""
+    return (
+        f"where an epoch means one RecBole epoch's worth of optimiser steps ({scale} of our "
+        f"epochs, so ours stops after {stopping['patience'] * scale} epochs without a gain), "
+    )
 
 
 def theirs_rows(payload: dict) -> int:

@@ -390,3 +390,21 @@ def test_turns_stop_a_side_by_patience_and_wall_limit(tmp_path):
     assert runs["ours"]["stopped_by"] == "patience"
     assert len(runs["ours"]["epochs"]) == 4  # best at epoch 0, three epochs without a gain
     assert flat.log[-1] == "stop"
+
+
+def test_our_patience_counts_recbole_epochs_of_optimiser_steps(five_users, tmp_path):
+    from benchmarks.peers.compare import Limits, alternate, epochs_per_recbole_epoch
+
+    # RecBole rows: 4 + 0 + 2 + 1 + 3 = 10 prefixes, 5 steps of 2; ours: 5 users, 3 steps of 2
+    assert epochs_per_recbole_epoch(five_users, batch_size=2) == 2
+    assert epochs_per_recbole_epoch(five_users, batch_size=100) == 1
+    limits = Limits(patience=2, max_epochs=10, budget_s=1e9, epochs_per_unit={"ours": 4})
+    assert limits.for_side("ours") == (8, 40) and limits.for_side("recbole") == (2, 10)
+    flat = [0.5] + [0.4] * 20
+    runs = alternate(
+        {"recbole": FakeWorker(10.0, flat), "ours": FakeWorker(1.0, flat)},
+        limits,
+        tmp_path / "p.json",
+    )
+    assert runs["recbole"]["stopped_by"] == "patience" and len(runs["recbole"]["epochs"]) == 3
+    assert runs["ours"]["stopped_by"] == "patience" and len(runs["ours"]["epochs"]) == 9
