@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from matplotlib import colormaps
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.transforms import blended_transform_factory
@@ -41,7 +42,7 @@ def loss_curves(
         raise ValueError(
             f"loss_curves: metric(s) {absent} appear in no history; runs have {sorted(present)}"
         )
-    figure = _new_figure((panel_size[0] * len(metrics), panel_size[1]))
+    figure = new_figure((panel_size[0] * len(metrics), panel_size[1]))
     axes = figure.subplots(1, len(metrics), squeeze=False)[0]
     for ax, metric in zip(axes, metrics, strict=True):
         for label, history in history_by_label.items():
@@ -81,7 +82,7 @@ def dropout_sensitivity(
     complete = trials_df[(state == COMPLETE) & trials_df["value"].notna()]
     pruned = trials_df[state == PRUNED]
 
-    figure = _new_figure(size)
+    figure = new_figure(size)
     ax = figure.subplots()
     ax.scatter(complete[column], complete["value"], color="C0", label=f"complete ({len(complete)})")
     if len(complete):
@@ -146,23 +147,9 @@ def user_vector_pca(
         )
     points, explained = pca_2d(vectors)
 
-    figure = _new_figure(size)
+    figure = new_figure(size)
     ax = figure.subplots()
-    if _is_continuous(labels):
-        scatter = ax.scatter(*points.T, c=labels.astype(float), s=point_size, cmap="viridis")
-        figure.colorbar(scatter, ax=ax, label=label_name)
-    else:
-        categories = _top_categories(labels)
-        palette = "tab10" if len(categories) <= 10 else "tab20"
-        for position, category in enumerate(categories):
-            chosen = (labels == category) if category != "other" else ~np.isin(labels, categories)
-            ax.scatter(
-                *points[chosen].T,
-                s=point_size,
-                color=_colour(palette, position),
-                label=f"{category} ({int(chosen.sum())})",
-            )
-        ax.legend(title=label_name, fontsize="x-small", markerscale=2, loc="best")
+    scatter_by_label(ax, points, labels, label_name, point_size)
     ax.set_xlabel(f"PC1 ({explained[0]:.1%} of variance)")
     ax.set_ylabel(f"PC2 ({explained[1]:.1%} of variance)")
     ax.set_title(f"user vectors by {label_name} ({len(vectors)} users)")
@@ -171,6 +158,29 @@ def user_vector_pca(
         fontsize="small",
     )
     return figure
+
+
+def scatter_by_label(
+    ax: Axes, points: np.ndarray, labels: np.ndarray, label_name: str, point_size: float = 6.0
+) -> None:
+    """2-D points on ``ax``, coloured by ``labels``: a colour bar for a numeric attribute with
+    many values, else a legend with each category's count (the rarest merged into 'other')."""
+    points, labels = np.asarray(points), np.asarray(labels)
+    if _is_continuous(labels):
+        scatter = ax.scatter(*points.T, c=labels.astype(float), s=point_size, cmap="viridis")
+        ax.figure.colorbar(scatter, ax=ax, label=label_name)
+        return
+    categories = _top_categories(labels)
+    palette = "tab10" if len(categories) <= 10 else "tab20"
+    for position, category in enumerate(categories):
+        chosen = (labels == category) if category != "other" else ~np.isin(labels, categories)
+        ax.scatter(
+            *points[chosen].T,
+            s=point_size,
+            color=_colour(palette, position),
+            label=f"{category} ({int(chosen.sum())})",
+        )
+    ax.legend(title=label_name, fontsize="x-small", markerscale=2, loc="best")
 
 
 def pca_2d(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -207,7 +217,8 @@ def _colour(palette: str, position: int) -> Any:
     return cmap(position % cmap.N)
 
 
-def _new_figure(size: tuple[float, float]) -> Figure:
+def new_figure(size: tuple[float, float]) -> Figure:
+    """A figure drawn off-screen (Agg): nodes run headless and save PNG bytes."""
     figure = Figure(figsize=size, layout="constrained")
     FigureCanvasAgg(figure)
     return figure

@@ -24,7 +24,7 @@ from clue_pipeline.experiments.verdicts import (
     reaches_minimum_sooner,
     spread,
 )
-from clue_pipeline.figures import _new_figure, loss_curves
+from clue_pipeline.figures import loss_curves, new_figure, scatter_by_label
 
 METHOD_NAMES = {
     "clue": "CLUE",
@@ -37,7 +37,6 @@ METHOD_NAMES = {
     "clue_probe": "CLUE, frozen + linear probe",
     "mip_probe": "masked-item, frozen + linear probe",
 }
-MAX_LEGEND = 10  # categories drawn in the PCA legend (gender: 2)
 # Metrics shown per task; the claims use them all.
 HEADLINE = {
     "next_item": ("recall@10", "mrr@10"),
@@ -613,7 +612,7 @@ def _variant_table(ctx, key, dataset, names, metrics) -> list[str]:
 
 
 def _bar_figure(bars: dict, metric: str, methods: list[str]) -> Figure:
-    figure = _new_figure((4.0 * len(bars), 3.6))
+    figure = new_figure((4.0 * len(bars), 3.6))
     axes = figure.subplots(1, len(bars), squeeze=False)[0]
     for ax, (dataset, values) in zip(axes, bars.items(), strict=True):
         present = [m for m in methods if m in values]
@@ -628,7 +627,7 @@ def _bar_figure(bars: dict, metric: str, methods: list[str]) -> Figure:
 
 
 def _line_figure(curves: dict, xlabel: str, metric: str, percent: bool = False) -> Figure:
-    figure = _new_figure((4.5 * len(curves), 3.4))
+    figure = new_figure((4.5 * len(curves), 3.4))
     axes = figure.subplots(1, len(curves), squeeze=False)[0]
     for ax, (dataset, methods) in zip(axes, curves.items(), strict=True):
         for method, points in methods.items():
@@ -650,21 +649,15 @@ def _line_figure(curves: dict, xlabel: str, metric: str, percent: bool = False) 
 def _pca_figure(panels: dict[str, dict]) -> Figure:
     """One panel per method: coloured by the user attribute where the data has one (gender on
     MovieLens, as the paper's GenEst), by history length otherwise."""
-    figure = _new_figure((4.6 * len(panels), 4.4))
+    figure = new_figure((4.6 * len(panels), 4.4))
     axes = figure.subplots(1, len(panels), squeeze=False)[0]
     for ax, (name, rep) in zip(axes, panels.items(), strict=True):
         pca = rep["pca"]
         label = rep.get("label")
-        if label and label in pca:
-            values = np.asarray(pca[label])
-            for position, category in enumerate(sorted(set(values.tolist()))[:MAX_LEGEND]):
-                chosen = values == category
-                xs, ys = np.asarray(pca["x"])[chosen], np.asarray(pca["y"])[chosen]
-                ax.scatter(xs, ys, s=5, color=f"C{position % 10}", label=f"{category}")
-            ax.legend(title=label, fontsize="x-small", markerscale=2)
-        else:
-            scatter = ax.scatter(pca["x"], pca["y"], c=pca["history_length"], s=5, cmap="viridis")
-            figure.colorbar(scatter, ax=ax, label="history length")
+        if not (label and label in pca):
+            label = "history_length"
+        points = np.column_stack([pca["x"], pca["y"]])
+        scatter_by_label(ax, points, np.asarray(pca[label]), label.replace("_", " "), 5.0)
         share = rep["explained_variance"]
         ax.set_xlabel(f"PC1 ({share[0]:.1%})")
         ax.set_ylabel(f"PC2 ({share[1]:.1%})")
