@@ -18,7 +18,8 @@ a strictly higher validation NDCG@10, or at ``--max-epochs``, or once a side's t
 validation time passes ``--budget-s`` (RecBole is slow on CPU; a capped run says so in its
 report). Patience and the epoch cap count RecBole epochs' worth of optimiser steps: our epoch
 is one row per user, so it takes far fewer steps (ML-100K: 4 against RecBole's 150), and ten of
-our epochs would stop ours after a few dozen updates (see ``epochs_per_recbole_epoch``). Writes benchmarks/results/peers_<dataset>.{json,md}.
+our epochs would stop ours after a few dozen updates (see ``epochs_per_recbole_epoch``).
+Writes benchmarks/results/peers_<dataset>.{json,md}.
 """
 
 from __future__ import annotations
