@@ -10,8 +10,8 @@ loss and loop (CLUE-Zero: fresh weights), with the same seed and settings, and w
 validation and test curves to benchmarks/results/prefix_rows_<dataset>.{json,md}.
 
 Prefix rows: for every training prefix ``s[:k]`` (k >= 1) the input is its last ``max_len``
-items then ``[UR]``, and the only target is ``s[k]`` at ``[UR]``: one row per interaction, so
-this layout is built in memory here and is not yet a pipeline option.
+items then ``[UR]``, and the only target is ``s[k]`` at ``[UR]``: one row per interaction. Both
+layouts are the pipeline's (``finetune.next_item_rows``, ``NextItemData.training_rows``).
 """
 
 from __future__ import annotations
@@ -25,36 +25,15 @@ import torch
 from benchmarks.common import load_next_item, write_results
 from clue_pipeline.models.encoders import EncoderConfig, build_encoder
 from clue_pipeline.models.heads import NextItemModel
-from clue_pipeline.tasks.batching import flatten, window
-from clue_pipeline.tasks.finetuning import evaluate_next_item, next_item_step
+from clue_pipeline.tasks.finetuning import evaluate_next_item
 from clue_pipeline.tasks.task_data import next_item_data
 from clue_pipeline.training.loop import TrainConfig, fit
 
 MAX_LEN = 50
 
 
-def prefix_rows(train_lists, max_len: int, user_token: int) -> tuple[np.ndarray, np.ndarray]:
-    """One row per (prefix, next item): inputs (R, max_len + 1) ending in [UR], targets 0 but
-    the next item at [UR]."""
-    flat, offsets = flatten(train_lists)
-    starts, lengths = offsets[:-1], np.diff(offsets)
-    per_user = np.maximum(lengths - 1, 0)
-    owner = np.repeat(np.arange(len(starts)), per_user)
-    first_row = np.repeat(np.cumsum(per_user) - per_user, per_user)
-    prefix_len = np.arange(len(owner)) - first_row + 1
-    ends = starts[owner] + prefix_len
-    inputs = window(flat, starts[owner], ends, max_len)
-    tokens = np.concatenate([inputs, np.full((len(inputs), 1), user_token, np.int64)], axis=1)
-    targets = np.zeros_like(tokens)
-    targets[:, -1] = flat[ends]
-    return tokens, targets
-
-
-def run(layout: str, data, task, num_items: int, args) -> dict:
-    if layout == "prefix":
-        tokens, targets = prefix_rows(data.split["train"], MAX_LEN, num_items + 2)
-    else:
-        tokens, targets = task.train_tokens, task.train_targets
+def run(layout: str, task, num_items: int, args) -> dict:
+    rows = task.training_rows(layout)
     encoder = build_encoder(
         EncoderConfig(
             num_items=num_items, max_len=MAX_LEN, hidden=64, blocks=2, heads=4, dropout=0.5
@@ -93,10 +72,8 @@ def run(layout: str, data, task, num_items: int, args) -> dict:
         monitor="ndcg@10",
         progress=False,
     )
-    fit(
-        model, (torch.as_tensor(tokens), torch.as_tensor(targets)), next_item_step, config, validate
-    )
-    return {"rows": len(tokens), "curve": curve}
+    fit(model, rows.dataset, rows.step, config, validate, lengths=rows.lengths)
+    return {"rows": rows.count, "curve": curve}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     data = load_next_item(args.dataset, MAX_LEN, min_seq_len=5)
     task = next_item_data(data.split, MAX_LEN, data.num_items)
-    runs = {layout: run(layout, data, task, data.num_items, args) for layout in ("user", "prefix")}
+    runs = {layout: run(layout, task, data.num_items, args) for layout in ("user", "prefix")}
     lines = [
         f"CLUE-Zero next-item on `{args.dataset}` ({len(data.split)} users, {data.num_items} "
         f"items), seed {args.seed}, {args.epochs} epochs each, batch 256, len {MAX_LEN}, d=64, "

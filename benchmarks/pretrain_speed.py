@@ -61,9 +61,7 @@ def main() -> None:
     empty_valid = RankingData(task.valid.tokens[:1], task.valid.targets[:1])
 
     def finetune_epoch() -> None:
-        finetune_next_item(
-            task.train_tokens, task.train_targets, empty_valid, build_encoder(encoder), bucketed
-        )
+        finetune_next_item(task.training_rows(), empty_valid, build_encoder(encoder), bucketed)
 
     rows = {}
     for name, fn in (

@@ -28,7 +28,7 @@ import torch
 from benchmarks.peers.protocol import Channel, load_average, peak_rss_gib
 from clue_pipeline.models.encoders import EncoderConfig, build_encoder
 from clue_pipeline.models.heads import NextItemModel
-from clue_pipeline.tasks.finetuning import evaluate_next_item, next_item_step
+from clue_pipeline.tasks.finetuning import evaluate_next_item
 from clue_pipeline.tasks.task_data import next_item_data
 from clue_pipeline.training.loop import TrainConfig, cpu_state_dict, fit
 
@@ -175,8 +175,8 @@ def _finetune(task, encoder, config: TrainConfig, validate):
     validation: its own validator cannot tell the evaluation's time from the epoch's."""
     torch.manual_seed(config.seed)
     model = NextItemModel(encoder)
-    dataset = (torch.as_tensor(task.train_tokens), torch.as_tensor(task.train_targets))
-    return model, fit(model, dataset, next_item_step, config, validate_fn=validate)
+    rows = task.training_rows("user")
+    return model, fit(model, rows.dataset, rows.step, config, validate_fn=validate)
 
 
 def _restore(encoder, state: dict | None) -> NextItemModel:

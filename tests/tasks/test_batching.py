@@ -8,8 +8,11 @@ import torch
 from clue_pipeline.models.encoders import EncoderConfig, build_encoder
 from clue_pipeline.tasks.batching import (
     append_items,
+    flatten,
     model_inputs,
     next_item_training_arrays,
+    prefix_batch,
+    prefix_row_bounds,
     trim_padding,
 )
 from clue_pipeline.training.loop import bucketed_order
@@ -54,3 +57,33 @@ def test_bucketed_order_is_a_seeded_permutation_of_similar_length_batches():
     random_spread = lengths[order].view(20, 50)
     widest = (spread.max(1).values - spread.min(1).values).float().mean()
     assert widest < 0.5 * (random_spread.max(1).values - random_spread.min(1).values).float().mean()
+
+
+def test_prefix_rows_are_every_prefix_then_ur_predicting_the_next_item():
+    flat, offsets = flatten([[1, 2, 3], [4], [5, 6]])
+    row_starts, row_ends = prefix_row_bounds(offsets[:-1], offsets[1:])
+    assert row_starts.tolist() == [0, 0, 4] and row_ends.tolist() == [1, 2, 5]
+    tokens, targets = prefix_batch(
+        torch.as_tensor(flat), torch.as_tensor(row_starts), torch.as_tensor(row_ends), 3, UR
+    )
+    assert tokens.tolist() == [[0, 1, UR], [1, 2, UR], [0, 5, UR]]  # cut to the longest: 2
+    assert targets.tolist() == [[0, 0, 2], [0, 0, 3], [0, 0, 6]]
+
+
+def test_prefix_rows_match_a_per_prefix_loop_on_random_lists():
+    rng = np.random.default_rng(0)
+    lists = [rng.integers(1, 40, rng.integers(1, 12)).tolist() for _ in range(60)]
+    max_len = 4
+    expected_tokens, expected_next = [], []
+    for items in lists:
+        for k in range(1, len(items)):
+            window = items[max(0, k - max_len) : k]
+            expected_tokens.append([0] * (max_len - len(window)) + window + [UR])
+            expected_next.append(items[k])
+    flat, offsets = flatten(lists)
+    row_starts, row_ends = prefix_row_bounds(offsets[:-1], offsets[1:])
+    tokens, targets = prefix_batch(
+        torch.as_tensor(flat), torch.as_tensor(row_starts), torch.as_tensor(row_ends), max_len, UR
+    )
+    assert tokens.tolist() == expected_tokens
+    assert targets[:, -1].tolist() == expected_next and not targets[:, :-1].any()

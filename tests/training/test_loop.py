@@ -199,3 +199,10 @@ def test_bad_datasets_are_refused_with_the_expected_form():
         fit(model, torch.zeros(5, 2), step_fn, _config())
     with pytest.raises(ValueError, match="divisible by the world size 3"):
         fit(model, torch.zeros(64, 2), step_fn, _config(), distributed=DistributedContext(0, 3, 0))
+
+
+def test_given_lengths_must_match_the_rows():
+    task = build_task(rows=64)
+    config = TrainConfig(epochs=1, batch_size=16, device="cpu", bucket_by_length=True)
+    with pytest.raises(ValueError, match=r"fit\(lengths=...\): 10 lengths for 64 rows"):
+        fit(task.model, task.dataset, task.step_fn, config, lengths=torch.ones(10))

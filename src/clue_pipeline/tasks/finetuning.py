@@ -28,8 +28,10 @@ from clue_pipeline.models.encoders import (
     encoder_to_checkpoint,
 )
 from clue_pipeline.models.heads import ClassifierModel, NextItemModel
-from clue_pipeline.tasks.batching import trim_padding
-from clue_pipeline.training.loop import TrainConfig, TrainResult, fit
+from clue_pipeline.tasks.batching import prefix_batch, prefix_row_bounds, trim_padding
+from clue_pipeline.training.loop import StepFn, TrainConfig, TrainResult, fit
+
+NEXT_ITEM_LAYOUTS = ("user", "prefix")
 
 
 @dataclass
@@ -72,9 +74,68 @@ def make_encoder(
 # ---------------------------------------------------------------- next-item recommendation
 
 
+@dataclass
+class NextItemRows:
+    """What next-item fine-tuning iterates over, and the step that turns a batch into a loss.
+
+    Two layouts (``finetune.next_item_rows``):
+
+    - ``user``: one row per user, every position supervised (SASRec's layout). Cheap epochs,
+      but the [UR] state, the one scored at evaluation, is supervised once per user and epoch.
+    - ``prefix``: one row per (prefix, next item), supervised at [UR] only (RecBole's layout).
+      One row per interaction, so epochs cost more, but [UR] learns from every prefix; on
+      Amazon Beauty it reaches a higher validation NDCG@10 in fewer epochs
+      (benchmarks/results/prefix_rows_beauty.md). Rows are two flat bounds each, cut into
+      windows per batch, so the layout stays small on ML-25M-sized data.
+    """
+
+    dataset: tuple[torch.Tensor, ...]
+    step: StepFn
+    lengths: torch.Tensor | None = None  # for bucket_by_length when rows are not token matrices
+
+    @property
+    def count(self) -> int:
+        return len(self.dataset[0])
+
+
+def user_rows(tokens: np.ndarray, targets: np.ndarray) -> NextItemRows:
+    return NextItemRows((torch.as_tensor(tokens), torch.as_tensor(targets)), next_item_step)
+
+
+def prefix_rows(
+    flat: np.ndarray, starts: np.ndarray, ends: np.ndarray, max_len: int, user_token: int
+) -> NextItemRows:
+    """Every prefix of each user's ``flat[start:end]``, predicting the item after it."""
+    row_starts, row_ends = prefix_row_bounds(starts, ends)
+    lengths = np.minimum(row_ends - row_starts, max_len)
+    return NextItemRows(
+        (torch.as_tensor(row_starts), torch.as_tensor(row_ends)),
+        PrefixStep(torch.tensor(flat, dtype=torch.int64), max_len, user_token),  # a copy
+        torch.as_tensor(lengths),
+    )
+
+
+class PrefixStep:
+    """Step over prefix rows: cuts the batch's windows from the flat item array, then the loss.
+
+    The flat array moves to the batch's device once, not per step.
+    """
+
+    def __init__(self, flat: torch.Tensor, max_len: int, user_token: int) -> None:
+        self.flat, self.max_len, self.user_token = flat, max_len, user_token
+
+    def __call__(self, model: NextItemModel, batch, generator):
+        row_starts, row_ends = batch
+        if self.flat.device != row_ends.device:
+            self.flat = self.flat.to(row_ends.device)
+        tokens, targets = prefix_batch(
+            self.flat, row_starts, row_ends, self.max_len, self.user_token
+        )
+        return model(tokens, targets), {}
+
+
 def finetune_next_item(
-    train_tokens: np.ndarray,
-    train_targets: np.ndarray,
+    train: NextItemRows,
     valid: RankingData,
     encoder: torch.nn.Module,
     config: TrainConfig,
@@ -85,7 +146,6 @@ def finetune_next_item(
     """``on_validation(metrics)`` sees every epoch's validation metrics (e.g. an Optuna pruner)."""
     torch.manual_seed(config.seed)
     model = NextItemModel(encoder, freeze_encoder=freeze_encoder)
-    dataset = (torch.as_tensor(train_tokens), torch.as_tensor(train_targets))
 
     def validate(m: NextItemModel) -> dict[str, float]:
         metrics = evaluate_next_item(m, valid, exclude_history=exclude_history)
@@ -93,7 +153,9 @@ def finetune_next_item(
             on_validation(metrics)
         return metrics
 
-    result = fit(model, dataset, next_item_step, config, validate_fn=validate)
+    result = fit(
+        model, train.dataset, train.step, config, validate_fn=validate, lengths=train.lengths
+    )
     model.load_state_dict(result.best_state)
     return model, result
 

@@ -13,15 +13,41 @@ from clue_pipeline.tasks.batching import (
     model_inputs,
     next_item_training_arrays,
 )
-from clue_pipeline.tasks.finetuning import RankingData
+from clue_pipeline.tasks.finetuning import (
+    NEXT_ITEM_LAYOUTS,
+    NextItemRows,
+    RankingData,
+    prefix_rows,
+    user_rows,
+)
 
 
 @dataclass
 class NextItemData:
+    """Per-user training arrays, plus each user's training part as bounds into ``train_flat``
+    (row ``u`` of the arrays is ``train_flat[train_starts[u]:train_ends[u]]``)."""
+
     train_tokens: np.ndarray
     train_targets: np.ndarray
     valid: RankingData
     test: RankingData
+    train_flat: np.ndarray
+    train_starts: np.ndarray
+    train_ends: np.ndarray
+    max_len: int
+    user_token: int
+
+    def training_rows(self, layout: str = "user") -> NextItemRows:
+        """The training rows in ``layout`` (see :class:`NextItemRows`)."""
+        if layout == "user":
+            return user_rows(self.train_tokens, self.train_targets)
+        if layout == "prefix":
+            return prefix_rows(
+                self.train_flat, self.train_starts, self.train_ends, self.max_len, self.user_token
+            )
+        raise ValueError(
+            f"finetune.next_item_rows = {layout!r}: expected one of {list(NEXT_ITEM_LAYOUTS)}"
+        )
 
 
 @dataclass
@@ -46,6 +72,7 @@ def next_item_data(split: pd.DataFrame, max_len: int, num_items: int) -> NextIte
     test_target = split["test_target"].to_numpy(np.int64)
     tokens, targets = next_item_training_arrays(train, max_len, user)
     with_valid = append_items(train, valid_target)
+    flat, offsets = flatten(train)
     return NextItemData(
         train_tokens=tokens,
         train_targets=targets,
@@ -53,6 +80,11 @@ def next_item_data(split: pd.DataFrame, max_len: int, num_items: int) -> NextIte
         test=RankingData(
             model_inputs(with_valid, max_len, user), test_target - 1, _history(with_valid)
         ),
+        train_flat=flat,
+        train_starts=offsets[:-1],
+        train_ends=offsets[1:],
+        max_len=max_len,
+        user_token=user,
     )
 
 
@@ -97,6 +129,7 @@ def keep_training_users(data, fraction: float, seed: int):
             rng.permutation(len(data.train_tokens))[: _count(len(data.train_tokens), fraction)]
         )
         data.train_tokens, data.train_targets = data.train_tokens[keep], data.train_targets[keep]
+        data.train_starts, data.train_ends = data.train_starts[keep], data.train_ends[keep]
         return data
     users = np.unique(data.users["train"])
     chosen = rng.permutation(users)[: _count(len(users), fraction)]

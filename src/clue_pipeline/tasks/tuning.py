@@ -62,8 +62,13 @@ def make_objective(
     simsiam: SimSiamConfig,
     space: SearchSpace,
     parent_run_id: str | None,
+    layout: str = "user",
 ) -> Callable[[optuna.Trial], float]:
-    """The trial function: pre-train with sampled knobs, fine-tune, return validation metric."""
+    """The trial function: pre-train with sampled knobs, fine-tune, return validation metric.
+
+    ``layout``: the next-item training rows (``finetune.next_item_rows``), built once.
+    """
+    train_rows = data.training_rows(layout)
 
     def objective(trial: optuna.Trial) -> float:
         knobs = sample_knobs(trial, space)
@@ -86,8 +91,7 @@ def make_objective(
             checkpoint, _ = run_job(job)
             pruned = _PruningReporter(trial, finetune.monitor)
             _, result = train_next_item(
-                data.train_tokens,
-                data.train_targets,
+                train_rows,
                 data.valid,
                 make_encoder(trial_encoder, checkpoint, MethodSpec("clue")),
                 replace(finetune, checkpoint_dir=None),

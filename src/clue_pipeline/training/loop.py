@@ -139,6 +139,7 @@ def fit(
     validate_fn: EvalFn | None = None,
     epoch_metrics_fn: EvalFn | None = None,
     distributed: DistributedContext | None = None,
+    lengths: torch.Tensor | None = None,
 ) -> TrainResult:
     """Train ``model`` in place and return the history and the best weights.
 
@@ -147,6 +148,8 @@ def fit(
     DistributedDataParallel wrapper sees the forward pass. ``validate_fn`` and ``epoch_metrics_fn``
     get the bare module in eval mode under ``torch.no_grad`` after each epoch; with ``distributed``
     they run on rank 0 only and their results are broadcast, so every rank stops at the same epoch.
+    ``lengths`` (one per row) are what ``bucket_by_length`` groups by when the dataset's first
+    tensor is not a left-padded token matrix (e.g. rows cut from a flat array per batch).
     """
     ctx = distributed or DistributedContext()
     module = model.module if isinstance(model, DistributedDataParallel) else model
@@ -159,7 +162,12 @@ def fit(
     module.to(device)
     num_rows = dataset_length(dataset)
     steps_per_epoch = _steps_per_epoch(num_rows, config.batch_size, config.drop_last)
-    lengths = (_tensors_of(dataset)[0] != 0).sum(dim=1) if config.bucket_by_length else None
+    if not config.bucket_by_length:
+        lengths = None
+    elif lengths is None:
+        lengths = (_tensors_of(dataset)[0] != 0).sum(dim=1)
+    elif len(lengths) != num_rows:
+        raise ValueError(f"fit(lengths=...): {len(lengths)} lengths for {num_rows} rows")
 
     _seed_everything(config.seed + ctx.rank)
     generator = torch.Generator(device=device)

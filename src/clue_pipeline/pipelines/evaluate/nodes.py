@@ -42,7 +42,9 @@ def evaluate_next_item(
     metrics = next_item_metrics(
         model, data.test, exclude_history=bool(evaluate_params["exclude_history"])
     )
-    return _record(model_checkpoint, "next_item", dataset_name, metrics, protocol="leave-one-out")
+    record = _record(model_checkpoint, "next_item", dataset_name, metrics, "leave-one-out")
+    record["training_rows"] = model_checkpoint.get("training_rows", "user")
+    return record
 
 
 def evaluate_profiling(

@@ -35,23 +35,30 @@ def finetune_next_item(
     method_params: dict,
     pretrained: dict | None = None,
 ) -> tuple[dict, list[dict]]:
-    """Whole-network fine-tuning for next-item recommendation; early stopping on validation."""
+    """Whole-network fine-tuning for next-item recommendation; early stopping on validation.
+
+    ``finetune.next_item_rows`` picks the training rows: one per user (``user``) or one per
+    prefix (``prefix``); see :class:`clue_pipeline.tasks.finetuning.NextItemRows`.
+    """
     method = to_dataclass(MethodSpec, method_params, "finetune.methods")
     encoder_cfg = encoder_config(encoder_params, num_items=len(item_index))
     data = _sparsify(
         next_item_data(split, encoder_cfg.max_len, encoder_cfg.num_items), finetune_params
     )
+    layout = str(finetune_params.get("next_item_rows", "user"))
+    rows = data.training_rows(layout)
     config = _train_config(
         finetune_params,
         "next_item",
         method,
         data.train_tokens,
+        layout,
         encoder_cfg,
         _weights_id(pretrained),
     )
+    logger.info("next-item %s: %d training rows (%s layout)", method.name, rows.count, layout)
     model, result = train_next_item(
-        data.train_tokens,
-        data.train_targets,
+        rows,
         data.valid,
         make_encoder(encoder_cfg, pretrained, method),
         config,
@@ -60,7 +67,13 @@ def finetune_next_item(
     )
     logger.info("next-item %s: best epoch %s of %d", method.name, result.best_epoch, config.epochs)
     return (
-        export_checkpoint(model, method, task="next_item", max_len=encoder_cfg.max_len),
+        export_checkpoint(
+            model,
+            method,
+            task="next_item",
+            max_len=encoder_cfg.max_len,
+            training_rows=layout,
+        ),
         result.history,
     )
 

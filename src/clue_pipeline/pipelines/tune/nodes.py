@@ -60,6 +60,7 @@ def tune_clue(
         simsiam=to_dataclass(SimSiamConfig, pretrain_params.get("simsiam"), "pretrain.simsiam"),
         space=space,
         parent_run_id=parent.info.run_id if parent else None,
+        layout=str(finetune_params.get("next_item_rows", "user")),
     )
     study = run_study(
         objective,
