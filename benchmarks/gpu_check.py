@@ -122,6 +122,14 @@ class CheckData:
     train_targets: np.ndarray  # (U, max_len + 1): next token per position, 0 = none
     test_tokens: np.ndarray  # (U, max_len + 1): training part + validation item, then [UR]
     test_targets: np.ndarray  # (U,): 0-based index of the test item
+    items: np.ndarray  # flat item tokens; user u keeps items[starts[u]:ends[u]]
+    starts: np.ndarray
+    ends: np.ndarray  # the last two kept items are the validation and the test item
+
+    @property
+    def valid_targets(self) -> np.ndarray:
+        """(U,): 0-based index of the validation item (its input is ``pretrain_tokens``)."""
+        return self.items[self.ends - HELD_OUT] - 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -260,6 +268,9 @@ def prepare(path: Path, max_len: int, min_seq_len: int) -> CheckData:
         train_targets=np.concatenate([train_targets, last_train], axis=1),
         test_tokens=_with_user(window(tokens, starts, ends - 1, max_len), user_token),
         test_targets=tokens[ends - 1] - 1,
+        items=tokens,
+        starts=starts,
+        ends=ends,
     )
 
 

@@ -28,7 +28,8 @@ from clue_pipeline.data.sequences import (
 )
 from clue_pipeline.data.splits import next_item_split
 from clue_pipeline.data.validation import IngestOptions
-from clue_pipeline.tasks.batching import model_inputs
+from clue_pipeline.tasks.batching import model_inputs, prefix_batch
+from clue_pipeline.tasks.finetuning import prefix_rows
 from clue_pipeline.tasks.task_data import next_item_data
 from tests.conftest import REPO_ROOT
 
@@ -144,6 +145,15 @@ def test_arrays_equal_the_pipelines(sample_file):
     np.testing.assert_array_equal(data.train_targets, task.train_targets)
     np.testing.assert_array_equal(data.test_tokens, task.test.tokens)
     np.testing.assert_array_equal(data.test_targets, task.test.targets)
+    np.testing.assert_array_equal(data.valid_targets, task.valid.targets)
+    user = len(item_index) + 2
+    ours = prefix_rows(data.items, data.starts, data.ends - 2, 50, user)
+    theirs = task.training_rows("prefix")
+    ours_batch = prefix_batch(ours.step.flat, *ours.dataset, 50, user)
+    for mine, pipeline in zip(
+        ours_batch, prefix_batch(theirs.step.flat, *theirs.dataset, 50, user), strict=True
+    ):
+        torch.testing.assert_close(mine, pipeline)
 
 
 @pytest.mark.parametrize(

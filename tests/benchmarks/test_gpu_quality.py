@@ -1,0 +1,76 @@
+"""The GPU quality run: its settings are the Beauty and Sports run-environments', and a CPU dry
+run works without Kedro, pandas or pyarrow and writes a summary that says what was capped."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from kedro.config import OmegaConfigLoader
+
+from benchmarks import gpu_quality
+from tests.benchmarks.test_gpu_check import BLOCKER, sample_file  # noqa: F401 (fixture)
+from tests.conftest import REPO_ROOT
+
+
+@pytest.mark.parametrize("env", ["beauty", "sports"])
+def test_settings_are_the_run_environments(env):
+    params = OmegaConfigLoader(
+        str(REPO_ROOT / "conf"),
+        base_env="base",
+        default_run_env=env,
+        merge_strategy={"parameters": "soft"},
+    )["parameters"]
+    settings = gpu_quality.SETTINGS
+    assert {k: params["encoder"][k] for k in settings["encoder"]} == settings["encoder"]
+    assert params["augment"]["views"]["strategies"] == settings["views"]
+    simsiam = params["pretrain"]["simsiam"]
+    assert {k: simsiam[k] for k in settings["simsiam"]} == settings["simsiam"]
+    pretrain = params["pretrain"]["train"]
+    assert {k: pretrain[k] for k in settings["pretrain"]} == settings["pretrain"]
+    assert pretrain["bucket_by_length"] is True
+    finetune = {**params["finetune"]["train"], **params["finetune"]["tasks"]["next_item"]}
+    assert {k: finetune[k] for k in settings["finetune"]} == settings["finetune"]
+    assert finetune["bucket_by_length"] is True
+    assert params["finetune"]["next_item_rows"] == settings["next_item_rows"]
+    assert params["sequences"]["min_seq_len"] == settings["min_seq_len"]
+
+
+def test_cpu_dry_run_without_the_data_stack(sample_file, tmp_path):  # noqa: F811
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in gpu_quality.FILES.values():
+        (data / name).write_text(Path(sample_file).read_text())
+    blocker = tmp_path / "blocker"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text(BLOCKER)
+    out = tmp_path / "out"
+    command = [
+        sys.executable,
+        *("-m", "benchmarks.gpu_quality", "--device", "cpu", "--seeds", "0", "1"),
+        *("--datasets", "beauty", "--parallel", "2", "--budget-s", "200"),
+        *("--pretrain-epochs", "1", "--finetune-epochs", "2"),
+        *("--data", str(data), "--out", str(out)),
+    ]
+    env = {**os.environ, "PYTHONPATH": f"{blocker}:{REPO_ROOT / 'src'}:{REPO_ROOT}"}
+    result = subprocess.run(
+        command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((out / "gpu_quality.json").read_text())
+    assert [(r["method"], r["seed"], r["status"]) for r in summary["runs"]] == [
+        ("clue", 0, "done"),
+        ("clue", 1, "done"),
+        ("clue_zero", 0, "done"),
+        ("clue_zero", 1, "done"),
+    ]
+    for run in summary["runs"]:
+        assert len(run["curve"]) == 2 and run["best"]["epoch"] in (0, 1)
+        assert 0.0 <= run["best"]["test"]["ndcg@10"] <= run["best"]["test"]["recall@10"] <= 1.0
+    assert "pretrain_s" in summary["runs"][0] and "pretrain_s" not in summary["runs"][2]
+    table = (out / "gpu_quality.md").read_text()
+    assert "| beauty | clue | 2 (0) |" in table and "| beauty | clue_zero | 2 (0) |" in table
