@@ -91,8 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         f"CLUE-Zero next-item on `{args.dataset}` ({len(data.split)} users, {data.num_items} "
         f"items), seed {args.seed}, {args.epochs} epochs each, batch 256, len {MAX_LEN}, d=64, "
         "dropout 0.5; full ranking, history not excluded. `user`: one row per user, every "
-        "position supervised (the pipeline's layout); `prefix`: one row per (prefix, next "
-        "item), supervised at [UR] (RecBole's layout).",
+        "position supervised; `prefix`: one row per (prefix, next item), supervised at [UR] "
+        "(RecBole's layout). Both are `finetune.next_item_rows` settings.",
         "",
         "| layout | rows | median epoch (s) | best valid NDCG@10 (epoch) | test NDCG@10 / HR@10 "
         "there |",

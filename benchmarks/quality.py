@@ -134,6 +134,16 @@ def summarise(cells: list[Cell]) -> None:
                 + f" | {r['wall_s']:.0f} |"
             )
         lines.append("")
+    if (RESULTS / "gpu_quality" / "README.md").exists():
+        lines += [
+            "## Measured outside the grid",
+            "",
+            "Beauty and Sports next-item, CLUE and CLUE-Zero, 3 seeds each, with these cells' "
+            "settings on a GPU machine without Kedro (`benchmarks/gpu_quality.py`): "
+            "`benchmarks/results/gpu_quality/README.md`. They are not grid cells and are not "
+            "counted below.",
+            "",
+        ]
     lines += [f"## Missing cells ({len(missing)} of {len(cells)})", ""]
     lines += [
         f"- {c.dataset} / {c.task} / {c.method} / seed {c.seed} / {int(c.fraction * 100)} % users"
