@@ -165,6 +165,12 @@ def main() -> None:
     parser.add_argument("--summary-only", action="store_true")
     parser.add_argument("--tasks", nargs="+", default=None, help="only these tasks, in this order")
     parser.add_argument("--methods", nargs="+", default=None, help="only these methods")
+    parser.add_argument(
+        "--skip-prepare",
+        action="store_true",
+        help="do not rerun ingest and sequences first: their outputs are there already, e.g. "
+        "while another grid process works on the same dataset (which reads them)",
+    )
     args = parser.parse_args()
     cells = grid(args.datasets)
     todo = [
@@ -185,7 +191,7 @@ def main() -> None:
     )
     done = 0
     if not args.summary_only:
-        prepared = set()
+        prepared = set(args.datasets) if args.skip_prepare else set()
         config = runner()
         for cell in todo:
             if STORE.has(cell) or (args.max_cells is not None and done >= args.max_cells):
