@@ -1,7 +1,7 @@
-"""Next-item quality of CLUE and CLUE-Zero on the Amazon S3-Rec files, run on a GPU machine.
+"""Next-item quality of every grid method on the Amazon S3-Rec files, run on a GPU machine.
 
     PYTHONPATH=src python3 -m benchmarks.gpu_quality --data DIR --out OUT \\
-        [--datasets beauty sports] [--methods clue clue_zero] [--seeds 0 1 2] \\
+        [--datasets beauty sports] [--methods clue clue_zero mip gru cnn ...] [--seeds 0 1 2] \\
         [--parallel 8] [--budget-s 420] [--device cuda|cpu|auto]
 
 Why: on 2 CPU cores a Beauty cell of the quality grid (``benchmarks/quality.py``) takes about
@@ -12,9 +12,11 @@ of those cells without it, with the run-environments' settings (``SETTINGS``, ch
 
 - the S3-Rec file is read and split with numpy (``benchmarks.gpu_check.prepare``, whose
   arrays the tests check equal to the pipeline's);
-- CLUE pre-trains through ``tasks.pretraining.run_job`` (SimSiam over dropout views);
-- both methods fine-tune through ``tasks.finetuning.finetune_next_item`` on one row per prefix
-  (``finetune.next_item_rows: prefix``), early stopping on validation NDCG@10;
+- CLUE (SimSiam over dropout views) and masked item prediction pre-train through
+  ``tasks.pretraining.run_job``, for the methods that start from them (``INIT``);
+- every method (``SETTINGS["methods"]``: CLUE, CLUE-Zero, masked-item, GRU and CNN backbones,
+  the frozen-encoder probes) fine-tunes through ``tasks.finetuning.finetune_next_item`` on one
+  row per prefix (``finetune.next_item_rows: prefix``), early stopping on validation NDCG@10;
 - every epoch also scores the test items (all items ranked, history not excluded), so a run
   cut by ``--budget-s`` still reports the test metrics at its best validation epoch so far,
   marked as capped.
@@ -76,12 +78,27 @@ SETTINGS: dict[str, Any] = {
         "monitor": "ndcg@10",
     },
     "next_item_rows": "prefix",
+    # finetune.methods, finetune.overrides and pretrain.masked_item of conf/base
+    "methods": {
+        "clue": {"backbone": "transformer", "freeze_encoder": False},
+        "clue_zero": {"backbone": "transformer", "freeze_encoder": False},
+        "mip": {"backbone": "transformer", "freeze_encoder": False},
+        "gru": {"backbone": "gru", "freeze_encoder": False},
+        "cnn": {"backbone": "cnn", "freeze_encoder": False},
+        "clue_probe": {"backbone": "transformer", "freeze_encoder": True},
+        "mip_probe": {"backbone": "transformer", "freeze_encoder": True},
+    },
+    "overrides": {"clue_probe": {"lr": 0.01}, "mip_probe": {"lr": 0.01}},
+    "mask_ratio": 0.2,
 }
+# method -> the pre-training it starts from (clue_pipeline.experiments.cells.INIT)
+INIT = {"clue": "clue", "clue_probe": "clue", "mip": "mip", "mip_probe": "mip"}
 HEADLINE = ("recall@10", "ndcg@10", "mrr@10")
 
 
 def run_one(dataset: str, method: str, seed: int, args: argparse.Namespace, device: str) -> None:
-    """One (dataset, method, seed): pre-train (CLUE only), fine-tune, score; JSON per epoch."""
+    """One (dataset, method, seed): pre-train (if the method starts from pre-trained weights),
+    fine-tune, score the test items every epoch; the JSON is rewritten after every epoch."""
     started = time.perf_counter()
     out, epochs = args.out, _epochs(args)
     data = prepare(
@@ -99,9 +116,9 @@ def run_one(dataset: str, method: str, seed: int, args: argparse.Namespace, devi
     }
     path = out / "runs" / f"{dataset}_{method}_seed{seed}.json"
     pretrained = None
-    if method == "clue":
+    if method in INIT:
         job = PretrainJob(
-            method="clue",
+            method=INIT[method],
             tokens=data.pretrain_tokens,
             encoder=encoder,
             train=TrainConfig(
@@ -112,21 +129,22 @@ def run_one(dataset: str, method: str, seed: int, args: argparse.Namespace, devi
             ),
             view_policy=validate_view_policy({"strategies": SETTINGS["views"]}),
             simsiam=SimSiamConfig(**SETTINGS["simsiam"]),
+            mask_ratio=SETTINGS["mask_ratio"],
         )
         pretrained, pretrain_result = run_job(job)
         record["pretrain_s"] = time.perf_counter() - started
         record["pretrain_last_loss"] = pretrain_result.history[-1]["loss"]
-    model_encoder = make_encoder(encoder, pretrained, MethodSpec(method))
+    spec = MethodSpec(method, **SETTINGS["methods"][method])
+    model_encoder = make_encoder(encoder, pretrained, spec)
     rows = prefix_rows(
         data.items, data.starts, data.ends - HELD_OUT, encoder.max_len, data.num_items + 2
     )
     valid = RankingData(data.pretrain_tokens, data.valid_targets)
     test = RankingData(data.test_tokens, data.test_targets)
-    scorer = NextItemModel(model_encoder)  # shares the encoder being fine-tuned
     clock = {"epoch": time.perf_counter()}
 
-    def on_validation(metrics: dict[str, float]) -> None:
-        scored = evaluate_next_item(scorer, test)
+    def on_validation(metrics: dict[str, float], model: NextItemModel) -> None:
+        scored = evaluate_next_item(model, test)
         record["curve"].append(
             {
                 "epoch": len(record["curve"]),
@@ -139,12 +157,23 @@ def run_one(dataset: str, method: str, seed: int, args: argparse.Namespace, devi
         clock["epoch"] = time.perf_counter()
 
     config = TrainConfig(
-        **{**SETTINGS["finetune"], "epochs": epochs["finetune"]},
+        **{
+            **SETTINGS["finetune"],
+            "epochs": epochs["finetune"],
+            **SETTINGS["overrides"].get(method, {}),
+        },
         seed=seed,
         device=device,
         bucket_by_length=True,
     )
-    finetune_next_item(rows, valid, model_encoder, config, on_validation=on_validation)
+    finetune_next_item(
+        rows,
+        valid,
+        model_encoder,
+        config,
+        freeze_encoder=spec.freeze_encoder,
+        on_validation=on_validation,
+    )
     record.update(status="done", wall_s=time.perf_counter() - started, training_rows=rows.count)
     _write(path, {**record, "best": _best(record["curve"])})
 
@@ -284,9 +313,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    unknown = sorted(set(args.methods) - {"clue", "clue_zero"})
+    unknown = sorted(set(args.methods) - set(SETTINGS["methods"]))
     if unknown:
-        parser.error(f"--methods {unknown}: expected clue and/or clue_zero")
+        parser.error(f"--methods {unknown}: expected some of {list(SETTINGS['methods'])}")
     if args.parallel < 1 or args.budget_s <= 0:
         parser.error("--parallel must be >= 1 and --budget-s > 0")
     return args

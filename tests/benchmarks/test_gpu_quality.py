@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from kedro.config import OmegaConfigLoader
 
-from benchmarks import gpu_quality
+from benchmarks import gpu_quality, quality
+from clue_pipeline.experiments.cells import INIT
 from tests.benchmarks.test_gpu_check import BLOCKER, sample_file  # noqa: F401 (fixture)
 from tests.conftest import REPO_ROOT
 
@@ -38,6 +39,16 @@ def test_settings_are_the_run_environments(env):
     assert finetune["bucket_by_length"] is True
     assert params["finetune"]["next_item_rows"] == settings["next_item_rows"]
     assert params["sequences"]["min_seq_len"] == settings["min_seq_len"]
+    assert params["pretrain"]["masked_item"]["mask_ratio"] == settings["mask_ratio"]
+    methods = {
+        name: {"backbone": spec["backbone"], "freeze_encoder": spec.get("freeze_encoder", False)}
+        for name, spec in params["finetune"]["methods"].items()
+        if name in settings["methods"]
+    }
+    assert methods == settings["methods"]
+    assert set(settings["methods"]) == set(quality.NEXT_ITEM)
+    assert params["finetune"]["overrides"] == settings["overrides"]
+    assert gpu_quality.INIT == INIT
 
 
 def test_cpu_dry_run_without_the_data_stack(sample_file, tmp_path):  # noqa: F811
@@ -52,7 +63,8 @@ def test_cpu_dry_run_without_the_data_stack(sample_file, tmp_path):  # noqa: F81
     command = [
         sys.executable,
         *("-m", "benchmarks.gpu_quality", "--device", "cpu", "--seeds", "0", "1"),
-        *("--datasets", "beauty", "--parallel", "2", "--budget-s", "200"),
+        *("--datasets", "beauty", "--parallel", "2", "--budget-s", "240"),
+        *("--methods", "clue", "clue_zero", "mip_probe"),
         *("--pretrain-epochs", "1", "--finetune-epochs", "2"),
         *("--data", str(data), "--out", str(out)),
     ]
@@ -67,10 +79,13 @@ def test_cpu_dry_run_without_the_data_stack(sample_file, tmp_path):  # noqa: F81
         ("clue", 1, "done"),
         ("clue_zero", 0, "done"),
         ("clue_zero", 1, "done"),
+        ("mip_probe", 0, "done"),
+        ("mip_probe", 1, "done"),
     ]
     for run in summary["runs"]:
         assert len(run["curve"]) == 2 and run["best"]["epoch"] in (0, 1)
         assert 0.0 <= run["best"]["test"]["ndcg@10"] <= run["best"]["test"]["recall@10"] <= 1.0
-    assert "pretrain_s" in summary["runs"][0] and "pretrain_s" not in summary["runs"][2]
+    pretrained = {run["method"] for run in summary["runs"] if "pretrain_s" in run}
+    assert pretrained == {"clue", "mip_probe"}
     table = (out / "gpu_quality.md").read_text()
     assert "| beauty | clue | 2 (0) |" in table and "| beauty | clue_zero | 2 (0) |" in table

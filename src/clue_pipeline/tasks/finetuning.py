@@ -143,14 +143,15 @@ def finetune_next_item(
     exclude_history: bool = False,
     on_validation=None,
 ) -> tuple[NextItemModel, TrainResult]:
-    """``on_validation(metrics)`` sees every epoch's validation metrics (e.g. an Optuna pruner)."""
+    """``on_validation(metrics, model)`` sees every epoch's validation metrics and the model in
+    eval mode (e.g. an Optuna pruner, or a benchmark scoring the test items per epoch)."""
     torch.manual_seed(config.seed)
     model = NextItemModel(encoder, freeze_encoder=freeze_encoder)
 
     def validate(m: NextItemModel) -> dict[str, float]:
         metrics = evaluate_next_item(m, valid, exclude_history=exclude_history)
         if on_validation is not None:
-            on_validation(metrics)
+            on_validation(metrics, m)
         return metrics
 
     result = fit(

@@ -111,7 +111,7 @@ class _PruningReporter:
     def __init__(self, trial: optuna.Trial, monitor: str) -> None:
         self.trial, self.monitor, self.epoch = trial, monitor, 0
 
-    def __call__(self, metrics: dict[str, float]) -> None:
+    def __call__(self, metrics: dict[str, float], model=None) -> None:
         self.trial.report(metrics[self.monitor], self.epoch)
         self.epoch += 1
         if self.trial.should_prune():
