@@ -93,8 +93,9 @@ def test_coldstart_trains_and_ranks_target_items(params, tables, method):
     assert record["metrics"]["recall@5"] <= record["metrics"]["recall@10"] == 1.0  # 8 classes
 
 
+@pytest.mark.parametrize("layout", ["user", "prefix"])
 @pytest.mark.parametrize("method", ["clue_zero", "gru", "mip_probe"])
-def test_next_item_trains_and_ranks_all_items(params, tables, method):
+def test_next_item_trains_and_ranks_all_items(params, tables, method, layout):
     item_index, _, _, _, split = tables
     spec = params["finetune"]["methods"][method]
     pretrained = None
@@ -105,33 +106,14 @@ def test_next_item_trains_and_ranks_all_items(params, tables, method):
         pretrained = encoder_to_checkpoint(
             build_encoder(encoder_config(params["encoder"], NUM_ITEMS))
         )
-    model, history = finetune.finetune_next_item(
-        split, item_index, params["encoder"], params["finetune"], spec, pretrained
-    )
-    assert "ndcg@10" in history[0]
-    record = evaluate.evaluate_next_item(model, split, item_index, params["evaluate"], "toy")
-    assert record["metrics"]["n_users"] == 120 and record["history_excluded"] is False
-
-
-@pytest.mark.parametrize("method", ["clue_zero", "mip_probe"])
-def test_next_item_prefix_rows_train_and_rank_all_items(params, tables, method):
-    item_index, _, _, _, split = tables
-    spec = params["finetune"]["methods"][method]
-    pretrained = None
-    if method == "mip_probe":
-        from clue_pipeline.config import encoder_config
-        from clue_pipeline.models.encoders import build_encoder, encoder_to_checkpoint
-
-        pretrained = encoder_to_checkpoint(
-            build_encoder(encoder_config(params["encoder"], NUM_ITEMS))
-        )
-    settings = {**params["finetune"], "next_item_rows": "prefix"}
+    settings = {**params["finetune"], "next_item_rows": layout}
     model, history = finetune.finetune_next_item(
         split, item_index, params["encoder"], settings, spec, pretrained
     )
-    assert len(history) == 1 and np.isfinite(history[0]["loss"])
+    assert len(history) == 1 and "ndcg@10" in history[0] and np.isfinite(history[0]["loss"])
     record = evaluate.evaluate_next_item(model, split, item_index, params["evaluate"], "toy")
-    assert record["metrics"]["n_users"] == 120 and record["training_rows"] == "prefix"
+    assert record["metrics"]["n_users"] == 120 and record["history_excluded"] is False
+    assert record["training_rows"] == layout
 
 
 def test_next_item_rows_of_unknown_layout_name_the_parameter(params, tables):
