@@ -1,0 +1,47 @@
+"""The grid summary: Kedro cells first, GPU runs of the same cells where a cell is missing,
+each counted and marked, and only what neither measured listed as missing."""
+
+from __future__ import annotations
+
+import json
+
+from benchmarks import quality
+from clue_pipeline.experiments.cells import Cell
+from clue_pipeline.experiments.store import CellStore
+
+
+def _metrics(ndcg: float) -> dict:
+    return {"recall@10": 2 * ndcg, "ndcg@10": ndcg, "mrr@10": ndcg / 2}
+
+
+def test_gpu_runs_fill_missing_cells_and_say_so(tmp_path, monkeypatch):
+    store = CellStore(tmp_path / "cells")
+    cell = Cell.create("beauty", "next_item", "clue", 0)
+    record = {"task": "next_item", "metrics": _metrics(0.04)}
+    store.save(cell, {"cell": cell.as_dict(), "wall_s": 100.0, "record": record})
+    gpu = tmp_path / "gpu_quality"
+    gpu.mkdir()
+    runs = [
+        {"dataset": "beauty", "method": "clue", "seed": seed, "status": status, "best": best}
+        for seed, status, best in (
+            (0, "done", {"test": _metrics(0.5)}),  # the Kedro cell wins
+            (1, "done", {"test": _metrics(0.05)}),
+            (2, "capped by --budget-s", {"test": _metrics(0.06)}),
+        )
+    ] + [{"dataset": "beauty", "method": "gru", "seed": 0, "status": "running", "best": None}]
+    (gpu / "beauty.json").write_text(json.dumps({"runs": runs}))
+    written = {}
+    monkeypatch.setattr(quality, "STORE", store)
+    monkeypatch.setattr(quality, "RESULTS", tmp_path)
+    monkeypatch.setattr(
+        quality, "write_results", lambda name, data, text: written.update(data=data, text=text)
+    )
+
+    quality.summarise(quality.grid(["beauty"]))
+
+    (row,) = [r for r in written["data"]["rows"] if r["method"] == "clue"]
+    assert (row["seeds"], row["on_gpu"], row["capped"], row["wall_s"]) == (3, 2, 1, 100.0)
+    assert abs(row["ndcg@10"] - 0.05) < 1e-12
+    assert "| beauty | clue | 100 % | 3 (2 on GPU, 1 capped) |" in written["text"]
+    missing = {(c["method"], c["seed"]) for c in written["data"]["missing"]}
+    assert ("clue", 1) not in missing and ("gru", 0) in missing  # no best epoch yet: missing
