@@ -1,5 +1,6 @@
 """Training speed on Amazon Beauty: CLUE and masked-item pre-training epochs, and a next-item
-fine-tuning epoch (len 50, d=64, 2 blocks, batch 256), as sequences per second.
+fine-tuning epoch in both row layouts (len 50, d=64, 2 blocks, batch 256), as sequences per
+second.
 
     .venv/bin/python -m benchmarks.pretrain_speed [--repeats 3] [--threads N]
 
@@ -60,8 +61,12 @@ def main() -> None:
     task = next_item_data(data.split, 50, data.num_items)
     empty_valid = RankingData(task.valid.tokens[:1], task.valid.targets[:1])
 
-    def finetune_epoch() -> None:
-        finetune_next_item(task.training_rows(), empty_valid, build_encoder(encoder), bucketed)
+    def finetune_epoch(layout: str = "user") -> None:
+        rows = task.training_rows(layout)
+        finetune_next_item(rows, empty_valid, build_encoder(encoder), bucketed)
+
+    def finetune_prefix_epoch() -> None:
+        finetune_epoch("prefix")
 
     rows = {}
     for name, fn in (
@@ -69,6 +74,7 @@ def main() -> None:
         ("clue_pretrain_bucketed", clue_bucketed_epoch),
         ("mip_pretrain", mip_epoch),
         ("next_item_finetune", finetune_epoch),
+        ("next_item_finetune_prefix", finetune_prefix_epoch),
     ):
         seconds = []
         for _ in range(args.repeats):
@@ -106,7 +112,10 @@ def main() -> None:
         f"4 heads, dropout 0.5, batch {args.batch_size}, {args.threads} threads; "
         f"{args.repeats} repeats (median). An epoch includes the loop's per-epoch diagnostics. "
         "`bucketed` = `bucket_by_length: true` (batches of similar length cut to their longest "
-        "row); next-item fine-tuning runs bucketed, as its default in conf/base.",
+        "row); next-item fine-tuning runs bucketed, as its default in conf/base. "
+        f"`next_item_finetune`: one row per user ({users} rows); `_prefix`: one row per "
+        f"(prefix, next item) ({task.training_rows('prefix').count} rows, `conf/beauty`'s "
+        "`finetune.next_item_rows`); sequences/s counts users in both.",
         "",
         "| job | median epoch (s) | sequences/s | all epochs (s) |",
         "| --- | --- | --- | --- |",
