@@ -6,9 +6,12 @@ import logging
 import os
 from typing import Any
 
+import click
 import mlflow
 import torch
 from kedro.framework.hooks import hook_impl
+from kedro.io import AbstractDataset
+from kedro.pipeline import Pipeline
 
 from clue_pipeline.tracking import log_metric_history
 
@@ -27,6 +30,86 @@ class ThreadBudgetHook:
         threads = int(os.environ.get("CLUE_NUM_THREADS", "0")) or len(os.sched_getaffinity(0))
         torch.set_num_threads(max(1, threads))
         logger.info("torch uses %d threads", torch.get_num_threads())
+
+
+class MissingInputsError(click.ClickException):
+    """A run's inputs that no earlier run has written; the CLI prints it without a traceback."""
+
+
+class MissingInputsHook:
+    """Refuses a run whose inputs are not on disk yet, naming them and the pipelines that write them.
+
+    ``kedro run --pipelines=finetune`` on a fresh clone would otherwise fail inside its first
+    node with a bare load error, after MLflow has opened a run for it. ``tryfirst`` puts the
+    check before kedro-mlflow's own ``before_pipeline_run``.
+    """
+
+    @hook_impl(tryfirst=True)
+    def before_pipeline_run(self, run_params, pipeline, catalog) -> None:
+        from kedro.framework.project import pipelines as registered
+
+        missing = missing_inputs(pipeline, catalog)
+        if missing:
+            registered.set_requested(None)  # `--pipelines` loads only its own; the run ends here
+            raise MissingInputsError(
+                describe_missing(missing, catalog, dict(registered), run_params.get("env"))
+            )
+
+
+def missing_inputs(pipeline: Pipeline, catalog) -> list[str]:
+    """The pipeline's free inputs (parameters aside) whose dataset says it does not exist."""
+    names = sorted(
+        n for n in pipeline.inputs() if n != "parameters" and not n.startswith("params:")
+    )
+    return [n for n in names if not _exists(catalog.get(n))]
+
+
+def _exists(dataset: AbstractDataset | None) -> bool:
+    if dataset is None:
+        return False
+    if type(dataset)._exists is AbstractDataset._exists:
+        return True  # cannot tell: leave it to the node's own load
+    try:
+        return dataset.exists()
+    except Exception:  # noqa: BLE001 - an unreachable store is the load's error to report
+        return True
+
+
+def describe_missing(
+    missing: list[str], catalog, pipelines: dict[str, Pipeline], env: str | None
+) -> str:
+    """One line per missing input (its file where it has one, the pipelines that write it) and
+    a command that writes them all: the writers plus, in turn, the writers of their inputs."""
+    lines = [f"{len(missing)} input(s) of this run have not been written yet:"]
+    for name in missing:
+        writers = writers_of(name, pipelines)
+        path = getattr(catalog.get(name), "_filepath", None)
+        where = f" ({path})" if path else ""
+        made_by = (
+            f"written by pipeline {', '.join(writers)}" if writers else "no pipeline writes it"
+        )
+        lines.append(f"  - {name}{where}: {made_by}")
+    needed: set[str] = set()
+    while missing:
+        new = {w for name in missing for w in writers_of(name, pipelines)} - needed
+        if not new:
+            break
+        needed |= new
+        missing = missing_inputs(sum((pipelines[p] for p in needed), Pipeline([])), catalog)
+    env_option = f" --env={env}" if env else ""
+    command = f"`kedro run{env_option}`"
+    if needed:
+        command += f", or the pipelines that write them: `kedro run{env_option} --pipelines="
+        command += ",".join(sorted(needed)) + "`"
+    lines.append(f"Run the whole chain first ({command}).")
+    return "\n".join(lines)
+
+
+def writers_of(name: str, pipelines: dict[str, Pipeline]) -> list[str]:
+    """The registered pipelines (the default chain aside) with ``name`` among their outputs."""
+    return sorted(
+        p for p, pipe in pipelines.items() if p != "__default__" and name in pipe.all_outputs()
+    )
 
 
 class MlflowOutputsHook:

@@ -4,13 +4,13 @@ import os
 
 from kedro.config import OmegaConfigLoader
 
-from clue_pipeline.hooks import MlflowOutputsHook, ThreadBudgetHook
+from clue_pipeline.hooks import MissingInputsHook, MlflowOutputsHook, ThreadBudgetHook
 
 # MLflow's usage telemetry is switched off by the environment only; the project's own
 # `.telemetry` file (consent: false) covers kedro-telemetry.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-HOOKS = (ThreadBudgetHook(), MlflowOutputsHook())
+HOOKS = (MissingInputsHook(), ThreadBudgetHook(), MlflowOutputsHook())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

@@ -1,14 +1,16 @@
 """`kedro run` from the command line, both spellings of the pipeline option; a second
-pre-training run with the same settings resumes from the finished checkpoints."""
+pre-training run with the same settings resumes from the finished checkpoints; a stage run
+before its inputs exist says which and how to make them."""
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.project import kedro_run
+from tests.project import copy_project, kedro_run
 
 pytestmark = pytest.mark.slow
 
@@ -35,3 +37,19 @@ def test_unknown_parameter_names_the_parameter(finished_project: Path):
     result = kedro_run(finished_project, "--pipelines=pretrain", "--params=pretrain.train.epoch=3")
     assert result.returncode != 0
     assert "pretrain.train: unknown parameter(s) ['epoch']" in result.stderr
+
+
+def test_a_stage_before_its_inputs_names_them_and_opens_no_mlflow_run(tmp_path: Path):
+    project = copy_project(tmp_path)
+    result = kedro_run(project, "--pipelines=finetune")
+    assert result.returncode != 0
+    assert "input(s) of this run have not been written yet" in result.stderr
+    split = project / "data" / "05_model_input" / "ml-latest-small" / "next_item_split.parquet"
+    assert f"next_item_split ({split}): written by pipeline sequences" in result.stderr
+    assert "--pipelines=augment,ingest,pretrain,sequences`" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (project / "data" / "06_models").exists()
+    store = project / "mlflow.db"
+    if store.exists():
+        with sqlite3.connect(store) as db:
+            assert db.execute("select count(*) from runs").fetchone() == (0,)
