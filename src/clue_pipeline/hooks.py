@@ -90,12 +90,13 @@ def describe_missing(
         )
         lines.append(f"  - {name}{where}: {made_by}")
     needed: set[str] = set()
-    while missing:
-        new = {w for name in missing for w in writers_of(name, pipelines)} - needed
-        if not new:
+    unwritten = missing
+    while unwritten:
+        writers = {w for name in unwritten for w in writers_of(name, pipelines)} - needed
+        if not writers:
             break
-        needed |= new
-        missing = missing_inputs(sum((pipelines[p] for p in needed), Pipeline([])), catalog)
+        needed |= writers
+        unwritten = missing_inputs(sum((pipelines[p] for p in needed), Pipeline([])), catalog)
     env_option = f" --env={env}" if env else ""
     command = f"`kedro run{env_option}`"
     if needed:
