@@ -15,7 +15,7 @@ from clue_pipeline.training.loop import TrainConfig
 T = TypeVar("T")
 
 _POSITIVE = {"epochs", "batch_size", "max_len", "hidden", "blocks", "heads", "proj_dim", "pred_dim"}
-_PROBABILITIES = {"dropout", "mask_ratio"}
+_PROBABILITIES = {"dropout", "mask_ratio", "label_smoothing"}
 
 
 def to_dataclass(

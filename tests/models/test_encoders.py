@@ -175,3 +175,83 @@ def test_spelled_out_attention_matches_scaled_dot_product_attention():
     expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     # a drop probability that rounds to 0/256 takes the CPU training path but drops nothing
     torch.testing.assert_close(attend(q, k, v, mask, 1e-6), expected, rtol=1e-5, atol=1e-6)
+
+
+BLOCK_VARIANTS = {
+    "pre_ln_relu": {},
+    "recbole": {
+        "norm": "post",
+        "embedding_norm": True,
+        "attn_output_dropout": True,
+        "ffn_hidden": 32,
+        "activation": "gelu",
+        "linear_init_std": 0.02,
+    },
+    "post_ln_only": {"norm": "post"},
+}
+DEVICES = [
+    "cpu",
+    pytest.param(
+        "cuda",
+        marks=pytest.mark.skipif(
+            not torch.cuda.is_available(), reason="no CUDA device on this machine"
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("variant", sorted(BLOCK_VARIANTS))
+def test_block_variants_keep_the_input_contract(variant, device):
+    encoder = make_encoder("transformer", **BLOCK_VARIANTS[variant]).to(device)
+    tokens = batch(SEQUENCES).to(device)
+    out = encoder(tokens)
+    assert torch.all(out.states[tokens == 0] == 0)
+    assert torch.isfinite(out.states).all()
+    narrow = batch(SEQUENCES[:2], width=6).to(device)
+    with torch.no_grad():
+        torch.testing.assert_close(encoder(narrow).user, encoder(tokens[:2]).user)
+    # Training mode runs every dropout site and still learns.
+    encoder.train()
+    optimizer = torch.optim.Adam(encoder.parameters(), lr=1e-2)
+    target = torch.randn(4, 16, device=device)
+    losses = []
+    for _ in range(5):
+        loss = (encoder(tokens).user - target).pow(2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
+
+
+def test_block_variants_build_what_they_name():
+    post = make_encoder("transformer", **BLOCK_VARIANTS["recbole"])
+    assert post.final_norm is None and post.embedding_norm is not None
+    linears = [m for m in post.blocks.modules() if isinstance(m, torch.nn.Linear)]
+    assert all(torch.all(m.bias == 0) for m in linears)
+    assert all(0.01 < m.weight.std().item() < 0.03 for m in linears)
+    assert post.blocks[0].ffn_in.out_features == 32
+    pre = make_encoder("transformer")
+    assert pre.final_norm is not None and pre.embedding_norm is None
+    assert pre.blocks[0].ffn_in.out_features == 16
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("norm", "middle"), ("activation", "tanh"), ("linear_init_std", 0.0)],
+)
+def test_block_options_reject_unknown_values(key, value):
+    with pytest.raises(ValueError, match=key):
+        EncoderConfig(num_items=NUM_ITEMS, **{key: value})
+
+
+def test_old_checkpoints_without_block_options_load_as_pre_ln():
+    encoder = make_encoder("transformer")
+    checkpoint = encoder_to_checkpoint(encoder)
+    for key in ("norm", "activation", "attn_output_dropout", "embedding_norm", "linear_init_std"):
+        checkpoint["config"].pop(key)
+    restored = encoder_from_checkpoint(checkpoint).eval()
+    tokens = batch(SEQUENCES)
+    with torch.no_grad():
+        torch.testing.assert_close(restored(tokens).states, encoder(tokens).states)

@@ -139,3 +139,46 @@ def test_chunked_item_cross_entropy_under_bf16_autocast_keeps_fp32_accuracy():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         got = item_cross_entropy(states, table, targets, 16)
     torch.testing.assert_close(got.float(), F.cross_entropy(states @ table.T, targets))
+
+
+@pytest.mark.parametrize("smoothing", [0.1, 0.4])
+def test_label_smoothing_matches_torch_and_its_gradients(smoothing):
+    from clue_pipeline.models.heads import item_cross_entropy
+
+    torch.manual_seed(1)
+    states = torch.randn(19, 8, requires_grad=True)
+    table = torch.randn(40, 8, requires_grad=True)
+    targets = torch.randint(0, 40, (19,))
+    expected = F.cross_entropy(states @ table.T, targets, label_smoothing=smoothing)
+    expected.backward()
+    want = states.grad.clone(), table.grad.clone()
+    states.grad = table.grad = None
+    got = item_cross_entropy(states, table, targets, 5, label_smoothing=smoothing)
+    got.backward()
+    torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(states.grad, want[0])
+    torch.testing.assert_close(table.grad, want[1])
+    with pytest.raises(ValueError, match="label_smoothing"):
+        item_cross_entropy(states, table, targets, label_smoothing=1.0)
+
+
+def test_last_item_readout_scores_and_trains_from_the_last_item_state():
+    model = NextItemModel(encoder(), readout="last_item").eval()
+    tokens, targets = next_item_batch()
+    states = model.encoder(tokens).states
+    table = model.item_matrix()
+    torch.testing.assert_close(model.user_scores(tokens), states[:, -2] @ table.T)
+    torch.testing.assert_close(model.user_vectors(tokens), states[:, -1])  # [UR] stays
+    # Prefix rows: only the [UR] column is supervised; the target moves to the last item.
+    prefix_targets = torch.zeros_like(targets)
+    prefix_targets[:, -1] = torch.tensor([7, 1, 25])
+    expected = F.cross_entropy(states[:, -2] @ table.T, prefix_targets[:, -1] - 1)
+    torch.testing.assert_close(model.loss(tokens, prefix_targets), expected)
+    # User rows: every item position already predicts its successor; [UR]'s target is dropped.
+    user_targets = targets.clone()
+    user_targets[:, -1] = torch.tensor([7, 1, 25])
+    keep = targets > 0
+    expected = F.cross_entropy(states[keep] @ table.T, targets[keep] - 1)
+    torch.testing.assert_close(model.loss(tokens, user_targets), expected)
+    with pytest.raises(ValueError, match="readout"):
+        NextItemModel(encoder(), readout="first")

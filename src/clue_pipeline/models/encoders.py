@@ -37,6 +37,14 @@ class EncoderConfig:
     causal: bool = True  # transformer only; GRU and CNN are causal by construction
     init_std: float = 0.02  # std of the normal init of embeddings (small logits at start)
     ffn_hidden: int | None = None  # transformer FFN width; None = hidden (SASRec)
+    # Transformer block variants (see TransformerEncoder): where LayerNorm sits, the FFN's
+    # non-linearity, dropout on the attention output, LayerNorm on item + position embeddings,
+    # and the init of Linear layers (None = PyTorch's default; a float = normal(0, std), zero bias).
+    norm: str = "pre"  # pre | post
+    activation: str = "relu"  # relu | gelu
+    attn_output_dropout: bool = False
+    embedding_norm: bool = False
+    linear_init_std: float | None = None
     kernel_size: int = 3  # CNN only
     dilations: tuple[int, ...] = (1, 2, 4, 8)  # CNN only; one residual unit per dilation
 
@@ -88,12 +96,13 @@ class SequenceEncoder(nn.Module):
 
 
 class TransformerEncoder(SequenceEncoder):
-    """SASRec-style self-attention encoder, pre-LN (LayerNorm before each sub-layer, final LN).
+    """SASRec-style self-attention encoder with the block variants of ``EncoderConfig``.
 
-    Pre-LN trains stably without warm-up at the paper's dropout of 0.5. Dropout runs in as few
-    places as possible because its random numbers are a large share of a CPU step: once on the
-    input embeddings, on the attention probabilities (inside scaled_dot_product_attention), and
-    once on each FFN output: 1 + 2 * blocks calls in all.
+    ``norm: pre`` puts LayerNorm before each sub-layer and once at the end (trains stably without
+    warm-up); ``norm: post`` is SASRec / RecBole's block (LayerNorm after each residual sum, with
+    ``embedding_norm`` normalising the input). Dropout runs in as few places as possible because
+    its random numbers are a large share of a CPU step: on the input embeddings, on the attention
+    probabilities, on each FFN output and, with ``attn_output_dropout``, on each attention output.
     """
 
     def __init__(self, config: EncoderConfig) -> None:
@@ -101,11 +110,14 @@ class TransformerEncoder(SequenceEncoder):
         d = config.hidden
         self.position_embedding = nn.Embedding(config.max_len + 1, d)
         nn.init.normal_(self.position_embedding.weight, std=config.init_std)
-        self.blocks = nn.ModuleList(
-            _TransformerBlock(d, config.heads, config.ffn_hidden or d, config.dropout)
-            for _ in range(config.blocks)
-        )
-        self.final_norm = nn.LayerNorm(d)
+        self.embedding_norm = nn.LayerNorm(d) if config.embedding_norm else None
+        self.blocks = nn.ModuleList(_TransformerBlock(config) for _ in range(config.blocks))
+        self.final_norm = nn.LayerNorm(d) if config.norm == "pre" else None
+        if config.linear_init_std is not None:
+            for module in self.blocks.modules():
+                if isinstance(module, nn.Linear):
+                    nn.init.normal_(module.weight, std=config.linear_init_std)
+                    nn.init.zeros_(module.bias)
 
     def encode(self, tokens: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
         width = tokens.shape[1]
@@ -113,12 +125,14 @@ class TransformerEncoder(SequenceEncoder):
             self.config.max_len + 1 - width, self.config.max_len + 1, device=tokens.device
         )
         x = self.item_embedding(tokens) + self.position_embedding(positions)  # (B, W, d)
+        if self.embedding_norm is not None:
+            x = self.embedding_norm(x)
         x = fast_dropout(x, self.config.dropout, self.training)
         mask = attention_mask(real, self.config.causal)  # (B, 1, W, W)
         attn_dropout = self.config.dropout if self.training else 0.0
         for block in self.blocks:
             x = block(x, mask, attn_dropout)
-        return self.final_norm(x)
+        return x if self.final_norm is None else self.final_norm(x)
 
 
 def attention_mask(real: torch.Tensor, causal: bool) -> torch.Tensor:
@@ -136,10 +150,12 @@ def attention_mask(real: torch.Tensor, causal: bool) -> torch.Tensor:
 
 
 class _TransformerBlock(nn.Module):
-    def __init__(self, d: int, heads: int, ffn_hidden: int, dropout: float) -> None:
+    def __init__(self, config: EncoderConfig) -> None:
         super().__init__()
-        self.heads = heads
-        self.dropout = dropout
+        d, ffn_hidden = config.hidden, config.ffn_hidden or config.hidden
+        self.heads, self.dropout, self.pre_norm = config.heads, config.dropout, config.norm == "pre"
+        self.attn_output_dropout = config.attn_output_dropout
+        self.activation = ACTIVATIONS[config.activation]
         self.attn_norm = nn.LayerNorm(d)
         self.qkv = nn.Linear(d, 3 * d)
         self.out = nn.Linear(d, d)
@@ -149,12 +165,24 @@ class _TransformerBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, attn_dropout: float) -> torch.Tensor:
         b, w, d = x.shape
-        qkv = self.qkv(self.attn_norm(x)).view(b, w, 3, self.heads, d // self.heads)
+        h = self.attn_norm(x) if self.pre_norm else x
+        qkv = self.qkv(h).view(b, w, 3, self.heads, d // self.heads)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, h, W, d/h)
-        attended = attend(q, k, v, mask, attn_dropout)
-        x = x + self.out(attended.transpose(1, 2).reshape(b, w, d))
-        ffn = self.ffn_out(F.relu(self.ffn_in(self.ffn_norm(x))))
-        return x + fast_dropout(ffn, self.dropout, self.training)
+        attended = self.out(attend(q, k, v, mask, attn_dropout).transpose(1, 2).reshape(b, w, d))
+        if self.attn_output_dropout:
+            attended = fast_dropout(attended, self.dropout, self.training)
+        x = x + attended
+        if not self.pre_norm:
+            x = self.attn_norm(x)
+        h = self.ffn_norm(x) if self.pre_norm else x
+        x = x + fast_dropout(
+            self.ffn_out(self.activation(self.ffn_in(h))), self.dropout, self.training
+        )
+        return x if self.pre_norm else self.ffn_norm(x)
+
+
+ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}
+NORMS = ("pre", "post")
 
 
 def attend(
@@ -312,6 +340,12 @@ def _validate_config(config: EncoderConfig) -> None:
         fail("dropout", config.dropout, "a float in [0, 1)")
     if config.init_std <= 0:
         fail("init_std", config.init_std, "a positive float")
+    if config.norm not in NORMS:
+        fail("norm", config.norm, f"one of {list(NORMS)}")
+    if config.activation not in ACTIVATIONS:
+        fail("activation", config.activation, f"one of {sorted(ACTIVATIONS)}")
+    if config.linear_init_std is not None and not config.linear_init_std > 0:
+        fail("linear_init_std", config.linear_init_std, "null (PyTorch's default) or a float > 0")
     if config.ffn_hidden is not None and config.ffn_hidden < 1:
         fail("ffn_hidden", config.ffn_hidden, "a positive integer or null (= hidden)")
     if not config.dilations or min(config.dilations) < 1:

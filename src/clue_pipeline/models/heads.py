@@ -36,10 +36,12 @@ def item_cross_entropy(
     table: torch.Tensor,
     targets: torch.Tensor,
     chunk_size: int | None = None,
+    label_smoothing: float = 0.0,
 ) -> torch.Tensor:
     """Mean softmax cross-entropy of ``states @ table.T`` against ``targets`` (0-based rows).
 
-    Equal to ``F.cross_entropy(states @ table.T, targets)``, but the (M, N) logits never exist
+    Equal to ``F.cross_entropy(states @ table.T, targets, label_smoothing=...)``, but the (M, N)
+    logits never exist
     at once: each chunk of rows computes its loss and, right away, its gradients, so a step
     touches a cache-sized buffer instead of allocating (and page-faulting) M x N floats three
     times. On CPU this halves the cost of the full-softmax output layer.
@@ -48,17 +50,22 @@ def item_cross_entropy(
         raise ValueError("item cross-entropy: no supervised positions in the batch")
     if chunk_size is None:
         chunk_size = CPU_CHUNK_ROWS if states.device.type == "cpu" else DEVICE_CHUNK_ROWS
-    return _ChunkedItemCrossEntropy.apply(states, table, targets, chunk_size)
+    if not 0.0 <= label_smoothing < 1.0:
+        raise ValueError(f"label_smoothing = {label_smoothing!r}: expected a float in [0, 1)")
+    return _ChunkedItemCrossEntropy.apply(states, table, targets, chunk_size, label_smoothing)
 
 
 class _ChunkedItemCrossEntropy(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, states, table, targets, chunk_size):
+    def forward(ctx, states, table, targets, chunk_size, smoothing):
         with torch.autocast(states.device.type, enabled=False):  # fp32 softmax sums under bf16
-            return _ChunkedItemCrossEntropy._forward(ctx, states, table, targets, chunk_size)
+            return _ChunkedItemCrossEntropy._forward(
+                ctx, states, table, targets, chunk_size, smoothing
+            )
 
     @staticmethod
-    def _forward(ctx, states, table, targets, chunk_size):
+    def _forward(ctx, states, table, targets, chunk_size, smoothing):
+        """Smoothed target: (1 - e) one-hot + e / N; loss = lse - (1 - e) z_y - e mean(z)."""
         need_states, need_table = ctx.needs_input_grad[:2]
         s_all, t = states.float(), table.float()
         grad_states = torch.empty_like(s_all) if need_states else None
@@ -69,13 +76,19 @@ class _ChunkedItemCrossEntropy(torch.autograd.Function):
             y = targets[start : start + chunk_size, None]
             logits = s @ t.T  # (c, N)
             target_logit = logits.gather(1, y)
+            if smoothing:
+                target_logit = (1.0 - smoothing) * target_logit + smoothing * logits.mean(
+                    1, keepdim=True
+                )
             top = logits.amax(1, keepdim=True)
             probs = logits.sub_(top).exp_()  # one exp pass serves the loss and the softmax
             sum_exp = probs.sum(1, keepdim=True)
             total += (top + sum_exp.log() - target_logit).sum()
             if need_states or need_table:
                 probs.div_(sum_exp)
-                probs.scatter_add_(1, y, torch.full_like(y, -1.0, dtype=probs.dtype))
+                if smoothing:
+                    probs.sub_(smoothing / probs.shape[1])
+                probs.scatter_add_(1, y, torch.full_like(y, smoothing - 1.0, dtype=probs.dtype))
                 if need_states:
                     grad_states[start : start + chunk_size] = probs @ t
                 if need_table:
@@ -92,6 +105,7 @@ class _ChunkedItemCrossEntropy(torch.autograd.Function):
         return (
             None if grad_states is None else (grad_states * scale).to(ctx.dtypes[0]),
             None if grad_table is None else (grad_table * scale).to(ctx.dtypes[1]),
+            None,
             None,
             None,
         )
@@ -125,6 +139,9 @@ class _EncoderHead(nn.Module):
         return self.encoder(tokens)
 
 
+READOUTS = ("ur", "last_item")
+
+
 class NextItemModel(_EncoderHead):
     """Next-item recommendation: softmax over all items at every supervised position.
 
@@ -132,12 +149,26 @@ class NextItemModel(_EncoderHead):
     nothing is supervised. Only supervised states are scored, which saves the padded share of
     the (positions x N) logits.
 
+    ``readout`` picks the state that scores the next item: ``ur`` (the ``[UR]`` user vector,
+    CLUE's design) or ``last_item`` (the state of the most recent item, as SASRec reads it;
+    the ``[UR]`` target then moves to that position). Either way ``user_vectors`` stays the
+    ``[UR]`` output, the vector CLUE transfers.
+
     With ``freeze_encoder`` the tied table is frozen with the encoder, so the probe trains its
     own output table (initialised from the item embedding): a linear layer on frozen states.
     """
 
-    def __init__(self, encoder: SequenceEncoder, freeze_encoder: bool = False) -> None:
+    def __init__(
+        self,
+        encoder: SequenceEncoder,
+        freeze_encoder: bool = False,
+        readout: str = "ur",
+        label_smoothing: float = 0.0,
+    ) -> None:
+        if readout not in READOUTS:
+            raise ValueError(f"next-item readout = {readout!r}: expected one of {list(READOUTS)}")
         super().__init__(encoder, freeze_encoder)
+        self.readout, self.label_smoothing = readout, label_smoothing
         self.output_items = (
             nn.Parameter(item_table(encoder).detach().clone()) if freeze_encoder else None
         )
@@ -151,19 +182,42 @@ class NextItemModel(_EncoderHead):
                 f"next-item targets: expected shape {tuple(tokens.shape)} like the tokens, "
                 f"got {tuple(targets.shape)}"
             )
+        if self.readout == "last_item":
+            targets = last_item_targets(targets)
         supervised = targets > 0
         states = self._encode(tokens).states[supervised]  # (M, d)
-        return item_cross_entropy(states, self.item_matrix(), targets[supervised] - 1)
+        return item_cross_entropy(
+            states,
+            self.item_matrix(),
+            targets[supervised] - 1,
+            label_smoothing=self.label_smoothing,
+        )
 
     def item_matrix(self) -> torch.Tensor:
-        """(N, d): row j is item token j + 1; scores = user_vectors @ item_matrix.T."""
+        """(N, d): row j is item token j + 1; scores = query_vectors @ item_matrix.T."""
         return item_table(self.encoder) if self.output_items is None else self.output_items
 
+    def query_vectors(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(B, d): the state that scores the next item, by ``readout``."""
+        if self.readout == "ur":
+            return self.user_vectors(tokens)
+        return self._encode(tokens).states[:, -2]
+
     def user_scores(self, tokens: torch.Tensor) -> torch.Tensor:
-        """(B, N) scores of every item for each user from the [UR] state; column j = token j + 1."""
-        return self.user_vectors(tokens) @ self.item_matrix().T
+        """(B, N) scores of every item for each user; column j = token j + 1."""
+        return self.query_vectors(tokens) @ self.item_matrix().T
 
     scores = user_scores
+
+
+def last_item_targets(targets: torch.Tensor) -> torch.Tensor:
+    """Targets for the ``last_item`` read-out: the ``[UR]`` column's target moves to the last
+    item's column where that one has none (prefix rows); with every position supervised (user
+    rows) both already hold the same item, so the ``[UR]`` target is simply dropped."""
+    moved = targets.clone()
+    moved[:, -2] = torch.where(moved[:, -2] > 0, moved[:, -2], moved[:, -1])
+    moved[:, -1] = 0
+    return moved
 
 
 class ClassifierModel(_EncoderHead):

@@ -27,7 +27,7 @@ from clue_pipeline.models.encoders import (
     encoder_from_checkpoint,
     encoder_to_checkpoint,
 )
-from clue_pipeline.models.heads import ClassifierModel, NextItemModel
+from clue_pipeline.models.heads import READOUTS, ClassifierModel, NextItemModel
 from clue_pipeline.tasks.batching import prefix_batch, prefix_row_bounds, trim_padding
 from clue_pipeline.training.loop import StepFn, TrainConfig, TrainResult, fit
 
@@ -72,6 +72,24 @@ def make_encoder(
 
 
 # ---------------------------------------------------------------- next-item recommendation
+
+
+@dataclass
+class NextItemHead:
+    """``finetune.next_item``: which state scores the next item and the loss's smoothing.
+
+    ``readout: ur`` scores from the ``[UR]`` user vector (CLUE's design); ``last_item`` from
+    the most recent item's state, as SASRec does. ``[UR]`` stays the transferred user vector.
+    """
+
+    readout: str = "ur"
+    label_smoothing: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.readout not in READOUTS:
+            raise ValueError(
+                f"finetune.next_item.readout = {self.readout!r}: expected one of {list(READOUTS)}"
+            )
 
 
 @dataclass
@@ -142,11 +160,18 @@ def finetune_next_item(
     freeze_encoder: bool = False,
     exclude_history: bool = False,
     on_validation=None,
+    head: NextItemHead | None = None,
 ) -> tuple[NextItemModel, TrainResult]:
     """``on_validation(metrics, model)`` sees every epoch's validation metrics and the model in
     eval mode (e.g. an Optuna pruner, or a benchmark scoring the test items per epoch)."""
     torch.manual_seed(config.seed)
-    model = NextItemModel(encoder, freeze_encoder=freeze_encoder)
+    head = head or NextItemHead()
+    model = NextItemModel(
+        encoder,
+        freeze_encoder=freeze_encoder,
+        readout=head.readout,
+        label_smoothing=head.label_smoothing,
+    )
 
     def validate(m: NextItemModel) -> dict[str, float]:
         metrics = evaluate_next_item(m, valid, exclude_history=exclude_history)
@@ -171,7 +196,10 @@ def evaluate_next_item(
     model: NextItemModel, data: RankingData, exclude_history: bool = False, batch_size: int = 1024
 ) -> dict[str, float]:
     """Full ranking of all items for every user (never sampled negatives)."""
-    vectors = user_vectors(model, data.tokens, batch_size)
+    model.eval()
+    vectors = by_length(
+        model.query_vectors, data.tokens, batch_size, next(model.parameters()).device
+    )
     item_matrix = model.item_matrix().detach()
     return ranking_metrics(
         vectors,
@@ -318,7 +346,11 @@ def restore_model(checkpoint: dict) -> torch.nn.Module:
     """The fine-tuned model of ``export_checkpoint``, rebuilt and loaded, in eval mode."""
     frozen = bool(checkpoint.get("freeze_encoder", False))
     if checkpoint.get("task") == "next_item":
-        model = NextItemModel(encoder_from_checkpoint(checkpoint["encoder"]), freeze_encoder=frozen)
+        model = NextItemModel(
+            encoder_from_checkpoint(checkpoint["encoder"]),
+            freeze_encoder=frozen,
+            readout=checkpoint.get("readout", "ur"),
+        )
     elif checkpoint["backbone"] in BASELINES:
         config = BaselineConfig(**checkpoint["baseline_config"])
         model = BASELINES[checkpoint["backbone"]](config)

@@ -1,7 +1,13 @@
-"""Job fingerprints: a checkpoint is resumed only by the very job that wrote it."""
+"""Job fingerprints: a checkpoint is resumed only by the very job that wrote it.
+
+A job is its data, its settings and the code that computes it: the fingerprint hashes the
+sources of the packages that define the models, the losses and the training loop, so after a
+code change a rerun with unchanged settings trains afresh instead of reloading stale weights.
+"""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import asdict, is_dataclass
@@ -19,6 +25,10 @@ _NEUTRAL = {
     "checkpoint_every_steps",
 }
 
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+# What a trained job's weights depend on: models, losses, batching and the loop.
+CODE_PATHS = ("models", "training", "tasks", "augment.py", "metrics.py")
+
 
 def fingerprint(*parts: Any) -> str:
     """Short hash of configs (dataclasses, dicts) and arrays (by their bytes)."""
@@ -35,6 +45,26 @@ def fingerprint(*parts: Any) -> str:
     return digest.hexdigest()[:16]
 
 
+def code_version(root: Path | None = None, paths: tuple[str, ...] = CODE_PATHS) -> str:
+    """Hash of the Python sources under ``root`` (the installed package) that jobs depend on."""
+    return _hash_sources(Path(root or PACKAGE_ROOT).resolve(), tuple(paths))
+
+
+@functools.cache
+def _hash_sources(root: Path, paths: tuple[str, ...]) -> str:
+    digest = hashlib.sha256()
+    for name in paths:
+        target = root / name
+        files = sorted(target.rglob("*.py")) if target.is_dir() else [target]
+        for file in files:
+            if file.is_file():
+                digest.update(file.relative_to(root).as_posix().encode())
+                digest.update(file.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def job_checkpoint_dir(base: str | None, name: str, *parts: Any) -> str | None:
-    """``base/name/<fingerprint>``, or None when checkpoints are off."""
-    return str(Path(base) / name / fingerprint(*parts)) if base else None
+    """``base/name/<fingerprint>`` of the job's parts and the code version; None when off."""
+    if not base:
+        return None
+    return str(Path(base) / name / fingerprint(*parts, {"code": code_version()}))

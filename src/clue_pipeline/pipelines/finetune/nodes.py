@@ -9,6 +9,7 @@ import pandas as pd
 from clue_pipeline.config import encoder_config, to_dataclass, train_config
 from clue_pipeline.tasks.finetuning import (
     MethodSpec,
+    NextItemHead,
     build_classifier,
     evaluate_coldstart,
     evaluate_profiling,
@@ -46,6 +47,7 @@ def finetune_next_item(
         next_item_data(split, encoder_cfg.max_len, encoder_cfg.num_items), finetune_params
     )
     layout = str(finetune_params.get("next_item_rows", "user"))
+    head = to_dataclass(NextItemHead, finetune_params.get("next_item"), "finetune.next_item")
     rows = data.training_rows(layout)
     config = _train_config(
         finetune_params,
@@ -54,6 +56,7 @@ def finetune_next_item(
         data.train_tokens,
         layout,
         encoder_cfg,
+        head,
         _weights_id(pretrained),
     )
     logger.info("next-item %s: %d training rows (%s layout)", method.name, rows.count, layout)
@@ -64,6 +67,7 @@ def finetune_next_item(
         config,
         freeze_encoder=method.freeze_encoder,
         exclude_history=bool(finetune_params.get("exclude_history", False)),
+        head=head,
     )
     logger.info("next-item %s: best epoch %s of %d", method.name, result.best_epoch, config.epochs)
     return (
@@ -73,6 +77,7 @@ def finetune_next_item(
             task="next_item",
             max_len=encoder_cfg.max_len,
             training_rows=layout,
+            readout=head.readout,
         ),
         result.history,
     )

@@ -1,0 +1,303 @@
+"""The next-item recipe, one change at a time, each rung trained to its plateau.
+
+    .venv/bin/python -m benchmarks.recipe_ladder [--rungs today last_item ...] [--seeds 0]
+        [--threads 1] [--dataset beauty]
+    .venv/bin/python -m benchmarks.recipe_ladder --summary-only
+
+A rung is a recipe: its parent's settings plus one change (a few rungs change a named group,
+such as RecBole's transformer block, and say so). Each trains CLUE-Zero (fresh weights) through
+the project's own encoder, heads, rows and loop until validation NDCG@10 has not improved for
+``--patience`` epochs, then scores the best epoch's weights on validation and test under both
+protocols: the whole catalogue ranked (``history kept``) and the user's own history removed
+from the ranking (``history excluded``, the published protocol on these files).
+
+Cells are resumable: a finished rung is saved to benchmarks/results/recipe_ladder/cells/ and
+never recomputed while its settings are unchanged; a rung killed mid-way resumes from its
+last checkpoint (benchmarks/.cache/recipe_ladder/, fingerprinted with the code version, so a
+code change retrains). The summary, benchmarks/results/recipe_ladder.{json,md}, is rewritten
+after every cell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from benchmarks.common import REPO, RESULTS, load_next_item, write_results
+from clue_pipeline.config import encoder_config, train_config
+from clue_pipeline.models.encoders import build_encoder
+from clue_pipeline.tasks.finetuning import NextItemHead, evaluate_next_item, finetune_next_item
+from clue_pipeline.tasks.fingerprint import code_version, fingerprint, job_checkpoint_dir
+from clue_pipeline.tasks.task_data import next_item_data
+
+CELLS = RESULTS / "recipe_ladder" / "cells"
+CACHE = REPO / "benchmarks" / ".cache" / "recipe_ladder"
+
+# The pipeline's next-item recipe on Amazon data before this ladder (conf/base + conf/beauty).
+TODAY: dict[str, Any] = {
+    "encoder": {
+        "kind": "transformer",
+        "max_len": 50,
+        "hidden": 64,
+        "blocks": 2,
+        "heads": 4,
+        "dropout": 0.5,
+        "norm": "pre",
+        "ffn_hidden": None,
+        "activation": "relu",
+        "attn_output_dropout": False,
+        "embedding_norm": False,
+        "linear_init_std": None,
+    },
+    "head": {"readout": "ur", "label_smoothing": 0.0},
+    "rows": "prefix",
+    "train": {"batch_size": 256, "lr": 1e-3, "grad_clip": 5.0, "weight_decay": 0.0},
+}
+RECBOLE_BLOCK = {
+    "norm": "post",
+    "embedding_norm": True,
+    "attn_output_dropout": True,
+    "ffn_hidden": 256,
+    "activation": "gelu",
+    "heads": 2,
+    "linear_init_std": 0.02,
+}
+
+# name -> (parent, change, what it tries). Changes are nested dicts merged over the parent.
+RUNGS: dict[str, tuple[str | None, dict[str, Any], str]] = {
+    "today": (None, {}, "the pipeline's recipe before the ladder: pre-LN, FFN 64 ReLU, 4 heads"),
+    "last_item": (
+        "today",
+        {"head": {"readout": "last_item"}},
+        "score from the last item's state instead of [UR]",
+    ),
+    "recbole_block": (
+        "today",
+        {"encoder": RECBOLE_BLOCK},
+        "RecBole's block as a group: post-LN, LN on embeddings, attention-output dropout, "
+        "FFN 256 GELU, 2 heads, normal(0, 0.02) Linear init",
+    ),
+    "recbole_block_last_item": (
+        "recbole_block",
+        {"head": {"readout": "last_item"}},
+        "RecBole's block, scored from the last item's state",
+    ),
+    "rb_li_pre_ln": ("recbole_block_last_item", {"encoder": {"norm": "pre"}}, "pre-LN"),
+    "rb_li_ffn64_relu": (
+        "recbole_block_last_item",
+        {"encoder": {"ffn_hidden": None, "activation": "relu"}},
+        "FFN 64 with ReLU",
+    ),
+    "rb_li_heads4": ("recbole_block_last_item", {"encoder": {"heads": 4}}, "4 heads"),
+    "rb_li_default_init": (
+        "recbole_block_last_item",
+        {"encoder": {"linear_init_std": None}},
+        "PyTorch's default Linear init",
+    ),
+    "rb_li_no_attn_out_dropout": (
+        "recbole_block_last_item",
+        {"encoder": {"attn_output_dropout": False}},
+        "no dropout on the attention output",
+    ),
+    "rb_li_no_emb_norm": (
+        "recbole_block_last_item",
+        {"encoder": {"embedding_norm": False}},
+        "no LayerNorm on the input embeddings",
+    ),
+    "rb_li_smoothing": (
+        "recbole_block_last_item",
+        {"head": {"label_smoothing": 0.1}},
+        "label smoothing 0.1",
+    ),
+    "rb_li_user_rows": (
+        "recbole_block_last_item",
+        {"rows": "user"},
+        "one row per user, every position supervised (SASRec's own rows)",
+    ),
+    "rb_li_no_clip": ("recbole_block_last_item", {"train": {"grad_clip": None}}, "no grad clip"),
+    "rb_li_dropout03": ("recbole_block_last_item", {"encoder": {"dropout": 0.3}}, "dropout 0.3"),
+    "rb_li_batch128": ("recbole_block_last_item", {"train": {"batch_size": 128}}, "batch 128"),
+}
+
+
+def recipe(name: str) -> dict[str, Any]:
+    """A rung's full settings: the chain of changes from ``today`` down to it."""
+    parent, change, _ = RUNGS[name]
+    return _merge(TODAY if parent is None else recipe(parent), change)
+
+
+def _merge(base: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
+    merged = json.loads(json.dumps(base))
+    for key, value in change.items():
+        merged[key] = _merge(merged[key], value) if isinstance(value, dict) else value
+    return merged
+
+
+def run_rung(name: str, seed: int, task, num_items: int, args) -> dict[str, Any]:
+    settings = recipe(name)
+    encoder = encoder_config(settings["encoder"], num_items, where=f"rung {name} encoder")
+    head = NextItemHead(**settings["head"])
+    config = train_config(
+        {
+            **settings["train"],
+            "epochs": args.max_epochs,
+            "seed": seed,
+            "patience": args.patience,
+            "monitor": "ndcg@10",
+            "bucket_by_length": True,
+            "drop_last": False,
+            "checkpoint_every_steps": 200,
+            "resume": True,
+        },
+        f"rung {name}",
+    )
+    config.checkpoint_dir = job_checkpoint_dir(
+        str(CACHE), f"{args.dataset}/{name}/seed{seed}", settings, config
+    )
+    rows = task.training_rows(settings["rows"])
+
+    def report(metrics: dict[str, float], _model) -> None:
+        print(f"  {name} seed {seed}: valid NDCG@10 {metrics['ndcg@10']:.4f}", flush=True)
+
+    torch.manual_seed(seed)
+    start = time.perf_counter()
+    model, result = finetune_next_item(
+        rows, task.valid, build_encoder(encoder), config, on_validation=report, head=head
+    )
+    wall = time.perf_counter() - start
+    scores = {}
+    eval_s = []
+    for split_name, data in (("valid", task.valid), ("test", task.test)):
+        for protocol, exclude in (("kept", False), ("excluded", True)):
+            began = time.perf_counter()
+            metrics = evaluate_next_item(model, data, exclude_history=exclude)
+            eval_s.append(time.perf_counter() - began)
+            scores[f"{split_name}/{protocol}"] = {
+                k: float(metrics[k]) for k in ("recall@10", "ndcg@10", "mrr@10")
+            }
+    epochs = [e for e in result.history if "wall_s" in e]
+    return {
+        "rung": name,
+        "seed": seed,
+        "settings": settings,
+        "settings_hash": fingerprint(settings),
+        "code_version": code_version(),
+        "rows": rows.count,
+        "best_epoch": result.best_epoch,
+        "epochs_run": len(result.history),
+        "median_epoch_s": statistics.median(e["wall_s"] for e in epochs),
+        "eval_s": statistics.median(eval_s),
+        "wall_s": wall,
+        "threads": torch.get_num_threads(),
+        "scores": scores,
+        "curve": [round(float(e.get("ndcg@10", float("nan"))), 5) for e in result.history],
+        "config": asdict(config) | {"checkpoint_dir": None},
+    }
+
+
+def cell_path(dataset: str, name: str, seed: int) -> Path:
+    return CELLS / dataset / f"{name}-seed{seed}.json"
+
+
+def load_cells(dataset: str) -> list[dict[str, Any]]:
+    folder = CELLS / dataset
+    return (
+        [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+        if folder.exists()
+        else []
+    )
+
+
+def summarise(dataset: str) -> None:
+    cells = load_cells(dataset)
+    by_rung: dict[str, list[dict[str, Any]]] = {}
+    for cell in cells:
+        if cell["settings_hash"] == fingerprint(recipe(cell["rung"])):
+            by_rung.setdefault(cell["rung"], []).append(cell)
+    lines = [
+        f"CLUE-Zero next-item on `{dataset}`, one change per rung (parent in brackets), each "
+        "trained until valid NDCG@10 stalls, scored at its best epoch. Full ranking over all "
+        "items; **kept** = history items stay in the ranking (the pipeline's default "
+        "protocol), **excl.** = the user's history removed from the ranking (the published "
+        "protocol on these files). Mean over seeds; epoch and evaluation seconds are medians "
+        "on the machine below, with other jobs sharing it, so compare them within this table.",
+        "",
+        "| rung (parent) | change | seeds | best epoch | test HR@10 kept | test NDCG@10 kept | "
+        "test MRR@10 kept | test HR@10 excl. | test NDCG@10 excl. | test MRR@10 excl. | "
+        "valid NDCG@10 kept / excl. | epoch s | eval s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, (parent, _, what) in RUNGS.items():
+        runs = by_rung.get(name)
+        if not runs:
+            lines.append(f"| {name} ({parent or '-'}) | {what} | 0 | not run yet |" + " |" * 9)
+            continue
+
+        def mean(path: str, key: str, runs=runs) -> float:
+            return float(np.mean([r["scores"][path][key] for r in runs]))
+
+        lines.append(
+            f"| {name} ({parent or '-'}) | {what} | {len(runs)} | "
+            f"{'/'.join(str(r['best_epoch']) for r in runs)} | "
+            + " | ".join(
+                f"{mean(f'test/{p}', k):.4f}"
+                for p in ("kept", "excluded")
+                for k in ("recall@10", "ndcg@10", "mrr@10")
+            )
+            + f" | {mean('valid/kept', 'ndcg@10'):.4f} / {mean('valid/excluded', 'ndcg@10'):.4f}"
+            + f" | {np.median([r['median_epoch_s'] for r in runs]):.1f}"
+            + f" | {np.median([r['eval_s'] for r in runs]):.2f} |"
+        )
+    write_results(
+        f"recipe_ladder_{dataset}" if dataset != "beauty" else "recipe_ladder",
+        {"dataset": dataset, "rungs": {k: v[1:] for k, v in RUNGS.items()}, "cells": cells},
+        "\n".join(lines),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--dataset", default="beauty")
+    parser.add_argument("--rungs", nargs="*", default=list(RUNGS))
+    parser.add_argument("--seeds", nargs="*", type=int, default=[0])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--max-epochs", type=int, default=200)
+    parser.add_argument("--patience", type=int, default=8)
+    parser.add_argument("--summary-only", action="store_true")
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.rungs) - set(RUNGS))
+    if unknown:
+        parser.error(f"unknown rungs {unknown}; known: {list(RUNGS)}")
+    torch.set_num_threads(args.threads)
+    if not args.summary_only:
+        data = load_next_item(args.dataset, 50, min_seq_len=5)
+        task = next_item_data(data.split, 50, data.num_items)
+        for name in args.rungs:
+            for seed in args.seeds:
+                path = cell_path(args.dataset, name, seed)
+                if path.exists() and json.loads(path.read_text())["settings_hash"] == fingerprint(
+                    recipe(name)
+                ):
+                    continue
+                print(f"rung {name} seed {seed}: training", flush=True)
+                cell = run_rung(name, seed, task, data.num_items, args)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(".tmp")
+                tmp.write_text(json.dumps(cell, indent=1, default=str))
+                tmp.replace(path)
+                print(f"rung {name} seed {seed}: {cell['scores']['test/kept']}", flush=True)
+                summarise(args.dataset)
+    summarise(args.dataset)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

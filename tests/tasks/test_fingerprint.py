@@ -1,0 +1,65 @@
+"""Checkpoints know their code: a changed model never resumes or reuses an old run."""
+
+from __future__ import annotations
+
+import copy
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from clue_pipeline.pipelines.finetune import nodes as finetune
+from clue_pipeline.tasks import fingerprint as fp
+from tests.pipelines.test_finetune_nodes import params, tables  # noqa: F401  (fixtures)
+
+
+def test_code_version_follows_the_sources(tmp_path: Path):
+    root = tmp_path / "pkg"
+    shutil.copytree(fp.PACKAGE_ROOT, root, ignore=shutil.ignore_patterns("__pycache__"))
+    before = fp.code_version(root)
+    assert before == fp.code_version(root)
+    encoders = root / "models" / "encoders.py"
+    encoders.write_text(encoders.read_text().replace("x = x + attended", "x = attended + x"))
+    fp._hash_sources.cache_clear()
+    assert fp.code_version(root) != before
+    # Files outside the training code (e.g. figures) do not retrain anything.
+    (root / "figures.py").write_text("# changed\n")
+    fp._hash_sources.cache_clear()
+    assert fp.code_version(root) == fp.code_version(root)
+
+
+def test_a_changed_model_trains_afresh_instead_of_reloading(
+    params,  # noqa: F811
+    tables,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+):
+    item_index, _, _, _, split = tables
+    settings = copy.deepcopy(params["finetune"])
+    settings["train"].update({"checkpoint_dir": str(tmp_path / "ckpt"), "resume": True})
+    spec = settings["methods"]["clue_zero"]
+
+    def run() -> tuple[list[Path], list[dict]]:
+        _, history = finetune.finetune_next_item(
+            split, item_index, params["encoder"], settings, spec
+        )
+        return sorted((tmp_path / "ckpt" / "next_item" / "clue_zero").iterdir()), history
+
+    first_dirs, first = run()
+    again_dirs, again = run()  # same code and settings: the finished run is reused
+    assert again_dirs == first_dirs and again == first
+
+    # The model's code changes (a copy of the package with an edited encoder stands in for
+    # the installed one): the job's fingerprint changes, and it trains in a new folder.
+    copy_root = tmp_path / "pkg"
+    shutil.copytree(fp.PACKAGE_ROOT, copy_root, ignore=shutil.ignore_patterns("__pycache__"))
+    encoders = copy_root / "models" / "encoders.py"
+    encoders.write_text(encoders.read_text() + "\n# a changed model\n")
+    monkeypatch.setattr(fp, "PACKAGE_ROOT", copy_root)
+    changed_dirs, changed = run()
+    assert len(changed_dirs) == 2 and set(first_dirs) < set(changed_dirs)
+    new_dir = (set(changed_dirs) - set(first_dirs)).pop()
+    assert (new_dir / "last.pt").exists()
+    assert len(changed) == len(first) and np.isfinite(changed[0]["loss"])
+    assert changed[0]["wall_s"] != first[0]["wall_s"]  # timed anew: it really trained
