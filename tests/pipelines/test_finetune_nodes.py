@@ -114,6 +114,27 @@ def test_next_item_trains_and_ranks_all_items(params, tables, method, layout):
     record = evaluate.evaluate_next_item(model, split, item_index, params["evaluate"], "toy")
     assert record["metrics"]["n_users"] == 120 and record["history_excluded"] is False
     assert record["training_rows"] == layout
+    kept, excluded = record["protocols"]["history_kept"], record["protocols"]["history_excluded"]
+    assert record["metrics"] == kept and excluded["history_excluded"] is True
+    # Every test item that is not among the user's history ranks at least as high without it.
+    assert excluded["mrr@10"] >= kept["mrr@10"] - 0.02
+
+
+@pytest.mark.parametrize("readout", ["ur", "last_item"])
+def test_next_item_readout_is_a_parameter_and_travels_with_the_model(params, tables, readout):
+    item_index, _, _, _, split = tables
+    settings = {**params["finetune"], "next_item": {"readout": readout, "label_smoothing": 0.1}}
+    model, _ = finetune.finetune_next_item(
+        split, item_index, params["encoder"], settings, params["finetune"]["methods"]["clue_zero"]
+    )
+    assert model["readout"] == readout
+    record = evaluate.evaluate_next_item(model, split, item_index, params["evaluate"], "toy")
+    assert record["readout"] == readout and record["metrics"]["n_users"] == 120
+    bad = {**params["finetune"], "next_item": {"readout": "first"}}
+    with pytest.raises(ValueError, match=r"finetune.next_item.readout = 'first'"):
+        finetune.finetune_next_item(
+            split, item_index, params["encoder"], bad, params["finetune"]["methods"]["clue_zero"]
+        )
 
 
 def test_next_item_rows_of_unknown_layout_name_the_parameter(params, tables):

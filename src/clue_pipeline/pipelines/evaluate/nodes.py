@@ -36,14 +36,25 @@ def evaluate_next_item(
     evaluate_params: dict,
     dataset_name: str,
 ) -> dict:
-    """Leave-one-out test: full ranking over all items of the [UR] vector after train + valid."""
+    """Leave-one-out test: full ranking over all items after train + valid.
+
+    ``metrics`` follow ``evaluate.exclude_history``; ``protocols`` holds both rankings (history
+    kept, as the paper; history excluded, as published numbers on the S3-Rec files), so any
+    two results can be compared under the same protocol.
+    """
     model = restore_model(model_checkpoint)
     data = next_item_data(split, int(model_checkpoint["max_len"]), len(item_index))
-    metrics = next_item_metrics(
-        model, data.test, exclude_history=bool(evaluate_params["exclude_history"])
+    protocols = {
+        name: next_item_metrics(model, data.test, exclude_history=exclude)
+        for name, exclude in (("history_kept", False), ("history_excluded", True))
+    }
+    chosen = "history_excluded" if evaluate_params["exclude_history"] else "history_kept"
+    record = _record(
+        model_checkpoint, "next_item", dataset_name, protocols[chosen], "leave-one-out"
     )
-    record = _record(model_checkpoint, "next_item", dataset_name, metrics, "leave-one-out")
+    record["protocols"] = protocols
     record["training_rows"] = model_checkpoint.get("training_rows", "user")
+    record["readout"] = model_checkpoint.get("readout", "ur")
     return record
 
 
