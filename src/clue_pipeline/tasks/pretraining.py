@@ -168,11 +168,7 @@ def representation_health(
 ) -> dict[str, float]:
     """:func:`representation_quality` plus the spectrum of the eval-mode user vectors
     (effective rank, top-2 PC share) and the std of their normalised projections."""
-    quality = representation_quality(encoder, tokens, policy, mask_token, seed)
-    was_training = encoder.training
-    encoder.eval()
-    users = encoder(tokens.to(next(encoder.parameters()).device)).user
-    encoder.train(was_training)
+    quality, users = _quality_and_users(encoder, tokens, policy, mask_token, seed)
     effective_rank, top2_share = spectrum(users)
     health = {
         **quality,
@@ -198,6 +194,12 @@ def representation_quality(
     of the l2-normalised user vectors across users: near 0 when the encoder has collapsed to
     one vector whatever the input.
     """
+    return _quality_and_users(encoder, tokens, policy, mask_token, seed)[0]
+
+
+def _quality_and_users(
+    encoder: torch.nn.Module, tokens: torch.Tensor, policy, mask_token: int, seed: int
+) -> tuple[dict[str, float], torch.Tensor]:
     device = next(encoder.parameters()).device
     tokens = tokens.to(device)
     generator = torch.Generator(device=device).manual_seed(seed)
@@ -208,8 +210,9 @@ def representation_quality(
     encoder.eval()
     users = encoder(tokens).user
     encoder.train(was_training)
-    return {
+    quality = {
         "alignment": float(aligned),
         "uniformity": float(uniformity(users)),
         "user_std": float(z_std(users)),
     }
+    return quality, users
