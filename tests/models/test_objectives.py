@@ -154,3 +154,24 @@ def test_each_objective_trains_on_cuda(name):
     result = fit(task.model, task.dataset, task.step_fn, job.train, None, task.epoch_metrics_fn)
     assert all(torch.isfinite(torch.tensor(e["loss"])) for e in result.history)
     assert next(task.model.parameters()).device.type == "cuda"
+
+
+def test_fixed_predictor_lr_is_dropped_only_where_there_is_no_predictor():
+    from clue_pipeline.tasks.pretraining import heads_present
+
+    def job(method: str, name: str, fixed: list[str]) -> PretrainJob:
+        return PretrainJob(
+            method=method,
+            tokens=tokens_batch(rows=64).numpy(),
+            encoder=ENCODER,
+            train=TrainConfig(epochs=1, batch_size=32, device="cpu", fixed_lr_params=fixed),
+            view_policy=validate_view_policy({"strategies": ["dropout"]}),
+            simsiam=SimSiamConfig(proj_dim=16, pred_dim=8),
+            objective=ObjectiveConfig(name=name),
+        )
+
+    assert heads_present(job("clue", "simsiam", ["predictor"])).train.fixed_lr_params == [
+        "predictor"
+    ]
+    assert heads_present(job("clue", "vicreg", ["predictor"])).train.fixed_lr_params == []
+    assert heads_present(job("mip", "simsiam", ["predictor", "x"])).train.fixed_lr_params == ["x"]

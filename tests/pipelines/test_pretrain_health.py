@@ -131,3 +131,19 @@ def test_kedro_pretrain_run_logs_health_curves_and_figure(finished_project: Path
         )
         assert [m.step for m in history] == [0, 1], key
     assert "pretraining_health.png" in {a.path for a in client.list_artifacts(run.info.run_id)}
+
+
+def test_the_paper_recipe_file_trains_clue_and_masked_items():
+    import yaml
+
+    from tests.conftest import REPO_ROOT
+
+    recipe = yaml.safe_load((REPO_ROOT / "conf/recipes/simsiam_paper.yml").read_text())
+    overrides = recipe["run"]["params"]["pretrain"]
+    params = _params()
+    params["train"] = {**params["train"], **overrides["train"]}
+    params["simsiam"] = {**overrides["simsiam"], "proj_dim": 32, "pred_dim": 8}
+    corpus, item_index = _corpus()
+    _, clue = pretrain_clue(corpus, item_index, VIEWS, ENCODER, params)
+    _, mip = pretrain_masked_items(corpus, item_index, ENCODER, params)
+    assert len(clue) == len(mip) == 2

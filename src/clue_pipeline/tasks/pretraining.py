@@ -9,7 +9,7 @@ rebuild the same job in each process.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 
 import numpy as np
@@ -98,8 +98,31 @@ def build_pretraining(job: PretrainJob) -> TrainingTask:
     raise ValueError(f"pretrain method: unknown '{job.method}'; expected 'clue' or 'mip'")
 
 
+HEADS = ("projector", "predictor")  # parameter prefixes that only some pre-training models have
+
+
+def heads_present(job: PretrainJob) -> PretrainJob:
+    """The job without ``fixed_lr_params`` entries naming a head its model lacks.
+
+    ``pretrain.train`` is shared by CLUE and masked-item pre-training, and only SimSiam has a
+    predictor, so ``fixed_lr_params: [predictor]`` must not stop the others. Other prefixes
+    are kept, so a typo still fails in the loop with the parameter named.
+    """
+    prefixes = list(job.train.fixed_lr_params)
+    if not any(prefix in HEADS for prefix in prefixes):
+        return job
+    names = [name for name, _ in build_pretraining(job).model.named_parameters()]
+    keep = [
+        prefix
+        for prefix in prefixes
+        if prefix not in HEADS or any(name.startswith(prefix + ".") for name in names)
+    ]
+    return replace(job, train=replace(job.train, fixed_lr_params=keep))
+
+
 def run_job(job: PretrainJob, nproc_per_node: int = 1) -> tuple[dict, TrainResult]:
     """Train in this process or in ``nproc_per_node`` workers; returns (encoder checkpoint, result)."""
+    job = heads_present(job)
     spec = WorkerSpec(
         builder="clue_pipeline.tasks.pretraining:build_pretraining",
         train=job.train,
