@@ -50,9 +50,9 @@ if str(REPO / "src") not in sys.path:  # run from a bare copy of the repository,
 
 from clue_pipeline.augment import validate_view_policy  # noqa: E402
 from clue_pipeline.metrics import DEFAULT_KS, ranking_metrics  # noqa: E402
-from clue_pipeline.models.clue import SimSiam  # noqa: E402
 from clue_pipeline.models.encoders import EncoderConfig, build_encoder  # noqa: E402
 from clue_pipeline.models.heads import NextItemModel  # noqa: E402
+from clue_pipeline.models.objectives import ObjectiveConfig, SequencePretrainer  # noqa: E402
 from clue_pipeline.tasks.batching import trim_padding, window  # noqa: E402
 from clue_pipeline.tasks.finetuning import next_item_step  # noqa: E402
 from clue_pipeline.tasks.pretraining import clue_step  # noqa: E402
@@ -305,7 +305,9 @@ def run_check(data: CheckData, config: CheckConfig, device: torch.device) -> dic
     )
     encoder = build_encoder(encoder_config)
     policy = validate_view_policy({"strategies": ["dropout"]})
-    simsiam = SimSiam(encoder, proj_dim=config.proj_dim, pred_dim=config.pred_dim)
+    simsiam = SequencePretrainer(
+        encoder, ObjectiveConfig(), proj_dim=config.proj_dim, pred_dim=config.pred_dim
+    )
     clue = partial(clue_step, policy=policy, mask_token=encoder_config.mask_token)
     pretrain = train_phase(simsiam, (torch.as_tensor(data.pretrain_tokens),), clue, config, device)
     model = NextItemModel(simsiam.encoder)

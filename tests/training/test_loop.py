@@ -173,7 +173,7 @@ def test_loss_decreases_on_a_learnable_task():
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"optimizer": "sgd"}, r"TrainConfig.optimizer='sgd'.*adamw"),
+        ({"optimizer": "lbfgs"}, r"TrainConfig.optimizer='lbfgs'.*sgd"),
         ({"device": "tpu"}, r"TrainConfig.device='tpu'"),
         ({"grad_clip": 0.0}, r"TrainConfig.grad_clip=0.0.*max-norm"),
         ({"patience": 3}, r"TrainConfig.monitor=None"),

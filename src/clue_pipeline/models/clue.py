@@ -2,7 +2,9 @@
 
 Shape of SimSiam's builder: encoder f, projector g, predictor h; the loss is one line. The
 ablations of the paper are switches: ``stop_gradient=False`` lets gradients flow through the
-targets z, ``predictor=False`` uses p = z.
+targets z, ``predictor=False`` uses p = z. ``output_bn_affine=False`` is the reference builder's
+last projector BatchNorm (no learnt scale or shift); ``output_bn=False`` ends the projector on a
+plain Linear, as objectives that regularise the projections' variance themselves need.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ class SimSiam(nn.Module):
         pred_dim: int = 32,
         stop_gradient: bool = True,
         predictor: bool = True,
+        output_bn: bool = True,
+        output_bn_affine: bool = True,
     ) -> None:
         super().__init__()
         if proj_dim < 1 or pred_dim < 1:
@@ -51,8 +55,8 @@ class SimSiam(nn.Module):
             nn.Linear(proj_dim, proj_dim, bias=False),
             nn.BatchNorm1d(proj_dim),
             nn.ReLU(inplace=True),
-            nn.Linear(proj_dim, proj_dim, bias=False),
-            nn.BatchNorm1d(proj_dim),
+            nn.Linear(proj_dim, proj_dim, bias=not output_bn),
+            nn.BatchNorm1d(proj_dim, affine=output_bn_affine) if output_bn else nn.Identity(),
         )
         self.predictor = (
             nn.Sequential(
@@ -103,3 +107,18 @@ def uniformity(u: torch.Tensor, t: float = 2.0) -> torch.Tensor:
     """log E exp(-t |u_i - u_j|^2) over distinct pairs (Wang & Isola 2020); lower = more uniform."""
     x = F.normalize(u.detach().float(), dim=1)
     return torch.pdist(x, p=2).pow(2).mul(-t).exp().mean().log()
+
+
+def spectrum(u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(effective rank, share of variance on the top two principal components) of centred rows.
+
+    Effective rank is exp of the entropy of the normalised singular values (Roy & Vetterli
+    2007): d for a space spread evenly over d directions, 1 for a line. Low rank with a
+    falling loss is dimensional collapse, which alignment and uniformity alone can miss.
+    """
+    x = u.detach().double()
+    singular = torch.linalg.svdvals(x - x.mean(dim=0, keepdim=True))
+    variance = singular.pow(2) / singular.pow(2).sum().clamp_min(1e-300)
+    p = singular / singular.sum().clamp_min(1e-300)
+    p = p[p > 0]
+    return torch.exp(-(p * p.log()).sum()), variance[:2].sum()

@@ -1,4 +1,5 @@
-"""Pre-training jobs: CLUE (SimSiam over two views) and masked item prediction.
+"""Pre-training jobs: CLUE (an objective of ``models.objectives`` over two views) and masked
+item prediction.
 
 A job = a model, a dataset of model inputs and a step function, handed to the one training loop.
 The builders are module-level functions of plain arguments so that distributed workers can
@@ -7,16 +8,18 @@ rebuild the same job in each process.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import logging
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 
 import numpy as np
 import torch
 
-from clue_pipeline.augment import ViewPolicy, make_views
-from clue_pipeline.models.clue import SimSiam, alignment, simsiam_loss, uniformity, z_std
+from clue_pipeline.augment import ViewPolicy, make_views, validate_view_policy
+from clue_pipeline.models.clue import alignment, spectrum, uniformity, z_std
 from clue_pipeline.models.encoders import EncoderConfig, build_encoder, encoder_to_checkpoint
 from clue_pipeline.models.item_pretraining import MaskedItemPretrainer
+from clue_pipeline.models.objectives import ObjectiveConfig, SequencePretrainer
 from clue_pipeline.tasks.batching import trim_padding
 from clue_pipeline.training.distributed import (
     DistributedConfig,
@@ -26,13 +29,26 @@ from clue_pipeline.training.distributed import (
 )
 from clue_pipeline.training.loop import TrainConfig, TrainResult
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass
 class SimSiamConfig:
+    """``pretrain.simsiam``: the heads every objective shares (widths, SimSiam's switches)."""
+
     proj_dim: int = 256
     pred_dim: int = 64
     stop_gradient: bool = True
     predictor: bool = True
+    output_bn_affine: bool = True  # False: the reference builder's last BN (no scale/shift)
+
+
+@dataclass
+class HealthConfig:
+    """``pretrain.health``: the per-epoch representation health of pre-training."""
+
+    users: int = 512  # the first users of the corpus, the same sample every epoch
+    min_effective_rank: float | None = 10.0  # below: a logged warning (None = never)
 
 
 @dataclass
@@ -45,8 +61,9 @@ class PretrainJob:
     train: TrainConfig
     view_policy: ViewPolicy | None = None
     simsiam: SimSiamConfig = field(default_factory=SimSiamConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     mask_ratio: float = 0.2
-    diagnostics_users: int = 512
+    health: HealthConfig = field(default_factory=HealthConfig)
 
 
 def build_pretraining(job: PretrainJob) -> TrainingTask:
@@ -55,30 +72,57 @@ def build_pretraining(job: PretrainJob) -> TrainingTask:
     encoder = build_encoder(job.encoder)
     tokens = torch.as_tensor(job.tokens, dtype=torch.long)
     mask_token = job.encoder.num_items + 1
+    health = partial(
+        health_metrics,
+        tokens=tokens[: job.health.users],
+        policy=job.view_policy or validate_view_policy({"strategies": ["dropout"]}),
+        mask_token=mask_token,
+        seed=job.train.seed,
+        min_effective_rank=job.health.min_effective_rank,
+        label=job.method,
+    )
     if job.method == "clue":
         return TrainingTask(
-            model=SimSiam(encoder, **asdict(job.simsiam)),
+            model=SequencePretrainer(encoder, job.objective, **asdict(job.simsiam)),
             dataset=(tokens,),
             step_fn=partial(clue_step, policy=job.view_policy, mask_token=mask_token),
-            epoch_metrics_fn=partial(
-                clue_diagnostics,
-                tokens=tokens[: job.diagnostics_users],
-                policy=job.view_policy,
-                mask_token=mask_token,
-                seed=job.train.seed,
-            ),
+            epoch_metrics_fn=health,
         )
     if job.method == "mip":
         return TrainingTask(
             model=MaskedItemPretrainer(encoder, mask_ratio=job.mask_ratio),
             dataset=(tokens,),
             step_fn=masked_item_step,
+            epoch_metrics_fn=health,
         )
     raise ValueError(f"pretrain method: unknown '{job.method}'; expected 'clue' or 'mip'")
 
 
+HEADS = ("projector", "predictor")  # parameter prefixes that only some pre-training models have
+
+
+def heads_present(job: PretrainJob) -> PretrainJob:
+    """The job without ``fixed_lr_params`` entries naming a head its model lacks.
+
+    ``pretrain.train`` is shared by CLUE and masked-item pre-training, and only SimSiam has a
+    predictor, so ``fixed_lr_params: [predictor]`` must not stop the others. Other prefixes
+    are kept, so a typo still fails in the loop with the parameter named.
+    """
+    prefixes = list(job.train.fixed_lr_params)
+    if not any(prefix in HEADS for prefix in prefixes):
+        return job
+    names = [name for name, _ in build_pretraining(job).model.named_parameters()]
+    keep = [
+        prefix
+        for prefix in prefixes
+        if prefix not in HEADS or any(name.startswith(prefix + ".") for name in names)
+    ]
+    return replace(job, train=replace(job.train, fixed_lr_params=keep))
+
+
 def run_job(job: PretrainJob, nproc_per_node: int = 1) -> tuple[dict, TrainResult]:
     """Train in this process or in ``nproc_per_node`` workers; returns (encoder checkpoint, result)."""
+    job = heads_present(job)
     spec = WorkerSpec(
         builder="clue_pipeline.tasks.pretraining:build_pretraining",
         train=job.train,
@@ -90,12 +134,13 @@ def run_job(job: PretrainJob, nproc_per_node: int = 1) -> tuple[dict, TrainResul
     return encoder_to_checkpoint(model.encoder), result
 
 
-def clue_step(model: SimSiam, batch, generator: torch.Generator, policy, mask_token: int):
+def clue_step(
+    model: SequencePretrainer, batch, generator: torch.Generator, policy, mask_token: int
+):
     (tokens,) = trim_padding(*batch)
     view_a, view_b = make_views(tokens, policy, generator, mask_token)
-    p1, p2, z1, z2 = model(view_a, view_b)
-    loss = simsiam_loss(p1, p2, z1, z2)
-    return loss, {"z_std": z_std(z1.detach())}
+    out = model(view_a, view_b, tokens, generator)
+    return out.loss, out.metrics
 
 
 def masked_item_step(model: MaskedItemPretrainer, batch, generator: torch.Generator):
@@ -103,11 +148,62 @@ def masked_item_step(model: MaskedItemPretrainer, batch, generator: torch.Genera
     return model(tokens, generator), {}
 
 
-def clue_diagnostics(
-    model: SimSiam, tokens: torch.Tensor, policy, mask_token: int, seed: int
+def health_metrics(
+    model: torch.nn.Module,
+    tokens: torch.Tensor,
+    policy,
+    mask_token: int,
+    seed: int,
+    min_effective_rank: float | None = None,
+    label: str = "clue",
 ) -> dict[str, float]:
-    """The loop's per-epoch diagnostics of a CLUE model: those of its encoder."""
-    return representation_quality(model.encoder, tokens, policy, mask_token, seed)
+    """The loop's per-epoch health of a pre-training model, from its encoder (and projector).
+
+    Returned into the epoch's history, which reaches MLflow as per-epoch metrics. An
+    effective rank under ``min_effective_rank`` is logged as a warning: the loss cannot show
+    dimensional collapse, so a run that is collapsing should say so while it trains.
+    """
+    health = representation_health(
+        model.encoder, tokens, policy, mask_token, seed, getattr(model, "projector", None)
+    )
+    if min_effective_rank is not None and health["effective_rank"] < min_effective_rank:
+        logger.warning(
+            "%s pre-training: effective rank of the user vectors %.1f of %d is below "
+            "pretrain.health.min_effective_rank = %s (top-2 PC share %.1f%%): the space is "
+            "collapsing onto few directions",
+            label,
+            health["effective_rank"],
+            model.encoder.config.hidden,
+            min_effective_rank,
+            100 * health["top2_share"],
+        )
+    return health
+
+
+@torch.no_grad()
+def representation_health(
+    encoder: torch.nn.Module,
+    tokens: torch.Tensor,
+    policy,
+    mask_token: int,
+    seed: int,
+    projector: torch.nn.Module | None = None,
+) -> dict[str, float]:
+    """:func:`representation_quality` plus the spectrum of the eval-mode user vectors
+    (effective rank, top-2 PC share) and the std of their normalised projections."""
+    quality, users = _quality_and_users(encoder, tokens, policy, mask_token, seed)
+    effective_rank, top2_share = spectrum(users)
+    health = {
+        **quality,
+        "effective_rank": float(effective_rank),
+        "top2_share": float(top2_share),
+    }
+    if projector is not None:
+        projector_training = projector.training
+        projector.eval()
+        health["projection_std"] = float(z_std(projector(users)))
+        projector.train(projector_training)
+    return health
 
 
 @torch.no_grad()
@@ -121,6 +217,12 @@ def representation_quality(
     of the l2-normalised user vectors across users: near 0 when the encoder has collapsed to
     one vector whatever the input.
     """
+    return _quality_and_users(encoder, tokens, policy, mask_token, seed)[0]
+
+
+def _quality_and_users(
+    encoder: torch.nn.Module, tokens: torch.Tensor, policy, mask_token: int, seed: int
+) -> tuple[dict[str, float], torch.Tensor]:
     device = next(encoder.parameters()).device
     tokens = tokens.to(device)
     generator = torch.Generator(device=device).manual_seed(seed)
@@ -131,8 +233,9 @@ def representation_quality(
     encoder.eval()
     users = encoder(tokens).user
     encoder.train(was_training)
-    return {
+    quality = {
         "alignment": float(aligned),
         "uniformity": float(uniformity(users)),
         "user_std": float(z_std(users)),
     }
+    return quality, users

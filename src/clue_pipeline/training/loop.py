@@ -34,7 +34,9 @@ Batch = torch.Tensor | Sequence[torch.Tensor] | Mapping[str, torch.Tensor]
 StepFn = Callable[[nn.Module, Any, torch.Generator], tuple[torch.Tensor, Mapping[str, Any]]]
 EvalFn = Callable[[nn.Module], Mapping[str, float]]
 
-OPTIMIZERS = ("adam", "adamw")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+LR_SCHEDULES = ("constant", "cosine")
+LR_SCALE_BATCH = 256  # the linear scaling rule's reference batch: lr x batch_size / 256
 DEVICES = ("auto", "cpu", "cuda")
 CHECKPOINT_FORMAT = 1
 
@@ -48,6 +50,16 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     optimizer: str = "adam"
+    momentum: float = 0.9  # SGD only
+    # Per-step learning-rate schedule after a linear warm-up: `constant` or `cosine` decay
+    # to 0 at the last step (SimSiam's recipe).
+    lr_schedule: str = "constant"
+    warmup_epochs: int = 0
+    # True: the lr used is lr x batch_size / 256 (the linear scaling rule, as SimSiam).
+    lr_scale_batch: bool = False
+    # Parameter-name prefixes (e.g. ["predictor"]) trained at the (scaled) base lr, outside
+    # the schedule: SimSiam keeps its predictor's lr fixed.
+    fixed_lr_params: list[str] = field(default_factory=list)
     grad_clip: float | None = None
     seed: int = 0
     device: str = "auto"
@@ -74,6 +86,14 @@ class TrainConfig:
         _require(self.lr > 0, "lr", self.lr, "a float > 0")
         _require(self.weight_decay >= 0, "weight_decay", self.weight_decay, "a float >= 0")
         _require(self.optimizer in OPTIMIZERS, "optimizer", self.optimizer, f"one of {OPTIMIZERS}")
+        _require(0 <= self.momentum < 1, "momentum", self.momentum, "a float in [0, 1)")
+        _require(
+            self.lr_schedule in LR_SCHEDULES,
+            "lr_schedule",
+            self.lr_schedule,
+            f"one of {LR_SCHEDULES}",
+        )
+        _require(self.warmup_epochs >= 0, "warmup_epochs", self.warmup_epochs, "an integer >= 0")
         _require(self.device in DEVICES, "device", self.device, f"one of {DEVICES}")
         _require(
             self.grad_clip is None or self.grad_clip > 0,
@@ -172,11 +192,14 @@ def fit(
     _seed_everything(config.seed + ctx.rank)
     generator = torch.Generator(device=device)
     generator.manual_seed(config.seed + ctx.rank)
-    optimizer = build_optimizer(module.parameters(), config)
+    optimizer = build_optimizer(param_groups(module, config.fixed_lr_params), config)
+    scheduler = build_scheduler(optimizer, config, steps_per_epoch)
     state = _RunState()
     ckpt_file = checkpoint_path(config.checkpoint_dir) if config.checkpoint_dir else None
     if config.resume and ckpt_file is not None and ckpt_file.exists():
-        state = _restore(load_checkpoint(ckpt_file), module, optimizer, generator, ctx, device)
+        state = _restore(
+            load_checkpoint(ckpt_file), module, optimizer, scheduler, generator, ctx, device
+        )
     if state.finished:
         return state.result()
 
@@ -206,6 +229,7 @@ def fit(
             if config.grad_clip is not None:
                 nn.utils.clip_grad_norm_(module.parameters(), config.grad_clip)
             optimizer.step()
+            scheduler.step()
 
             state.partial.add(loss, metrics, len(index) * ctx.world_size)
             state.global_step += 1
@@ -224,7 +248,7 @@ def fit(
             ):
                 state.partial.elapsed += time.perf_counter() - started
                 started = time.perf_counter()
-                _save(ckpt_file, state, module, optimizer, generator, ctx, epoch)
+                _save(ckpt_file, state, module, optimizer, scheduler, generator, ctx, epoch)
         bar.close()
         state.partial.elapsed += time.perf_counter() - started
 
@@ -238,7 +262,7 @@ def fit(
         state.partial = _EpochAccumulator()
         state.finished = stop or state.epoch >= config.epochs
         if ckpt_file is not None:
-            _save(ckpt_file, state, module, optimizer, generator, ctx, state.epoch)
+            _save(ckpt_file, state, module, optimizer, scheduler, generator, ctx, state.epoch)
         if stop:
             break
     state.finished = True
@@ -257,8 +281,80 @@ def resolve_device(device: str, local_rank: int = 0) -> torch.device:
 
 
 def build_optimizer(params: Any, config: TrainConfig) -> torch.optim.Optimizer:
+    """The optimiser at the base lr (scaled by batch / 256 when ``lr_scale_batch``).
+
+    ``params`` are parameters or param groups; a group may carry ``scheduled: False``
+    (see :func:`param_groups`), which :func:`build_scheduler` leaves at the base lr.
+    """
+    lr = base_lr(config)
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(
+            params, lr=lr, momentum=config.momentum, weight_decay=config.weight_decay
+        )
     optimizer_class = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
-    return optimizer_class(params, lr=config.lr, weight_decay=config.weight_decay)
+    return optimizer_class(params, lr=lr, weight_decay=config.weight_decay)
+
+
+def base_lr(config: TrainConfig) -> float:
+    """``lr``, or ``lr x batch_size / 256`` under the linear scaling rule."""
+    return config.lr * config.batch_size / LR_SCALE_BATCH if config.lr_scale_batch else config.lr
+
+
+def param_groups(module: nn.Module, fixed_lr: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """One scheduled group, plus one ``scheduled: False`` group of the parameters under ``fixed_lr``.
+
+    A prefix matches a parameter name or a dotted parent of it (``predictor`` matches
+    ``predictor.0.weight``); a prefix that matches nothing is an error, so a typo in
+    ``conf/`` cannot silently schedule the predictor.
+    """
+    named = list(module.named_parameters())
+    prefixes = list(fixed_lr)
+    matched = {prefix: False for prefix in prefixes}
+    scheduled, fixed = [], []
+    for name, parameter in named:
+        hits = [p for p in prefixes if name == p or name.startswith(p + ".")]
+        for prefix in hits:
+            matched[prefix] = True
+        (fixed if hits else scheduled).append(parameter)
+    missing = [prefix for prefix, hit in matched.items() if not hit]
+    if missing:
+        raise ValueError(
+            f"TrainConfig.fixed_lr_params={prefixes!r}: {missing} match no parameter of "
+            f"{type(module).__name__}; expected prefixes of its parameter names"
+        )
+    groups = [{"params": scheduled, "scheduled": True}]
+    if fixed:
+        groups.append({"params": fixed, "scheduled": False})
+    return groups
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Per-step factor of the base lr: linear warm-up, then constant or cosine decay to 0.
+
+    Stepped once per optimiser step; its state is checkpointed with the optimiser's, so a
+    resumed run continues on the same curve. Groups marked ``scheduled: False`` stay at 1.
+    """
+    total = max(1, config.epochs * steps_per_epoch)
+    warmup = min(config.warmup_epochs * steps_per_epoch, total)
+    cosine = config.lr_schedule == "cosine"
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if not cosine:
+            return 1.0
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+    def constant(step: int) -> float:
+        return 1.0
+
+    lambdas = [
+        factor if group.get("scheduled", True) else constant for group in optimizer.param_groups
+    ]
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas)
 
 
 def epoch_permutation(num_rows: int, seed: int) -> torch.Tensor:
@@ -456,6 +552,7 @@ def _save(
     state: _RunState,
     module: nn.Module,
     optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
     generator: torch.Generator,
     ctx: DistributedContext,
     epoch: int,
@@ -474,6 +571,7 @@ def _save(
             "format": CHECKPOINT_FORMAT,
             "model": module.state_dict(),
             "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
             "epoch": epoch,
             "step_in_epoch": state.step_in_epoch,
             "global_step": state.global_step,
@@ -495,6 +593,7 @@ def _restore(
     ckpt: dict[str, Any],
     module: nn.Module,
     optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
     generator: torch.Generator,
     ctx: DistributedContext,
     device: torch.device,
@@ -506,6 +605,8 @@ def _restore(
         )
     module.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
+    if "scheduler" in ckpt:  # checkpoints older than schedules ran at a constant lr
+        scheduler.load_state_dict(ckpt["scheduler"])
     if ckpt["world_size"] == ctx.world_size:
         restore_rng_state(ckpt["rng"][ctx.rank], generator)
     else:
@@ -576,12 +677,15 @@ __all__ = [
     "StepFn",
     "TrainConfig",
     "TrainResult",
+    "base_lr",
     "batch_indices",
     "build_optimizer",
+    "build_scheduler",
     "cpu_state_dict",
     "dataset_length",
     "epoch_permutation",
     "fit",
+    "param_groups",
     "resolve_device",
     "shard_indices",
     "take",

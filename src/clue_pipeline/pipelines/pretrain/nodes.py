@@ -8,9 +8,10 @@ import pandas as pd
 
 from clue_pipeline.augment import validate_view_policy
 from clue_pipeline.config import encoder_config, to_dataclass, train_config
+from clue_pipeline.models.objectives import ObjectiveConfig
 from clue_pipeline.tasks.batching import model_inputs
 from clue_pipeline.tasks.fingerprint import job_checkpoint_dir
-from clue_pipeline.tasks.pretraining import PretrainJob, SimSiamConfig, run_job
+from clue_pipeline.tasks.pretraining import HealthConfig, PretrainJob, SimSiamConfig, run_job
 
 logger = logging.getLogger(__name__)
 
@@ -36,10 +37,16 @@ def pretrain_clue(
     encoder_params: dict,
     pretrain_params: dict,
 ) -> tuple[dict, list[dict]]:
-    """CLUE: SimSiam over two views of every user's sequence; returns (encoder, history)."""
+    """CLUE: ``pretrain.objective`` over two views of every user's sequence (SimSiam by default).
+
+    Returns (encoder, history); the history holds the per-epoch health of the user vectors.
+    """
     job = _job("clue", corpus, item_index, encoder_params, pretrain_params, view_policy)
     job.view_policy = validate_view_policy(view_policy)
     job.simsiam = to_dataclass(SimSiamConfig, pretrain_params.get("simsiam"), "pretrain.simsiam")
+    job.objective = to_dataclass(
+        ObjectiveConfig, pretrain_params.get("objective"), "pretrain.objective"
+    )
     return _run(job, pretrain_params)
 
 
@@ -73,13 +80,30 @@ def _job(
         encoder.num_items,
         train.epochs,
     )
-    return PretrainJob(method=method, tokens=tokens, encoder=encoder, train=train)
+    health = to_dataclass(HealthConfig, pretrain_params.get("health"), "pretrain.health")
+    return PretrainJob(method=method, tokens=tokens, encoder=encoder, train=train, health=health)
 
 
 def _run(job: PretrainJob, pretrain_params: dict) -> tuple[dict, list[dict]]:
     nproc = int(pretrain_params.get("distributed", {}).get("nproc_per_node", 1))
     checkpoint, result = run_job(job, nproc_per_node=nproc)
     return checkpoint, result.history
+
+
+HEALTH_METRICS = ("effective_rank", "top2_share", "alignment", "uniformity", "projection_std")
+
+
+def plot_pretraining_health(**histories: list[dict]):
+    """Per-epoch health of every pre-training run's user vectors, one panel per measure.
+
+    Keyword names are ``<corpus>__<method>``. Dimensional collapse shows as the effective rank
+    falling and the top-2 share rising while the loss still improves.
+    """
+    from clue_pipeline.figures import loss_curves
+
+    labelled = {name.replace("__", " / "): h for name, h in histories.items() if h}
+    present = {key for history in labelled.values() for entry in history for key in entry}
+    return loss_curves(labelled, metrics=[m for m in HEALTH_METRICS if m in present])
 
 
 def register_user_vector_model(

@@ -11,7 +11,12 @@ CORPORA = {"next_item": "next_item_split", "coldstart": "coldstart_source"}
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    from .nodes import pretrain_clue, pretrain_masked_items, register_user_vector_model
+    from .nodes import (
+        plot_pretraining_health,
+        pretrain_clue,
+        pretrain_masked_items,
+        register_user_vector_model,
+    )
 
     template = Pipeline(
         [
@@ -36,6 +41,17 @@ def create_pipeline(**kwargs) -> Pipeline:
         name="register_user_vector_model",
         tags="pretrain",
     )
+    health = Node(
+        plot_pretraining_health,
+        inputs={
+            f"{corpus}__{method}": f"{corpus}.{method}_pretrain_history"
+            for corpus in CORPORA
+            for method in ("clue", "mip")
+        },
+        outputs="pretraining_health_plot",
+        name="plot_pretraining_health",
+        tags="pretrain",
+    )
     return sum(
         (
             Pipeline(
@@ -47,5 +63,5 @@ def create_pipeline(**kwargs) -> Pipeline:
             )
             for corpus, table in CORPORA.items()
         ),
-        Pipeline([registration]),
+        Pipeline([registration, health]),
     )

@@ -1,0 +1,280 @@
+"""The transfer protocol: does CLUE pre-training help when labels are scarce?
+
+Pre-training sees every user's training sequence (the next-item corpus, or the cold-start
+source domain); fine-tuning then sees the labels of only 5 %, 10 %, 40 % or 100 % of the
+training users (``finetune.train_user_fraction``, seeded), while validation and test stay
+whole. Next-item recommendation on Amazon Beauty, user profiling on MovieLens-1M and
+cold-start recommendation on MovieLens-100K, each in its run-environment; CLUE against
+CLUE-Zero (random initialisation) and masked-item pre-training, 3 seeds each, compared by
+Welch's t-test.
+
+    .venv/bin/python -m benchmarks.transfer [--datasets beauty ml-1m ml-100k] [--max-cells N]
+    .venv/bin/python -m benchmarks.transfer --summary-only
+    .venv/bin/python -m benchmarks.transfer --clue-override pretrain.objective.name=infonce
+
+Every cell is one `kedro run` of the project's own nodes (``clue_pipeline.experiments``),
+stored as JSON as soon as it finishes under benchmarks/results/transfer/cells/ and never
+recomputed, so the grid can be run in sittings; a cell at 100 % of users without overrides is
+the quality grid's cell and is read from benchmarks/results/quality/cells/ when it is there.
+Below 100 % the last partial batch is kept (``finetune.train.drop_last: false``): 5 % of the
+ML-100K cold-start users is less than one batch. The summary,
+benchmarks/results/transfer.{json,md}, lists each comparison with its verdict and the cells
+still missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+from scipy import stats
+
+from benchmarks.common import REPO, RESULTS, write_results
+from clue_pipeline.experiments.cells import Cell
+from clue_pipeline.experiments.runner import RunnerConfig, prepare, run_cell
+from clue_pipeline.experiments.store import CellStore
+
+TASKS = {"beauty": "next_item", "ml-1m": "profiling", "ml-100k": "coldstart"}
+METHODS = ("clue", "clue_zero", "mip")
+FRACTIONS = (0.05, 0.1, 0.4, 1.0)
+SEEDS = (0, 1, 2)
+ALPHA = 0.05
+PROFILE_ATTRIBUTES = ("gender", "age", "occupation")
+METRICS = {
+    "next_item": ("ndcg@10", "recall@10"),
+    "coldstart": ("mrr@10", "recall@10"),
+    "profiling": tuple(f"{a}/accuracy" for a in PROFILE_ATTRIBUTES),
+}
+QUALITY_STORE = CellStore(RESULTS / "quality" / "cells")
+SMALL_SHARE = {"finetune.train.drop_last": False}
+
+
+def grid(
+    datasets: list[str],
+    fractions: tuple[float, ...] = FRACTIONS,
+    seeds: tuple[int, ...] = SEEDS,
+    common: dict[str, Any] | None = None,
+    clue_only: dict[str, Any] | None = None,
+) -> list[Cell]:
+    """Every (dataset, method, share, seed); ``clue_only`` overrides change the CLUE cells only
+    (a pre-training objective, say), ``common`` ones every cell (a budget)."""
+    cells = []
+    for dataset in datasets:
+        for fraction in fractions:
+            for method in METHODS:
+                overrides = {
+                    **(common or {}),
+                    **(SMALL_SHARE if fraction < 1.0 else {}),
+                    **((clue_only or {}) if method == "clue" else {}),
+                }
+                cells += [
+                    Cell.create(dataset, TASKS[dataset], method, seed, fraction, overrides)
+                    for seed in seeds
+                ]
+    return cells
+
+
+def load(cell: Cell, store: CellStore) -> dict[str, Any] | None:
+    return store.load(cell) or (None if cell.overrides else QUALITY_STORE.load(cell))
+
+
+def values(record: dict[str, Any], task: str) -> dict[str, float]:
+    """The compared metrics of one stored cell (a skipped task gives none)."""
+    inner = record["record"]
+    if "skipped" in inner:
+        return {}
+    metrics = inner["metrics"]
+    if task == "profiling":
+        return {
+            f"{a}/accuracy": float(metrics[a]["accuracy"])
+            for a in PROFILE_ATTRIBUTES
+            if a in metrics
+        }
+    return {name: float(metrics[name]) for name in METRICS[task] if name in metrics}
+
+
+def welch(a: list[float], b: list[float]) -> dict[str, Any]:
+    """Mean difference a - b, Welch's t and its two-sided p, and the verdict at ``ALPHA``."""
+    if len(a) < 2 or len(b) < 2:
+        return {"verdict": f"not testable ({len(a)} vs {len(b)} seeds)"}
+    diff = statistics.mean(a) - statistics.mean(b)
+    if statistics.pvariance(a) == 0 and statistics.pvariance(b) == 0:
+        t, p = (0.0, 1.0) if diff == 0 else (float("inf"), 0.0)
+    else:
+        t, p = stats.ttest_ind(a, b, equal_var=False)
+    verdict = ("better" if diff > 0 else "worse") if p < ALPHA else "level"
+    return {"diff": diff, "t": float(t), "p": float(p), "verdict": verdict}
+
+
+def summarise(cells: list[Cell], store: CellStore, name: str, note: str = "") -> dict[str, Any]:
+    """Mean ± std per (dataset, method, share) and the CLUE comparisons, written as ``name``."""
+    series: dict[tuple, dict[str, list[float]]] = {}
+    missing = []
+    for cell in cells:
+        record = load(cell, store)
+        if record is None:
+            missing.append(cell)
+            continue
+        key = (cell.dataset, cell.task, cell.fraction, cell.method)
+        for metric, value in values(record, cell.task).items():
+            series.setdefault(key, {}).setdefault(metric, []).append(value)
+    rows, comparisons = [], []
+    for (dataset, task, fraction, method), by_metric in sorted(series.items()):
+        for metric, xs in sorted(by_metric.items()):
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "task": task,
+                    "users": fraction,
+                    "method": method,
+                    "metric": metric,
+                    "seeds": len(xs),
+                    "mean": statistics.mean(xs),
+                    "std": statistics.stdev(xs) if len(xs) > 1 else None,
+                    "values": xs,
+                }
+            )
+        if method != "clue":
+            continue
+        for rival in ("clue_zero", "mip"):
+            other = series.get((dataset, task, fraction, rival), {})
+            for metric in METRICS[task]:
+                if metric in by_metric and metric in other:
+                    comparisons.append(
+                        {
+                            "dataset": dataset,
+                            "task": task,
+                            "users": fraction,
+                            "metric": metric,
+                            "against": rival,
+                            **welch(by_metric[metric], other[metric]),
+                        }
+                    )
+    payload = {
+        "protocol": {
+            "fractions": list(FRACTIONS),
+            "seeds": list(SEEDS),
+            "alpha": ALPHA,
+            "tasks": TASKS,
+        },
+        "rows": rows,
+        "comparisons": comparisons,
+        "missing": [c.as_dict() for c in missing],
+        "cells_total": len(cells),
+    }
+    write_results(name, payload, markdown(rows, comparisons, missing, len(cells), note))
+    return payload
+
+
+def markdown(rows, comparisons, missing, total: int, note: str) -> str:
+    lines = [
+        "Pre-training on every user's training sequence; fine-tuning on a seeded share of the "
+        "training users' labels (validation and test whole). Mean ± std over seeds. Verdict: "
+        f"Welch's t-test of CLUE against the rival over seeds, two-sided, `better` / `worse` "
+        f"at p < {ALPHA}, `level` otherwise (3 seeds: only large, steady gaps pass).",
+    ]
+    if note:
+        lines += ["", note]
+    lines += [
+        "",
+        "## Comparisons",
+        "",
+        "| dataset | task | users | metric | CLUE vs | diff | t | p | verdict |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for c in comparisons:
+        numbers = f"{c['diff']:+.4f} | {c['t']:.2f} | {c['p']:.3f}" if "p" in c else "- | - | -"
+        lines.append(
+            f"| {c['dataset']} | {c['task']} | {c['users']:.0%} | {c['metric']} "
+            f"| {c['against']} | {numbers} | {c['verdict']} |"
+        )
+    lines += [
+        "",
+        "## Cells",
+        "",
+        "| dataset | task | users | method | metric | seeds | mean ± std |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        spread = f" ± {r['std']:.4f}" if r["std"] is not None else ""
+        lines.append(
+            f"| {r['dataset']} | {r['task']} | {r['users']:.0%} | {r['method']} | {r['metric']} "
+            f"| {r['seeds']} | {r['mean']:.4f}{spread} |"
+        )
+    lines += ["", f"## Missing cells ({len(missing)} of {total})", ""]
+    lines += [f"- {c.label()}" for c in missing] or ["- none"]
+    return "\n".join(lines)
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``key=value`` pairs, values read as YAML would (numbers, booleans, lists)."""
+    import yaml
+
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"override {item!r}: expected dotted.key=value")
+        overrides[key] = yaml.safe_load(value)
+    return overrides
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", nargs="+", default=list(TASKS), choices=list(TASKS))
+    parser.add_argument("--fractions", nargs="+", type=float, default=list(FRACTIONS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
+    parser.add_argument("--max-cells", type=int, default=None, help="stop after N new cells")
+    parser.add_argument("--summary-only", action="store_true")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per kedro run")
+    parser.add_argument(
+        "--override", action="append", default=[], help="dotted.key=value for every cell"
+    )
+    parser.add_argument(
+        "--clue-override",
+        action="append",
+        default=[],
+        help="dotted.key=value for the CLUE cells only, e.g. pretrain.objective.name=infonce",
+    )
+    parser.add_argument("--name", default="transfer", help="results file stem")
+    parser.add_argument(
+        "--store", type=Path, default=None, help="cell folder (default results/<name>/cells)"
+    )
+    parser.add_argument(
+        "--skip-prepare", action="store_true", help="ingest/sequences outputs are there already"
+    )
+    args = parser.parse_args()
+    common, clue_only = parse_overrides(args.override), parse_overrides(args.clue_override)
+    cells = grid(args.datasets, tuple(args.fractions), tuple(args.seeds), common, clue_only)
+    store = CellStore(args.store or RESULTS / args.name / "cells")
+    note = ""
+    if common or clue_only:
+        note = f"Overrides: every cell {common or '{}'}; CLUE cells {clue_only or '{}'}."
+    if not args.summary_only:
+        config = RunnerConfig(project_dir=REPO, envs={d: d for d in TASKS}, threads=args.threads)
+        # the widest gap first: every method at the smallest share, seed by seed
+        todo = sorted(cells, key=lambda c: (c.seed, c.fraction, c.dataset))
+        prepared = {*args.datasets} if args.skip_prepare else set()
+        done = 0
+        for cell in todo:
+            if load(cell, store) is not None:
+                continue
+            if args.max_cells is not None and done >= args.max_cells:
+                break
+            if cell.dataset not in prepared:
+                prepare(cell.dataset, config)
+                prepared.add(cell.dataset)
+            result = run_cell(cell, config)
+            path = store.save(cell, result)
+            done += 1
+            print(f"saved {path} ({result['wall_s']:.0f} s)", flush=True)
+            summarise(cells, store, args.name, note)
+    payload = summarise(cells, store, args.name, note)
+    print(json.dumps({"cells": len(cells), "missing": len(payload["missing"])}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,183 @@
+"""Sequence-level pre-training objectives over two views of a behaviour sequence: one registry.
+
+Every objective shares the siamese shape of :class:`SimSiam` (encoder, projector, predictor)
+and differs only in the loss on the two views' projections:
+
+- ``simsiam`` (the paper): predictor + stop-gradient, symmetric negative cosine, no negatives.
+- ``infonce``: the same views with the other users of the batch as negatives (a temperature);
+  no predictor, gradients through both branches.
+- ``vicreg``: no negatives; invariance (MSE of the two projections) plus a variance hinge and
+  a covariance penalty on each branch, which forbid the low-rank spaces non-contrastive
+  objectives drift into (Bardes et al. 2022). The projector ends on a plain Linear, since a
+  BatchNorm there would satisfy the variance term by construction.
+
+``masked_item_weight`` > 0 adds lambda x masked-item cross-entropy (PeterRec / BERT4Rec style,
+on the unaugmented sequence) to any of them, so item embeddings stay discriminative.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+from clue_pipeline.models.clue import SimSiam, SimSiamOutput, simsiam_loss, z_std
+from clue_pipeline.models.encoders import SequenceEncoder
+from clue_pipeline.models.item_pretraining import MaskedItemPretrainer
+
+
+@dataclass
+class ObjectiveConfig:
+    """``pretrain.objective`` in ``conf/``."""
+
+    name: str = "simsiam"
+    temperature: float = 0.2  # infonce
+    invariance_weight: float = 25.0  # vicreg (the VICReg paper's 25 / 25 / 1)
+    variance_weight: float = 25.0
+    covariance_weight: float = 1.0
+    masked_item_weight: float = 0.0  # lambda of the joint mode; 0 = off
+    masked_item_ratio: float = 0.2
+
+    def __post_init__(self) -> None:
+        if self.name not in OBJECTIVES:
+            raise ValueError(
+                f"pretrain.objective.name = {self.name!r}: expected one of {sorted(OBJECTIVES)}"
+            )
+        if self.temperature <= 0:
+            raise ValueError(f"pretrain.objective.temperature = {self.temperature}: expected > 0")
+        weights = (self.invariance_weight, self.variance_weight, self.covariance_weight)
+        if min(*weights, self.masked_item_weight) < 0:
+            raise ValueError("pretrain.objective: loss weights must be >= 0")
+        if not 0.0 < self.masked_item_ratio < 1.0:
+            raise ValueError(
+                f"pretrain.objective.masked_item_ratio = {self.masked_item_ratio}: expected (0, 1)"
+            )
+
+
+LossFn = Callable[[SimSiamOutput, ObjectiveConfig], tuple[torch.Tensor, dict[str, torch.Tensor]]]
+
+
+@dataclass(frozen=True)
+class Objective:
+    """A loss on the two views, and the head shape it needs (None = as ``pretrain.simsiam``)."""
+
+    loss: LossFn
+    predictor: bool | None
+    stop_gradient: bool | None
+    output_bn: bool
+
+
+class PretrainOutput(NamedTuple):
+    loss: torch.Tensor
+    metrics: dict[str, torch.Tensor]
+
+
+class SequencePretrainer(SimSiam):
+    """SimSiam's heads trained under one objective of :data:`OBJECTIVES` (plus masked items).
+
+    ``forward`` returns the loss so that one call, seen by a DistributedDataParallel wrapper,
+    covers both views and the masked-item term; the parameters keep SimSiam's names
+    (``encoder``, ``projector``, ``predictor``), so ``fixed_lr_params: [predictor]`` applies.
+    """
+
+    def __init__(
+        self,
+        encoder: SequenceEncoder,
+        objective: ObjectiveConfig,
+        proj_dim: int = 64,
+        pred_dim: int = 32,
+        stop_gradient: bool = True,
+        predictor: bool = True,
+        output_bn_affine: bool = True,
+    ) -> None:
+        spec = OBJECTIVES[objective.name]
+        super().__init__(
+            encoder,
+            proj_dim=proj_dim,
+            pred_dim=pred_dim,
+            stop_gradient=stop_gradient if spec.stop_gradient is None else spec.stop_gradient,
+            predictor=predictor if spec.predictor is None else spec.predictor,
+            output_bn=spec.output_bn,
+            output_bn_affine=output_bn_affine,
+        )
+        self.objective = objective
+        self.masked_item = (
+            MaskedItemPretrainer(encoder, mask_ratio=objective.masked_item_ratio)
+            if objective.masked_item_weight > 0
+            else None
+        )
+
+    def forward(  # type: ignore[override]
+        self,
+        view_a: torch.Tensor,
+        view_b: torch.Tensor,
+        tokens: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> PretrainOutput:
+        out = self.views_forward(view_a, view_b)
+        loss, metrics = OBJECTIVES[self.objective.name].loss(out, self.objective)
+        metrics = {**metrics, "z_std": z_std(out.z1)}
+        if self.masked_item is not None:
+            if tokens is None or generator is None:
+                raise ValueError("the joint objective needs the unaugmented tokens and a generator")
+            item_loss = self.masked_item(tokens, generator)
+            metrics.update(view_loss=loss.detach(), masked_item_loss=item_loss.detach())
+            loss = loss + self.objective.masked_item_weight * item_loss
+        return PretrainOutput(loss, metrics)
+
+
+def simsiam_objective(out: SimSiamOutput, config: ObjectiveConfig):
+    return simsiam_loss(out.p1, out.p2, out.z1, out.z2), {}
+
+
+def info_nce_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Symmetric InfoNCE: user i's other view is the positive, the batch's other users negatives."""
+    a, b = F.normalize(z1, dim=1), F.normalize(z2, dim=1)
+    logits = a @ b.T / temperature  # (B, B)
+    labels = torch.arange(len(a), device=a.device)
+    return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels))
+
+
+def infonce_objective(out: SimSiamOutput, config: ObjectiveConfig):
+    return info_nce_loss(out.p1, out.p2, config.temperature), {}
+
+
+def vicreg_terms(
+    z1: torch.Tensor, z2: torch.Tensor, eps: float = 1e-4
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(invariance, variance, covariance) as in VICReg's reference implementation."""
+    invariance = F.mse_loss(z1, z2)
+    variance = torch.zeros((), device=z1.device)
+    covariance = torch.zeros((), device=z1.device)
+    for z in (z1, z2):
+        centred = z - z.mean(dim=0)
+        std = torch.sqrt(centred.var(dim=0) + eps)
+        variance = variance + F.relu(1.0 - std).mean() / 2
+        cov = centred.T @ centred / max(1, len(z) - 1)  # (D, D)
+        off_diagonal = cov - torch.diag(torch.diagonal(cov))
+        covariance = covariance + off_diagonal.pow(2).sum() / z.shape[1]
+    return invariance, variance, covariance
+
+
+def vicreg_objective(out: SimSiamOutput, config: ObjectiveConfig):
+    invariance, variance, covariance = vicreg_terms(out.p1, out.p2)
+    loss = (
+        config.invariance_weight * invariance
+        + config.variance_weight * variance
+        + config.covariance_weight * covariance
+    )
+    return loss, {
+        "invariance": invariance.detach(),
+        "variance": variance.detach(),
+        "covariance": covariance.detach(),
+    }
+
+
+OBJECTIVES: dict[str, Objective] = {
+    "simsiam": Objective(simsiam_objective, predictor=None, stop_gradient=None, output_bn=True),
+    "infonce": Objective(infonce_objective, predictor=False, stop_gradient=False, output_bn=True),
+    "vicreg": Objective(vicreg_objective, predictor=False, stop_gradient=False, output_bn=False),
+}

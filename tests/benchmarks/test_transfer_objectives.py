@@ -1,0 +1,102 @@
+"""The transfer protocol's grid, tests and stored-cell summary; one tiny objectives cell end to end."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmarks import objectives, transfer
+from benchmarks.common import NextItemDataset
+from clue_pipeline.experiments.store import CellStore
+
+
+def test_grid_is_every_dataset_share_method_and_seed_with_small_shares_kept_whole():
+    cells = transfer.grid(list(transfer.TASKS))
+    assert len(cells) == 3 * 4 * 3 * 3
+    assert {(c.dataset, c.task) for c in cells} == set(transfer.TASKS.items())
+    for cell in cells:
+        overrides = cell.override_dict
+        assert (overrides == {}) == (cell.fraction == 1.0), cell.label()
+        if cell.fraction < 1.0:
+            assert overrides == {"finetune.train.drop_last": False}
+    objective = {"pretrain.objective.name": "infonce"}
+    mixed = transfer.grid(["ml-100k"], (1.0,), (0,), clue_only=objective)
+    assert {c.method: c.override_dict for c in mixed} == {
+        "clue": objective,
+        "clue_zero": {},
+        "mip": {},
+    }
+
+
+def test_welch_verdicts_need_a_steady_gap():
+    assert transfer.welch([0.30, 0.31, 0.32], [0.20, 0.21, 0.19])["verdict"] == "better"
+    assert transfer.welch([0.20, 0.21, 0.19], [0.30, 0.31, 0.32])["verdict"] == "worse"
+    level = transfer.welch([0.20, 0.30, 0.25], [0.22, 0.28, 0.24])
+    assert level["verdict"] == "level" and level["p"] > 0.05
+    assert transfer.welch([0.2], [0.1, 0.3])["verdict"].startswith("not testable")
+
+
+def test_summary_reads_stored_cells_compares_and_lists_the_missing(tmp_path, monkeypatch):
+    monkeypatch.setattr(transfer, "RESULTS", tmp_path)
+    monkeypatch.setattr(transfer, "QUALITY_STORE", CellStore(tmp_path / "quality"))
+    monkeypatch.setattr("benchmarks.common.RESULTS", tmp_path)
+    store = CellStore(tmp_path / "cells")
+    cells = transfer.grid(["ml-100k"], (0.1,), (0, 1, 2))
+    gains = {"clue": 0.10, "clue_zero": 0.05, "mip": 0.098}
+    for cell in cells:
+        if cell.method == "mip" and cell.seed == 2:
+            continue  # left missing on purpose
+        value = gains[cell.method] + 0.001 * cell.seed
+        record = {"task": "coldstart", "metrics": {"mrr@10": value, "recall@10": 2 * value}}
+        store.save(cell, {"cell": cell.as_dict(), "wall_s": 1.0, "record": record})
+    payload = transfer.summarise(cells, store, "transfer_test")
+    verdicts = {(c["against"], c["metric"]): c["verdict"] for c in payload["comparisons"]}
+    assert verdicts[("clue_zero", "mrr@10")] == "better"
+    assert verdicts[("mip", "mrr@10")] == "better"  # 0.002 apart, but no seed noise at all
+    assert [m["method"] for m in payload["missing"]] == ["mip"]
+    written = json.loads((tmp_path / "transfer_test.json").read_text())
+    assert written["cells_total"] == 9
+    text = (tmp_path / "transfer_test.md").read_text()
+    assert "| ml-100k | coldstart | 10% | mrr@10 | clue_zero |" in text
+    assert "## Missing cells (1 of 9)" in text
+
+
+def test_profiling_values_are_per_attribute_accuracies():
+    record = {
+        "record": {
+            "metrics": {
+                "gender": {"accuracy": 0.7, "macro_f1": 0.6},
+                "age": {"accuracy": 0.4, "macro_f1": 0.3},
+            }
+        }
+    }
+    assert transfer.values(record, "profiling") == {"gender/accuracy": 0.7, "age/accuracy": 0.4}
+    assert transfer.values({"record": {"skipped": "no users"}}, "profiling") == {}
+
+
+@pytest.mark.parametrize("name", ["zero", "simsiam_paper", "vicreg_joint"])
+def test_a_tiny_objectives_cell_measures_health_and_a_probe(name):
+    rng = np.random.default_rng(0)
+    num_items, users = 30, 80
+    train = [list(rng.integers(1, num_items + 1, size=rng.integers(4, 12))) for _ in range(users)]
+    split = pd.DataFrame(
+        {
+            "train": train,
+            "valid_target": rng.integers(1, num_items + 1, users),
+            "test_target": rng.integers(1, num_items + 1, users),
+        }
+    )
+    data = NextItemDataset("tiny", pd.DataFrame({"item_id": range(num_items)}), split)
+    params = objectives.parameters()
+    params["encoder"] = {**params["encoder"], "max_len": 12, "hidden": 16, "heads": 2}
+    params["pretrain"]["train"]["batch_size"] = 32
+    params["finetune"]["train"]["batch_size"] = 32
+    cell = {c.name: c for c in objectives.CELLS}[name]
+    row = objectives.run_cell(cell, params, data, epochs=2, probe_epochs=2)
+    assert 1.0 <= row["health"]["effective_rank"] <= 16.0
+    assert 0.0 <= row["probe"]["test_ndcg@10"] <= row["probe"]["test_hr@10"] <= 1.0
+    assert len(row["rank_curve"]) == (0 if name == "zero" else 2)
+    assert name in objectives.markdown([row], 2)

@@ -1,0 +1,177 @@
+"""The objectives registry: shapes, gradient paths, and a few steps of the one loop lower each loss."""
+
+import pytest
+import torch
+
+from clue_pipeline.augment import validate_view_policy
+from clue_pipeline.models.clue import SimSiam
+from clue_pipeline.models.encoders import EncoderConfig, build_encoder
+from clue_pipeline.models.objectives import (
+    OBJECTIVES,
+    ObjectiveConfig,
+    SequencePretrainer,
+    info_nce_loss,
+    vicreg_terms,
+)
+from clue_pipeline.tasks.pretraining import (
+    HealthConfig,
+    PretrainJob,
+    SimSiamConfig,
+    build_pretraining,
+)
+from clue_pipeline.training import TrainConfig, fit
+from tests.models.test_clue import MAX_LEN, NUM_ITEMS, tokens_batch
+
+ENCODER = EncoderConfig(num_items=NUM_ITEMS, max_len=MAX_LEN, hidden=16, heads=2, dropout=0.2)
+MODES = [
+    ("simsiam", 0.0),
+    ("infonce", 0.0),
+    ("vicreg", 0.0),
+    ("simsiam", 0.5),
+    ("infonce", 0.5),
+    ("vicreg", 0.5),
+]
+
+
+def make(name: str, masked_item_weight: float = 0.0, **heads) -> SequencePretrainer:
+    torch.manual_seed(0)
+    objective = ObjectiveConfig(name=name, masked_item_weight=masked_item_weight)
+    return SequencePretrainer(build_encoder(ENCODER), objective, proj_dim=16, pred_dim=8, **heads)
+
+
+def test_registry_names_the_three_objectives_and_refuses_others():
+    assert set(OBJECTIVES) == {"simsiam", "infonce", "vicreg"}
+    with pytest.raises(ValueError, match=r"pretrain.objective.name = 'byol'.*infonce"):
+        ObjectiveConfig(name="byol")
+    with pytest.raises(ValueError, match="temperature"):
+        ObjectiveConfig(name="infonce", temperature=0.0)
+
+
+@pytest.mark.parametrize("name, weight", MODES)
+def test_forward_gives_a_scalar_loss_and_the_encoder_gets_gradients(name, weight):
+    model = make(name, weight)
+    tokens = tokens_batch()
+    out = model(tokens, tokens, tokens, torch.Generator().manual_seed(0))
+    assert out.loss.shape == () and torch.isfinite(out.loss)
+    assert 0.0 <= float(out.metrics["z_std"]) <= 1.0
+    assert ("masked_item_loss" in out.metrics) == (weight > 0)
+    out.loss.backward()
+    assert model.encoder.item_embedding.weight.grad.abs().sum() > 0
+    assert model.projector[0].weight.grad.abs().sum() > 0
+
+
+def test_simsiam_keeps_stop_gradient_and_predictor_the_others_drop_them():
+    tokens = tokens_batch()
+    simsiam = make("simsiam").views_forward(tokens, tokens)
+    assert not simsiam.z1.requires_grad and simsiam.p1.requires_grad
+    for name in ("infonce", "vicreg"):
+        model = make(name)
+        assert isinstance(model.predictor, torch.nn.Identity)
+        out = model.views_forward(tokens, tokens)
+        assert out.z1.requires_grad, f"{name}: gradients must flow through both branches"
+    # vicreg regularises the variance itself: no BatchNorm at the projector's output
+    assert isinstance(make("vicreg").projector[-1], torch.nn.Identity)
+    assert isinstance(make("simsiam").projector[-1], torch.nn.BatchNorm1d)
+
+
+def test_simsiam_objective_is_todays_simsiam_bit_for_bit():
+    torch.manual_seed(0)
+    reference = SimSiam(build_encoder(ENCODER), proj_dim=16, pred_dim=8)
+    model = make("simsiam")
+    tokens = tokens_batch()
+    torch.manual_seed(1)
+    p1, p2, z1, z2 = reference(tokens, tokens)
+    torch.manual_seed(1)
+    loss = model(tokens, tokens).loss
+    expected = -0.5 * (
+        torch.nn.functional.cosine_similarity(p1, z2).mean()
+        + torch.nn.functional.cosine_similarity(p2, z1).mean()
+    )
+    assert torch.equal(loss, expected)
+
+
+def test_output_bn_without_affine_has_no_scale_or_shift():
+    plain = make("simsiam", output_bn_affine=False).projector[-1]
+    assert isinstance(plain, torch.nn.BatchNorm1d) and plain.weight is None
+
+
+def test_info_nce_is_low_for_matched_pairs_and_high_for_shuffled_ones():
+    z = torch.randn(32, 16, generator=torch.Generator().manual_seed(0))
+    matched = info_nce_loss(z, z, temperature=0.1)
+    shuffled = info_nce_loss(z, z.roll(1, dims=0), temperature=0.1)
+    assert matched < 0.5 < shuffled
+
+
+def test_vicreg_terms_punish_a_collapsed_or_correlated_space():
+    generator = torch.Generator().manual_seed(0)
+    spread = torch.randn(256, 8, generator=generator) * 2.0
+    invariance, variance, covariance = vicreg_terms(spread, spread)
+    assert invariance == 0 and variance < 1e-3 and covariance < 2.0
+    point = torch.ones(256, 8) + 1e-3 * torch.randn(256, 8, generator=generator)
+    assert vicreg_terms(point, point)[1] > 0.9  # std ~0: the hinge is at its maximum
+    line = torch.randn(256, 1, generator=generator).repeat(1, 8) * 2.0
+    assert vicreg_terms(line, line)[2] > 10 * covariance
+
+
+@pytest.mark.parametrize("name, weight", MODES)
+def test_a_few_steps_of_the_one_loop_lower_each_objective(name, weight):
+    tokens = tokens_batch(rows=128, seed=3).numpy()
+    job = PretrainJob(
+        method="clue",
+        tokens=tokens,
+        encoder=ENCODER,
+        train=TrainConfig(epochs=6, batch_size=64, lr=3e-3, seed=0, device="cpu"),
+        view_policy=validate_view_policy({"strategies": ["mask"], "mask_ratio": 0.3}),
+        simsiam=SimSiamConfig(proj_dim=16, pred_dim=8),
+        objective=ObjectiveConfig(name=name, masked_item_weight=weight),
+        health=HealthConfig(users=64, min_effective_rank=None),
+    )
+    task = build_pretraining(job)
+    result = fit(task.model, task.dataset, task.step_fn, job.train, None, task.epoch_metrics_fn)
+    losses = [entry["loss"] for entry in result.history]
+    assert losses[-1] < losses[0], f"{name} (+{weight} masked items): {losses}"
+    last = result.history[-1]
+    for key in ("effective_rank", "top2_share", "alignment", "uniformity", "projection_std"):
+        assert key in last, key
+    assert 1.0 <= last["effective_rank"] <= 16.0 and 0.0 < last["top2_share"] <= 1.0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name", sorted(OBJECTIVES))
+def test_each_objective_trains_on_cuda(name):
+    tokens = tokens_batch(rows=128, seed=3).numpy()
+    job = PretrainJob(
+        method="clue",
+        tokens=tokens,
+        encoder=ENCODER,
+        train=TrainConfig(epochs=2, batch_size=64, seed=0, device="cuda"),
+        view_policy=validate_view_policy({"strategies": ["dropout"]}),
+        simsiam=SimSiamConfig(proj_dim=16, pred_dim=8),
+        objective=ObjectiveConfig(name=name, masked_item_weight=0.5),
+        health=HealthConfig(users=64, min_effective_rank=None),
+    )
+    task = build_pretraining(job)
+    result = fit(task.model, task.dataset, task.step_fn, job.train, None, task.epoch_metrics_fn)
+    assert all(torch.isfinite(torch.tensor(e["loss"])) for e in result.history)
+    assert next(task.model.parameters()).device.type == "cuda"
+
+
+def test_fixed_predictor_lr_is_dropped_only_where_there_is_no_predictor():
+    from clue_pipeline.tasks.pretraining import heads_present
+
+    def job(method: str, name: str, fixed: list[str]) -> PretrainJob:
+        return PretrainJob(
+            method=method,
+            tokens=tokens_batch(rows=64).numpy(),
+            encoder=ENCODER,
+            train=TrainConfig(epochs=1, batch_size=32, device="cpu", fixed_lr_params=fixed),
+            view_policy=validate_view_policy({"strategies": ["dropout"]}),
+            simsiam=SimSiamConfig(proj_dim=16, pred_dim=8),
+            objective=ObjectiveConfig(name=name),
+        )
+
+    assert heads_present(job("clue", "simsiam", ["predictor"])).train.fixed_lr_params == [
+        "predictor"
+    ]
+    assert heads_present(job("clue", "vicreg", ["predictor"])).train.fixed_lr_params == []
+    assert heads_present(job("mip", "simsiam", ["predictor", "x"])).train.fixed_lr_params == ["x"]
