@@ -125,6 +125,11 @@ RUNGS: dict[str, tuple[str | None, dict[str, Any], str]] = {
     "rb_li_no_clip": ("recbole_block_last_item", {"train": {"grad_clip": None}}, "no grad clip"),
     "rb_li_dropout03": ("recbole_block_last_item", {"encoder": {"dropout": 0.3}}, "dropout 0.3"),
     "rb_li_batch128": ("recbole_block_last_item", {"train": {"batch_size": 128}}, "batch 128"),
+    "rb_li_cosine": (
+        "recbole_block_last_item",
+        {"train": {"lr_schedule": "cosine", "warmup_epochs": 1, "epochs": 40}},
+        "1 warm-up epoch, then cosine decay to 0 over 40 epochs",
+    ),
 }
 
 
@@ -147,8 +152,8 @@ def run_rung(name: str, seed: int, task, num_items: int, args) -> dict[str, Any]
     head = NextItemHead(**settings["head"])
     config = train_config(
         {
-            **settings["train"],
             "epochs": args.max_epochs,
+            **settings["train"],
             "seed": seed,
             "patience": args.patience,
             "monitor": "ndcg@10",
