@@ -16,6 +16,7 @@ NEXT_ITEM_METHODS = {
     "cnn": None,
     "clue_probe": "clue",
     "mip_probe": "mip",
+    "pop": None,
 }
 USER_TASK_METHODS = {
     "clue": "clue",
@@ -25,6 +26,7 @@ USER_TASK_METHODS = {
     "deepfm": None,
     "clue_probe": "clue",
     "mip_probe": "mip",
+    "pop": None,
 }
 # task -> (node function name, its data inputs, the pre-training corpus whose encoders it uses)
 TASKS = {
