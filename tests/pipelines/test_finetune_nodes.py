@@ -94,7 +94,7 @@ def test_coldstart_trains_and_ranks_target_items(params, tables, method):
 
 
 @pytest.mark.parametrize("layout", ["user", "prefix"])
-@pytest.mark.parametrize("method", ["clue_zero", "gru", "mip_probe", "pop"])
+@pytest.mark.parametrize("method", ["clue_zero", "gru", "caser", "mip_probe", "pop"])
 def test_next_item_trains_and_ranks_all_items(params, tables, method, layout):
     item_index, _, _, _, split = tables
     spec = params["finetune"]["methods"][method]

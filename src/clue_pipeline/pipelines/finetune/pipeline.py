@@ -14,6 +14,7 @@ NEXT_ITEM_METHODS = {
     "mip": "mip",
     "gru": None,
     "cnn": None,
+    "caser": None,
     "clue_probe": "clue",
     "mip_probe": "mip",
     "pop": None,
