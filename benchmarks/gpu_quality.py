@@ -14,7 +14,7 @@ of those cells without it, with the run-environments' settings (``SETTINGS``, ch
   arrays the tests check equal to the pipeline's);
 - CLUE (SimSiam over dropout views) and masked item prediction pre-train through
   ``tasks.pretraining.run_job``, for the methods that start from them (``INIT``);
-- every method (``SETTINGS["methods"]``: CLUE, CLUE-Zero, masked-item, GRU and CNN backbones,
+- every method (``SETTINGS["methods"]``: CLUE, CLUE-Zero, masked-item, GRU, CNN and Caser backbones,
   the frozen-encoder probes) fine-tunes through ``tasks.finetuning.finetune_next_item`` on one
   row per prefix (``finetune.next_item_rows: prefix``), early stopping on validation NDCG@10;
 - every epoch also scores the test items (all items ranked, history not excluded), so a run
@@ -85,6 +85,7 @@ SETTINGS: dict[str, Any] = {
         "mip": {"backbone": "transformer", "freeze_encoder": False},
         "gru": {"backbone": "gru", "freeze_encoder": False},
         "cnn": {"backbone": "cnn", "freeze_encoder": False},
+        "caser": {"backbone": "caser", "freeze_encoder": False},
         "clue_probe": {"backbone": "transformer", "freeze_encoder": True},
         "mip_probe": {"backbone": "transformer", "freeze_encoder": True},
     },

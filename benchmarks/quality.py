@@ -29,8 +29,9 @@ SEEDS = (0, 1, 2)
 SEEDED_METHODS = ("clue", "clue_zero")  # three seeds; other rivals one seed at first
 SPARSITY = (0.4, 0.6, 0.8)
 
-NEXT_ITEM = ("clue", "clue_zero", "mip", "gru", "cnn", "clue_probe", "mip_probe")
-USER_TASKS = ("clue", "clue_zero", "mip", "nfm", "deepfm", "clue_probe", "mip_probe")
+PROBES_AND_FLOOR = ("clue_probe", "mip_probe", "pop")
+NEXT_ITEM = ("clue", "clue_zero", "mip", "s3rec", "gru", "cnn", "caser", *PROBES_AND_FLOOR)
+USER_TASKS = ("clue", "clue_zero", "mip", "s3rec", "nfm", "deepfm", *PROBES_AND_FLOOR)
 GRID = {
     "beauty": {"next_item": NEXT_ITEM},
     "sports": {"next_item": NEXT_ITEM},

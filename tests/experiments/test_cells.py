@@ -67,6 +67,12 @@ def test_nodes_of_a_cell_include_the_pretraining_it_starts_from():
     assert kedro_nodes(Cell.create("d", "pretrain", "mip", 0)) == [
         "next_item.pretrain_masked_item_prediction"
     ]
+    assert kedro_nodes(Cell.create("d", "coldstart", "s3rec", 0)) == [
+        "item_attributes",
+        "coldstart.pretrain_s3rec",
+        "coldstart.finetune_coldstart_s3rec",
+        "coldstart.evaluate_coldstart_s3rec",
+    ]
 
 
 def test_parameters_carry_seed_share_and_overrides_nested():

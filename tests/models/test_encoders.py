@@ -72,7 +72,9 @@ def test_padding_rows_do_not_influence_other_rows(kind):
     torch.testing.assert_close(alone, together, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize(("kind", "causal"), [("transformer", True), ("gru", True), ("cnn", True)])
+@pytest.mark.parametrize(
+    ("kind", "causal"), [("transformer", True), ("gru", True), ("cnn", True), ("caser", True)]
+)
 def test_later_item_does_not_change_earlier_states(kind, causal):
     encoder = make_encoder(kind, causal=causal)
     first = batch([[4, 5, 6, 7, 8]])

@@ -52,7 +52,7 @@ def test_user_scores_cover_items_only_from_the_ur_state():
     torch.testing.assert_close(scores[:, 4], user @ model.encoder.item_embedding.weight[5])
 
 
-@pytest.mark.parametrize("kind", ["transformer", "gru", "cnn"])
+@pytest.mark.parametrize("kind", ["transformer", "gru", "cnn", "caser"])
 def test_next_item_training_learns_a_fixed_batch(kind):
     model = NextItemModel(encoder(kind))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)

@@ -63,7 +63,7 @@ def tables():
     return item_index, profile, targets, source, split
 
 
-@pytest.mark.parametrize("method", ["clue_zero", "clue_probe", "nfm", "deepfm"])
+@pytest.mark.parametrize("method", ["clue_zero", "clue_probe", "nfm", "deepfm", "pop"])
 def test_profiling_trains_and_scores_each_attribute(params, tables, method):
     item_index, profile, _, _, _ = tables
     spec = params["finetune"]["methods"][method]
@@ -78,7 +78,7 @@ def test_profiling_trains_and_scores_each_attribute(params, tables, method):
     assert result["n"] == 18 and 0.0 <= result["accuracy"] <= 1.0
 
 
-@pytest.mark.parametrize("method", ["clue_zero", "deepfm"])
+@pytest.mark.parametrize("method", ["clue_zero", "deepfm", "pop"])
 def test_coldstart_trains_and_ranks_target_items(params, tables, method):
     item_index, _, targets, source, _ = tables
     target_index = pd.DataFrame({"item_id": np.arange(8), "target": np.arange(8)})
@@ -94,7 +94,7 @@ def test_coldstart_trains_and_ranks_target_items(params, tables, method):
 
 
 @pytest.mark.parametrize("layout", ["user", "prefix"])
-@pytest.mark.parametrize("method", ["clue_zero", "gru", "mip_probe"])
+@pytest.mark.parametrize("method", ["clue_zero", "gru", "caser", "mip_probe", "pop"])
 def test_next_item_trains_and_ranks_all_items(params, tables, method, layout):
     item_index, _, _, _, split = tables
     spec = params["finetune"]["methods"][method]
@@ -110,7 +110,8 @@ def test_next_item_trains_and_ranks_all_items(params, tables, method, layout):
     model, history = finetune.finetune_next_item(
         split, item_index, params["encoder"], settings, spec, pretrained
     )
-    assert len(history) == 1 and "ndcg@10" in history[0] and np.isfinite(history[0]["loss"])
+    assert len(history) == 1 and "ndcg@10" in history[0]
+    assert method == "pop" or np.isfinite(history[0]["loss"])  # pop counts, trains nothing
     record = evaluate.evaluate_next_item(model, split, item_index, params["evaluate"], "toy")
     assert record["metrics"]["n_users"] == 120 and record["history_excluded"] is False
     assert record["training_rows"] == layout
@@ -144,3 +145,28 @@ def test_next_item_rows_of_unknown_layout_name_the_parameter(params, tables):
         finetune.finetune_next_item(
             split, item_index, params["encoder"], settings, params["finetune"]["methods"]["clue"]
         )
+
+
+def test_pop_scores_items_by_training_count_and_labels_by_majority(params, tables):
+    item_index, profile, targets, source, split = tables
+    spec = params["finetune"]["methods"]["pop"]
+    model, _ = finetune.finetune_next_item(
+        split, item_index, params["encoder"], params["finetune"], spec
+    )
+    training = np.concatenate(split["train"].to_list())
+    expected = np.bincount(training, minlength=NUM_ITEMS + 1)[1:]
+    assert model["state_dict"]["counts"].numpy().tolist() == expected.tolist()
+    record = evaluate.evaluate_next_item(model, split, item_index, params["evaluate"], "toy")
+    assert record["method"] == "pop" and 0.0 < record["metrics"]["recall@20"] <= 1.0
+
+    models, _ = finetune.finetune_profiling(
+        profile, {"gender": ["F", "M"]}, item_index, params["encoder"], params["finetune"], spec
+    )
+    record = evaluate.evaluate_profiling(
+        models, profile, {"gender": ["F", "M"]}, item_index, params["evaluate"], "toy"
+    )
+    gender = record["metrics"]["gender"]
+    train_labels = profile.loc[profile["split"] == "train", "label"]
+    majority = int(np.bincount(train_labels).argmax())
+    test_labels = profile.loc[profile["split"] == "test", "label"]
+    assert gender["accuracy"] == pytest.approx(float((test_labels == majority).mean()))

@@ -21,9 +21,9 @@ def latest_version(folder: Path) -> Path:
 def test_default_run_writes_metrics_of_every_task_and_method(finished_project: Path):
     reporting = finished_project / "data" / "08_reporting" / "ml-latest-small"
     table = (reporting / "metrics.md").read_text()
-    for method in ("clue", "clue_zero", "mip", "gru", "cnn", "clue_probe", "mip_probe"):
+    for method in ("clue", "clue_zero", "mip", "gru", "cnn", "caser", "clue_probe", "pop"):
         assert f"| next_item | {method} |" in table
-    for method in ("clue", "clue_zero", "mip", "nfm", "deepfm"):
+    for method in ("clue", "clue_zero", "mip", "nfm", "deepfm", "pop"):
         assert f"| coldstart | {method} |" in table
     assert "profiling skipped" in table  # ml-latest-small has no user attributes
     record = json.loads(

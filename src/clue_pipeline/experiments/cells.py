@@ -20,11 +20,17 @@ PRETRAIN_TASK = "pretrain"
 # Pre-training corpus of each task (profiling reuses the next-item corpus, as `finetune` does).
 CORPUS = {"next_item": "next_item", "profiling": "next_item", "coldstart": "coldstart"}
 # Fine-tuning method -> the pre-trained encoder it starts from.
-INIT = {"clue": "clue", "clue_probe": "clue", "mip": "mip", "mip_probe": "mip"}
-PRETRAIN_NODE = {"clue": "pretrain_clue", "mip": "pretrain_masked_item_prediction"}
+INIT = {"clue": "clue", "clue_probe": "clue", "mip": "mip", "mip_probe": "mip", "s3rec": "s3rec"}
+PRETRAIN_NODE = {
+    "clue": "pretrain_clue",
+    "mip": "pretrain_masked_item_prediction",
+    "s3rec": "pretrain_s3rec",
+}
 # The `augment` node that writes `view_policy`: run inside every CLUE cell so that the policy
 # a cell pre-trains with is the one its own parameters say.
 VIEW_POLICY_NODE = "validate_view_policy"
+# The `pretrain` node that writes `item_attributes`: run inside every S3-Rec cell, likewise.
+ATTRIBUTES_NODE = "item_attributes"
 HASH_LENGTH = 8
 
 
@@ -104,7 +110,7 @@ def kedro_nodes(cell: Cell) -> list[str]:
     """The project's nodes that compute a cell, in run order."""
     if cell.task == PRETRAIN_TASK:
         nodes = [f"next_item.{PRETRAIN_NODE[cell.method]}"]
-        return [VIEW_POLICY_NODE, *nodes] if cell.method == "clue" else nodes
+        return [*_inputs_node(cell.method), *nodes]
     nodes = [
         f"{cell.task}.finetune_{cell.task}_{cell.method}",
         f"{cell.task}.evaluate_{cell.task}_{cell.method}",
@@ -112,10 +118,12 @@ def kedro_nodes(cell: Cell) -> list[str]:
     init = INIT.get(cell.method)
     if init is None:
         return nodes
-    pretrain = [f"{CORPUS[cell.task]}.{PRETRAIN_NODE[init]}"]
-    if init == "clue":
-        pretrain.insert(0, VIEW_POLICY_NODE)
-    return [*pretrain, *nodes]
+    return [*_inputs_node(init), f"{CORPUS[cell.task]}.{PRETRAIN_NODE[init]}", *nodes]
+
+
+def _inputs_node(method: str) -> list[str]:
+    """The node writing what a pre-training method reads besides the corpus, if any."""
+    return {"clue": [VIEW_POLICY_NODE], "s3rec": [ATTRIBUTES_NODE]}.get(method, [])
 
 
 def kedro_params(cell: Cell) -> dict[str, Any]:

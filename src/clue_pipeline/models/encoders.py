@@ -28,7 +28,7 @@ class EncoderConfig:
     """Shape of an encoder; stored beside its weights so a checkpoint rebuilds itself."""
 
     num_items: int  # N; vocabulary N + 3 (pad, items 1..N, [MASK], [UR])
-    kind: str = "transformer"  # registry key: transformer | gru | cnn
+    kind: str = "transformer"  # registry key: transformer | gru | cnn | caser
     max_len: int = 50  # items per sequence; the input has max_len + 1 columns with [UR]
     hidden: int = 64  # d
     blocks: int = 2  # transformer blocks / GRU layers / repeats of the CNN dilation stack
@@ -47,6 +47,9 @@ class EncoderConfig:
     linear_init_std: float | None = None
     kernel_size: int = 3  # CNN only
     dilations: tuple[int, ...] = (1, 2, 4, 8)  # CNN only; one residual unit per dilation
+    window: int = 5  # Caser only (models/caser.py): L, the most recent items a state sees
+    horizontal_filters: int = 16  # Caser only: filters of each height 1..window
+    vertical_filters: int = 4  # Caser only
 
     def __post_init__(self) -> None:
         self.dilations = tuple(int(d) for d in self.dilations)

@@ -28,10 +28,12 @@ from clue_pipeline.models.encoders import (
     encoder_to_checkpoint,
 )
 from clue_pipeline.models.heads import READOUTS, ClassifierModel, NextItemModel
+from clue_pipeline.models.popularity import PopularityModel
 from clue_pipeline.tasks.batching import prefix_batch, prefix_row_bounds, trim_padding
 from clue_pipeline.training.loop import StepFn, TrainConfig, TrainResult, fit
 
 NEXT_ITEM_LAYOUTS = ("user", "prefix")
+POPULARITY = "pop"  # the most-popular baseline's backbone: counted, not trained
 
 
 @dataclass
@@ -39,12 +41,16 @@ class MethodSpec:
     """How a method builds its model: which backbone, from which weights, frozen or not."""
 
     name: str
-    backbone: str = "transformer"  # encoder kind, or a baseline name ("nfm", "deepfm")
+    backbone: str = "transformer"  # encoder kind, a baseline name ("nfm", "deepfm") or "pop"
     freeze_encoder: bool = False
 
     @property
     def is_baseline(self) -> bool:
         return self.backbone in BASELINES
+
+    @property
+    def is_popularity(self) -> bool:
+        return self.backbone == POPULARITY
 
 
 @dataclass
@@ -345,6 +351,8 @@ def export_checkpoint(model: torch.nn.Module, method: MethodSpec, **extra) -> di
 def restore_model(checkpoint: dict) -> torch.nn.Module:
     """The fine-tuned model of ``export_checkpoint``, rebuilt and loaded, in eval mode."""
     frozen = bool(checkpoint.get("freeze_encoder", False))
+    if checkpoint.get("backbone") == POPULARITY:
+        return PopularityModel(checkpoint["state_dict"]["counts"]).eval()
     if checkpoint.get("task") == "next_item":
         model = NextItemModel(
             encoder_from_checkpoint(checkpoint["encoder"]),

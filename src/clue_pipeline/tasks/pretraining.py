@@ -1,5 +1,5 @@
-"""Pre-training jobs: CLUE (an objective of ``models.objectives`` over two views) and masked
-item prediction.
+"""Pre-training jobs: CLUE (an objective of ``models.objectives`` over two views), masked
+item prediction and S3-Rec.
 
 A job = a model, a dataset of model inputs and a step function, handed to the one training loop.
 The builders are module-level functions of plain arguments so that distributed workers can
@@ -20,6 +20,7 @@ from clue_pipeline.models.clue import alignment, spectrum, uniformity, z_std
 from clue_pipeline.models.encoders import EncoderConfig, build_encoder, encoder_to_checkpoint
 from clue_pipeline.models.item_pretraining import MaskedItemPretrainer
 from clue_pipeline.models.objectives import ObjectiveConfig, SequencePretrainer
+from clue_pipeline.models.s3rec import S3RecConfig, S3RecPretrainer, attribute_matrix
 from clue_pipeline.tasks.batching import trim_padding
 from clue_pipeline.training.distributed import (
     DistributedConfig,
@@ -55,7 +56,7 @@ class HealthConfig:
 class PretrainJob:
     """Everything a worker needs to rebuild a pre-training run (plain, picklable data)."""
 
-    method: str  # "clue" | "mip"
+    method: str  # "clue" | "mip" | "s3rec"
     tokens: np.ndarray  # (U, max_len + 1) model inputs
     encoder: EncoderConfig
     train: TrainConfig
@@ -64,6 +65,9 @@ class PretrainJob:
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     mask_ratio: float = 0.2
     health: HealthConfig = field(default_factory=HealthConfig)
+    s3rec: S3RecConfig = field(default_factory=S3RecConfig)
+    attribute_pairs: np.ndarray | None = None  # (K, 2) (token, attribute code), S3-Rec only
+    num_attributes: int = 0
 
 
 def build_pretraining(job: PretrainJob) -> TrainingTask:
@@ -95,7 +99,21 @@ def build_pretraining(job: PretrainJob) -> TrainingTask:
             step_fn=masked_item_step,
             epoch_metrics_fn=health,
         )
-    raise ValueError(f"pretrain method: unknown '{job.method}'; expected 'clue' or 'mip'")
+    if job.method == "s3rec":
+        # S3-Rec pre-trains bidirectionally; the checkpoint keeps the configured attention
+        # (see run_job), so fine-tuning is causal as for every other encoder
+        encoder = build_encoder(replace(job.encoder, causal=False))
+        pairs = torch.tensor(
+            job.attribute_pairs if job.attribute_pairs is not None else np.empty((0, 2)),
+            dtype=torch.long,
+        )
+        attributes = attribute_matrix(pairs, job.encoder.vocab_size, job.num_attributes)
+        return TrainingTask(
+            model=S3RecPretrainer(encoder, attributes, job.s3rec),
+            dataset=(tokens,),
+            step_fn=s3rec_step,
+        )
+    raise ValueError(f"pretrain method: unknown '{job.method}'; expected 'clue', 'mip' or 's3rec'")
 
 
 HEADS = ("projector", "predictor")  # parameter prefixes that only some pre-training models have
@@ -131,7 +149,9 @@ def run_job(job: PretrainJob, nproc_per_node: int = 1) -> tuple[dict, TrainResul
     result = run_training(spec, DistributedConfig(nproc_per_node=nproc_per_node))
     model = build_pretraining(job).model
     model.load_state_dict(result.best_state)
-    return encoder_to_checkpoint(model.encoder), result
+    checkpoint = encoder_to_checkpoint(model.encoder)
+    checkpoint["config"] = asdict(job.encoder)  # the configured encoder (S3-Rec: causal again)
+    return checkpoint, result
 
 
 def clue_step(
@@ -146,6 +166,11 @@ def clue_step(
 def masked_item_step(model: MaskedItemPretrainer, batch, generator: torch.Generator):
     (tokens,) = trim_padding(*batch)
     return model(tokens, generator), {}
+
+
+def s3rec_step(model: S3RecPretrainer, batch, generator: torch.Generator):
+    (tokens,) = trim_padding(*batch)
+    return model(tokens, generator)
 
 
 def health_metrics(

@@ -51,7 +51,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         inputs={
             f"{corpus}__{method}": f"{corpus}.{method}_pretrain_history"
             for corpus in CORPORA
-            for method in ("clue", "mip")
+            for method in ("clue", "mip", "s3rec")
         },
         outputs="pretraining_curves_plot",
         name="plot_pretraining_curves",

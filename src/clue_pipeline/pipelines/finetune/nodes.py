@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import pandas as pd
 
 from clue_pipeline.config import encoder_config, to_dataclass, train_config
+from clue_pipeline.models.popularity import PopularityModel, counts_of
 from clue_pipeline.tasks.finetuning import (
     MethodSpec,
     NextItemHead,
     build_classifier,
     evaluate_coldstart,
+    evaluate_next_item,
     evaluate_profiling,
     export_checkpoint,
     finetune_classifier,
@@ -24,6 +27,7 @@ from clue_pipeline.tasks.task_data import (
     keep_training_users,
     next_item_data,
 )
+from clue_pipeline.training.loop import TrainResult
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +51,14 @@ def finetune_next_item(
         next_item_data(split, encoder_cfg.max_len, encoder_cfg.num_items), finetune_params
     )
     layout = str(finetune_params.get("next_item_rows", "user"))
+    exclude_history = bool(finetune_params.get("exclude_history", False))
+    if method.is_popularity:
+        model = PopularityModel(counts_of(_training_items(data), encoder_cfg.num_items, offset=1))
+        history = [{"epoch": 0, **evaluate_next_item(model, data.valid, exclude_history)}]
+        checkpoint = export_checkpoint(
+            model, method, task="next_item", max_len=encoder_cfg.max_len, training_rows=layout
+        )
+        return checkpoint, history
     head = to_dataclass(NextItemHead, finetune_params.get("next_item"), "finetune.next_item")
     rows = data.training_rows(layout)
     config = _train_config(
@@ -66,7 +78,7 @@ def finetune_next_item(
         make_encoder(encoder_cfg, pretrained, method),
         config,
         freeze_encoder=method.freeze_encoder,
-        exclude_history=bool(finetune_params.get("exclude_history", False)),
+        exclude_history=exclude_history,
         head=head,
     )
     logger.info("next-item %s: best epoch %s of %d", method.name, result.best_epoch, config.epochs)
@@ -158,6 +170,12 @@ def finetune_coldstart(
 
 
 def _fit_classifier(data, encoder_cfg, pretrained, method, finetune_params, task, evaluate):
+    if method.is_popularity:
+        model = PopularityModel(counts_of(data.labels["train"], data.num_classes))
+        metrics = evaluate(model, data.tokens["valid"], data.labels["valid"], data.num_classes)
+        return model, TrainResult(
+            best_state=None, history=[{"epoch": 0, **metrics}], best_epoch=0, steps=0
+        )
     model = build_classifier(
         method,
         encoder_cfg,
@@ -195,6 +213,12 @@ def _train_config(finetune_params: dict, task: str, method: MethodSpec, *parts):
     config = train_config(merged, f"finetune (task {task}, method {method.name})")
     config.checkpoint_dir = job_checkpoint_dir(base_dir, f"{task}/{method.name}", config, *parts)
     return config
+
+
+def _training_items(data) -> np.ndarray:
+    """The items of the (kept) training users' training parts, one entry per interaction."""
+    parts = [data.train_flat[a:b] for a, b in zip(data.train_starts, data.train_ends, strict=True)]
+    return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
 
 
 def _weights_id(checkpoint: dict | None) -> str:

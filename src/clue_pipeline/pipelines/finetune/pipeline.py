@@ -14,8 +14,11 @@ NEXT_ITEM_METHODS = {
     "mip": "mip",
     "gru": None,
     "cnn": None,
+    "caser": None,
+    "s3rec": "s3rec",
     "clue_probe": "clue",
     "mip_probe": "mip",
+    "pop": None,
 }
 USER_TASK_METHODS = {
     "clue": "clue",
@@ -23,8 +26,10 @@ USER_TASK_METHODS = {
     "mip": "mip",
     "nfm": None,
     "deepfm": None,
+    "s3rec": "s3rec",
     "clue_probe": "clue",
     "mip_probe": "mip",
+    "pop": None,
 }
 # task -> (node function name, its data inputs, the pre-training corpus whose encoders it uses)
 TASKS = {

@@ -1,14 +1,17 @@
-"""Nodes of the `pretrain` pipeline: CLUE and masked-item pre-training of the encoder."""
+"""Nodes of the `pretrain` pipeline: CLUE, masked-item and S3-Rec pre-training of the encoder."""
 
 from __future__ import annotations
 
 import logging
 
+import numpy as np
 import pandas as pd
 
 from clue_pipeline.augment import validate_view_policy
 from clue_pipeline.config import encoder_config, to_dataclass, train_config
+from clue_pipeline.data.attributes import attribute_codes, load_attributes
 from clue_pipeline.models.objectives import ObjectiveConfig
+from clue_pipeline.models.s3rec import S3RecConfig
 from clue_pipeline.tasks.batching import model_inputs
 from clue_pipeline.tasks.fingerprint import job_checkpoint_dir
 from clue_pipeline.tasks.pretraining import HealthConfig, PretrainJob, SimSiamConfig, run_job
@@ -59,9 +62,42 @@ def pretrain_masked_items(
     return _run(job, pretrain_params)
 
 
-def _job(
-    method, corpus, item_index, encoder_params, pretrain_params, view_policy=None
-) -> PretrainJob:
+def item_attributes(
+    items: pd.DataFrame, item_index: pd.DataFrame, pretrain_params: dict
+) -> pd.DataFrame:
+    """``(token, attribute)`` codes of the indexed items, from ``pretrain.s3rec.attributes``."""
+    params = pretrain_params.get("s3rec", {}).get("attributes") or {"source": "none"}
+    codes = attribute_codes(load_attributes(params, items), item_index)
+    logger.info(
+        "item attributes (%s): %d attributes on %d of %d items",
+        params.get("source"),
+        codes["attribute"].nunique(),
+        codes["token"].nunique(),
+        len(item_index),
+    )
+    return codes
+
+
+def pretrain_s3rec(
+    corpus: pd.DataFrame,
+    item_index: pd.DataFrame,
+    attributes: pd.DataFrame,
+    encoder_params: dict,
+    pretrain_params: dict,
+) -> tuple[dict, list[dict]]:
+    """S3-Rec's four objectives (AAP, MIP, MAP, SP) on the same corpus, encoder and budget."""
+    pairs = attributes[["token", "attribute"]].to_numpy(np.int64)
+    job = _job("s3rec", corpus, item_index, encoder_params, pretrain_params, pairs)
+    settings = {k: v for k, v in pretrain_params["s3rec"].items() if k != "attributes"}
+    job.s3rec = to_dataclass(S3RecConfig, settings, "pretrain.s3rec")
+    job.attribute_pairs = pairs
+    job.num_attributes = int(attributes["attribute"].max()) + 1 if len(attributes) else 0
+    return _run(job, pretrain_params)
+
+
+def _job(method, corpus, item_index, encoder_params, pretrain_params, inputs=None) -> PretrainJob:
+    """``inputs``: what the method reads besides the corpus (view policy, attributes), which
+    goes into the checkpoint folder's fingerprint."""
     encoder = encoder_config(encoder_params, num_items=len(item_index))
     sequences = corpus_sequences(corpus)
     if len(sequences) == 0:
@@ -71,7 +107,7 @@ def _job(
     train = train_config(train_params, "pretrain.train")
     tokens = model_inputs(sequences, encoder.max_len, encoder.num_items + 2)
     train.checkpoint_dir = job_checkpoint_dir(
-        base_dir, method, tokens, encoder, train, pretrain_params, view_policy
+        base_dir, method, tokens, encoder, train, pretrain_params, inputs
     )
     logger.info(
         "pre-training %s on %d sequences, %d items, %d epochs",

@@ -1,4 +1,4 @@
-"""`pretrain`: one CLUE and one masked-item encoder per pre-training corpus.
+"""`pretrain`: one CLUE, one masked-item and one S3-Rec encoder per pre-training corpus.
 
 Corpora differ by downstream task so that no evaluation target is ever seen in pre-training:
 `next_item` uses the training part of each sequence (profiling reuses it), `coldstart` the
@@ -12,9 +12,11 @@ CORPORA = {"next_item": "next_item_split", "coldstart": "coldstart_source"}
 
 def create_pipeline(**kwargs) -> Pipeline:
     from .nodes import (
+        item_attributes,
         plot_pretraining_health,
         pretrain_clue,
         pretrain_masked_items,
+        pretrain_s3rec,
         register_user_vector_model,
     )
 
@@ -32,7 +34,26 @@ def create_pipeline(**kwargs) -> Pipeline:
                 outputs=["mip_encoder", "mip_pretrain_history"],
                 name="pretrain_masked_item_prediction",
             ),
+            Node(
+                pretrain_s3rec,
+                inputs=[
+                    "corpus",
+                    "item_index",
+                    "item_attributes",
+                    "params:encoder",
+                    "params:pretrain",
+                ],
+                outputs=["s3rec_encoder", "s3rec_pretrain_history"],
+                name="pretrain_s3rec",
+            ),
         ]
+    )
+    attributes = Node(
+        item_attributes,
+        inputs=["items", "item_index", "params:pretrain"],
+        outputs="item_attributes",
+        name="item_attributes",
+        tags="pretrain",
     )
     registration = Node(
         register_user_vector_model,
@@ -57,11 +78,16 @@ def create_pipeline(**kwargs) -> Pipeline:
             Pipeline(
                 template,
                 namespace=corpus,
-                inputs={"corpus": table, "item_index": "item_index", "view_policy": "view_policy"},
+                inputs={
+                    "corpus": table,
+                    "item_index": "item_index",
+                    "view_policy": "view_policy",
+                    "item_attributes": "item_attributes",
+                },
                 parameters={"params:encoder", "params:pretrain"},
                 tags=["pretrain", corpus],
             )
             for corpus, table in CORPORA.items()
         ),
-        Pipeline([registration, health]),
+        Pipeline([registration, health, attributes]),
     )
