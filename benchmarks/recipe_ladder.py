@@ -125,6 +125,16 @@ RUNGS: dict[str, tuple[str | None, dict[str, Any], str]] = {
     "rb_li_no_clip": ("recbole_block_last_item", {"train": {"grad_clip": None}}, "no grad clip"),
     "rb_li_dropout03": ("recbole_block_last_item", {"encoder": {"dropout": 0.3}}, "dropout 0.3"),
     "rb_li_batch128": ("recbole_block_last_item", {"train": {"batch_size": 128}}, "batch 128"),
+    "rb_li_contrast": (
+        "recbole_block_last_item",
+        {"head": {"contrastive_weight": 0.1, "contrastive_temperature": 1.0}},
+        "0.1 x InfoNCE between two dropout passes (DuoRec / CL4SRec-style auxiliary loss)",
+    ),
+    "filter_backbone": (
+        "recbole_block_last_item",
+        {"encoder": {"kind": "filter"}},
+        "FMLP-Rec's frequency-domain filter blocks instead of self-attention",
+    ),
     "rb_li_cosine": (
         "recbole_block_last_item",
         {"train": {"lr_schedule": "cosine", "warmup_epochs": 1, "epochs": 40}},

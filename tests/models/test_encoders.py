@@ -23,7 +23,12 @@ KINDS = sorted(ENCODERS)
 def make_encoder(kind: str, **overrides) -> torch.nn.Module:
     torch.manual_seed(0)
     config = EncoderConfig(
-        num_items=NUM_ITEMS, kind=kind, max_len=MAX_LEN, hidden=16, heads=2, dropout=0.3
+        num_items=NUM_ITEMS,
+        kind=kind,
+        max_len=MAX_LEN,
+        hidden=16,
+        heads=2,
+        dropout=0.3,
     )
     for key, value in overrides.items():
         setattr(config, key, value)
@@ -86,8 +91,10 @@ def test_later_item_does_not_change_earlier_states(kind, causal):
     assert not torch.allclose(a[:, -2:], b[:, -2:])  # the changed position and [UR] see it
 
 
-def test_bidirectional_transformer_sees_later_items():
-    encoder = make_encoder("transformer", causal=False)
+@pytest.mark.parametrize("kind", ["transformer", "filter"])
+def test_bidirectional_encoders_see_later_items(kind):
+    encoder = make_encoder(kind, causal=False)
+    assert encoder.config.sees_future
     first = batch([[4, 5, 6, 7, 8]])
     second = first.clone()
     second[0, -2] = 20

@@ -1,5 +1,6 @@
 """Fine-tuning heads: tied item scoring, supervised positions only, linear-probe freezing."""
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -182,3 +183,46 @@ def test_last_item_readout_scores_and_trains_from_the_last_item_state():
     torch.testing.assert_close(model.loss(tokens, user_targets), expected)
     with pytest.raises(ValueError, match="readout"):
         NextItemModel(encoder(), readout="first")
+
+
+def test_filter_encoder_learns_next_items_from_prefix_rows_only():
+    from clue_pipeline.tasks.finetuning import finetune_next_item, prefix_rows, user_rows
+    from clue_pipeline.training.loop import TrainConfig
+
+    torch.manual_seed(0)
+    config = EncoderConfig(num_items=NUM_ITEMS, kind="filter", max_len=MAX_LEN, hidden=16)
+    model = NextItemModel(build_encoder(config), readout="last_item")
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    tokens, targets = next_item_batch()
+    first = model.loss(tokens, targets)
+    for _ in range(5):
+        optimizer.zero_grad()
+        model.loss(tokens, targets).backward()
+        optimizer.step()
+    assert model.loss(tokens, targets).item() < first.item()
+    with pytest.raises(ValueError, match="next_item_rows: prefix"):
+        finetune_next_item(
+            user_rows(tokens.numpy(), targets.numpy()),
+            None,
+            build_encoder(config),
+            TrainConfig(epochs=1, batch_size=2),
+        )
+    assert (
+        prefix_rows(np.arange(1, 6), np.array([0]), np.array([5]), MAX_LEN, 27).layout == "prefix"
+    )
+
+
+def test_dropout_contrast_adds_an_infonce_term_only_in_training():
+    tokens, targets = next_item_batch()
+    plain = NextItemModel(encoder()).train()
+    contrast = NextItemModel(encoder(), contrastive_weight=0.5, contrastive_temperature=0.2)
+    contrast.train()
+    torch.manual_seed(3)
+    base = plain.loss(tokens, targets)
+    torch.manual_seed(3)
+    with_term = contrast.loss(tokens, targets)
+    assert with_term.item() > base.item()  # same first pass, plus a positive InfoNCE term
+    with_term.backward()
+    assert contrast.encoder.item_embedding.weight.grad[3].abs().sum() > 0
+    contrast.eval(), plain.eval()
+    torch.testing.assert_close(contrast.loss(tokens, targets), plain.loss(tokens, targets))

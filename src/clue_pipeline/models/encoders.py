@@ -28,13 +28,14 @@ class EncoderConfig:
     """Shape of an encoder; stored beside its weights so a checkpoint rebuilds itself."""
 
     num_items: int  # N; vocabulary N + 3 (pad, items 1..N, [MASK], [UR])
-    kind: str = "transformer"  # registry key: transformer | gru | cnn | caser
+    kind: str = "transformer"  # registry key: transformer | gru | cnn | caser | filter
     max_len: int = 50  # items per sequence; the input has max_len + 1 columns with [UR]
     hidden: int = 64  # d
     blocks: int = 2  # transformer blocks / GRU layers / repeats of the CNN dilation stack
     heads: int = 4  # attention heads (transformer only)
     dropout: float = 0.5
-    causal: bool = True  # transformer only; GRU and CNN are causal by construction
+    # transformer only; GRU, CNN and Caser are causal by construction, the filter never is
+    causal: bool = True
     init_std: float = 0.02  # std of the normal init of embeddings (small logits at start)
     ffn_hidden: int | None = None  # transformer FFN width; None = hidden (SASRec)
     # Transformer block variants (see TransformerEncoder): where LayerNorm sits, the FFN's
@@ -54,6 +55,12 @@ class EncoderConfig:
     def __post_init__(self) -> None:
         self.dilations = tuple(int(d) for d in self.dilations)
         _validate_config(self)
+
+    @property
+    def sees_future(self) -> bool:
+        """Whether a state may depend on later positions (then next-item training needs rows
+        whose input holds no future item: prefix rows)."""
+        return self.kind == "filter" or (self.kind == "transformer" and not self.causal)
 
     @property
     def vocab_size(self) -> int:
@@ -353,7 +360,7 @@ def _validate_config(config: EncoderConfig) -> None:
         fail("ffn_hidden", config.ffn_hidden, "a positive integer or null (= hidden)")
     if not config.dilations or min(config.dilations) < 1:
         fail("dilations", config.dilations, "a non-empty list of positive integers")
-    if config.kind != "transformer" and not config.causal:
+    if config.kind not in ("transformer", "filter") and not config.causal:
         fail(
             "causal", config.causal, f"true: the '{config.kind}' encoder is causal by construction"
         )

@@ -164,11 +164,15 @@ class NextItemModel(_EncoderHead):
         freeze_encoder: bool = False,
         readout: str = "ur",
         label_smoothing: float = 0.0,
+        contrastive_weight: float = 0.0,
+        contrastive_temperature: float = 1.0,
     ) -> None:
         if readout not in READOUTS:
             raise ValueError(f"next-item readout = {readout!r}: expected one of {list(READOUTS)}")
         super().__init__(encoder, freeze_encoder)
         self.readout, self.label_smoothing = readout, label_smoothing
+        self.contrastive_weight = contrastive_weight
+        self.contrastive_temperature = contrastive_temperature
         self.output_items = (
             nn.Parameter(item_table(encoder).detach().clone()) if freeze_encoder else None
         )
@@ -185,13 +189,23 @@ class NextItemModel(_EncoderHead):
         if self.readout == "last_item":
             targets = last_item_targets(targets)
         supervised = targets > 0
-        states = self._encode(tokens).states[supervised]  # (M, d)
-        return item_cross_entropy(
-            states,
+        all_states = self._encode(tokens).states
+        loss = item_cross_entropy(
+            all_states[supervised],  # (M, d)
             self.item_matrix(),
             targets[supervised] - 1,
             label_smoothing=self.label_smoothing,
         )
+        if self.contrastive_weight and self.training and len(tokens) > 1:
+            loss = loss + self.contrastive_weight * self._dropout_contrast(tokens, all_states)
+        return loss
+
+    def _dropout_contrast(self, tokens: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
+        """DuoRec's unsupervised term (and CLUE's dropout views): a second pass with its own
+        dropout masks is the positive of each row's query vector, other rows the negatives."""
+        column = -1 if self.readout == "ur" else -2
+        again = self._encode(tokens).states[:, column]
+        return info_nce_loss(states[:, column], again, self.contrastive_temperature)
 
     def item_matrix(self) -> torch.Tensor:
         """(N, d): row j is item token j + 1; scores = query_vectors @ item_matrix.T."""
@@ -218,6 +232,14 @@ def last_item_targets(targets: torch.Tensor) -> torch.Tensor:
     moved[:, -2] = torch.where(moved[:, -2] > 0, moved[:, -2], moved[:, -1])
     moved[:, -1] = 0
     return moved
+
+
+def info_nce_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Symmetric InfoNCE: row i's other view is the positive, the batch's other rows negatives."""
+    a, b = F.normalize(z1, dim=1), F.normalize(z2, dim=1)
+    logits = a @ b.T / temperature  # (B, B)
+    labels = torch.arange(len(a), device=a.device)
+    return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels))
 
 
 class ClassifierModel(_EncoderHead):

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from clue_pipeline.models.clue import SimSiam, SimSiamOutput, simsiam_loss, z_std
 from clue_pipeline.models.encoders import SequenceEncoder
+from clue_pipeline.models.heads import info_nce_loss
 from clue_pipeline.models.item_pretraining import MaskedItemPretrainer
 
 
@@ -131,14 +132,6 @@ class SequencePretrainer(SimSiam):
 
 def simsiam_objective(out: SimSiamOutput, config: ObjectiveConfig):
     return simsiam_loss(out.p1, out.p2, out.z1, out.z2), {}
-
-
-def info_nce_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Symmetric InfoNCE: user i's other view is the positive, the batch's other users negatives."""
-    a, b = F.normalize(z1, dim=1), F.normalize(z2, dim=1)
-    logits = a @ b.T / temperature  # (B, B)
-    labels = torch.arange(len(a), device=a.device)
-    return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels))
 
 
 def infonce_objective(out: SimSiamOutput, config: ObjectiveConfig):

@@ -90,8 +90,17 @@ class NextItemHead:
 
     readout: str = "ur"
     label_smoothing: float = 0.0
+    # lambda x InfoNCE between two dropout passes of each row's query vector (DuoRec-style,
+    # in-batch negatives); 0 = off. Costs one more encoder pass per step.
+    contrastive_weight: float = 0.0
+    contrastive_temperature: float = 1.0
 
     def __post_init__(self) -> None:
+        if self.contrastive_weight < 0 or self.contrastive_temperature <= 0:
+            raise ValueError(
+                "finetune.next_item: contrastive_weight must be >= 0 and contrastive_temperature"
+                f" > 0, got {self.contrastive_weight!r} and {self.contrastive_temperature!r}"
+            )
         if self.readout not in READOUTS:
             raise ValueError(
                 f"finetune.next_item.readout = {self.readout!r}: expected one of {list(READOUTS)}"
@@ -116,6 +125,7 @@ class NextItemRows:
     dataset: tuple[torch.Tensor, ...]
     step: StepFn
     lengths: torch.Tensor | None = None  # for bucket_by_length when rows are not token matrices
+    layout: str = "user"
 
     @property
     def count(self) -> int:
@@ -136,6 +146,7 @@ def prefix_rows(
         (torch.as_tensor(row_starts), torch.as_tensor(row_ends)),
         PrefixStep(torch.tensor(flat, dtype=torch.int64), max_len, user_token),  # a copy
         torch.as_tensor(lengths),
+        layout="prefix",
     )
 
 
@@ -170,6 +181,12 @@ def finetune_next_item(
 ) -> tuple[NextItemModel, TrainResult]:
     """``on_validation(metrics, model)`` sees every epoch's validation metrics and the model in
     eval mode (e.g. an Optuna pruner, or a benchmark scoring the test items per epoch)."""
+    if train.layout == "user" and encoder.config.sees_future:
+        raise ValueError(
+            f"encoder kind '{encoder.config.kind}' (causal: {encoder.config.causal}) lets a state "
+            "see later items, so user rows would train it on the items it must predict; set "
+            "finetune.next_item_rows: prefix"
+        )
     torch.manual_seed(config.seed)
     head = head or NextItemHead()
     model = NextItemModel(
@@ -177,6 +194,8 @@ def finetune_next_item(
         freeze_encoder=freeze_encoder,
         readout=head.readout,
         label_smoothing=head.label_smoothing,
+        contrastive_weight=head.contrastive_weight,
+        contrastive_temperature=head.contrastive_temperature,
     )
 
     def validate(m: NextItemModel) -> dict[str, float]:
