@@ -38,6 +38,7 @@ GRID = {
     "ml-100k": {"next_item": NEXT_ITEM, "profiling": USER_TASKS, "coldstart": USER_TASKS},
     "ml-1m": {"next_item": NEXT_ITEM, "profiling": USER_TASKS},
 }
+EXCLUDED_PREFIX = "excl. "  # the same metric with the user's history removed from the ranking
 HEADLINE = {
     "next_item": ("recall@10", "ndcg@10", "mrr@10"),
     "coldstart": ("mrr@10", "recall@10"),
@@ -68,7 +69,11 @@ def headline(record: dict, task: str) -> dict[str, float]:
     metrics = record["metrics"]
     if task == "profiling":
         return {f"{a}/{k}": v[k] for a, v in metrics.items() for k in HEADLINE[task]}
-    return {k: metrics[k] for k in HEADLINE[task]}
+    values = {k: metrics[k] for k in HEADLINE[task]}
+    excluded = record.get("protocols", {}).get("history_excluded")
+    if excluded is not None:  # cells evaluated since both protocols are recorded
+        values.update({f"{EXCLUDED_PREFIX}{k}": excluded[k] for k in HEADLINE[task]})
+    return values
 
 
 def gpu_runs() -> dict[tuple, dict]:
@@ -117,12 +122,16 @@ def summarise(cells: list[Cell]) -> None:
             row[f"{name}_std"] = statistics.stdev(series) if len(series) > 1 else None
         walls = [v["_wall_s"] for v in values if "_wall_s" in v]
         row["wall_s"] = statistics.mean(walls) if walls else None
+        row["history_excluded"] = False  # the headline metrics; "excl. *" columns: True
         row["on_gpu"] = sum(bool(v.get("_gpu")) for v in values)
         row["capped"] = sum(bool(v.get("_capped")) for v in values)
         rows.append(row)
     lines = [
-        "Full ranking over all items (no sampled negatives), history items not excluded; "
-        "profiling: accuracy and macro-F1 on the 15 % test users. Mean (± std over seeds). "
+        "Full ranking over all items (no sampled negatives), history items not excluded "
+        "(`history_excluded: false` in the JSON rows); columns `excl. *` give the same metric "
+        "with the user's own history removed from the ranking (the protocol of published "
+        "numbers on the S3-Rec files), for cells evaluated since both are recorded. "
+        "Profiling: accuracy and macro-F1 on the 15 % test users. Mean (± std over seeds). "
         "Seeds 'on GPU' were measured by `benchmarks/gpu_quality.py` with the same settings "
         "(`benchmarks/results/gpu_quality/`), not through Kedro; 'capped' ones stopped at that "
         "run's time budget, before early stopping. Wall s: Kedro cells only.",
@@ -138,7 +147,7 @@ def summarise(cells: list[Cell]) -> None:
                 for r in part
                 for k in r
                 if k not in {"dataset", "task", "method", "users", "seeds", "wall_s"}
-                and k not in {"on_gpu", "capped"}
+                and k not in {"on_gpu", "capped", "history_excluded"}
                 and not k.endswith("_std")
             }
         )

@@ -45,3 +45,28 @@ def test_gpu_runs_fill_missing_cells_and_say_so(tmp_path, monkeypatch):
     assert "| beauty | clue | 100 % | 3 (2 on GPU, 1 capped) |" in written["text"]
     missing = {(c["method"], c["seed"]) for c in written["data"]["missing"]}
     assert ("clue", 1) not in missing and ("gru", 0) in missing  # no best epoch yet: missing
+
+
+def test_rows_name_their_protocol_and_carry_the_excluded_ranking(tmp_path, monkeypatch):
+    store = CellStore(tmp_path / "cells")
+    for seed, (kept, excluded) in enumerate(((0.04, 0.05), (0.02, 0.03), (0.03, 0.04))):
+        cell = Cell.create("beauty", "next_item", "clue", seed)
+        record = {
+            "task": "next_item",
+            "metrics": _metrics(kept),
+            "protocols": {"history_kept": _metrics(kept), "history_excluded": _metrics(excluded)},
+        }
+        store.save(cell, {"cell": cell.as_dict(), "wall_s": 10.0, "record": record})
+    written = {}
+    monkeypatch.setattr(quality, "STORE", store)
+    monkeypatch.setattr(quality, "RESULTS", tmp_path)
+    monkeypatch.setattr(
+        quality, "write_results", lambda name, data, text: written.update(data=data, text=text)
+    )
+
+    quality.summarise(quality.grid(["beauty"]))
+
+    (row,) = [r for r in written["data"]["rows"] if r["method"] == "clue"]
+    assert row["history_excluded"] is False
+    assert abs(row["ndcg@10"] - 0.03) < 1e-12 and abs(row["excl. ndcg@10"] - 0.04) < 1e-12
+    assert "excl. ndcg@10" in written["text"] and "history_excluded" not in written["text"][-500:]
