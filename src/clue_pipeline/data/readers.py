@@ -34,6 +34,8 @@ _SEPARATOR_GUESSES = ("::", "\t", "|", ";", ",", " ")
 _INT_PATTERN = r"^\s*[0-9]+\s*$"
 _FLOAT_PATTERN = r"^\s*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?\s*$"
 _PARQUET_SUFFIXES = (".parquet", ".pq")
+_INT64_MAX = str(np.iinfo(np.int64).max)
+_INT64_DIGITS = len(_INT64_MAX)
 
 EVENT_TYPES: dict[str, pa.DataType] = {
     "user_id": pa.int64(),
@@ -225,7 +227,7 @@ def read_s3rec(options: IngestOptions) -> RawDataset:
     lengths = pc.list_value_length(parts).to_numpy()
     if (short := np.flatnonzero(lengths < 2)).size:
         raise DataError(
-            "a user without items",
+            "a user without items" + _separator_hint(lines[int(short[0])].as_py(), " "),
             file=path,
             line=int(line_numbers[short[0]]),
             expected="'user item [item ...]' separated by spaces",
@@ -625,12 +627,20 @@ def _nonblank_lines(path: Path, encoding: str) -> tuple[pa.Array, np.ndarray]:
         raise _undecodable(path, encoding) or DataError(
             f"cannot be read as {encoding} text: {err}", file=path, expected="one user per line"
         ) from err
-    lines = table.column("line").combine_chunks()
+    lines = _without_bom(table.column("line").combine_chunks())
     keep = _nonblank(lines)
     numbers = np.flatnonzero(keep.to_numpy(zero_copy_only=False)) + 1
     if numbers.size == 0:
         raise DataError("holds only blank lines", file=path, expected="one user per line")
     return lines.filter(keep), numbers.astype(np.int64)
+
+
+def _without_bom(lines: pa.Array) -> pa.Array:
+    """Editors on Windows start UTF-8 files with U+FEFF; it is not part of the first id."""
+    if len(lines) and lines[0].as_py().startswith("\ufeff"):
+        first = pa.array([lines[0].as_py().lstrip("\ufeff")], type=lines.type)
+        return pa.concat_arrays([first, lines[1:]])
+    return lines
 
 
 def _line_batches(path: Path, encoding: str) -> Iterator[tuple[pa.Array, np.ndarray]]:
@@ -727,6 +737,23 @@ def _first_bad_line(
         pattern = _INT_PATTERN if pa.types.is_integer(kind) else _FLOAT_PATTERN
         values = pc.list_element(fields, index)
         bad = np.flatnonzero(~pc.match_substring_regex(values, pattern).to_numpy(False))
+        if not bad.size and pa.types.is_integer(kind):
+            digits = pc.utf8_trim_whitespace(values)
+            huge = pc.or_(
+                pc.greater(pc.utf8_length(digits), _INT64_DIGITS),
+                pc.and_(
+                    pc.equal(pc.utf8_length(digits), _INT64_DIGITS),
+                    pc.greater(digits, _INT64_MAX),
+                ),
+            )
+            if (over := np.flatnonzero(huge.to_numpy(zero_copy_only=False))).size:
+                return DataError(
+                    f"{digits[int(over[0])].as_py()} is larger than a 64-bit integer",
+                    file=path,
+                    line=int(numbers[over[0]]),
+                    column=name,
+                    expected=f"a non-negative integer up to {_INT64_MAX}",
+                )
         if bad.size:
             value = values[int(bad[0])].as_py()
             what = "a non-negative integer" if pa.types.is_integer(kind) else "a number"
@@ -801,6 +828,18 @@ def _split_to_ints(
             file=path,
             line=int(line_numbers[row[first]]),
             expected="non-negative integer ids",
+        )
+    too_long = pc.greater(pc.utf8_length(flat), _INT64_DIGITS).to_numpy(zero_copy_only=False)
+    too_long |= pc.and_(
+        pc.equal(pc.utf8_length(flat), _INT64_DIGITS), pc.greater(flat, _INT64_MAX)
+    ).to_numpy(zero_copy_only=False)
+    if too_long.any():
+        first = int(np.flatnonzero(too_long)[0])
+        raise DataError(
+            f"{what} {position[first] + 1}: {flat[first].as_py()} is larger than a 64-bit id",
+            file=path,
+            line=int(line_numbers[row[first]]),
+            expected=f"non-negative integer ids up to {_INT64_MAX}",
         )
     values = pc.cast(flat, pa.int64()).to_numpy()
     return values, row.astype(np.int64), position
