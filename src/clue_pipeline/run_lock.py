@@ -5,6 +5,8 @@ both. The lock is ``data/.kedro-run.<env>.lock``, held with ``flock`` and naming
 (pid, start time, command). The kernel drops a ``flock`` when its process dies, however it
 dies, so a lock left by a killed run is stale by construction: the next run takes it over and
 says whose it was. Different environments write different folders and use different locks.
+A run started by the holder itself (the report pipeline runs its cells as `kedro run`
+processes) works under its parent's lock instead of waiting for it.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ class ProjectLockedError(click.ClickException):
 
 @dataclass
 class RunLock:
-    """A held lock; ``previous`` is what a stale lock file said about its dead holder."""
+    """A held lock (``fd`` -1: shared with the parent run that holds it); ``previous`` is
+    what a stale lock file said about its dead holder."""
 
     path: Path
     fd: int
@@ -63,6 +66,8 @@ def acquire(project: Path, env: str | None, command: str | None = None) -> RunLo
         except BlockingIOError:
             holder = _read(fd)
             os.close(fd)
+            if holder.get("pid") in _ancestors():  # e.g. the report pipeline's cell runs
+                return RunLock(path, -1, None)
             raise ProjectLockedError(_describe_holder(path, env, holder)) from None
         if not _same_file(path, fd):  # the holder removed it between our open and flock
             os.close(fd)
@@ -92,6 +97,19 @@ def _describe_holder(path: Path, env: str | None, holder: dict[str, Any]) -> str
         f"its outputs would mix with this run's. Wait for it to finish, or run another "
         f"environment (--env). Lock: {path}"
     )
+
+
+def _ancestors() -> set[int]:
+    """Pids of this process's parent, grandparent, ... (Linux /proc; else the parent only)."""
+    found, pid = set(), os.getppid()
+    while pid > 1 and pid not in found:
+        found.add(pid)
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            break
+        pid = int(stat.rsplit(")", 1)[1].split()[1])  # the field after the state letter
+    return found
 
 
 def _read(fd: int) -> dict[str, Any]:
