@@ -17,6 +17,7 @@ import click
 from kedro.framework.cli.project import run as kedro_run
 
 from clue_pipeline.data.errors import DataError
+from clue_pipeline.training.distributed import WorkerFailedError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 VERBOSE_HINT = "(VERBOSE=1 or --verbose shows the traceback)"
@@ -67,10 +68,11 @@ def run(ctx: click.Context, verbose: bool, **kwargs) -> None:
 def is_clear_error(error: BaseException) -> bool:
     """Bad input or a bad parameter, reported on purpose with a message that says where.
 
-    A ``DataError`` always is; a ``ValueError``/``TypeError``/``KeyError`` is when it was
+    A ``DataError`` (or a distributed worker's death, which names the checkpoint to resume
+    from) always is; a ``ValueError``/``TypeError``/``KeyError`` is when it was
     raised by this package's own code (its last frame lies in the package), not by a library.
     """
-    if isinstance(error, DataError | click.ClickException):
+    if isinstance(error, DataError | click.ClickException | WorkerFailedError):
         return True
     if not isinstance(error, _CLEAR_TYPES) or error.__traceback__ is None:
         return False
