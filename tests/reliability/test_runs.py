@@ -141,7 +141,7 @@ def test_a_held_environment_refuses_at_once_and_names_the_holder(runs):
     if (project / "mlflow.db").exists():
         with sqlite3.connect(project / "mlflow.db") as db:
             names = [r[0] for r in db.execute("select name from runs")]
-        assert "ingest" not in names or len(names) == 1  # only the twin environment's run
+        assert len(names) <= 1  # the twin environment's run alone
 
 
 def test_another_environment_is_not_blocked(runs):
