@@ -92,7 +92,7 @@ def test_sequences_to_batch_rejects_non_integer_ids(item_index):
 def test_logged_model_loads_predicts_like_the_encoder_and_is_registered(sqlite_store, item_index):
     encoder, checkpoint, loader = _encoder_and_loader()
     example = pd.DataFrame({"items": [[501, 17, 900], [42, 3, 77, 1000, 501, 31337]]})
-    requests = pd.DataFrame({"items": [[1000, 3], [17, 17, 42, 900, 77, 3, 501], [424242]]})
+    requests = pd.DataFrame({"items": [[1000, 3], [17, 17, 42, 900, 77, 3, 501], [424242, 3]]})
 
     info = log_user_vector_model(
         checkpoint,

@@ -34,7 +34,10 @@ def to_dataclass(
         )
     for key, value in params.items() if check_ranges else ():
         _check_range(f"{where}.{key}", key, value)
-    return cls(**{**params, **fixed})
+    try:
+        return cls(**{**params, **fixed})
+    except (TypeError, ValueError) as error:  # the dataclass's own checks: add the path
+        raise ValueError(f"{where}: {error}") from error
 
 
 def _check_range(path: str, key: str, value: Any) -> None:

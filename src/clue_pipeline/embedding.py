@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import torch
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 from clue_pipeline.tasks.batching import model_inputs
 from clue_pipeline.tasks.finetuning import user_vectors
@@ -26,6 +28,12 @@ USER_ID = "user_id"
 ITEMS = "items"
 VECTOR_PREFIX = "u"
 _VECTOR_COLUMN = re.compile(rf"^{VECTOR_PREFIX}(\d+)$")
+MAX_ROWS_NAMED = 5  # rows an error message lists before "... n more"
+MAX_IDS_NAMED = 5
+
+
+class UnknownItemsError(MlflowException):
+    """A served request with users of whom the model knows no item (HTTP 400 when served)."""
 
 
 class UnknownUserError(KeyError):
@@ -78,6 +86,44 @@ def user_vector_table(
     encoder.to(embedding_device(config.device))
     vectors = encode_tokens(encoder, tokens, config.batch_size)
     return vectors_to_frame(sequences[USER_ID].to_numpy(np.int64), vectors)
+
+
+def reject_rows_without_known_items(
+    items: pd.Series, tokens: np.ndarray, unknown: np.ndarray, known_ids: pd.Index
+) -> None:
+    """Refuse a request holding a user with no item id the model knows.
+
+    Such a row (an empty sequence, or ids only of another kind: internal tokens, another
+    dataset's ids) would get the vector of ``[UR]`` alone, the same plausible vector for
+    everyone, and the client would never learn its ids were wrong. The error names the rows
+    and their ids; the scoring server answers it with HTTP 400. A row with at least one known
+    id is answered from its known ids (the unknown ones are counted in the server's log).
+    """
+    has_known = (np.asarray(tokens)[:, :-1] != 0).any(axis=1)
+    bad = np.flatnonzero(~has_known)
+    if bad.size == 0:
+        return
+    values = items.to_numpy(dtype=object)
+    described = []
+    for row in bad[:MAX_ROWS_NAMED]:
+        sequence = values[row]
+        if sequence is None or len(sequence) == 0:
+            described.append(f"row {row}: empty sequence")
+        else:
+            shown = ", ".join(str(int(i)) for i in list(sequence)[:MAX_IDS_NAMED])
+            more = ", ..." if len(sequence) > MAX_IDS_NAMED else ""
+            described.append(f"row {row}: unknown item id(s) [{shown}{more}]")
+    if bad.size > MAX_ROWS_NAMED:
+        described.append(f"... {bad.size - MAX_ROWS_NAMED} more row(s)")
+    span = f"{known_ids.min()}..{known_ids.max()}" if len(known_ids) else "none"
+    raise UnknownItemsError(
+        f"{bad.size} of {len(values)} row(s) hold no item id the model knows ("
+        + "; ".join(described)
+        + f"). Expected per row at least one original item id of the training data "
+        f"({len(known_ids)} known ids, {span}); the vector of an empty history would be "
+        "the same for every user",
+        error_code=INVALID_PARAMETER_VALUE,
+    )
 
 
 def embedding_device(device: str) -> torch.device:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
 import click
@@ -13,9 +15,12 @@ from kedro.framework.hooks import hook_impl
 from kedro.io import AbstractDataset
 from kedro.pipeline import Pipeline
 
+from clue_pipeline import run_lock
 from clue_pipeline.tracking import log_metric_history
 
 logger = logging.getLogger(__name__)
+
+ERROR_TAG_CHARS = 5000  # MLflow keeps tag values up to 8000 characters
 
 
 class ThreadBudgetHook:
@@ -54,6 +59,65 @@ class MissingInputsHook:
             raise MissingInputsError(
                 describe_missing(missing, catalog, dict(registered), run_params.get("env"))
             )
+
+
+class RunLockHook:
+    """Holds ``data/.kedro-run.<env>.lock`` for the whole run (see ``run_lock``).
+
+    Registered before ``MissingInputsHook`` so that hook, also ``tryfirst``, checks first: a
+    run refused for missing inputs leaves no lock file behind. kedro-mlflow opens its run
+    after this, so a run refused here opens no MLflow run either.
+    """
+
+    def __init__(self) -> None:
+        self._lock: run_lock.RunLock | None = None
+        atexit.register(self._release)
+
+    @hook_impl(tryfirst=True)
+    def before_pipeline_run(self, run_params, pipeline, catalog) -> None:
+        project = Path(run_params.get("project_path") or Path.cwd())
+        self._lock = run_lock.acquire(project, run_params.get("env"))
+        if self._lock.previous:
+            logger.warning(
+                "took over the stale lock %s of pid %s (%s), which is no longer running",
+                self._lock.path,
+                self._lock.previous.get("pid", "?"),
+                self._lock.previous.get("command", "?"),
+            )
+
+    @hook_impl(trylast=True)
+    def after_pipeline_run(self, run_params, run_result, pipeline, catalog) -> None:
+        self._release()
+
+    @hook_impl(trylast=True)
+    def on_pipeline_error(self, error, run_params, pipeline, catalog) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+
+class FailedRunTagHook:
+    """Puts the error that stopped a run on its MLflow run (tags ``error``, ``error_type``).
+
+    ``tryfirst``: kedro-mlflow's own ``on_pipeline_error`` marks the run FAILED and closes it;
+    the tags must be written while it is still the active run.
+    """
+
+    @hook_impl(tryfirst=True)
+    def on_pipeline_error(self, error, run_params, pipeline, catalog) -> None:
+        run = mlflow.active_run()
+        if run is None:
+            return
+        tags = {"error": str(error)[:ERROR_TAG_CHARS], "error_type": type(error).__name__}
+        client = mlflow.MlflowClient()
+        run_id: str | None = run.info.run_id
+        while run_id:  # the run of this `kedro run` and every parent of a nested one
+            for key, value in tags.items():
+                client.set_tag(run_id, key, value)
+            run_id = client.get_run(run_id).data.tags.get("mlflow.parentRunId")
 
 
 def missing_inputs(pipeline: Pipeline, catalog) -> list[str]:

@@ -4,13 +4,27 @@ import os
 
 from kedro.config import OmegaConfigLoader
 
-from clue_pipeline.hooks import MissingInputsHook, MlflowOutputsHook, ThreadBudgetHook
+from clue_pipeline.hooks import (
+    FailedRunTagHook,
+    MissingInputsHook,
+    MlflowOutputsHook,
+    RunLockHook,
+    ThreadBudgetHook,
+)
 
 # MLflow's usage telemetry is switched off by the environment only; the project's own
 # `.telemetry` file (consent: false) covers kedro-telemetry.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-HOOKS = (MissingInputsHook(), ThreadBudgetHook(), MlflowOutputsHook())
+# RunLockHook before MissingInputsHook: both are tryfirst, and pluggy calls the later
+# registered first, so a run refused for missing inputs never takes the lock.
+HOOKS = (
+    RunLockHook(),
+    MissingInputsHook(),
+    FailedRunTagHook(),
+    ThreadBudgetHook(),
+    MlflowOutputsHook(),
+)
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

@@ -28,7 +28,7 @@ from mlflow.models.model import ModelInfo
 from mlflow.tracking import MlflowClient
 
 from clue_pipeline.data.tokens import special_tokens
-from clue_pipeline.embedding import encode_tokens
+from clue_pipeline.embedding import encode_tokens, reject_rows_without_known_items
 
 logger = logging.getLogger(__name__)
 
@@ -58,9 +58,11 @@ class UserVectorModel(mlflow.pyfunc.PythonModel):
     """Maps sequences of original item ids to user vectors (columns ``u0..u{d-1}``).
 
     Input: a DataFrame with a column ``items`` holding, per user, a list of original item
-    ids in time order. Ids absent from the item index are skipped (their count per row is
-    in ``result.attrs["unknown_items"]`` and logged), the most recent ``max_len`` known
-    items are kept, left-padded with 0, and ``[UR]`` is appended, exactly as in training.
+    ids in time order. A row with no known id (empty, or unknown ids only) is refused with an
+    error naming it (HTTP 400 when served). Other ids absent from the item index are skipped
+    (their count per row is in ``result.attrs["unknown_items"]`` and logged), the most recent
+    ``max_len`` known items are kept, left-padded with 0, and ``[UR]`` is appended, exactly
+    as in training.
     """
 
     def __init__(self, config: UserVectorConfig | None = None) -> None:
@@ -106,6 +108,7 @@ class UserVectorModel(mlflow.pyfunc.PythonModel):
             max_len=encoder_config.max_len,
             ur_token=ur_token(encoder_config.num_items),
         )
+        reject_rows_without_known_items(model_input[ITEMS_COLUMN], tokens, unknown, self._lookup)
         if unknown.sum():
             logger.warning(
                 "UserVectorModel: skipped %d item ids absent from the item index (%d of %d rows)",

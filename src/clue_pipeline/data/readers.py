@@ -9,7 +9,9 @@ the happy path on tens of millions of rows pays for no Python-level checks.
 from __future__ import annotations
 
 import codecs
+import errno
 import gzip
+import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +34,8 @@ _SEPARATOR_GUESSES = ("::", "\t", "|", ";", ",", " ")
 _INT_PATTERN = r"^\s*[0-9]+\s*$"
 _FLOAT_PATTERN = r"^\s*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?\s*$"
 _PARQUET_SUFFIXES = (".parquet", ".pq")
+_INT64_MAX = str(np.iinfo(np.int64).max)
+_INT64_DIGITS = len(_INT64_MAX)
 
 EVENT_TYPES: dict[str, pa.DataType] = {
     "user_id": pa.int64(),
@@ -70,18 +74,52 @@ def read_dataset(options: IngestOptions) -> RawDataset:
             parameter="ingest.format",
             expected=f"one of {', '.join(sorted(READERS))}",
         )
-    if not options.path.exists():
+    expected = f"{spec.summary} (files: {', '.join(spec.required_files) or 'one file'})"
+    _check_path_kind(options.path, bool(spec.required_files), expected)
+    try:
+        return spec.read(options)
+    except DataError:
+        raise
+    except (OSError, pa.ArrowException, UnicodeDecodeError) as err:
+        # Whatever the file system or pyarrow says stays attached as the cause.
         raise DataError(
-            "does not exist",
-            file=options.path,
+            f"cannot be read: {err}",
+            file=getattr(err, "filename", None) or options.path,
             parameter="ingest.path",
-            expected=f"{spec.summary} (files: {', '.join(spec.required_files) or 'one file'})",
-        )
-    return spec.read(options)
+            expected=expected,
+        ) from err
 
 
 def known_formats() -> tuple[str, ...]:
     return tuple(sorted(READERS))
+
+
+def _check_path_kind(path: Path, wants_folder: bool, expected: str) -> None:
+    """A missing path, a symlink loop, or a file where a folder belongs (and the reverse)."""
+    if path.is_symlink() and not path.exists():
+        try:
+            path.resolve(strict=True)
+        except RuntimeError:  # Python < 3.13 reports a loop this way
+            problem = "is a symbolic link loop"
+        except OSError as err:
+            problem = (
+                "is a symbolic link loop"
+                if getattr(err, "errno", None) == errno.ELOOP
+                else f"is a symbolic link to a missing target ({os.readlink(path)})"
+            )
+        else:
+            problem = "cannot be resolved"
+        raise DataError(problem, file=path, parameter="ingest.path", expected=expected)
+    if not path.exists():
+        raise DataError("does not exist", file=path, parameter="ingest.path", expected=expected)
+    if wants_folder and not path.is_dir():
+        raise DataError(
+            "is a file, not a folder", file=path, parameter="ingest.path", expected=expected
+        )
+    if not wants_folder and path.is_dir():
+        raise DataError(
+            "is a folder, not a file", file=path, parameter="ingest.path", expected=expected
+        )
 
 
 # --- formats ---------------------------------------------------------------------------------
@@ -189,7 +227,7 @@ def read_s3rec(options: IngestOptions) -> RawDataset:
     lengths = pc.list_value_length(parts).to_numpy()
     if (short := np.flatnonzero(lengths < 2)).size:
         raise DataError(
-            "a user without items",
+            "a user without items" + _separator_hint(lines[int(short[0])].as_py(), " "),
             file=path,
             line=int(line_numbers[short[0]]),
             expected="'user item [item ...]' separated by spaces",
@@ -406,7 +444,20 @@ def read_header_csv(
 ) -> pa.Table:
     """A delimited file with a header; ``columns`` maps contract names to header names."""
     _require_file(path)
+    if _is_empty(path):
+        raise DataError(
+            "is empty (0 bytes)",
+            file=path,
+            expected=f"a header naming {', '.join(columns.values())} separated by {sep!r}",
+        )
     header = _read_header(path, sep, encoding)
+    if header == [""]:
+        raise DataError(
+            "the header line is blank",
+            file=path,
+            line=1,
+            expected=f"a header naming {', '.join(columns.values())} separated by {sep!r}",
+        )
     for name, source in columns.items():
         if source not in header:
             raise DataError(
@@ -467,8 +518,20 @@ def _rename(columns: Mapping[str, str], source: str) -> str:
 
 
 def _require_file(path: Path) -> None:
+    if path.is_dir():
+        raise DataError("is a folder, not a file", file=path, expected="an existing file")
     if not path.is_file():
         raise DataError("file not found", file=path, expected="an existing file")
+
+
+def _is_empty(path: Path) -> bool:
+    """Zero bytes, or a gzip file that decompresses to nothing."""
+    if path.stat().st_size == 0:
+        return True
+    if path.suffix == ".gz":
+        with gzip.open(path, "rb") as handle:
+            return handle.read(1) == b""
+    return False
 
 
 def _pyarrow_encoding(encoding: str) -> str:
@@ -523,7 +586,13 @@ def _read_csv(
 def _read_header(path: Path, sep: str, encoding: str) -> list[str]:
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rb") as handle:
-        first = handle.readline().decode(encoding, errors="replace")
+        raw = handle.readline()
+    try:
+        first = raw.decode(encoding)
+    except UnicodeDecodeError as err:
+        raise _undecodable(path, encoding) or DataError(
+            f"the header line cannot be decoded as {encoding}", file=path, line=1
+        ) from err
     first = first.lstrip("\ufeff").rstrip("\r\n")
     return [name.strip().strip('"') for name in first.split(sep)]
 
@@ -550,12 +619,28 @@ def _nonblank(lines: pa.Array) -> pa.Array:
 def _nonblank_lines(path: Path, encoding: str) -> tuple[pa.Array, np.ndarray]:
     """All non-blank lines and their 1-based line numbers."""
     _require_file(path)
-    lines = pv.read_csv(str(path), **_line_options(encoding)).column("line").combine_chunks()
+    if _is_empty(path):
+        raise DataError("is empty (0 bytes)", file=path, expected="one user per line")
+    try:
+        table = pv.read_csv(str(path), **_line_options(encoding))
+    except (pa.ArrowInvalid, UnicodeDecodeError) as err:
+        raise _undecodable(path, encoding) or DataError(
+            f"cannot be read as {encoding} text: {err}", file=path, expected="one user per line"
+        ) from err
+    lines = _without_bom(table.column("line").combine_chunks())
     keep = _nonblank(lines)
     numbers = np.flatnonzero(keep.to_numpy(zero_copy_only=False)) + 1
     if numbers.size == 0:
-        raise DataError("holds no data lines", file=path, expected="one user per line")
+        raise DataError("holds only blank lines", file=path, expected="one user per line")
     return lines.filter(keep), numbers.astype(np.int64)
+
+
+def _without_bom(lines: pa.Array) -> pa.Array:
+    """Editors on Windows start UTF-8 files with U+FEFF; it is not part of the first id."""
+    if len(lines) and lines[0].as_py().startswith("\ufeff"):
+        first = pa.array([lines[0].as_py().lstrip("\ufeff")], type=lines.type)
+        return pa.concat_arrays([first, lines[1:]])
+    return lines
 
 
 def _line_batches(path: Path, encoding: str) -> Iterator[tuple[pa.Array, np.ndarray]]:
@@ -652,6 +737,23 @@ def _first_bad_line(
         pattern = _INT_PATTERN if pa.types.is_integer(kind) else _FLOAT_PATTERN
         values = pc.list_element(fields, index)
         bad = np.flatnonzero(~pc.match_substring_regex(values, pattern).to_numpy(False))
+        if not bad.size and pa.types.is_integer(kind):
+            digits = pc.utf8_trim_whitespace(values)
+            huge = pc.or_(
+                pc.greater(pc.utf8_length(digits), _INT64_DIGITS),
+                pc.and_(
+                    pc.equal(pc.utf8_length(digits), _INT64_DIGITS),
+                    pc.greater(digits, _INT64_MAX),
+                ),
+            )
+            if (over := np.flatnonzero(huge.to_numpy(zero_copy_only=False))).size:
+                return DataError(
+                    f"{digits[int(over[0])].as_py()} is larger than a 64-bit integer",
+                    file=path,
+                    line=int(numbers[over[0]]),
+                    column=name,
+                    expected=f"a non-negative integer up to {_INT64_MAX}",
+                )
         if bad.size:
             value = values[int(bad[0])].as_py()
             what = "a non-negative integer" if pa.types.is_integer(kind) else "a number"
@@ -726,6 +828,18 @@ def _split_to_ints(
             file=path,
             line=int(line_numbers[row[first]]),
             expected="non-negative integer ids",
+        )
+    too_long = pc.greater(pc.utf8_length(flat), _INT64_DIGITS).to_numpy(zero_copy_only=False)
+    too_long |= pc.and_(
+        pc.equal(pc.utf8_length(flat), _INT64_DIGITS), pc.greater(flat, _INT64_MAX)
+    ).to_numpy(zero_copy_only=False)
+    if too_long.any():
+        first = int(np.flatnonzero(too_long)[0])
+        raise DataError(
+            f"{what} {position[first] + 1}: {flat[first].as_py()} is larger than a 64-bit id",
+            file=path,
+            line=int(line_numbers[row[first]]),
+            expected=f"non-negative integer ids up to {_INT64_MAX}",
         )
     values = pc.cast(flat, pa.int64()).to_numpy()
     return values, row.astype(np.int64), position

@@ -172,7 +172,7 @@ def check_values(
     *,
     non_negative: Sequence[str] = (),
 ) -> None:
-    """Reject nulls/NaNs in ``columns`` and negative values in ``non_negative``.
+    """Reject nulls/NaNs/infinities in ``columns`` and negative values in ``non_negative``.
 
     ``locate`` turns a 0-based row into the location keywords of :class:`DataError`
     (a text line or a parquet row); it runs only when something is wrong, so the happy path
@@ -184,6 +184,14 @@ def check_values(
         if col.null_count or (pa.types.is_floating(col.type) and pc.any(bad).as_py()):
             row = pc.index(bad, True).as_py()
             raise DataError("missing value", column=name, expected="a number", **locate(row))
+        if pa.types.is_floating(col.type) and pc.any(pc.is_inf(col)).as_py():
+            row = pc.index(pc.is_inf(col), True).as_py()
+            raise DataError(
+                f"infinite value {col[row].as_py()}",
+                column=name,
+                expected="a finite number",
+                **locate(row),
+            )
         if name in non_negative and len(col) and pc.min(col).as_py() < 0:
             row = pc.index(pc.less(col, 0), True).as_py()
             value = col[row].as_py()

@@ -4,6 +4,8 @@ from clue_pipeline.training.checkpoint import (
     capture_rng_state,
     checkpoint_path,
     load_checkpoint,
+    load_latest_checkpoint,
+    previous_path,
     restore_rng_state,
     save_checkpoint,
 )
@@ -40,7 +42,9 @@ __all__ = [
     "fit",
     "launch",
     "load_checkpoint",
+    "load_latest_checkpoint",
     "prepare_model",
+    "previous_path",
     "restore_rng_state",
     "run_training",
     "save_checkpoint",

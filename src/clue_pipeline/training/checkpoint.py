@@ -1,7 +1,8 @@
 """Atomic training checkpoints that load with ``torch.load(weights_only=True)``.
 
 A run killed at any instant (power loss, SIGKILL, a pre-empted node) must leave either the previous
-checkpoint or the new one on disk, never a half-written file: the state is written to a temporary
+checkpoint or the new one on disk, never a half-written file; the training loop also keeps the one
+before (``last.prev.pt``) in case the newest is damaged later: the state is written to a temporary
 file in the same folder, flushed to the disk, and renamed over the old one (``os.replace`` is atomic
 within one file system). Everything stored is a tensor or a plain Python value, so loading never
 runs pickled code.
@@ -9,6 +10,7 @@ runs pickled code.
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import tempfile
@@ -21,19 +23,41 @@ import torch
 
 CHECKPOINT_NAME = "last.pt"
 
+logger = logging.getLogger(__name__)
+
 
 def checkpoint_path(checkpoint_dir: str | os.PathLike[str]) -> Path:
     """Where the loop keeps its rolling checkpoint inside ``checkpoint_dir``."""
     return Path(checkpoint_dir) / CHECKPOINT_NAME
 
 
-def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path:
-    """Write ``state`` to ``path`` atomically: temp file in the same folder, fsync, rename."""
-    return write_atomic(path, lambda stream: torch.save(state, stream))
+def previous_path(path: str | os.PathLike[str]) -> Path:
+    """The checkpoint before ``path`` (``last.pt`` -> ``last.prev.pt``), kept as a fallback."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.prev{path.suffix}")
 
 
-def write_atomic(path: str | os.PathLike[str], write: Callable[[BinaryIO], Any]) -> Path:
-    """Let ``write`` fill a temp file beside ``path``, persist it, then rename it over ``path``."""
+def save_checkpoint(
+    path: str | os.PathLike[str], state: dict[str, Any], keep_previous: bool = False
+) -> Path:
+    """Write ``state`` to ``path`` atomically: temp file in the same folder, fsync, rename.
+
+    ``keep_previous`` first renames the old file to :func:`previous_path`: a file damaged
+    after it was written (a full disk, a bad copy, a bit flip) then costs one interval of
+    training, not the run.
+    """
+    return write_atomic(path, lambda stream: torch.save(state, stream), keep_previous=keep_previous)
+
+
+def write_atomic(
+    path: str | os.PathLike[str], write: Callable[[BinaryIO], Any], keep_previous: bool = False
+) -> Path:
+    """Let ``write`` fill a temp file beside ``path``, persist it, then rename it over ``path``.
+
+    With ``keep_previous`` the old ``path`` is renamed to :func:`previous_path` just before;
+    killed between the two renames, the folder holds the previous file alone, which
+    :func:`load_latest_checkpoint` finds.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -42,6 +66,8 @@ def write_atomic(path: str | os.PathLike[str], write: Callable[[BinaryIO], Any])
             write(stream)
             stream.flush()
             os.fsync(stream.fileno())
+        if keep_previous and path.exists():
+            os.replace(path, previous_path(path))
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
@@ -62,6 +88,42 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str = "cpu") -> 
             f"checkpoint {path} could not be read with weights_only=True "
             f"(expected a file written by save_checkpoint): {error}"
         ) from error
+
+
+def load_latest_checkpoint(
+    path: str | os.PathLike[str], map_location: str = "cpu"
+) -> dict[str, Any] | None:
+    """The newest readable of ``path`` and its :func:`previous_path`; None if neither exists.
+
+    A truncated or corrupt ``path`` is reported and passed over for the previous one; when no
+    file can be read, the error names the files to delete to start over.
+    """
+    path = Path(path)
+    candidates = [p for p in (path, previous_path(path)) if p.exists()]
+    failures = []
+    for candidate in candidates:
+        try:
+            state = load_checkpoint(candidate, map_location)
+        except ValueError as error:
+            failures.append(f"{candidate}: {error.__cause__ or error}")
+            continue
+        if failures:
+            logger.warning(
+                "checkpoint %s could not be read; resuming from the previous one, %s (%s)",
+                path,
+                candidate,
+                failures[0],
+            )
+        elif candidate != path:
+            logger.warning("checkpoint %s is missing; resuming from %s", path, candidate)
+        return state
+    if failures:
+        raise ValueError(
+            f"no readable checkpoint to resume from: {'; '.join(failures)}. Delete "
+            f"{' and '.join(str(p) for p in candidates)} to start this training over, or set "
+            "resume: false"
+        )
+    return None
 
 
 def capture_rng_state(generator: torch.Generator | None = None) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.parallel import DistributedDataParallel
 
+from clue_pipeline.training.checkpoint import checkpoint_path, load_latest_checkpoint
 from clue_pipeline.training.loop import (
     Batch,
     DistributedContext,
@@ -136,11 +137,68 @@ def launch(spec: WorkerSpec, config: DistributedConfig) -> TrainResult:
         monitor_interval=config.monitor_interval_s,
         start_method=config.start_method,
     )
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
     threads = max(1, (config.cores or os.cpu_count() or 1) // config.nproc_per_node)
-    outputs = elastic_launch(launch_config, worker)(
-        spec.to_dict(), resolve_backend(config.backend, spec.train.device), threads
-    )
+    try:
+        outputs = elastic_launch(launch_config, worker)(
+            spec.to_dict(), resolve_backend(config.backend, spec.train.device), threads
+        )
+    except ChildFailedError as error:
+        raise WorkerFailedError(describe_worker_failure(error.failures, spec.train)) from error
     return result_from_bytes(outputs[0])
+
+
+class WorkerFailedError(RuntimeError):
+    """A worker of a distributed run died or raised; the message says which and how to resume."""
+
+
+def describe_worker_failure(failures: Mapping[int, Any], train: TrainConfig) -> str:
+    """Which rank failed and how (a signal first: the others die of its absence), and where the
+    run can resume from.
+
+    ``failures`` maps global rank to torch elastic's ``ProcessFailure``. When one worker is
+    killed, its peers fail in the next collective ("connection closed"): that is an effect,
+    so ranks ended by a signal are named first.
+    """
+
+    def order(item: tuple[int, Any]) -> tuple[bool, int]:
+        rank, failure = item
+        return failure.exitcode >= 0, rank
+
+    parts = []
+    for rank, failure in sorted(failures.items(), key=order):
+        if failure.exitcode < 0:
+            parts.append(
+                f"worker rank {rank} (pid {failure.pid}) was killed by {failure.signal_name()}"
+            )
+        else:
+            message = failure.message
+            if isinstance(message, dict):
+                message = message.get("message", "")
+            first_line = str(message).strip().splitlines()[-1:] or [""]
+            parts.append(
+                f"worker rank {rank} (pid {failure.pid}) exited with code {failure.exitcode}"
+                + (f": {first_line[0]}" if first_line[0] else "")
+            )
+    text = "distributed training stopped: " + "; ".join(parts) + ". "
+    if not train.checkpoint_dir:
+        return text + "No checkpoint_dir was set, so a new run starts from the beginning."
+    last = checkpoint_path(train.checkpoint_dir)
+    try:
+        state = load_latest_checkpoint(last)
+    except ValueError as error:
+        return text + str(error)
+    if state is None:
+        return (
+            text
+            + f"No checkpoint was written yet in {train.checkpoint_dir}; a new run starts over."
+        )
+    return (
+        text + f"The checkpoint in {train.checkpoint_dir} holds step {state['global_step']}: "
+        "run again with resume: true to continue from it, with the same number of workers "
+        "for the same result as an unbroken run."
+    )
 
 
 def worker(spec_data: Mapping[str, Any], backend: str, threads: int) -> bytes | None:

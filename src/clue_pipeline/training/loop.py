@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from clue_pipeline.training.checkpoint import (
     capture_rng_state,
     checkpoint_path,
-    load_checkpoint,
+    load_latest_checkpoint,
     restore_rng_state,
     save_checkpoint,
 )
@@ -196,10 +196,9 @@ def fit(
     scheduler = build_scheduler(optimizer, config, steps_per_epoch)
     state = _RunState()
     ckpt_file = checkpoint_path(config.checkpoint_dir) if config.checkpoint_dir else None
-    if config.resume and ckpt_file is not None and ckpt_file.exists():
-        state = _restore(
-            load_checkpoint(ckpt_file), module, optimizer, scheduler, generator, ctx, device
-        )
+    ckpt = load_latest_checkpoint(ckpt_file) if config.resume and ckpt_file else None
+    if ckpt is not None:
+        state = _restore(ckpt, module, optimizer, scheduler, generator, ctx, device)
     if state.finished:
         return state.result()
 
@@ -586,6 +585,7 @@ def _save(
             "finished": state.finished,
             "partial": state.partial.to_state(),
         },
+        keep_previous=True,
     )
 
 
