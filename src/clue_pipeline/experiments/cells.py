@@ -24,7 +24,7 @@ INIT = {"clue": "clue", "clue_probe": "clue", "mip": "mip", "mip_probe": "mip"}
 PRETRAIN_NODE = {"clue": "pretrain_clue", "mip": "pretrain_masked_item_prediction"}
 # The `augment` node that writes `view_policy`: run inside every CLUE cell so that the policy
 # a cell pre-trains with is the one its own parameters say.
-VIEW_POLICY_NODE = "validate_view_policy"
+VIEW_POLICY_NODE = "augment.validate_view_policy"
 HASH_LENGTH = 8
 
 
@@ -103,16 +103,16 @@ class Cell:
 def kedro_nodes(cell: Cell) -> list[str]:
     """The project's nodes that compute a cell, in run order."""
     if cell.task == PRETRAIN_TASK:
-        nodes = [f"next_item.{PRETRAIN_NODE[cell.method]}"]
+        nodes = [f"pretrain.next_item.{PRETRAIN_NODE[cell.method]}"]
         return [VIEW_POLICY_NODE, *nodes] if cell.method == "clue" else nodes
     nodes = [
-        f"{cell.task}.finetune_{cell.task}_{cell.method}",
-        f"{cell.task}.evaluate_{cell.task}_{cell.method}",
+        f"finetune.{cell.task}.finetune_{cell.task}_{cell.method}",
+        f"evaluate.{cell.task}.evaluate_{cell.task}_{cell.method}",
     ]
     init = INIT.get(cell.method)
     if init is None:
         return nodes
-    pretrain = [f"{CORPUS[cell.task]}.{PRETRAIN_NODE[init]}"]
+    pretrain = [f"pretrain.{CORPUS[cell.task]}.{PRETRAIN_NODE[init]}"]
     if init == "clue":
         pretrain.insert(0, VIEW_POLICY_NODE)
     return [*pretrain, *nodes]

@@ -2,50 +2,66 @@
 
 Corpora differ by downstream task so that no evaluation target is ever seen in pre-training:
 `next_item` uses the training part of each sequence (profiling reuses it), `coldstart` the
-source-domain sequences.
+source-domain sequences. In Kedro-Viz the stage is one box (namespace `pretrain`) holding a
+box per corpus (`pretrain.next_item`, ...); dataset names carry no dots, corpus and method
+are joined by `__` (`next_item__clue_encoder`).
 """
 
 from kedro.pipeline import Node, Pipeline
 
 CORPORA = {"next_item": "next_item_split", "coldstart": "coldstart_source"}
+SEP = "__"  # between corpus (or task) and method in a dataset name
+
+
+def encoder_name(corpus: str, method: str) -> str:
+    """The catalog name of a pre-trained encoder, e.g. ``next_item__clue_encoder``."""
+    return f"{corpus}{SEP}{method}_encoder"
 
 
 def create_pipeline(**kwargs) -> Pipeline:
     from .nodes import pretrain_clue, pretrain_masked_items, register_user_vector_model
 
-    template = Pipeline(
-        [
-            Node(
-                pretrain_clue,
-                inputs=["corpus", "item_index", "view_policy", "params:encoder", "params:pretrain"],
-                outputs=["clue_encoder", "clue_pretrain_history"],
-                name="pretrain_clue",
-            ),
-            Node(
-                pretrain_masked_items,
-                inputs=["corpus", "item_index", "params:encoder", "params:pretrain"],
-                outputs=["mip_encoder", "mip_pretrain_history"],
-                name="pretrain_masked_item_prediction",
-            ),
-        ]
-    )
+    def corpus_pipeline(corpus: str, table: str) -> Pipeline:
+        return Pipeline(
+            [
+                Node(
+                    pretrain_clue,
+                    inputs=[
+                        table,
+                        "item_index",
+                        "view_policy",
+                        "params:encoder",
+                        "params:pretrain",
+                    ],
+                    outputs=[
+                        encoder_name(corpus, "clue"),
+                        f"{corpus}{SEP}clue_pretrain_history",
+                    ],
+                    name="pretrain_clue",
+                    tags="clue",
+                ),
+                Node(
+                    pretrain_masked_items,
+                    inputs=[table, "item_index", "params:encoder", "params:pretrain"],
+                    outputs=[encoder_name(corpus, "mip"), f"{corpus}{SEP}mip_pretrain_history"],
+                    name="pretrain_masked_item_prediction",
+                    tags="mip",
+                ),
+            ],
+            namespace=f"pretrain.{corpus}",
+            prefix_datasets_with_namespace=False,
+            tags=["pretrain", corpus],
+        )
+
     registration = Node(
         register_user_vector_model,
-        inputs=["next_item.clue_encoder", "item_index", "sequences", "params:tracking"],
+        inputs=[encoder_name("next_item", "clue"), "item_index", "sequences", "params:tracking"],
         outputs="user_vector_model_registration",
         name="register_user_vector_model",
+        namespace="pretrain",
         tags="pretrain",
     )
     return sum(
-        (
-            Pipeline(
-                template,
-                namespace=corpus,
-                inputs={"corpus": table, "item_index": "item_index", "view_policy": "view_policy"},
-                parameters={"params:encoder", "params:pretrain"},
-                tags=["pretrain", corpus],
-            )
-            for corpus, table in CORPORA.items()
-        ),
+        (corpus_pipeline(corpus, table) for corpus, table in CORPORA.items()),
         Pipeline([registration]),
     )
