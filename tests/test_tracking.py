@@ -213,7 +213,7 @@ def test_a_job_logs_only_the_parameters_it_used():
     assert params["method.freeze"] == "True" and params["next_item_rows"] == "user"
     assert not any(k.startswith(("methods", "overrides", "simsiam", "baseline")) for k in params)
     assert job_seed(probe, PARAMS) == 7
-    nfm = job_params(Job("finetune", "coldstart", "nfm"), PARAMS)
+    nfm = job_params(Job("finetune", "coldstart", "nfm"), PARAMS, init="random")
     assert nfm["baseline.factors"] == "8" and nfm["init"] == "random"
     assert "next_item_rows" not in nfm and nfm["train.monitor"] == "mrr@10"
 

@@ -173,7 +173,7 @@ class MlflowOutputsHook:
         output = next(v for k, v in outputs.items() if k.endswith(_OUTPUT_SUFFIX[phase]))
         if isinstance(output, dict) and "skipped" in output and not self._children.has(job):
             return  # e.g. profiling on a dataset without user attributes: no run to compare
-        run_id = self._child(job, node, catalog, inputs)
+        run_id = self._child(job, phase, node, catalog, inputs)
         if phase == PHASE_TRAIN:
             self._children.log_history(job, output)
         elif isinstance(output, dict):
@@ -186,17 +186,21 @@ class MlflowOutputsHook:
         found = job_of(node.outputs)
         if self._children is None or found is None:
             return
-        job, _ = found
-        self._child(job, node, catalog, inputs)
+        job, phase = found
+        self._child(job, phase, node, catalog, inputs)
         self._children.finish(job, "FAILED")
 
-    def _child(self, job: Job, node, catalog, inputs: dict[str, Any]) -> str:
+    def _child(self, job: Job, phase: str, node, catalog, inputs: dict[str, Any]) -> str:
         params = {
             name: _parameter(catalog, name)
             for name in ("encoder", "pretrain", "finetune", "evaluate")
         }
         params = {name: value for name, value in params.items() if value is not None}
-        init = next((k for k in inputs if k.endswith("_encoder")), None)
+        # where the weights came from: the pre-trained encoder among a fine-tuning's inputs;
+        # unknown when this run only evaluates
+        init = None
+        if phase == PHASE_TRAIN:
+            init = next((k for k in inputs if k.endswith("_encoder")), "random")
         return self._children.child(
             job,
             self._dataset,

@@ -374,7 +374,8 @@ def job_params(
     Pre-training: the encoder, the training settings and its own method's block (SimSiam
     heads and views for CLUE, the mask ratio for masked-item prediction). Fine-tuning: the
     encoder, the merged training settings, the method, where its weights came from
-    (``init``), and the task-wide switches. Values are strings, as MLflow stores them.
+    (``init``: an encoder's catalog name or ``random``; left out when None), and the
+    task-wide switches. Values are strings, as MLflow stores them.
     """
     chosen: dict[str, Any] = {
         "encoder": params.get("encoder", {}),
@@ -392,7 +393,8 @@ def job_params(
         finetune = params.get("finetune", {})
         method = finetune.get("methods", {}).get(job.method, {})
         chosen["method"] = method
-        chosen["init"] = init or "random"
+        if init is not None:
+            chosen["init"] = init
         for switch in ("exclude_history", "train_user_fraction"):
             if switch in finetune:
                 chosen[switch] = finetune[switch]
