@@ -3,7 +3,7 @@
 Corpora differ by downstream task so that no evaluation target is ever seen in pre-training:
 `next_item` uses the training part of each sequence (profiling reuses it), `coldstart` the
 source-domain sequences. In Kedro-Viz the stage is one box (namespace `pretrain`) holding a
-box per corpus (`pretrain.next_item`, ...); dataset names carry no dots, corpus and method
+box per corpus (`pretrain.next_item`, ...); dataset names carry no dots: corpus and method
 are joined by `__` (`next_item__clue_encoder`).
 """
 
@@ -21,38 +21,22 @@ def encoder_name(corpus: str, method: str) -> str:
 def create_pipeline(**kwargs) -> Pipeline:
     from .nodes import pretrain_clue, pretrain_masked_items, register_user_vector_model
 
-    def corpus_pipeline(corpus: str, table: str) -> Pipeline:
-        return Pipeline(
-            [
-                Node(
-                    pretrain_clue,
-                    inputs=[
-                        table,
-                        "item_index",
-                        "view_policy",
-                        "params:encoder",
-                        "params:pretrain",
-                    ],
-                    outputs=[
-                        encoder_name(corpus, "clue"),
-                        f"{corpus}{SEP}clue_pretrain_history",
-                    ],
-                    name="pretrain_clue",
-                    tags="clue",
-                ),
-                Node(
-                    pretrain_masked_items,
-                    inputs=[table, "item_index", "params:encoder", "params:pretrain"],
-                    outputs=[encoder_name(corpus, "mip"), f"{corpus}{SEP}mip_pretrain_history"],
-                    name="pretrain_masked_item_prediction",
-                    tags="mip",
-                ),
-            ],
-            namespace=f"pretrain.{corpus}",
-            prefix_datasets_with_namespace=False,
-            tags=["pretrain", corpus],
-        )
-
+    template = Pipeline(
+        [
+            Node(
+                pretrain_clue,
+                inputs=["corpus", "item_index", "view_policy", "params:encoder", "params:pretrain"],
+                outputs=["clue_encoder", "clue_pretrain_history"],
+                name="pretrain_clue",
+            ),
+            Node(
+                pretrain_masked_items,
+                inputs=["corpus", "item_index", "params:encoder", "params:pretrain"],
+                outputs=["mip_encoder", "mip_pretrain_history"],
+                name="pretrain_masked_item_prediction",
+            ),
+        ]
+    )
     registration = Node(
         register_user_vector_model,
         inputs=[encoder_name("next_item", "clue"), "item_index", "sequences", "params:tracking"],
@@ -62,6 +46,17 @@ def create_pipeline(**kwargs) -> Pipeline:
         tags="pretrain",
     )
     return sum(
-        (corpus_pipeline(corpus, table) for corpus, table in CORPORA.items()),
+        (
+            Pipeline(
+                template,
+                namespace=f"pretrain.{corpus}",
+                prefix_datasets_with_namespace=False,
+                inputs={"corpus": table, "item_index": "item_index", "view_policy": "view_policy"},
+                outputs={name: f"{corpus}{SEP}{name}" for name in template.outputs()},
+                parameters={"params:encoder", "params:pretrain"},
+                tags=["pretrain", corpus],
+            )
+            for corpus, table in CORPORA.items()
+        ),
         Pipeline([registration]),
     )
