@@ -300,3 +300,54 @@ def test_child_runs_nest_under_the_parent_with_tags_params_and_metrics(sqlite_st
         assert run.info.status == "FINISHED" and run.info.start_time == 1_000
         assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["metrics.json"]
     assert client.get_run(parent.info.run_id).data.metrics == {}
+
+
+def test_the_hook_names_the_parent_and_opens_one_child_per_job(sqlite_store, request):
+    from kedro.io import DataCatalog, MemoryDataset
+    from kedro.pipeline import Node, Pipeline
+
+    from clue_pipeline.hooks import MlflowOutputsHook
+
+    def _node(outputs, name, inputs=("params:finetune",)):
+        return Node(lambda *a: None, inputs=list(inputs), outputs=outputs, name=name)
+
+    finetune_params = {**PARAMS["finetune"], "train": {"epochs": 2, "seed": 3}}
+    catalog = DataCatalog(
+        {
+            "params:dataset_name": MemoryDataset("toy"),
+            "params:encoder": MemoryDataset(PARAMS["encoder"]),
+            "params:finetune": MemoryDataset(finetune_params),
+            "params:evaluate": MemoryDataset(PARAMS["evaluate"]),
+        }
+    )
+    train = _node(["next_item__clue_model", "next_item__clue_history"], "finetune_clue")
+    evaluate = _node("next_item__clue_metrics", "evaluate_clue", ["next_item__clue_model"])
+    summary = _node("metrics_summary", "summarise", ["next_item__clue_metrics"])
+    skipped = _node(["profiling__clue_model", "profiling__clue_history"], "finetune_profiling")
+    hook = MlflowOutputsHook()
+    run_params = {"pipeline_names": ["finetune", "evaluate"], "node_names": None, "env": None}
+    with mlflow.start_run() as parent:
+        hook.before_pipeline_run(run_params, Pipeline([train, evaluate, summary]), catalog)
+        inputs = {"params:finetune": finetune_params, "next_item__clue_encoder": {}}
+        hook.before_node_run(train, catalog, inputs)
+        history = [{"epoch": 0, "loss": 2.0, "ndcg@10": 0.1}]
+        hook.after_node_run(train, catalog, inputs, {"next_item__clue_history": history})
+        record = {"task": "next_item", "metrics": {"ndcg@10": 0.3}}
+        hook.after_node_run(evaluate, catalog, {}, {"next_item__clue_metrics": record})
+        hook.after_node_run(summary, catalog, {}, {"metrics_summary": {}})
+        hook.after_node_run(skipped, catalog, {}, {"profiling__clue_history": {"skipped": "no"}})
+
+    client = MlflowClient(sqlite_store)
+    assert client.get_run(parent.info.run_id).info.run_name == "toy: finetune+evaluate"
+    experiment_id = mlflow.get_experiment_by_name(request.node.name).experiment_id
+    (child,) = client.search_runs(
+        [experiment_id], filter_string=f"tags.`{PARENT_RUN_TAG}` = '{parent.info.run_id}'"
+    )
+    assert child.info.run_name == "next_item clue seed 3"
+    assert child.data.tags["method"] == "clue" and child.data.tags["dataset"] == "toy"
+    assert child.data.params["init"] == "next_item__clue_encoder"
+    assert child.data.metrics == {
+        "train/loss": 2.0,
+        "valid/ndcg_at_10": 0.1,
+        "test/ndcg_at_10": 0.3,
+    }
