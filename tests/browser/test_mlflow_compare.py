@@ -139,6 +139,6 @@ def test_the_compare_page_puts_clue_beside_clue_zero(chromium, mlflow_ui, next_i
         assert run.info.run_name in dom, f"{run.info.run_name} is not on the compare page"
     assert "test/ndcg_at_10" in dom, "the shared test metric is not compared"
     png = screenshot(
-        chromium, url, tmp_path / "mlflow_compare.png", tmp_path / "profile-shot", (1600, 3000)
+        chromium, url, tmp_path / "mlflow_compare.png", tmp_path / "profile-shot", (1600, 2100)
     )
     keep_screenshot(png)
