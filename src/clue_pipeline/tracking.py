@@ -299,6 +299,9 @@ RUN_NAME_TAG = "mlflow.runName"
 # History keys the loop itself writes; in a fine-tuning history every other key is a
 # validation metric (what `validate_fn` returned), in a pre-training one a training metric.
 LOOP_KEYS = {"loss": "loss", "sequences_per_s": "sequences_per_s", "wall_s": "epoch_s"}
+# `pretrain` parameter blocks that only one pre-training method reads; another method's
+# child run leaves them out.
+PRETRAIN_BLOCKS = {"clue": ("simsiam",), "mip": ("masked_item",)}
 # Facts about an evaluation, not scores; kept out of the per-epoch validation metrics.
 NOT_SCORES = {"history_excluded", "n_users"}
 
@@ -371,8 +374,8 @@ def job_params(
 ) -> dict[str, str]:
     """The parameters this job used, flattened (``encoder.hidden``, ``train.lr``, ...).
 
-    Pre-training: the encoder, the training settings and its own method's block (SimSiam
-    heads and views for CLUE, the mask ratio for masked-item prediction). Fine-tuning: the
+    Pre-training: the encoder, the training settings and the ``pretrain`` blocks but those
+    of another method (``PRETRAIN_BLOCKS``), and the views for CLUE. Fine-tuning: the
     encoder, the merged training settings, the method, where its weights came from
     (``init``: an encoder's catalog name or ``random``; left out when None), and the
     task-wide switches. Values are strings, as MLflow stores them.
@@ -382,13 +385,12 @@ def job_params(
         "train": job_train_config(job, params),
     }
     if job.stage == STAGE_PRETRAIN:
-        pretrain = params.get("pretrain", {})
-        if job.method == "clue":
-            chosen["simsiam"] = pretrain.get("simsiam", {})
-            chosen["views"] = dict(views) if views is not None else {}
-        else:
-            chosen["masked_item"] = pretrain.get("masked_item", {})
-        chosen["distributed"] = pretrain.get("distributed", {})
+        others = {b for m, blocks in PRETRAIN_BLOCKS.items() if m != job.method for b in blocks}
+        for key, value in params.get("pretrain", {}).items():
+            if key != "train" and key not in others:
+                chosen[key] = value
+        if views is not None:
+            chosen["views"] = dict(views)
     else:
         finetune = params.get("finetune", {})
         method = finetune.get("methods", {}).get(job.method, {})
