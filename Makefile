@@ -19,7 +19,7 @@ export DO_NOT_TRACK := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
-.PHONY: install install-dev run test lint viz ui report clean
+.PHONY: install install-dev run test lint viz ui report screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,11 @@ ui: install
 # resumable, see benchmarks/report_full.py) | smoke
 report: install
 	$(LOGGING) $(KEDRO) run --pipelines=report --params=report.profile=$(PROFILE) $(if $(filter-out base,$(ENV)),--env=$(ENV),)
+
+# The README's pictures (docs/images/): the browser tests take them on a real run.
+screenshots: install-dev
+	CLUE_SCREENSHOTS=$(CURDIR)/docs/images $(BIN)/python -m pytest \
+		tests/browser/test_kedro_viz.py tests/browser/test_mlflow_compare.py
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache

@@ -1,4 +1,4 @@
-"""The pyfunc user-vector model and the metric-history helpers against a real sqlite store."""
+"""The pyfunc user-vector model and the child runs per job against a real sqlite store."""
 
 from __future__ import annotations
 
@@ -11,12 +11,18 @@ from mlflow.tracking import MlflowClient
 
 from clue_pipeline.models.encoders import EncoderConfig, build_encoder, encoder_to_checkpoint
 from clue_pipeline.tracking import (
+    PARENT_RUN_TAG,
+    ChildRuns,
+    Job,
     UserVectorConfig,
     UserVectorModel,
-    history_to_metrics,
-    log_metric_history,
+    job_history_metrics,
+    job_of,
+    job_params,
+    job_seed,
+    job_test_metrics,
     log_user_vector_model,
-    read_metric_history,
+    parent_run_name,
     sequences_to_batch,
     ur_token,
 )
@@ -148,36 +154,200 @@ def test_item_index_without_token_column_names_the_file(tmp_path):
         model.setup(tmp_path / "enc.pt", tmp_path / "bad.parquet")
 
 
-def test_metric_history_round_trips_with_epoch_steps(sqlite_store):
+# --- child runs per job --------------------------------------------------------------------
+
+PARAMS = {
+    "encoder": {"hidden": 64, "dropout": 0.5},
+    "pretrain": {
+        "train": {"epochs": 10, "lr": 0.001, "seed": 42},
+        "simsiam": {"proj_dim": 256},
+        "masked_item": {"mask_ratio": 0.2},
+        "distributed": {"nproc_per_node": 1},
+    },
+    "finetune": {
+        "train": {"epochs": 15, "lr": 0.001, "seed": 42},
+        "tasks": {"next_item": {"monitor": "ndcg@10"}, "coldstart": {"monitor": "mrr@10"}},
+        "overrides": {"clue_probe": {"lr": 0.01, "seed": 7}},
+        "exclude_history": False,
+        "next_item_rows": "user",
+        "methods": {
+            "clue": {"name": "clue", "backbone": "transformer"},
+            "clue_probe": {"name": "clue_probe", "backbone": "transformer", "freeze": True},
+            "nfm": {"name": "nfm", "backbone": "nfm"},
+        },
+        "baselines": {"nfm": {"factors": 8}},
+    },
+    "evaluate": {"exclude_history": False},
+}
+
+
+def test_jobs_are_read_from_the_catalog_names_of_their_outputs():
+    assert job_of(["next_item__clue_encoder", "next_item__clue_pretrain_history"]) == (
+        Job("pretrain", "next_item", "clue"),
+        "train",
+    )
+    assert job_of(["next_item__clue_zero_model", "next_item__clue_zero_history"]) == (
+        Job("finetune", "next_item", "clue_zero"),
+        "train",
+    )
+    assert job_of(["coldstart__mip_probe_metrics"]) == (
+        Job("finetune", "coldstart", "mip_probe"),
+        "evaluate",
+    )
+    assert job_of(["metrics_summary", "metrics_table"]) is None
+    assert job_of(["view_policy"]) is None
+
+
+def test_a_job_logs_only_the_parameters_it_used():
+    clue = job_params(Job("pretrain", "next_item", "clue"), PARAMS, views={"strategies": ["mask"]})
+    assert clue["simsiam.proj_dim"] == "256" and clue["views.strategies"] == "['mask']"
+    assert not any(key.startswith(("masked_item", "finetune", "method")) for key in clue)
+    mip = job_params(Job("pretrain", "next_item", "mip"), PARAMS)
+    assert mip["masked_item.mask_ratio"] == "0.2" and "simsiam.proj_dim" not in mip
+
+    probe = Job("finetune", "next_item", "clue_probe")
+    params = job_params(probe, PARAMS, init="next_item__clue_encoder")
+    # the merged training settings: shared, then the task's, then the method's overrides
+    assert params["train.lr"] == "0.01" and params["train.monitor"] == "ndcg@10"
+    assert params["init"] == "next_item__clue_encoder"
+    assert params["method.freeze"] == "True" and params["next_item_rows"] == "user"
+    assert not any(k.startswith(("methods", "overrides", "simsiam", "baseline")) for k in params)
+    assert job_seed(probe, PARAMS) == 7
+    nfm = job_params(Job("finetune", "coldstart", "nfm"), PARAMS, init="random")
+    assert nfm["baseline.factors"] == "8" and nfm["init"] == "random"
+    assert "next_item_rows" not in nfm and nfm["train.monitor"] == "mrr@10"
+
+
+def test_every_job_uses_the_same_metric_names():
     history = [
-        {"epoch": 1, "loss": 2.5, "z_std": 0.10, "note": "warmup", "improved": True},
-        {"epoch": 2, "loss": 1.5, "z_std": 0.12},
-        {"epoch": 3, "loss": 1.0, "z_std": 0.13, "hr@10": 0.2},
+        {"epoch": 0, "loss": 5.0, "sequences_per_s": 900.0, "wall_s": 2.0, "ndcg@10": 0.01},
+        {
+            "epoch": 1,
+            "loss": 4.0,
+            "sequences_per_s": 950.0,
+            "wall_s": 2.0,
+            "ndcg@10": 0.02,
+            "history_excluded": 0.0,
+            "n_users": 610,
+        },
     ]
-    with mlflow.start_run() as run:
-        log_metric_history(history, prefix="pretrain")
-    read_back = read_metric_history(run.info.run_id, "pretrain")
+    rows = job_history_metrics(Job("finetune", "next_item", "gru"), history, timestamp_ms=1)
+    assert {(m.key, m.step) for m in rows} == {
+        (key, step)
+        for step in (0, 1)
+        for key in ("train/loss", "train/sequences_per_s", "train/epoch_s", "valid/ndcg_at_10")
+    }
+    pretrain = [{"epoch": 0, "loss": -0.9, "z_std": 0.1, "wall_s": 1.0, "sequences_per_s": 5.0}]
+    keys = {m.key for m in job_history_metrics(Job("pretrain", "next_item", "clue"), pretrain)}
+    assert keys == {"train/loss", "train/z_std", "train/epoch_s", "train/sequences_per_s"}
+    profiling = {"gender": [{"epoch": 0, "loss": 0.7, "accuracy": 0.6}]}
+    keys = {m.key for m in job_history_metrics(Job("finetune", "profiling", "clue"), profiling)}
+    assert keys == {"train/gender/loss", "valid/gender/accuracy"}
+    assert job_history_metrics(Job("finetune", "profiling", "clue"), {"skipped": "no users"}) == []
 
-    assert read_back == [
-        {"epoch": 1, "loss": 2.5, "z_std": 0.10},
-        {"epoch": 2, "loss": 1.5, "z_std": 0.12},
-        {"epoch": 3, "hr_10": 0.2, "loss": 1.0, "z_std": 0.13},
-    ]
-    keys = MlflowClient(sqlite_store).get_run(run.info.run_id).data.metrics
-    assert set(keys) == {"pretrain/loss", "pretrain/z_std", "pretrain/hr_10"}
+    record = {"metrics": {"ndcg@10": 0.03, "recall@10": 0.05, "history_excluded": False}}
+    assert job_test_metrics(record) == {"test/ndcg_at_10": 0.03, "test/recall_at_10": 0.05}
+    nested = {"metrics": {"gender": {"accuracy": 0.7}}}
+    assert job_test_metrics(nested) == {"test/gender/accuracy": 0.7}
 
 
-def test_metric_history_outside_a_run_logs_nothing(sqlite_store, request):
-    assert mlflow.active_run() is None
-    log_metric_history([{"epoch": 0, "loss": 1.0}], prefix="pretrain")
-    assert mlflow.active_run() is None
+def test_the_parent_run_is_named_for_what_ran():
+    assert parent_run_name("ml-100k", ["__default__"]) == "ml-100k: full chain"
+    assert parent_run_name("beauty", ["pretrain", "finetune"]) == "beauty: pretrain+finetune"
+    assert parent_run_name("d", ["__default__"], ["a.x", "b.y"]) == "d: a.x+b.y"
+    assert parent_run_name("d", ["__default__"], [f"n{i}" * 20 for i in range(20)]) == (
+        "d: 20 nodes"
+    )
+
+
+def test_child_runs_nest_under_the_parent_with_tags_params_and_metrics(sqlite_store, request):
+    client = MlflowClient(sqlite_store)
     experiment_id = mlflow.get_experiment_by_name(request.node.name).experiment_id
-    assert MlflowClient(sqlite_store).search_runs([experiment_id]) == []
+    with mlflow.start_run(run_name="d: full chain") as parent:
+        children = ChildRuns(client, parent.info.run_id, experiment_id)
+        for method in ("clue", "clue_zero"):
+            job = Job("finetune", "next_item", method)
+            children.child(job, "d", 42, {"train.lr": "0.001", "method.name": method}, 1_000)
+            children.log_history(job, [{"epoch": 0, "loss": 3.0, "ndcg@10": 0.1}])
+            children.finish(job)
+            # evaluation comes later, into the same (already finished) child
+            assert children.child(job, "d", 42, {}) == children._runs[job]
+            children.log_evaluation(job, {"task": "next_item", "metrics": {"ndcg@10": 0.2}})
+            children.finish(job)
+        assert mlflow.active_run().info.run_id == parent.info.run_id, "the parent stays active"
 
-
-def test_history_without_epoch_key_uses_position_as_step():
-    metrics = history_to_metrics([{"loss": 3.0}, {"loss": 2.0}], prefix="", timestamp_ms=5)
-    assert [(m.key, m.value, m.step, m.timestamp) for m in metrics] == [
-        ("loss", 3.0, 0, 5),
-        ("loss", 2.0, 1, 5),
+    runs = client.search_runs(
+        [experiment_id], filter_string=f"tags.`{PARENT_RUN_TAG}` = '{parent.info.run_id}'"
+    )
+    assert sorted(r.info.run_name for r in runs) == [
+        "next_item clue seed 42",
+        "next_item clue_zero seed 42",
     ]
+    for run in runs:
+        tags = run.data.tags
+        assert {tags[k] for k in ("dataset", "task", "stage", "seed")} == {
+            "d",
+            "next_item",
+            "finetune",
+            "42",
+        }
+        assert run.data.params == {"train.lr": "0.001", "method.name": tags["method"]}
+        assert run.data.metrics == {
+            "train/loss": 3.0,
+            "valid/ndcg_at_10": 0.1,
+            "test/ndcg_at_10": 0.2,
+        }
+        assert run.info.status == "FINISHED" and run.info.start_time == 1_000
+        assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["metrics.json"]
+    assert client.get_run(parent.info.run_id).data.metrics == {}
+
+
+def test_the_hook_names_the_parent_and_opens_one_child_per_job(sqlite_store, request):
+    from kedro.io import DataCatalog, MemoryDataset
+    from kedro.pipeline import Node, Pipeline
+
+    from clue_pipeline.hooks import MlflowOutputsHook
+
+    def _node(outputs, name, inputs=("params:finetune",)):
+        return Node(lambda *a: None, inputs=list(inputs), outputs=outputs, name=name)
+
+    finetune_params = {**PARAMS["finetune"], "train": {"epochs": 2, "seed": 3}}
+    catalog = DataCatalog(
+        {
+            "params:dataset_name": MemoryDataset("toy"),
+            "params:encoder": MemoryDataset(PARAMS["encoder"]),
+            "params:finetune": MemoryDataset(finetune_params),
+            "params:evaluate": MemoryDataset(PARAMS["evaluate"]),
+        }
+    )
+    train = _node(["next_item__clue_model", "next_item__clue_history"], "finetune_clue")
+    evaluate = _node("next_item__clue_metrics", "evaluate_clue", ["next_item__clue_model"])
+    summary = _node("metrics_summary", "summarise", ["next_item__clue_metrics"])
+    skipped = _node(["profiling__clue_model", "profiling__clue_history"], "finetune_profiling")
+    hook = MlflowOutputsHook()
+    run_params = {"pipeline_names": ["finetune", "evaluate"], "node_names": None, "env": None}
+    with mlflow.start_run() as parent:
+        hook.before_pipeline_run(run_params, Pipeline([train, evaluate, summary]), catalog)
+        inputs = {"params:finetune": finetune_params, "next_item__clue_encoder": {}}
+        hook.before_node_run(train, catalog, inputs)
+        history = [{"epoch": 0, "loss": 2.0, "ndcg@10": 0.1}]
+        hook.after_node_run(train, catalog, inputs, {"next_item__clue_history": history})
+        record = {"task": "next_item", "metrics": {"ndcg@10": 0.3}}
+        hook.after_node_run(evaluate, catalog, {}, {"next_item__clue_metrics": record})
+        hook.after_node_run(summary, catalog, {}, {"metrics_summary": {}})
+        hook.after_node_run(skipped, catalog, {}, {"profiling__clue_history": {"skipped": "no"}})
+
+    client = MlflowClient(sqlite_store)
+    assert client.get_run(parent.info.run_id).info.run_name == "toy: finetune+evaluate"
+    experiment_id = mlflow.get_experiment_by_name(request.node.name).experiment_id
+    (child,) = client.search_runs(
+        [experiment_id], filter_string=f"tags.`{PARENT_RUN_TAG}` = '{parent.info.run_id}'"
+    )
+    assert child.info.run_name == "next_item clue seed 3"
+    assert child.data.tags["method"] == "clue" and child.data.tags["dataset"] == "toy"
+    assert child.data.params["init"] == "next_item__clue_encoder"
+    assert child.data.metrics == {
+        "train/loss": 2.0,
+        "valid/ndcg_at_10": 0.1,
+        "test/ndcg_at_10": 0.3,
+    }

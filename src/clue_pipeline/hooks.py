@@ -5,6 +5,8 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +16,20 @@ import torch
 from kedro.framework.hooks import hook_impl
 from kedro.io import AbstractDataset
 from kedro.pipeline import Pipeline
+from mlflow.tracking import MlflowClient
 
 from clue_pipeline import run_lock
-from clue_pipeline.tracking import log_metric_history
+from clue_pipeline.tracking import (
+    PHASE_EVALUATE,
+    PHASE_TRAIN,
+    RUN_NAME_TAG,
+    ChildRuns,
+    Job,
+    job_of,
+    job_params,
+    job_seed,
+    parent_run_name,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -178,52 +191,95 @@ def writers_of(name: str, pipelines: dict[str, Pipeline]) -> list[str]:
 
 
 class MlflowOutputsHook:
-    """Logs what nodes produce into kedro-mlflow's run of this `kedro run`.
+    """Names kedro-mlflow's run of this `kedro run` and gives each training job a child run.
 
-    Training histories (outputs named ``*history``) become per-epoch metric histories
-    (step = epoch); test metrics (``*_metrics``) become final metrics named
-    ``<task>.<method>/<metric>`` and the JSON record an artifact. Naming the datasets by
-    convention keeps nodes free of tracking code; kedro-mlflow owns the run itself.
+    The parent run is named for what ran (``ml-latest-small: full chain``) and keeps the
+    run-level artifacts (metrics table, figures, the registered model). Each job is a child
+    run (``tracking.ChildRuns``): pre-training outputs ``*_pretrain_history``, fine-tuning
+    ``*_history`` and evaluation ``*_metrics``, so the catalog's naming, not tracking code in
+    the nodes, says which node is which job. kedro-mlflow still owns the parent run itself.
     """
 
-    @hook_impl
-    def after_node_run(self, node, outputs: dict[str, Any]) -> None:
-        if mlflow.active_run() is None:
+    def __init__(self) -> None:
+        self._children: ChildRuns | None = None
+        self._dataset = ""
+        self._started_ms: dict[str, int] = {}
+
+    @hook_impl(trylast=True)  # after kedro-mlflow has started the run
+    def before_pipeline_run(self, run_params, pipeline, catalog) -> None:
+        run = mlflow.active_run()
+        self._children = None
+        if run is None:
             return
-        for name, value in outputs.items():
-            if name.endswith("history"):
-                self._log_history(name, value)
-            elif name.endswith("_metrics") and isinstance(value, dict):
-                self._log_metrics(name, value)
+        if not sys.stderr.isatty():  # MLflow's own artifact bars would fill a log file
+            os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        self._dataset = str(_parameter(catalog, "dataset_name") or run_params.get("env") or "")
+        pipelines = run_params.get("pipeline_names") or [
+            run_params.get("pipeline_name") or "__default__"
+        ]
+        name = parent_run_name(self._dataset, pipelines, run_params.get("node_names") or ())
+        mlflow.set_tag(RUN_NAME_TAG, name)
+        self._children = ChildRuns(MlflowClient(), run.info.run_id, run.info.experiment_id)
 
-    @staticmethod
-    def _log_history(name: str, value: Any) -> None:
-        if isinstance(value, list):
-            log_metric_history(value, prefix=name)
-        elif isinstance(value, dict):  # one history per profile attribute
-            for key, history in value.items():
-                if isinstance(history, list):
-                    log_metric_history(history, prefix=f"{name}.{key}")
+    @hook_impl
+    def before_node_run(self, node, catalog, inputs) -> None:
+        if self._children is not None and job_of(node.outputs):
+            self._started_ms[node.name] = int(time.time() * 1000)
 
-    @staticmethod
-    def _log_metrics(name: str, record: dict) -> None:
-        prefix = name.removesuffix("_metrics")
-        numbers = {
-            f"{prefix}/{key}".replace("@", "_at_"): float(value)
-            for key, value in _flatten(record.get("metrics", {})).items()
-            if isinstance(value, int | float) and not isinstance(value, bool)
+    @hook_impl
+    def after_node_run(
+        self, node, catalog, inputs: dict[str, Any], outputs: dict[str, Any]
+    ) -> None:
+        found = job_of(node.outputs)
+        if self._children is None or found is None:
+            return
+        job, phase = found
+        output = next(v for k, v in outputs.items() if k.endswith(_OUTPUT_SUFFIX[phase]))
+        if isinstance(output, dict) and "skipped" in output and not self._children.has(job):
+            return  # e.g. profiling on a dataset without user attributes: no run to compare
+        run_id = self._child(job, phase, node, catalog, inputs)
+        if phase == PHASE_TRAIN:
+            self._children.log_history(job, output)
+        elif isinstance(output, dict):
+            self._children.log_evaluation(job, output)
+        self._children.finish(job)
+        logger.debug("%s logged into MLflow child run %s", node.name, run_id)
+
+    @hook_impl
+    def on_node_error(self, error, node, catalog, inputs) -> None:
+        found = job_of(node.outputs)
+        if self._children is None or found is None:
+            return
+        job, phase = found
+        self._child(job, phase, node, catalog, inputs)
+        self._children.finish(job, "FAILED")
+
+    def _child(self, job: Job, phase: str, node, catalog, inputs: dict[str, Any]) -> str:
+        params = {
+            name: _parameter(catalog, name)
+            for name in ("encoder", "pretrain", "finetune", "evaluate")
         }
-        if numbers:
-            mlflow.log_metrics(numbers)
-        mlflow.log_dict(record, f"metrics/{prefix}.json")
+        params = {name: value for name, value in params.items() if value is not None}
+        # where the weights came from: the pre-trained encoder among a fine-tuning's inputs;
+        # unknown when this run only evaluates
+        init = None
+        if phase == PHASE_TRAIN:
+            init = next((k for k in inputs if k.endswith("_encoder")), "random")
+        return self._children.child(
+            job,
+            self._dataset,
+            job_seed(job, params),
+            job_params(job, params, init=init, views=inputs.get("view_policy")),
+            self._started_ms.pop(node.name, None),
+        )
 
 
-def _flatten(values: dict, parent: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in values.items():
-        path = f"{parent}.{key}" if parent else str(key)
-        if isinstance(value, dict):
-            flat.update(_flatten(value, path))
-        else:
-            flat[path] = value
-    return flat
+_OUTPUT_SUFFIX = {PHASE_TRAIN: "history", PHASE_EVALUATE: "_metrics"}
+
+
+def _parameter(catalog, name: str) -> Any:
+    """A parameter's value from the run's catalog, or None where it has none."""
+    try:
+        return catalog.load(f"params:{name}")
+    except Exception:  # noqa: BLE001 - a missing parameter is simply not logged
+        return None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -77,6 +78,45 @@ def dump_dom(chromium: Path, url: str, profile_dir: Path) -> str:
             f"stderr tail: {result.stderr[-2000:]}"
         )
     return result.stdout
+
+
+def screenshot(
+    chromium: Path, url: str, path: Path, profile_dir: Path, window: tuple[int, int] = (1600, 1000)
+) -> Path:
+    """A PNG of ``url`` after its scripts ran, at ``window`` pixels (width, height)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    command = [
+        str(chromium),
+        *CHROMIUM_FLAGS,
+        f"--user-data-dir={profile_dir}",
+        f"--virtual-time-budget={VIRTUAL_TIME_BUDGET_MS}",
+        "--hide-scrollbars",
+        f"--window-size={window[0]},{window[1]}",
+        f"--screenshot={path}",
+        url,
+    ]
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=CHROMIUM_TIMEOUT_S, check=False
+    )
+    if result.returncode != 0 or not path.is_file():
+        raise AssertionError(
+            f"chromium --screenshot {url} exited {result.returncode} without {path}; "
+            f"stderr tail: {result.stderr[-2000:]}"
+        )
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    return path
+
+
+def keep_screenshot(png: Path) -> None:
+    """Copies ``png`` into ``$CLUE_SCREENSHOTS`` (``make screenshots``: docs/images) if set.
+
+    The README's pictures come from the browser tests; a plain ``make test`` leaves the
+    checkout as it was.
+    """
+    folder = os.environ.get("CLUE_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        shutil.copy(png, Path(folder) / png.name)
 
 
 def free_port() -> int:

@@ -19,7 +19,7 @@ import pytest
 from kedro.framework.project import pipelines as registered_pipelines
 from kedro.framework.startup import bootstrap_project
 
-from tests.browser.conftest import dump_dom, serve_directory
+from tests.browser.conftest import dump_dom, keep_screenshot, screenshot, serve_directory
 from tests.conftest import REPO_ROOT
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -30,6 +30,14 @@ PROJECT_FILES = ("pyproject.toml", ".telemetry")
 # Kedro-Viz collapses modular pipelines by default; this URL flag expands them so the
 # nodes inside namespaces are drawn, and named, too.
 EXPAND_ALL = "?expandAllPipelines=true"
+# The stages of the default chain (docs/architecture.md), one namespace each.
+STAGES = {"ingest", "sequences", "augment", "pretrain", "finetune", "evaluate", "embed"}
+# Kedro-Viz keeps its settings in the browser's localStorage; a fresh profile would open on
+# the feature tour. The picture skips the tour and lays the chain out left to right.
+SETTINGS = (
+    '<script>localStorage.setItem("KedroViz", JSON.stringify({showFeatureHints: false, '
+    'ignoreLargeWarning: true, theme: "light", orientation: "horizontal"}));</script>'
+)
 
 
 def _copy_project(destination: Path) -> Path:
@@ -106,3 +114,31 @@ def test_kedro_viz_draws_every_registered_node(chromium, viz_site, tmp_path):
     assert not missing_pipelines, f"pipelines not offered in Kedro-Viz: {missing_pipelines}"
     missing_nodes = [label for label in node_labels if not _rendered(label, dom)]
     assert not missing_nodes, f"nodes not drawn by Kedro-Viz: {missing_nodes}"
+
+
+def _node_attributes(dom: str, node_type: str) -> list[str]:
+    """``data-id`` of every drawn graph node of a type (modularPipeline, task, data)."""
+    return re.findall(rf'data-id="([^"]+)" data-node-type="{node_type}"', dom)
+
+
+def test_kedro_viz_opens_on_the_stages_folded(chromium, viz_site, tmp_path):
+    page = viz_site / "stages.html"
+    index = (viz_site / "index.html").read_text()
+    page.write_text(index.replace("<head>", f"<head>{SETTINGS}", 1))
+
+    with serve_directory(viz_site) as base:
+        dom = dump_dom(chromium, f"{base}/{page.name}", tmp_path / "profile")
+        png = screenshot(
+            chromium,
+            f"{base}/{page.name}",
+            tmp_path / "kedro_viz.png",
+            tmp_path / "shot",
+            (1600, 1600),
+        )
+
+    assert set(_node_attributes(dom, "modularPipeline")) == STAGES
+    assert _node_attributes(dom, "task") == [], "nodes drawn outside their stage's box"
+    names = re.findall(r'data-node-type="data" data-node-fullname="([^"]+)"', dom)
+    assert names, "no dataset drawn between the stages"
+    assert [name for name in names if "." in name] == []
+    keep_screenshot(png)

@@ -54,18 +54,18 @@ def test_nodes_of_a_cell_include_the_pretraining_it_starts_from():
     probe = Cell.create("d", "coldstart", "clue_probe", 0)
     assert kedro_nodes(probe) == [
         VIEW_POLICY_NODE,
-        "coldstart.pretrain_clue",
-        "coldstart.finetune_coldstart_clue_probe",
-        "coldstart.evaluate_coldstart_clue_probe",
+        "pretrain.coldstart.pretrain_clue",
+        "finetune.coldstart.finetune_coldstart_clue_probe",
+        "evaluate.coldstart.evaluate_coldstart_clue_probe",
     ]
     profiling = Cell.create("d", "profiling", "mip", 0)
-    assert kedro_nodes(profiling)[0] == "next_item.pretrain_masked_item_prediction"
+    assert kedro_nodes(profiling)[0] == "pretrain.next_item.pretrain_masked_item_prediction"
     assert kedro_nodes(Cell.create("d", "next_item", "gru", 0)) == [
-        "next_item.finetune_next_item_gru",
-        "next_item.evaluate_next_item_gru",
+        "finetune.next_item.finetune_next_item_gru",
+        "evaluate.next_item.evaluate_next_item_gru",
     ]
     assert kedro_nodes(Cell.create("d", "pretrain", "mip", 0)) == [
-        "next_item.pretrain_masked_item_prediction"
+        "pretrain.next_item.pretrain_masked_item_prediction"
     ]
     assert kedro_nodes(Cell.create("d", "coldstart", "s3rec", 0)) == [
         "item_attributes",

@@ -59,9 +59,9 @@ def test_reported_paths_are_the_catalog_paths():
     for name in ("catalog_models.yml", "catalog_sequences.yml", "catalog_ingest.yml"):
         catalog.update(yaml.safe_load((CONF / name).read_text()))
     expected = {
-        "metrics": catalog["{task}.{method}_metrics"]["filepath"],
-        "encoder": catalog["{corpus}.{method}_encoder"]["filepath"],
-        "pretrain_history": catalog["{corpus}.{method}_pretrain_history"]["filepath"],
+        "metrics": catalog["{task}__{method}_metrics"]["filepath"],
+        "encoder": catalog["{corpus}__{method}_encoder"]["filepath"],
+        "pretrain_history": catalog["{corpus}__{method}_pretrain_history"]["filepath"],
         "next_item_split": catalog["next_item_split"]["filepath"],
         "filtered_interactions": catalog["filtered_interactions"]["filepath"],
         "users": catalog["users"]["filepath"],

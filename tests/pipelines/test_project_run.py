@@ -42,16 +42,55 @@ def test_mlflow_store_holds_params_histories_figures_and_model(finished_project:
     experiment = client.get_experiment_by_name("clue-pipeline")
     # other tests add runs (pretrain, tune) to the same store later; this is the default one
     (run,) = client.search_runs(
-        [experiment.experiment_id], filter_string="tags.`mlflow.runName` = '__default__'"
+        [experiment.experiment_id],
+        filter_string="tags.`mlflow.runName` = 'ml-latest-small: full chain'",
     )
     assert run.data.params["encoder.hidden"] == "64"
     assert run.data.params["pretrain.train.epochs"] == "2"
-    history = client.get_metric_history(run.info.run_id, "next_item.clue_pretrain_history/loss")
-    assert [m.step for m in history] == [0, 1]
-    finetune = client.get_metric_history(run.info.run_id, "next_item.clue_history/ndcg_10")
-    assert len(finetune) == 2
-    assert "next_item.clue/ndcg_at_10" in run.data.metrics
+    assert run.data.metrics == {}, "job metrics belong to the child runs"
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"pretraining_curves.png", "user_vectors_pca.png", "metrics.md"} <= artifacts
     versions = client.search_model_versions("name='clue-user-vectors'")
     assert run.info.run_id in {v.run_id for v in versions}
+
+
+def test_each_training_job_is_a_child_run_with_the_same_metric_names(finished_project: Path):
+    client = MlflowClient(tracking_uri=f"sqlite:///{finished_project / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("clue-pipeline")
+    (parent,) = client.search_runs(
+        [experiment.experiment_id],
+        filter_string="tags.`mlflow.runName` = 'ml-latest-small: full chain'",
+    )
+    children = client.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'",
+    )
+    jobs = {(c.data.tags["stage"], c.data.tags["task"], c.data.tags["method"]) for c in children}
+    # ml-latest-small has no user attributes: profiling is skipped and has no runs
+    pretraining = {("pretrain", c, m) for c in ("next_item", "coldstart") for m in ("clue", "mip")}
+    next_item = {("finetune", "next_item", m) for m in ("clue", "clue_zero", "mip", "gru", "cnn")}
+    coldstart = {("finetune", "coldstart", m) for m in ("clue", "clue_zero", "nfm", "deepfm")}
+    assert pretraining | next_item | coldstart <= jobs
+    assert len(children) == len(jobs) == 4 + 7 + 7
+    for child in children:
+        tags = child.data.tags
+        assert tags["dataset"] == "ml-latest-small" and tags["seed"] == "42", tags
+        assert child.info.status == "FINISHED"
+        history = client.get_metric_history(child.info.run_id, "train/loss")
+        assert [m.step for m in history] == [0, 1]
+        if tags["stage"] == "finetune":
+            assert {"test/ndcg_at_10", "valid/ndcg_at_10", "test/recall_at_10"} <= set(
+                child.data.metrics
+            )
+            assert child.data.params["train.epochs"] == "2"
+            assert not any(key.startswith(("pretrain.", "simsiam.")) for key in child.data.params)
+        else:
+            assert "test/ndcg_at_10" not in child.data.metrics
+            assert child.data.params["train.epochs"] == "2"
+    by_method = {
+        c.data.tags["method"]: c
+        for c in children
+        if c.data.tags["task"] == "next_item" and c.data.tags["stage"] == "finetune"
+    }
+    assert by_method["clue"].data.params["init"] == "next_item__clue_encoder"
+    assert by_method["clue_zero"].data.params["init"] == "random"

@@ -33,7 +33,8 @@ def test_study_resumes_and_nests_trials_under_the_tuning_run(finished_project: P
     client = MlflowClient(tracking_uri=f"sqlite:///{finished_project / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("clue-pipeline")
     tuning_runs = client.search_runs(
-        [experiment.experiment_id], filter_string="tags.`mlflow.runName` = 'tune'"
+        [experiment.experiment_id],
+        filter_string="tags.`mlflow.runName` = 'ml-latest-small: tune'",
     )
     assert len(tuning_runs) == 2
     for parent in tuning_runs:

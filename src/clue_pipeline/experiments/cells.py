@@ -28,9 +28,9 @@ PRETRAIN_NODE = {
 }
 # The `augment` node that writes `view_policy`: run inside every CLUE cell so that the policy
 # a cell pre-trains with is the one its own parameters say.
-VIEW_POLICY_NODE = "validate_view_policy"
+VIEW_POLICY_NODE = "augment.validate_view_policy"
 # The `pretrain` node that writes `item_attributes`: run inside every S3-Rec cell, likewise.
-ATTRIBUTES_NODE = "item_attributes"
+ATTRIBUTES_NODE = "pretrain.item_attributes"
 HASH_LENGTH = 8
 
 
@@ -109,16 +109,16 @@ class Cell:
 def kedro_nodes(cell: Cell) -> list[str]:
     """The project's nodes that compute a cell, in run order."""
     if cell.task == PRETRAIN_TASK:
-        nodes = [f"next_item.{PRETRAIN_NODE[cell.method]}"]
+        nodes = [f"pretrain.next_item.{PRETRAIN_NODE[cell.method]}"]
         return [*_inputs_node(cell.method), *nodes]
     nodes = [
-        f"{cell.task}.finetune_{cell.task}_{cell.method}",
-        f"{cell.task}.evaluate_{cell.task}_{cell.method}",
+        f"finetune.{cell.task}.finetune_{cell.task}_{cell.method}",
+        f"evaluate.{cell.task}.evaluate_{cell.task}_{cell.method}",
     ]
     init = INIT.get(cell.method)
     if init is None:
         return nodes
-    return [*_inputs_node(init), f"{CORPUS[cell.task]}.{PRETRAIN_NODE[init]}", *nodes]
+    return [*_inputs_node(init), f"pretrain.{CORPUS[cell.task]}.{PRETRAIN_NODE[init]}", *nodes]
 
 
 def _inputs_node(method: str) -> list[str]:

@@ -22,4 +22,6 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
         ],
         tags="augment",
+        namespace="augment",
+        prefix_datasets_with_namespace=False,
     )

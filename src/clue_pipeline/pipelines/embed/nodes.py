@@ -12,21 +12,23 @@ from clue_pipeline.models.encoders import encoder_from_checkpoint
 
 logger = logging.getLogger(__name__)
 
-ENCODER_INPUT_SEP = "__"  # catalog "next_item.clue_encoder" -> keyword "next_item__clue_encoder"
+# Earlier releases named encoders `next_item.clue_encoder`; that spelling still selects one.
+OLD_SEP, SEP = ".", "__"
 PARAMETERS_FILE = "conf/base/parameters_embed.yml"
 
 
 def embed_users(sequences: pd.DataFrame, embed_params: dict, **encoders: dict) -> pd.DataFrame:
     """``user_vectors``: every user of ``sequences`` embedded by the encoder ``embed.encoder``.
 
-    ``encoders`` holds every candidate checkpoint, keyed by catalog name with ``.`` written
-    ``__``; see ``clue_pipeline.embedding.user_vector_table`` for why the input is the user's
+    ``encoders`` holds every candidate checkpoint, keyed by catalog name; see ``clue_pipeline.embedding.user_vector_table`` for why the input is the user's
     whole sequence.
     """
     params = dict(embed_params)
     chosen = params.pop("encoder", None)
     params.pop("similar_users", None)
-    available = {key.replace(ENCODER_INPUT_SEP, "."): value for key, value in encoders.items()}
+    available = dict(encoders)
+    if isinstance(chosen, str) and chosen.replace(OLD_SEP, SEP) in available:
+        chosen = chosen.replace(OLD_SEP, SEP)
     if chosen not in available:
         raise ValueError(
             f"parameter embed.encoder = {chosen!r} ({PARAMETERS_FILE}): expected one of "

@@ -7,16 +7,16 @@ choosing by parameter means offering all of them (a few small checkpoints to loa
 
 from kedro.pipeline import Node, Pipeline
 
-from clue_pipeline.pipelines.pretrain.pipeline import CORPORA
+from clue_pipeline.pipelines.pretrain.pipeline import CORPORA, encoder_name
 
-from .nodes import ENCODER_INPUT_SEP, embed_users, find_similar_users
+from .nodes import embed_users, find_similar_users
 
 PRETRAIN_METHODS = ("clue", "mip")  # the `{method}_encoder` outputs of the pretrain pipeline
-ENCODERS = [f"{corpus}.{method}_encoder" for corpus in CORPORA for method in PRETRAIN_METHODS]
+ENCODERS = [encoder_name(corpus, method) for corpus in CORPORA for method in PRETRAIN_METHODS]
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    encoder_inputs = {name.replace(".", ENCODER_INPUT_SEP): name for name in ENCODERS}
+    encoder_inputs = {name: name for name in ENCODERS}
     return Pipeline(
         [
             Node(
@@ -33,4 +33,6 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
         ],
         tags="embed",
+        namespace="embed",
+        prefix_datasets_with_namespace=False,
     )

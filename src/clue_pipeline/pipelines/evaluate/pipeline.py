@@ -1,9 +1,12 @@
-"""`evaluate`: test metrics of every fine-tuned model, and one table of them all."""
+"""`evaluate`: test metrics of every fine-tuned model, and one table of them all.
+
+One box in Kedro-Viz (namespace `evaluate`) with a box per task inside.
+"""
 
 from kedro.pipeline import Node, Pipeline
 
 from clue_pipeline.pipelines.finetune.pipeline import TASKS, methods_of
-from clue_pipeline.pipelines.pretrain.pipeline import CORPORA
+from clue_pipeline.pipelines.pretrain.pipeline import CORPORA, SEP, encoder_name
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -17,28 +20,36 @@ def create_pipeline(**kwargs) -> Pipeline:
             ["coldstart_source", "coldstart_targets", "item_index"],
         ),
     }
-    evaluation_nodes = []
+    evaluation = []
     metric_names = {}
     for task in TASKS:
         function, data = evaluators[task]
+        task_nodes = []
         for method in methods_of(task):
-            metrics = f"{task}.{method}_metrics"
-            metric_names[f"{task}__{method}"] = metrics
-            evaluation_nodes.append(
+            metrics = f"{task}{SEP}{method}_metrics"
+            metric_names[f"{task}{SEP}{method}"] = metrics
+            task_nodes.append(
                 Node(
                     function,
                     inputs=[
-                        f"{task}.{method}_model",
+                        f"{task}{SEP}{method}_model",
                         *data,
                         "params:evaluate",
                         "params:dataset_name",
                     ],
                     outputs=metrics,
                     name=f"evaluate_{task}_{method}",
-                    namespace=task,
-                    tags=["evaluate", task, method],
+                    tags=method,
                 )
             )
+        evaluation.append(
+            Pipeline(
+                task_nodes,
+                namespace=f"evaluate.{task}",
+                prefix_datasets_with_namespace=False,
+                tags=["evaluate", task],
+            )
+        )
     summary = Node(
         nodes.summarise_metrics,
         inputs=metric_names,
@@ -49,7 +60,7 @@ def create_pipeline(**kwargs) -> Pipeline:
     curves = Node(
         nodes.plot_pretraining_curves,
         inputs={
-            f"{corpus}__{method}": f"{corpus}.{method}_pretrain_history"
+            f"{corpus}{SEP}{method}": f"{corpus}{SEP}{method}_pretrain_history"
             for corpus in CORPORA
             for method in ("clue", "mip", "s3rec")
         },
@@ -60,7 +71,7 @@ def create_pipeline(**kwargs) -> Pipeline:
     pca = Node(
         nodes.plot_user_vectors,
         inputs=[
-            "next_item.clue_encoder",
+            encoder_name("next_item", "clue"),
             "sequences",
             "users",
             "view_policy",
@@ -70,4 +81,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         name="plot_user_vectors_pca",
         tags="evaluate",
     )
-    return Pipeline([*evaluation_nodes, summary, curves, pca])
+    overview = Pipeline(
+        [summary, curves, pca], namespace="evaluate", prefix_datasets_with_namespace=False
+    )
+    return sum(evaluation, overview)

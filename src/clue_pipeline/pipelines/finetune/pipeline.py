@@ -2,10 +2,13 @@
 
 Methods differ only in where the encoder's weights come from (`init`), the backbone and whether
 the encoder is frozen (linear probe); their knobs live in `conf/base/parameters_finetune.yml`.
-Each task is a namespace, so Kedro-Viz folds it into one box.
+In Kedro-Viz the stage is one box (namespace `finetune`) with a box per task
+(`finetune.next_item`, ...); dataset names join task and method by `__` (`next_item__clue_model`).
 """
 
 from kedro.pipeline import Node, Pipeline
+
+from clue_pipeline.pipelines.pretrain.pipeline import SEP, encoder_name
 
 # method -> pre-trained encoder it starts from (None = random initialisation)
 NEXT_ITEM_METHODS = {
@@ -65,16 +68,22 @@ def create_pipeline(**kwargs) -> Pipeline:
                 f"params:finetune.methods.{method}",
             ]
             if init is not None:
-                inputs.append(f"{corpus}.{init}_encoder")
+                inputs.append(encoder_name(corpus, init))
             task_nodes.append(
                 Node(
                     getattr(nodes, function),
                     inputs=inputs,
-                    outputs=[f"{task}.{method}_model", f"{task}.{method}_history"],
+                    outputs=[f"{task}{SEP}{method}_model", f"{task}{SEP}{method}_history"],
                     name=f"finetune_{task}_{method}",
-                    namespace=task,
-                    tags=["finetune", task, method],
+                    tags=method,
                 )
             )
-        pipelines.append(Pipeline(task_nodes))
+        pipelines.append(
+            Pipeline(
+                task_nodes,
+                namespace=f"finetune.{task}",
+                prefix_datasets_with_namespace=False,
+                tags=["finetune", task],
+            )
+        )
     return sum(pipelines, Pipeline([]))

@@ -32,7 +32,6 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
         ],
         namespace="ingest",
-        parameters={"params:ingest"},
-        outputs={"interactions", "users", "items"},
+        prefix_datasets_with_namespace=False,  # a box in Kedro-Viz; names stay as in the catalog
         tags=["ingest"],
     )

@@ -2,12 +2,20 @@
 
 Corpora differ by downstream task so that no evaluation target is ever seen in pre-training:
 `next_item` uses the training part of each sequence (profiling reuses it), `coldstart` the
-source-domain sequences.
+source-domain sequences. In Kedro-Viz the stage is one box (namespace `pretrain`) holding a
+box per corpus (`pretrain.next_item`, ...); dataset names carry no dots: corpus and method
+are joined by `__` (`next_item__clue_encoder`).
 """
 
 from kedro.pipeline import Node, Pipeline
 
 CORPORA = {"next_item": "next_item_split", "coldstart": "coldstart_source"}
+SEP = "__"  # between corpus (or task) and method in a dataset name
+
+
+def encoder_name(corpus: str, method: str) -> str:
+    """The catalog name of a pre-trained encoder, e.g. ``next_item__clue_encoder``."""
+    return f"{corpus}{SEP}{method}_encoder"
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -53,37 +61,42 @@ def create_pipeline(**kwargs) -> Pipeline:
         inputs=["items", "item_index", "params:pretrain"],
         outputs="item_attributes",
         name="item_attributes",
+        namespace="pretrain",
         tags="pretrain",
     )
     registration = Node(
         register_user_vector_model,
-        inputs=["next_item.clue_encoder", "item_index", "sequences", "params:tracking"],
+        inputs=[encoder_name("next_item", "clue"), "item_index", "sequences", "params:tracking"],
         outputs="user_vector_model_registration",
         name="register_user_vector_model",
+        namespace="pretrain",
         tags="pretrain",
     )
     health = Node(
         plot_pretraining_health,
         inputs={
-            f"{corpus}__{method}": f"{corpus}.{method}_pretrain_history"
+            f"{corpus}__{method}": f"{corpus}{SEP}{method}_pretrain_history"
             for corpus in CORPORA
             for method in ("clue", "mip")
         },
         outputs="pretraining_health_plot",
         name="plot_pretraining_health",
+        namespace="pretrain",
         tags="pretrain",
     )
     return sum(
         (
             Pipeline(
                 template,
-                namespace=corpus,
+                namespace=f"pretrain.{corpus}",
+                prefix_datasets_with_namespace=False,
                 inputs={
                     "corpus": table,
                     "item_index": "item_index",
                     "view_policy": "view_policy",
                     "item_attributes": "item_attributes",
                 },
+                outputs={name: f"{corpus}{SEP}{name}" for name in template.outputs()},
                 parameters={"params:encoder", "params:pretrain"},
                 tags=["pretrain", corpus],
             )

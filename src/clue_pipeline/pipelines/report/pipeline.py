@@ -25,4 +25,6 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
         ],
         tags="report",
+        namespace="report",
+        prefix_datasets_with_namespace=False,
     )

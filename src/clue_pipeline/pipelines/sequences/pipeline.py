@@ -46,4 +46,6 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
         ],
         tags="sequences",
+        namespace="sequences",
+        prefix_datasets_with_namespace=False,
     )

@@ -24,4 +24,6 @@ def create_pipeline(**kwargs) -> Pipeline:
             )
         ],
         tags="tune",
+        namespace="tune",
+        prefix_datasets_with_namespace=False,
     )
