@@ -304,7 +304,11 @@ RUN_NAME_TAG = "mlflow.runName"
 LOOP_KEYS = {"loss": "loss", "sequences_per_s": "sequences_per_s", "wall_s": "epoch_s"}
 # `pretrain` parameter blocks that only one pre-training method reads; another method's
 # child run leaves them out.
-PRETRAIN_BLOCKS = {"clue": ("simsiam",), "mip": ("masked_item",)}
+PRETRAIN_BLOCKS = {
+    "clue": ("simsiam", "objective", "health"),
+    "mip": ("masked_item",),
+    "s3rec": ("s3rec",),
+}
 # Facts about an evaluation, not scores; kept out of the per-epoch validation metrics.
 NOT_SCORES = {"history_excluded", "n_users"}
 
@@ -403,8 +407,10 @@ def job_params(
         for switch in ("exclude_history", "train_user_fraction"):
             if switch in finetune:
                 chosen[switch] = finetune[switch]
-        if job.task == "next_item" and "next_item_rows" in finetune:
-            chosen["next_item_rows"] = finetune["next_item_rows"]
+        if job.task == "next_item":
+            for key in ("next_item_rows", "next_item"):
+                if key in finetune:
+                    chosen[key] = finetune[key]
         backbone = method.get("backbone") if isinstance(method, Mapping) else None
         if backbone in finetune.get("baselines", {}):
             chosen["baseline"] = finetune["baselines"][backbone]

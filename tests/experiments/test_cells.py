@@ -68,10 +68,10 @@ def test_nodes_of_a_cell_include_the_pretraining_it_starts_from():
         "pretrain.next_item.pretrain_masked_item_prediction"
     ]
     assert kedro_nodes(Cell.create("d", "coldstart", "s3rec", 0)) == [
-        "item_attributes",
-        "coldstart.pretrain_s3rec",
-        "coldstart.finetune_coldstart_s3rec",
-        "coldstart.evaluate_coldstart_s3rec",
+        "pretrain.item_attributes",
+        "pretrain.coldstart.pretrain_s3rec",
+        "finetune.coldstart.finetune_coldstart_s3rec",
+        "evaluate.coldstart.evaluate_coldstart_s3rec",
     ]
 
 
