@@ -17,6 +17,7 @@ import click
 from kedro.framework.cli.project import run as kedro_run
 
 from clue_pipeline.data.errors import DataError
+from clue_pipeline.pipeline_registry import refuse_unknown_pipelines
 from clue_pipeline.training.distributed import WorkerFailedError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -57,6 +58,8 @@ def cli() -> None:
 )
 @click.pass_context
 def run(ctx: click.Context, verbose: bool, **kwargs) -> None:
+    # Checked before Kedro opens a session (and kedro-mlflow its store): a typo costs nothing.
+    refuse_unknown_pipelines([*(kwargs.get("pipelines") or ()), kwargs.get("pipeline") or ""])
     try:
         ctx.invoke(kedro_run, **kwargs)
     except Exception as error:

@@ -16,7 +16,7 @@ class UnknownPipelineError(click.ClickException):
 
 
 def register_pipelines() -> dict[str, Pipeline]:
-    _refuse_unknown(getattr(pipelines, "_requested_pipelines", None))
+    refuse_unknown_pipelines(getattr(pipelines, "_requested_pipelines", None))
     found = find_pipelines(raise_errors=True)
     found["__default__"] = sum(
         (p for name, p in found.items() if name not in NOT_IN_DEFAULT), Pipeline([])
@@ -29,8 +29,9 @@ def pipeline_names() -> list[str]:
     return sorted(p.name for p in PIPELINES_DIR.iterdir() if (p / "pipeline.py").is_file())
 
 
-def _refuse_unknown(requested: list[str] | None) -> None:
+def refuse_unknown_pipelines(requested: list[str] | None) -> None:
     """Kedro would try to import ``pipelines.<name>`` and fail with an ImportError."""
+    requested = [name for name in requested or () if name]
     known = pipeline_names()
     unknown = sorted(set(requested or ()) - {*known, "__default__"})
     if unknown:
