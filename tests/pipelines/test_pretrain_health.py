@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import mlflow
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,7 +16,7 @@ from clue_pipeline.pipelines.pretrain.nodes import (
     pretrain_clue,
     pretrain_masked_items,
 )
-from clue_pipeline.tracking import log_metric_history, read_metric_history
+from clue_pipeline.tracking import STAGE_PRETRAIN, Job, job_history_metrics
 
 HEALTH = ("effective_rank", "top2_share", "alignment", "uniformity", "user_std")
 NUM_ITEMS = 30
@@ -83,21 +82,19 @@ def test_health_reaches_mlflow_as_per_epoch_metrics_and_is_drawn(tmp_path: Path,
     _, mip = pretrain_masked_items(corpus, item_index, ENCODER, _params())
     assert set(HEALTH) <= set(mip[-1]) and "projection_std" not in mip[-1]
 
+    # The pre-training job's child run gets these rows (tracking.ChildRuns).
+    rows = job_history_metrics(Job(STAGE_PRETRAIN, "next_item", "clue"), clue)
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(store)
-    try:
-        experiment = mlflow.create_experiment("health", (tmp_path / "mlruns").as_uri())
-        with mlflow.start_run(experiment_id=experiment) as run:
-            log_metric_history(clue, prefix="next_item.clue_pretrain_history")
-        read_back = read_metric_history(run.info.run_id, "next_item.clue_pretrain_history")
-    finally:
-        mlflow.set_tracking_uri(previous)
-    assert [entry["effective_rank"] for entry in read_back] == pytest.approx(
+    client = MlflowClient(store)
+    experiment = client.create_experiment("health", (tmp_path / "mlruns").as_uri())
+    run = client.create_run(experiment)
+    client.log_batch(run.info.run_id, metrics=rows)
+    read_back = client.get_metric_history(run.info.run_id, "train/effective_rank")
+    assert [m.value for m in sorted(read_back, key=lambda m: m.step)] == pytest.approx(
         [entry["effective_rank"] for entry in clue]
     )
-    keys = MlflowClient(store).get_run(run.info.run_id).data.metrics
-    assert "next_item.clue_pretrain_history/top2_share" in keys
+    keys = client.get_run(run.info.run_id).data.metrics
+    assert {"train/top2_share", "train/uniformity", "train/projection_std"} <= set(keys)
 
     figure = plot_pretraining_health(next_item__clue=clue, next_item__mip=mip, coldstart__clue=[])
     titles = [ax.get_title() for ax in figure.axes]
@@ -122,15 +119,18 @@ def test_kedro_pretrain_run_logs_health_curves_and_figure(finished_project: Path
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     client = MlflowClient(tracking_uri=f"sqlite:///{finished_project / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("clue-pipeline")
-    (run,) = client.search_runs(
-        [experiment.experiment_id], filter_string="tags.`mlflow.runName` = 'pretrain'"
-    )
+    # The newest CLUE pre-training child run is this run's; its parent holds the figure.
+    run = client.search_runs(
+        [experiment.experiment_id],
+        filter_string="tags.`mlflow.runName` = 'pretrain next_item clue'",
+        order_by=["attributes.start_time DESC"],
+    )[0]
     for key in ("effective_rank", "top2_share", "alignment", "uniformity", "projection_std"):
-        history = client.get_metric_history(
-            run.info.run_id, f"next_item.clue_pretrain_history/{key}"
-        )
-        assert [m.step for m in history] == [0, 1], key
-    assert "pretraining_health.png" in {a.path for a in client.list_artifacts(run.info.run_id)}
+        history = client.get_metric_history(run.info.run_id, f"train/{key}")
+        assert sorted(m.step for m in history) == [0, 1], key
+    parent = run.data.tags["mlflow.parentRunId"]
+    assert client.get_run(parent).info.run_name.endswith(": pretrain")
+    assert "pretraining_health.png" in {a.path for a in client.list_artifacts(parent)}
 
 
 def test_the_paper_recipe_file_trains_clue_and_masked_items():
