@@ -14,6 +14,18 @@ def _metrics(ndcg: float) -> dict:
     return {"recall@10": 2 * ndcg, "ndcg@10": ndcg, "mrr@10": ndcg / 2}
 
 
+def _summarise_beauty(store: CellStore, results, monkeypatch) -> dict:
+    """The Beauty grid's summary over ``store``, captured instead of written."""
+    written: dict = {}
+    monkeypatch.setattr(quality, "STORE", store)
+    monkeypatch.setattr(quality, "RESULTS", results)
+    monkeypatch.setattr(
+        quality, "write_results", lambda name, data, text: written.update(data=data, text=text)
+    )
+    quality.summarise(quality.grid(["beauty"]))
+    return written
+
+
 def test_gpu_runs_fill_missing_cells_and_say_so(tmp_path, monkeypatch):
     store = CellStore(tmp_path / "cells")
     cell = Cell.create("beauty", "next_item", "clue", 0)
@@ -30,14 +42,7 @@ def test_gpu_runs_fill_missing_cells_and_say_so(tmp_path, monkeypatch):
         )
     ] + [{"dataset": "beauty", "method": "gru", "seed": 0, "status": "running", "best": None}]
     (gpu / "beauty.json").write_text(json.dumps({"runs": runs}))
-    written = {}
-    monkeypatch.setattr(quality, "STORE", store)
-    monkeypatch.setattr(quality, "RESULTS", tmp_path)
-    monkeypatch.setattr(
-        quality, "write_results", lambda name, data, text: written.update(data=data, text=text)
-    )
-
-    quality.summarise(quality.grid(["beauty"]))
+    written = _summarise_beauty(store, tmp_path, monkeypatch)
 
     (row,) = [r for r in written["data"]["rows"] if r["method"] == "clue"]
     assert (row["seeds"], row["on_gpu"], row["capped"], row["wall_s"]) == (3, 2, 1, 100.0)
@@ -57,14 +62,7 @@ def test_rows_name_their_protocol_and_carry_the_excluded_ranking(tmp_path, monke
             "protocols": {"history_kept": _metrics(kept), "history_excluded": _metrics(excluded)},
         }
         store.save(cell, {"cell": cell.as_dict(), "wall_s": 10.0, "record": record})
-    written = {}
-    monkeypatch.setattr(quality, "STORE", store)
-    monkeypatch.setattr(quality, "RESULTS", tmp_path)
-    monkeypatch.setattr(
-        quality, "write_results", lambda name, data, text: written.update(data=data, text=text)
-    )
-
-    quality.summarise(quality.grid(["beauty"]))
+    written = _summarise_beauty(store, tmp_path, monkeypatch)
 
     (row,) = [r for r in written["data"]["rows"] if r["method"] == "clue"]
     assert row["history_excluded"] is False

@@ -122,7 +122,7 @@ def test_kedro_pretrain_run_logs_health_curves_and_figure(finished_project: Path
     # The newest CLUE pre-training child run is this run's; its parent holds the figure.
     run = client.search_runs(
         [experiment.experiment_id],
-        filter_string="tags.`mlflow.runName` = 'pretrain next_item clue'",
+        filter_string="tags.`mlflow.runName` LIKE 'pretrain next_item clue%'",
         order_by=["attributes.start_time DESC"],
     )[0]
     for key in ("effective_rank", "top2_share", "alignment", "uniformity", "projection_std"):

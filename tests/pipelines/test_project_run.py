@@ -67,17 +67,25 @@ def test_each_training_job_is_a_child_run_with_the_same_metric_names(finished_pr
     )
     jobs = {(c.data.tags["stage"], c.data.tags["task"], c.data.tags["method"]) for c in children}
     # ml-latest-small has no user attributes: profiling is skipped and has no runs
-    pretraining = {("pretrain", c, m) for c in ("next_item", "coldstart") for m in ("clue", "mip")}
-    next_item = {("finetune", "next_item", m) for m in ("clue", "clue_zero", "mip", "gru", "cnn")}
-    coldstart = {("finetune", "coldstart", m) for m in ("clue", "clue_zero", "nfm", "deepfm")}
+    pretraining = {
+        ("pretrain", c, m) for c in ("next_item", "coldstart") for m in ("clue", "mip", "s3rec")
+    }
+    next_item = {
+        ("finetune", "next_item", m)
+        for m in ("clue", "clue_zero", "mip", "gru", "cnn", "caser", "s3rec", "pop")
+    }
+    coldstart = {
+        ("finetune", "coldstart", m) for m in ("clue", "clue_zero", "nfm", "deepfm", "s3rec", "pop")
+    }
     assert pretraining | next_item | coldstart <= jobs
-    assert len(children) == len(jobs) == 4 + 7 + 7
+    assert len(children) == len(jobs) == 6 + 10 + 9
     for child in children:
         tags = child.data.tags
         assert tags["dataset"] == "ml-latest-small" and tags["seed"] == "42", tags
         assert child.info.status == "FINISHED"
         history = client.get_metric_history(child.info.run_id, "train/loss")
-        assert [m.step for m in history] == [0, 1]
+        # the popularity floor counts items and trains nothing: no loss to log
+        assert [m.step for m in history] == ([] if tags["method"] == "pop" else [0, 1])
         if tags["stage"] == "finetune":
             assert {"test/ndcg_at_10", "valid/ndcg_at_10", "test/recall_at_10"} <= set(
                 child.data.metrics

@@ -406,7 +406,7 @@ def run_case(case: Case, root: Path) -> BaseException | None:
         catalog, outputs = _catalog(case.ingest, case.params, memory_outputs=True)
         pipeline = ingest_pipeline()
         if case.sequences:
-            pipeline += sequences_pipeline().only_nodes("filter_and_order_interactions")
+            pipeline += sequences_pipeline().only_nodes("sequences.filter_and_order_interactions")
         try:
             with _as_nobody(case.as_nobody):
                 if case.check is not None:
