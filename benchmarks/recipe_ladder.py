@@ -222,6 +222,11 @@ def cell_path(dataset: str, name: str, seed: int) -> Path:
     return CELLS / dataset / f"{name}-seed{seed}.json"
 
 
+def is_current(cell: dict[str, Any]) -> bool:
+    """Whether a saved cell was trained with its rung's present settings."""
+    return cell["settings_hash"] == fingerprint(recipe(cell["rung"]))
+
+
 def load_cells(dataset: str) -> list[dict[str, Any]]:
     folder = CELLS / dataset
     return (
@@ -235,7 +240,7 @@ def summarise(dataset: str) -> None:
     cells = load_cells(dataset)
     by_rung: dict[str, list[dict[str, Any]]] = {}
     for cell in cells:
-        if cell["settings_hash"] == fingerprint(recipe(cell["rung"])):
+        if is_current(cell):
             by_rung.setdefault(cell["rung"], []).append(cell)
     lines = [
         f"CLUE-Zero next-item on `{dataset}`, one change per rung (parent in brackets), each "
@@ -298,9 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.rungs:
             for seed in args.seeds:
                 path = cell_path(args.dataset, name, seed)
-                if path.exists() and json.loads(path.read_text())["settings_hash"] == fingerprint(
-                    recipe(name)
-                ):
+                if path.exists() and is_current(json.loads(path.read_text())):
                     continue
                 print(f"rung {name} seed {seed}: training", flush=True)
                 cell = run_rung(name, seed, task, data.num_items, args)

@@ -30,13 +30,17 @@ from clue_pipeline.tasks.task_data import next_item_data
 from clue_pipeline.training.loop import bucketed_order, epoch_permutation
 
 
+def build_model(settings: dict, num_items: int) -> NextItemModel:
+    """A fresh next-item model of a ladder recipe (seeded, so every turn times the same one)."""
+    torch.manual_seed(0)
+    encoder = build_encoder(encoder_config(settings["encoder"], num_items))
+    return NextItemModel(encoder, **settings["head"])
+
+
 def time_epoch(name: str, task, num_items: int, steps: int) -> tuple[float, int]:
     """Seconds of ``steps`` training steps scaled to one epoch, and the epoch's step count."""
     settings = recipe(name)
-    torch.manual_seed(0)
-    model = NextItemModel(
-        build_encoder(encoder_config(settings["encoder"], num_items)), **settings["head"]
-    ).train()
+    model = build_model(settings, num_items).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=settings["train"]["lr"])
     rows = task.training_rows(settings["rows"])
     batch_size = settings["train"]["batch_size"]
@@ -56,10 +60,7 @@ def time_epoch(name: str, task, num_items: int, steps: int) -> tuple[float, int]
 
 
 def time_evaluation(name: str, task, num_items: int) -> float:
-    settings = recipe(name)
-    model = NextItemModel(
-        build_encoder(encoder_config(settings["encoder"], num_items)), **settings["head"]
-    )
+    model = build_model(recipe(name), num_items)
     begin = time.perf_counter()
     evaluate_next_item(model, task.test)
     return time.perf_counter() - begin

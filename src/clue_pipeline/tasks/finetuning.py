@@ -221,17 +221,28 @@ def evaluate_next_item(
     model: NextItemModel, data: RankingData, exclude_history: bool = False, batch_size: int = 1024
 ) -> dict[str, float]:
     """Full ranking of all items for every user (never sampled negatives)."""
+    (metrics,) = rank_next_items(model, data, (exclude_history,), batch_size)
+    return metrics
+
+
+@torch.no_grad()
+def rank_next_items(
+    model: NextItemModel,
+    data: RankingData,
+    exclusions: tuple[bool, ...] = (False, True),
+    batch_size: int = 1024,
+) -> list[dict[str, float]]:
+    """The full ranking once per history exclusion, from one encoder pass over the users."""
     model.eval()
     vectors = by_length(
         model.query_vectors, data.tokens, batch_size, next(model.parameters()).device
     )
     item_matrix = model.item_matrix().detach()
-    return ranking_metrics(
-        vectors,
-        item_matrix,
-        torch.as_tensor(data.targets),
-        exclude=data.history if exclude_history else None,
-    )
+    targets = torch.as_tensor(data.targets)
+    return [
+        ranking_metrics(vectors, item_matrix, targets, exclude=data.history if exclude else None)
+        for exclude in exclusions
+    ]
 
 
 # ---------------------------------------------------------------- classification heads

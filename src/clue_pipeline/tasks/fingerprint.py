@@ -24,15 +24,6 @@ _NEUTRAL = {
     "checkpoint_dir",
     "checkpoint_every_steps",
 }
-# Knobs added after checkpoints existed, at the value that computes what runs did before:
-# left out of the hash at that value, so those runs still resume and still count as done.
-_ADDED_AT_DEFAULT = {
-    "momentum": 0.9,
-    "lr_schedule": "constant",
-    "warmup_epochs": 0,
-    "lr_scale_batch": False,
-    "fixed_lr_params": [],
-}
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 # What a trained job's weights depend on: models, losses, batching and the loop.
@@ -49,11 +40,7 @@ def fingerprint(*parts: Any) -> str:
             continue
         value = asdict(part) if is_dataclass(part) else part
         if isinstance(value, dict):
-            value = {
-                k: v
-                for k, v in value.items()
-                if k not in _NEUTRAL and not (k in _ADDED_AT_DEFAULT and _ADDED_AT_DEFAULT[k] == v)
-            }
+            value = {k: v for k, v in value.items() if k not in _NEUTRAL}
         digest.update(json.dumps(value, sort_keys=True, default=str).encode())
     return digest.hexdigest()[:16]
 

@@ -16,12 +16,9 @@ from clue_pipeline.tasks.finetuning import (
     evaluate_coldstart as coldstart_metrics,
 )
 from clue_pipeline.tasks.finetuning import (
-    evaluate_next_item as next_item_metrics,
-)
-from clue_pipeline.tasks.finetuning import (
     evaluate_profiling as profiling_metrics,
 )
-from clue_pipeline.tasks.finetuning import restore_model
+from clue_pipeline.tasks.finetuning import rank_next_items, restore_model
 from clue_pipeline.tasks.finetuning import user_vectors as batched_user_vectors
 from clue_pipeline.tasks.pretraining import representation_quality
 from clue_pipeline.tasks.task_data import classification_data, next_item_data
@@ -44,10 +41,8 @@ def evaluate_next_item(
     """
     model = restore_model(model_checkpoint)
     data = next_item_data(split, int(model_checkpoint["max_len"]), len(item_index))
-    protocols = {
-        name: next_item_metrics(model, data.test, exclude_history=exclude)
-        for name, exclude in (("history_kept", False), ("history_excluded", True))
-    }
+    kept, excluded = rank_next_items(model, data.test, (False, True))
+    protocols = {"history_kept": kept, "history_excluded": excluded}
     chosen = "history_excluded" if evaluate_params["exclude_history"] else "history_kept"
     record = _record(
         model_checkpoint, "next_item", dataset_name, protocols[chosen], "leave-one-out"
