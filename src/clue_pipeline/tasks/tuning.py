@@ -19,7 +19,8 @@ import optuna
 
 from clue_pipeline.augment import validate_view_policy
 from clue_pipeline.models.encoders import EncoderConfig
-from clue_pipeline.tasks.finetuning import MethodSpec, make_encoder
+from clue_pipeline.models.objectives import ObjectiveConfig
+from clue_pipeline.tasks.finetuning import MethodSpec, NextItemHead, make_encoder
 from clue_pipeline.tasks.finetuning import finetune_next_item as train_next_item
 from clue_pipeline.tasks.pretraining import PretrainJob, SimSiamConfig, run_job
 from clue_pipeline.tasks.task_data import NextItemData
@@ -63,14 +64,20 @@ def make_objective(
     space: SearchSpace,
     parent_run_id: str | None,
     layout: str = "user",
+    objective: ObjectiveConfig | None = None,
+    head: NextItemHead | None = None,
 ) -> Callable[[optuna.Trial], float]:
     """The trial function: pre-train with sampled knobs, fine-tune, return validation metric.
 
     ``layout``: the next-item training rows (``finetune.next_item_rows``), built once.
+    ``objective`` and ``head``: ``pretrain.objective`` and ``finetune.next_item``, so a trial
+    trains what ``kedro run`` would with the same knobs.
     """
+    objective = objective or ObjectiveConfig()
+    head = head or NextItemHead()
     train_rows = data.training_rows(layout)
 
-    def objective(trial: optuna.Trial) -> float:
+    def trial_value(trial: optuna.Trial) -> float:
         knobs = sample_knobs(trial, space)
         trial_encoder = replace(encoder, dropout=knobs.get("dropout", encoder.dropout))
         views = dict(view_params)
@@ -87,6 +94,7 @@ def make_objective(
                 train=trial_pretrain,
                 view_policy=validate_view_policy(views),
                 simsiam=simsiam,
+                objective=objective,
             )
             checkpoint, _ = run_job(job)
             pruned = _PruningReporter(trial, finetune.monitor)
@@ -96,13 +104,14 @@ def make_objective(
                 make_encoder(trial_encoder, checkpoint, MethodSpec("clue")),
                 replace(finetune, checkpoint_dir=None),
                 on_validation=pruned,
+                head=head,
             )
             best = max(entry[finetune.monitor] for entry in result.history)
             if mlflow.active_run() is not None:
                 mlflow.log_metric(f"valid_{finetune.monitor}".replace("@", "_at_"), best)
         return best
 
-    return objective
+    return trial_value
 
 
 class _PruningReporter:

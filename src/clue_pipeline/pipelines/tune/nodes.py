@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 import mlflow
 import pandas as pd
 
 from clue_pipeline.config import encoder_config, to_dataclass, train_config
 from clue_pipeline.figures import dropout_sensitivity
+from clue_pipeline.models.objectives import ObjectiveConfig
 from clue_pipeline.pipelines.pretrain.nodes import corpus_sequences
 from clue_pipeline.tasks.batching import model_inputs
+from clue_pipeline.tasks.finetuning import NextItemHead
 from clue_pipeline.tasks.pretraining import SimSiamConfig
 from clue_pipeline.tasks.task_data import next_item_data
 from clue_pipeline.tasks.tuning import SearchSpace, make_objective, run_study
@@ -61,6 +64,10 @@ def tune_clue(
         space=space,
         parent_run_id=parent.info.run_id if parent else None,
         layout=str(finetune_params.get("next_item_rows", "user")),
+        objective=to_dataclass(
+            ObjectiveConfig, pretrain_params.get("objective"), "pretrain.objective"
+        ),
+        head=to_dataclass(NextItemHead, finetune_params.get("next_item"), "finetune.next_item"),
     )
     study = run_study(
         objective,
@@ -71,6 +78,7 @@ def tune_clue(
         pruner_startup_trials=int(tune_params["pruner"]["n_startup_trials"]),
         pruner_warmup_steps=int(tune_params["pruner"]["n_warmup_steps"]),
         timeout_s=tune_params.get("timeout_s"),
+        progress=sys.stderr.isatty(),  # a bar on a terminal; no bar frames in a log file
     )
     trials = study.trials_dataframe(attrs=("number", "value", "params", "state", "duration"))
     trials["duration"] = trials["duration"].dt.total_seconds()
