@@ -58,9 +58,11 @@ def grid(datasets: list[str]) -> list[Cell]:
     return cells
 
 
-def runner() -> RunnerConfig:
+def runner(threads: int = 1) -> RunnerConfig:
     """Each dataset runs in its own run-environment, which sets its paper-sized budget."""
-    return RunnerConfig(project_dir=REPO, envs={dataset: dataset for dataset in GRID})
+    return RunnerConfig(
+        project_dir=REPO, envs={dataset: dataset for dataset in GRID}, threads=threads
+    )
 
 
 def headline(record: dict, task: str) -> dict[str, float]:
@@ -195,6 +197,9 @@ def main() -> None:
         "--max-cells", type=int, default=None, help="stop after this many new cells"
     )
     parser.add_argument("--summary-only", action="store_true")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads of each cell's kedro run"
+    )
     parser.add_argument("--tasks", nargs="+", default=None, help="only these tasks, in this order")
     parser.add_argument("--methods", nargs="+", default=None, help="only these methods")
     parser.add_argument(
@@ -225,7 +230,7 @@ def main() -> None:
     done = 0
     if not args.summary_only:
         prepared = set(args.datasets) if args.skip_prepare else set()
-        config = runner()
+        config = runner(args.threads)
         for cell in todo:
             if STORE.has(cell) or (args.max_cells is not None and done >= args.max_cells):
                 continue
