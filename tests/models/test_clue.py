@@ -115,3 +115,18 @@ def test_stop_gradient_halves_the_gradient_without_predictor():
         grads[stop] = model.projector[0].weight.grad.clone()
     assert grads[True].abs().sum() > 0
     torch.testing.assert_close(grads[False], 2 * grads[True], rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_encoding_by_length_changes_neither_vectors_nor_batchnorm_statistics(mode):
+    """Without dropout, the grouped pass gives the same projections in both modes: in train
+    mode the BatchNorm heads normalise the same mixed batch."""
+    config = EncoderConfig(num_items=NUM_ITEMS, max_len=MAX_LEN, hidden=16, heads=2, dropout=0.0)
+    outputs = []
+    for grouped in (False, True):
+        torch.manual_seed(0)
+        model = SimSiam(build_encoder(config), proj_dim=16, pred_dim=8, encode_by_length=grouped)
+        model.train(mode == "train")
+        outputs.append(model.views_forward(tokens_batch(seed=1), tokens_batch(seed=2)))
+    for padded, grouped in zip(*outputs, strict=True):
+        torch.testing.assert_close(grouped, padded, rtol=1e-4, atol=1e-5)

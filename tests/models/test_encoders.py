@@ -12,6 +12,7 @@ from clue_pipeline.models.encoders import (
     build_encoder,
     encoder_from_checkpoint,
     encoder_to_checkpoint,
+    user_vectors_by_length,
 )
 
 NUM_ITEMS = 30
@@ -66,6 +67,20 @@ def test_amount_of_left_padding_changes_nothing(kind):
         a, b = encoder(narrow), encoder(wide)
     torch.testing.assert_close(a.user, b.user, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(a.states, b.states[:, -6:], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_pass_in_length_groups_gives_the_padded_pass_user_vectors(kind):
+    encoder = make_encoder(kind)
+    tokens = batch([list(range(1, n + 1)) for n in (1, 12, 2, 3, 5, 8, 4, 7, 11)])
+    with torch.no_grad():
+        grouped = user_vectors_by_length(encoder, tokens, min_width=2)
+        torch.testing.assert_close(grouped, encoder(tokens).user, rtol=1e-5, atol=1e-6)
+    encoder.train()
+    direction = torch.randn(16, generator=torch.Generator().manual_seed(0))
+    (user_vectors_by_length(encoder, tokens, min_width=2) @ direction).sum().backward()
+    reached = encoder.item_embedding.weight.grad.abs().sum(dim=1)
+    assert (reached[1:13] > 0).all()  # items of every length group get gradients
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -5,6 +5,9 @@ ablations of the paper are switches: ``stop_gradient=False`` lets gradients flow
 targets z, ``predictor=False`` uses p = z. ``output_bn_affine=False`` is the reference builder's
 last projector BatchNorm (no learnt scale or shift); ``output_bn=False`` ends the projector on a
 plain Linear, as objectives that regularise the projections' variance themselves need.
+``encode_by_length=True`` encodes both views in one pass, in groups of similar length
+(``user_vectors_by_length``): the same user vectors with less padding, and the heads' BatchNorm
+still sees the whole mixed batch.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clue_pipeline.models.encoders import SequenceEncoder
+from clue_pipeline.models.encoders import SequenceEncoder, user_vectors_by_length
 
 
 class SimSiamOutput(NamedTuple):
@@ -39,6 +42,7 @@ class SimSiam(nn.Module):
         predictor: bool = True,
         output_bn: bool = True,
         output_bn_affine: bool = True,
+        encode_by_length: bool = False,
     ) -> None:
         super().__init__()
         if proj_dim < 1 or pred_dim < 1:
@@ -48,6 +52,7 @@ class SimSiam(nn.Module):
         d = encoder.config.hidden
         self.encoder = encoder
         self.stop_gradient = stop_gradient
+        self.encode_by_length = encode_by_length
         self.projector = nn.Sequential(
             nn.Linear(d, proj_dim, bias=False),
             nn.BatchNorm1d(proj_dim),
@@ -77,7 +82,11 @@ class SimSiam(nn.Module):
 
     def views_forward(self, view_a: torch.Tensor, view_b: torch.Tensor) -> SimSiamOutput:
         """Forward plus the user vectors, so one pass feeds both the loss and the diagnostics."""
-        user1, user2 = self.encoder(view_a).user, self.encoder(view_b).user  # (B, d)
+        if self.encode_by_length and view_a.shape == view_b.shape:
+            both = user_vectors_by_length(self.encoder, torch.cat([view_a, view_b]))
+            user1, user2 = both.chunk(2)  # (B, d) each
+        else:
+            user1, user2 = self.encoder(view_a).user, self.encoder(view_b).user
         z1, z2 = self.projector(user1), self.projector(user2)  # (B, proj_dim)
         p1, p2 = self.predictor(z1), self.predictor(z2)
         if self.stop_gradient:

@@ -298,6 +298,34 @@ class CNNEncoder(SequenceEncoder):
         return self.final_norm(x.transpose(1, 2))
 
 
+def user_vectors_by_length(
+    encoder: SequenceEncoder, tokens: torch.Tensor, min_width: int = 4
+) -> torch.Tensor:
+    """The ``[UR]`` vectors (B, d) of a left-padded batch, encoded in groups of similar length.
+
+    A row goes to the narrowest of the widths ``min_width``, 2 x ``min_width``, ... (and the
+    batch's own width) that holds its tokens, and each group runs through the encoder cut to
+    that width, so padding costs at most as much as the real tokens. The result is the one
+    padded pass's (positions count from the right and padding never reaches a real position),
+    while the batch stays mixed for whatever comes next: BatchNorm heads see every length.
+    """
+    width = tokens.shape[1]
+    lengths = (tokens != PAD).sum(dim=1)
+    widths = [min_width]
+    while widths[-1] < width:
+        widths.append(min(2 * widths[-1], width))
+    group = torch.bucketize(lengths, torch.tensor(widths, device=tokens.device))
+    order = torch.argsort(group, stable=True)
+    counts = torch.bincount(group, minlength=len(widths)).tolist()
+    parts, start = [], 0
+    for group_width, count in zip(widths, counts, strict=True):
+        if count:
+            rows = order[start : start + count]
+            parts.append(encoder(tokens[rows, -group_width:]).user)
+            start += count
+    return torch.cat(parts)[torch.argsort(order)]
+
+
 ENCODERS: dict[str, type[SequenceEncoder]] = {
     "transformer": TransformerEncoder,
     "gru": GRUEncoder,

@@ -93,6 +93,7 @@ class SequencePretrainer(SimSiam):
         stop_gradient: bool = True,
         predictor: bool = True,
         output_bn_affine: bool = True,
+        encode_by_length: bool = False,
     ) -> None:
         spec = OBJECTIVES[objective.name]
         super().__init__(
@@ -103,6 +104,7 @@ class SequencePretrainer(SimSiam):
             predictor=predictor if spec.predictor is None else spec.predictor,
             output_bn=spec.output_bn,
             output_bn_affine=output_bn_affine,
+            encode_by_length=encode_by_length,
         )
         self.objective = objective
         self.masked_item = (

@@ -42,6 +42,8 @@ class SimSiamConfig:
     stop_gradient: bool = True
     predictor: bool = True
     output_bn_affine: bool = True  # False: the reference builder's last BN (no scale/shift)
+    # both views in one encoder pass, in groups of similar length (models/clue.py)
+    encode_by_length: bool = True
 
 
 @dataclass
@@ -138,9 +140,26 @@ def heads_present(job: PretrainJob) -> PretrainJob:
     return replace(job, train=replace(job.train, fixed_lr_params=keep))
 
 
+def mixed_batches(job: PretrainJob) -> PretrainJob:
+    """CLUE's job with batches of mixed length, whatever ``pretrain.train.bucket_by_length``.
+
+    The setting is shared by every pre-training method; masked-item and S3-Rec gain from
+    batches of one length, but CLUE's BatchNorm heads would then normalise each length
+    separately. CLUE gets the speed from ``simsiam.encode_by_length`` instead.
+    """
+    if job.method != "clue" or not job.train.bucket_by_length:
+        return job
+    logger.info(
+        "clue pre-training draws batches of mixed length for its BatchNorm heads "
+        "(pretrain.train.bucket_by_length applies to masked-item and S3-Rec)%s",
+        "; each batch is encoded in length groups" if job.simsiam.encode_by_length else "",
+    )
+    return replace(job, train=replace(job.train, bucket_by_length=False))
+
+
 def run_job(job: PretrainJob, nproc_per_node: int = 1) -> tuple[dict, TrainResult]:
     """Train in this process or in ``nproc_per_node`` workers; returns (encoder checkpoint, result)."""
-    job = heads_present(job)
+    job = mixed_batches(heads_present(job))
     spec = WorkerSpec(
         builder="clue_pipeline.tasks.pretraining:build_pretraining",
         train=job.train,
