@@ -83,6 +83,23 @@ def test_pass_in_length_groups_gives_the_padded_pass_user_vectors(kind):
     assert (reached[1:13] > 0).all()  # items of every length group get gradients
 
 
+@pytest.mark.parametrize(
+    ("kind", "overrides"),
+    [(kind, {}) for kind in KINDS]
+    + [("transformer", v) for v in ({"causal": False}, {"norm": "post", "ffn_hidden": 32})],
+)
+def test_last_columns_alone_equal_the_full_pass(kind, overrides):
+    encoder = make_encoder(kind, **overrides)
+    tokens = batch(SEQUENCES)
+    with torch.no_grad():
+        full = encoder(tokens)
+        for last in (1, 2, 5):
+            part = encoder(tokens, last=last)
+            assert part.states.shape == (4, last, 16)
+            torch.testing.assert_close(part.states, full.states[:, -last:], rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(part.user, full.user, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_padding_rows_do_not_influence_other_rows(kind):
     encoder = make_encoder(kind)

@@ -86,7 +86,7 @@ class SimSiam(nn.Module):
             both = user_vectors_by_length(self.encoder, torch.cat([view_a, view_b]))
             user1, user2 = both.chunk(2)  # (B, d) each
         else:
-            user1, user2 = self.encoder(view_a).user, self.encoder(view_b).user
+            user1, user2 = self.encoder(view_a, last=1).user, self.encoder(view_b, last=1).user
         z1, z2 = self.projector(user1), self.projector(user2)  # (B, proj_dim)
         p1, p2 = self.predictor(z1), self.predictor(z2)
         if self.stop_gradient:

@@ -77,7 +77,11 @@ class EncoderConfig:
 
 @dataclass
 class EncoderOutput:
-    """Per-position states (B, W, d), zero at padding, and the user vector (B, d) at [UR]."""
+    """Per-position states (B, W, d), zero at padding, and the user vector (B, d) at [UR].
+
+    Asked for its ``last`` columns only, an encoder returns states (B, last, d): those of the
+    last ``last`` columns, the same as the full pass's.
+    """
 
     states: torch.Tensor
     user: torch.Tensor
@@ -94,15 +98,24 @@ class SequenceEncoder(nn.Module):
         with torch.no_grad():
             self.item_embedding.weight[PAD].zero_()
 
-    def forward(self, tokens: torch.Tensor) -> EncoderOutput:
+    def forward(self, tokens: torch.Tensor, last: int | None = None) -> EncoderOutput:
+        """``last``: only the states of the last ``last`` columns are wanted (the user vector
+        needs 1, a next-item read-out 1 or 2); backbones that can skip the work of the others
+        do (the transformer's last block)."""
         _check_tokens(tokens, self.config)
         real = tokens != PAD  # (B, W)
-        states = self.encode(tokens, real) * real.unsqueeze(-1).to(self.item_embedding.weight.dtype)
+        last = tokens.shape[1] if last is None else max(1, min(last, tokens.shape[1]))
+        keep = real[:, -last:].unsqueeze(-1).to(self.item_embedding.weight.dtype)
+        states = self.encode_last(tokens, real, last) * keep
         return EncoderOutput(states=states, user=states[:, -1])
 
     def encode(self, tokens: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
         """Backbone-specific states (B, W, d); padded rows may hold anything finite."""
         raise NotImplementedError
+
+    def encode_last(self, tokens: torch.Tensor, real: torch.Tensor, last: int) -> torch.Tensor:
+        """States of the last ``last`` columns, (B, last, d)."""
+        return self.encode(tokens, real)[:, -last:]
 
 
 class TransformerEncoder(SequenceEncoder):
@@ -130,6 +143,11 @@ class TransformerEncoder(SequenceEncoder):
                     nn.init.zeros_(module.bias)
 
     def encode(self, tokens: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        return self.encode_last(tokens, real, tokens.shape[1])
+
+    def encode_last(self, tokens: torch.Tensor, real: torch.Tensor, last: int) -> torch.Tensor:
+        """Every block but the last runs on all columns; the last one computes its queries,
+        attention output and feed-forward for the ``last`` wanted columns only."""
         width = tokens.shape[1]
         positions = torch.arange(
             self.config.max_len + 1 - width, self.config.max_len + 1, device=tokens.device
@@ -140,8 +158,9 @@ class TransformerEncoder(SequenceEncoder):
         x = fast_dropout(x, self.config.dropout, self.training)
         mask = attention_mask(real, self.config.causal)  # (B, 1, W, W)
         attn_dropout = self.config.dropout if self.training else 0.0
-        for block in self.blocks:
-            x = block(x, mask, attn_dropout)
+        for index, block in enumerate(self.blocks):
+            queries = last if index == len(self.blocks) - 1 else width
+            x = block(x, mask, attn_dropout, queries)
         return x if self.final_norm is None else self.final_norm(x)
 
 
@@ -173,12 +192,23 @@ class _TransformerBlock(nn.Module):
         self.ffn_in = nn.Linear(d, ffn_hidden)
         self.ffn_out = nn.Linear(ffn_hidden, d)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, attn_dropout: float) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor, attn_dropout: float, queries: int
+    ) -> torch.Tensor:
+        """Outputs (B, queries, d) of the last ``queries`` columns, which attend to all W."""
         b, w, d = x.shape
         h = self.attn_norm(x) if self.pre_norm else x
-        qkv = self.qkv(h).view(b, w, 3, self.heads, d // self.heads)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, h, W, d/h)
-        attended = self.out(attend(q, k, v, mask, attn_dropout).transpose(1, 2).reshape(b, w, d))
+        if queries == w:
+            qkv = self.qkv(h).view(b, w, 3, self.heads, d // self.heads)
+            q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, h, W, d/h)
+        else:
+            q = F.linear(h[:, -queries:], self.qkv.weight[:d], self.qkv.bias[:d])
+            q = q.view(b, queries, self.heads, d // self.heads).transpose(1, 2)
+            kv = F.linear(h, self.qkv.weight[d:], self.qkv.bias[d:])
+            k, v = kv.view(b, w, 2, self.heads, d // self.heads).permute(2, 0, 3, 1, 4).unbind(0)
+            mask, x = mask[:, :, -queries:], x[:, -queries:]
+        attended = attend(q, k, v, mask, attn_dropout).transpose(1, 2).reshape(b, queries, d)
+        attended = self.out(attended)
         if self.attn_output_dropout:
             attended = fast_dropout(attended, self.dropout, self.training)
         x = x + attended
@@ -321,7 +351,7 @@ def user_vectors_by_length(
     for group_width, count in zip(widths, counts, strict=True):
         if count:
             rows = order[start : start + count]
-            parts.append(encoder(tokens[rows, -group_width:]).user)
+            parts.append(encoder(tokens[rows, -group_width:], last=1).user)
             start += count
     return torch.cat(parts)[torch.argsort(order)]
 

@@ -130,16 +130,17 @@ class _EncoderHead(nn.Module):
 
     def user_vectors(self, tokens: torch.Tensor) -> torch.Tensor:
         """The encoder's output at [UR], (B, d)."""
-        return self._encode(tokens).user
+        return self._encode(tokens, last=1).user
 
-    def _encode(self, tokens: torch.Tensor):
+    def _encode(self, tokens: torch.Tensor, last: int | None = None):
         if self.freeze_encoder:
             with torch.no_grad():
-                return self.encoder(tokens)
-        return self.encoder(tokens)
+                return self.encoder(tokens, last)
+        return self.encoder(tokens, last)
 
 
 READOUTS = ("ur", "last_item")
+READ_COLUMNS = {"ur": 1, "last_item": 2}  # how far from the right each read-out's state sits
 
 
 class NextItemModel(_EncoderHead):
@@ -189,7 +190,13 @@ class NextItemModel(_EncoderHead):
         if self.readout == "last_item":
             targets = last_item_targets(targets)
         supervised = targets > 0
-        all_states = self._encode(tokens).states
+        # states only from the first supervised column on (prefix rows: the last one or two)
+        first = int(supervised.any(dim=0).to(torch.uint8).argmax())
+        last = tokens.shape[1] - first
+        if self.contrastive_weight:
+            last = max(last, READ_COLUMNS[self.readout])
+        targets, supervised = targets[:, -last:], supervised[:, -last:]
+        all_states = self._encode(tokens, last).states  # (B, last, d)
         loss = item_cross_entropy(
             all_states[supervised],  # (M, d)
             self.item_matrix(),
@@ -203,8 +210,8 @@ class NextItemModel(_EncoderHead):
     def _dropout_contrast(self, tokens: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
         """DuoRec's unsupervised term (and CLUE's dropout views): a second pass with its own
         dropout masks is the positive of each row's query vector, other rows the negatives."""
-        column = -1 if self.readout == "ur" else -2
-        again = self._encode(tokens).states[:, column]
+        column = -READ_COLUMNS[self.readout]
+        again = self._encode(tokens, last=-column).states[:, column]
         return info_nce_loss(states[:, column], again, self.contrastive_temperature)
 
     def item_matrix(self) -> torch.Tensor:
@@ -215,7 +222,7 @@ class NextItemModel(_EncoderHead):
         """(B, d): the state that scores the next item, by ``readout``."""
         if self.readout == "ur":
             return self.user_vectors(tokens)
-        return self._encode(tokens).states[:, -2]
+        return self._encode(tokens, last=2).states[:, -2]
 
     def user_scores(self, tokens: torch.Tensor) -> torch.Tensor:
         """(B, N) scores of every item for each user; column j = token j + 1."""

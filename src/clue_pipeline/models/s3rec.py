@@ -125,7 +125,7 @@ class S3RecPretrainer(nn.Module):
         context = tokens.masked_fill(block, mask_token)
         segment = torch.where(real & ~block, torch.full_like(tokens, mask_token), tokens)
         foreign = torch.where(block, other, segment)
-        users = self.encoder(torch.cat([context, segment, foreign])).user
+        users = self.encoder(torch.cat([context, segment, foreign]), last=1).user
         c, pos, neg = users.chunk(3)
         projected = self.sp(c)
         margin = (projected * (pos - neg)).sum(-1)

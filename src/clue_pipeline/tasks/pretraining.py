@@ -273,9 +273,9 @@ def _quality_and_users(
     was_training = encoder.training
     encoder.train()
     view_a, view_b = make_views(tokens, policy, generator, mask_token)
-    aligned = alignment(encoder(view_a).user, encoder(view_b).user)
+    aligned = alignment(encoder(view_a, last=1).user, encoder(view_b, last=1).user)
     encoder.eval()
-    users = encoder(tokens).user
+    users = encoder(tokens, last=1).user
     encoder.train(was_training)
     quality = {
         "alignment": float(aligned),
