@@ -135,6 +135,11 @@ RUNGS: dict[str, tuple[str | None, dict[str, Any], str]] = {
         {"encoder": {"kind": "filter"}},
         "FMLP-Rec's frequency-domain filter blocks instead of self-attention",
     ),
+    "rb_li_bf16_softmax": (
+        "recbole_block_last_item",
+        {"head": {"softmax_matmul": "bfloat16"}},
+        "the item softmax's products in bf16 (a speed change: quality must not move)",
+    ),
     "rb_li_cosine": (
         "recbole_block_last_item",
         {"train": {"lr_schedule": "cosine", "warmup_epochs": 1, "epochs": 40}},

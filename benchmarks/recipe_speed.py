@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--name", default="recipe_speed", help="results file name")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.recipes) - set(RUNGS))
     if unknown:
@@ -113,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{epoch_s / statistics.median(epochs[first]):.2f} | {eval_s:.2f} | "
             f"{eval_s / statistics.median(evals[first]):.2f} |"
         )
-    write_results("recipe_speed", {"settings": vars(args), "recipes": summary}, "\n".join(lines))
+    write_results(args.name, {"settings": vars(args), "recipes": summary}, "\n".join(lines))
     return 0
 
 

@@ -142,6 +142,30 @@ def test_chunked_item_cross_entropy_under_bf16_autocast_keeps_fp32_accuracy():
     torch.testing.assert_close(got.float(), F.cross_entropy(states @ table.T, targets))
 
 
+def test_bf16_products_stay_close_to_the_fp32_loss_and_gradients():
+    from clue_pipeline.models.heads import item_cross_entropy
+
+    torch.manual_seed(2)
+    states = torch.randn(37, 16, requires_grad=True)
+    table = (0.5 * torch.randn(400, 16)).requires_grad_()
+    targets = torch.randint(0, 400, (37,))
+    results = []
+    for dtype in (torch.float32, torch.bfloat16):
+        loss = item_cross_entropy(states, table, targets, 8, 0.1, matmul_dtype=dtype)
+        loss.backward()
+        results.append((loss.detach(), states.grad.clone(), table.grad.clone()))
+        assert loss.dtype == torch.float32 and states.grad.dtype == torch.float32
+        states.grad = table.grad = None
+    (loss32, gs32, gt32), (loss16, gs16, gt16) = results
+    torch.testing.assert_close(loss16, loss32, rtol=1e-2, atol=1e-2)
+    for got, want in ((gs16, gs32), (gt16, gt32)):
+        assert (got - want).norm() / want.norm() < 0.02
+    with pytest.raises(ValueError, match="matmul_dtype"):
+        item_cross_entropy(states, table, targets, matmul_dtype=torch.float16)
+    with pytest.raises(ValueError, match="softmax_matmul"):
+        NextItemModel(encoder(), softmax_matmul="half")
+
+
 @pytest.mark.parametrize("smoothing", [0.1, 0.4])
 def test_label_smoothing_matches_torch_and_its_gradients(smoothing):
     from clue_pipeline.models.heads import item_cross_entropy

@@ -37,6 +37,7 @@ def item_cross_entropy(
     targets: torch.Tensor,
     chunk_size: int | None = None,
     label_smoothing: float = 0.0,
+    matmul_dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """Mean softmax cross-entropy of ``states @ table.T`` against ``targets`` (0-based rows).
 
@@ -45,6 +46,10 @@ def item_cross_entropy(
     at once: each chunk of rows computes its loss and, right away, its gradients, so a step
     touches a cache-sized buffer instead of allocating (and page-faulting) M x N floats three
     times. On CPU this halves the cost of the full-softmax output layer.
+
+    ``matmul_dtype=torch.bfloat16`` runs the three products (logits and both gradients) in
+    bf16, as mixed-precision training does; the softmax, the loss and the gradient sums stay
+    fp32. Logits are then rounded to 8 significant bits.
     """
     if states.shape[0] == 0:
         raise ValueError("item cross-entropy: no supervised positions in the batch")
@@ -52,29 +57,37 @@ def item_cross_entropy(
         chunk_size = CPU_CHUNK_ROWS if states.device.type == "cpu" else DEVICE_CHUNK_ROWS
     if not 0.0 <= label_smoothing < 1.0:
         raise ValueError(f"label_smoothing = {label_smoothing!r}: expected a float in [0, 1)")
-    return _ChunkedItemCrossEntropy.apply(states, table, targets, chunk_size, label_smoothing)
+    if matmul_dtype not in MATMUL_DTYPES.values():
+        raise ValueError(f"matmul_dtype = {matmul_dtype}: expected one of {list(MATMUL_DTYPES)}")
+    return _ChunkedItemCrossEntropy.apply(
+        states, table, targets, chunk_size, label_smoothing, matmul_dtype
+    )
+
+
+MATMUL_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
 class _ChunkedItemCrossEntropy(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, states, table, targets, chunk_size, smoothing):
+    def forward(ctx, states, table, targets, chunk_size, smoothing, matmul_dtype):
         with torch.autocast(states.device.type, enabled=False):  # fp32 softmax sums under bf16
             return _ChunkedItemCrossEntropy._forward(
-                ctx, states, table, targets, chunk_size, smoothing
+                ctx, states, table, targets, chunk_size, smoothing, matmul_dtype
             )
 
     @staticmethod
-    def _forward(ctx, states, table, targets, chunk_size, smoothing):
+    def _forward(ctx, states, table, targets, chunk_size, smoothing, matmul_dtype):
         """Smoothed target: (1 - e) one-hot + e / N; loss = lse - (1 - e) z_y - e mean(z)."""
         need_states, need_table = ctx.needs_input_grad[:2]
-        s_all, t = states.float(), table.float()
-        grad_states = torch.empty_like(s_all) if need_states else None
-        grad_table = torch.zeros_like(t) if need_table else None
+        s_all = states.detach().to(matmul_dtype)
+        t = table.detach().to(matmul_dtype)
+        grad_states = torch.empty(s_all.shape, device=states.device) if need_states else None
+        grad_table = torch.zeros(t.shape, device=table.device) if need_table else None
         total = torch.zeros((), dtype=torch.float32, device=states.device)
         for start in range(0, s_all.shape[0], chunk_size):
             s = s_all[start : start + chunk_size]
             y = targets[start : start + chunk_size, None]
-            logits = s @ t.T  # (c, N)
+            logits = (s @ t.T).float()  # (c, N)
             target_logit = logits.gather(1, y)
             if smoothing:
                 target_logit = (1.0 - smoothing) * target_logit + smoothing * logits.mean(
@@ -89,10 +102,13 @@ class _ChunkedItemCrossEntropy(torch.autograd.Function):
                 if smoothing:
                     probs.sub_(smoothing / probs.shape[1])
                 probs.scatter_add_(1, y, torch.full_like(y, smoothing - 1.0, dtype=probs.dtype))
+                probs = probs.to(matmul_dtype)
                 if need_states:
                     grad_states[start : start + chunk_size] = probs @ t
-                if need_table:
+                if need_table and matmul_dtype == torch.float32:
                     grad_table.addmm_(probs.T, s)
+                elif need_table:
+                    grad_table += (probs.T @ s).float()
         ctx.save_for_backward(grad_states, grad_table)
         ctx.dtypes = (states.dtype, table.dtype)
         ctx.count = s_all.shape[0]
@@ -105,6 +121,7 @@ class _ChunkedItemCrossEntropy(torch.autograd.Function):
         return (
             None if grad_states is None else (grad_states * scale).to(ctx.dtypes[0]),
             None if grad_table is None else (grad_table * scale).to(ctx.dtypes[1]),
+            None,
             None,
             None,
             None,
@@ -167,13 +184,20 @@ class NextItemModel(_EncoderHead):
         label_smoothing: float = 0.0,
         contrastive_weight: float = 0.0,
         contrastive_temperature: float = 1.0,
+        softmax_matmul: str = "float32",
     ) -> None:
         if readout not in READOUTS:
             raise ValueError(f"next-item readout = {readout!r}: expected one of {list(READOUTS)}")
+        if softmax_matmul not in MATMUL_DTYPES:
+            raise ValueError(
+                f"next-item softmax_matmul = {softmax_matmul!r}: expected one of "
+                f"{list(MATMUL_DTYPES)}"
+            )
         super().__init__(encoder, freeze_encoder)
         self.readout, self.label_smoothing = readout, label_smoothing
         self.contrastive_weight = contrastive_weight
         self.contrastive_temperature = contrastive_temperature
+        self.softmax_matmul = MATMUL_DTYPES[softmax_matmul]
         self.output_items = (
             nn.Parameter(item_table(encoder).detach().clone()) if freeze_encoder else None
         )
@@ -202,6 +226,7 @@ class NextItemModel(_EncoderHead):
             self.item_matrix(),
             targets[supervised] - 1,
             label_smoothing=self.label_smoothing,
+            matmul_dtype=self.softmax_matmul,
         )
         if self.contrastive_weight and self.training and len(tokens) > 1:
             loss = loss + self.contrastive_weight * self._dropout_contrast(tokens, all_states)

@@ -27,7 +27,12 @@ from clue_pipeline.models.encoders import (
     encoder_from_checkpoint,
     encoder_to_checkpoint,
 )
-from clue_pipeline.models.heads import READOUTS, ClassifierModel, NextItemModel
+from clue_pipeline.models.heads import (
+    MATMUL_DTYPES,
+    READOUTS,
+    ClassifierModel,
+    NextItemModel,
+)
 from clue_pipeline.models.popularity import PopularityModel
 from clue_pipeline.tasks.batching import prefix_batch, prefix_row_bounds, trim_padding
 from clue_pipeline.training.loop import StepFn, TrainConfig, TrainResult, fit
@@ -94,12 +99,20 @@ class NextItemHead:
     # in-batch negatives); 0 = off. Costs one more encoder pass per step.
     contrastive_weight: float = 0.0
     contrastive_temperature: float = 1.0
+    # float32 | bfloat16: the dtype of the item softmax's three products (models/heads.py);
+    # bf16 is several times faster on CPUs with bf16 units, its quality is measured per recipe
+    softmax_matmul: str = "float32"
 
     def __post_init__(self) -> None:
         if self.contrastive_weight < 0 or self.contrastive_temperature <= 0:
             raise ValueError(
                 "finetune.next_item: contrastive_weight must be >= 0 and contrastive_temperature"
                 f" > 0, got {self.contrastive_weight!r} and {self.contrastive_temperature!r}"
+            )
+        if self.softmax_matmul not in MATMUL_DTYPES:
+            raise ValueError(
+                f"finetune.next_item.softmax_matmul = {self.softmax_matmul!r}: expected one of "
+                f"{list(MATMUL_DTYPES)}"
             )
         if self.readout not in READOUTS:
             raise ValueError(
@@ -196,6 +209,7 @@ def finetune_next_item(
         label_smoothing=head.label_smoothing,
         contrastive_weight=head.contrastive_weight,
         contrastive_temperature=head.contrastive_temperature,
+        softmax_matmul=head.softmax_matmul,
     )
 
     def validate(m: NextItemModel) -> dict[str, float]:
