@@ -135,8 +135,9 @@ def test_torchrun_entry_point_runs_the_worker_and_writes_rank0_result(tmp_path, 
     result = result_from_bytes(output.read_bytes())
     reference = run_training(spec)
     assert result.steps == reference.steps == 8
+    # the same training to float rounding (fused Adam rounds differently under the DDP wrapper)
     assert torch.allclose(
-        torch.tensor(result.step_losses), torch.tensor(reference.step_losses), rtol=1e-6
+        torch.tensor(result.step_losses), torch.tensor(reference.step_losses), rtol=1e-5
     )
 
 

@@ -140,3 +140,14 @@ def test_a_run_stopped_mid_schedule_resumes_to_identical_weights(tmp_path):
     assert result.step_losses == reference.step_losses
     for name, tensor in reference_model.state_dict().items():
         assert torch.equal(model.state_dict()[name], tensor), f"{name} differs after resume"
+
+
+def test_adam_runs_fused_where_the_parameters_allow_it():
+    from clue_pipeline.training.loop import TrainConfig, build_optimizer
+
+    model = torch.nn.Linear(4, 2)
+    for name in ("adam", "adamw"):
+        optimizer = build_optimizer(model.parameters(), TrainConfig(1, 2, optimizer=name))
+        assert optimizer.defaults["fused"] is True
+    sgd = build_optimizer(model.parameters(), TrainConfig(1, 2, optimizer="sgd"))
+    assert not sgd.defaults.get("fused")

@@ -307,14 +307,27 @@ def build_optimizer(params: Any, config: TrainConfig) -> torch.optim.Optimizer:
 
     ``params`` are parameters or param groups; a group may carry ``scheduled: False``
     (see :func:`param_groups`), which :func:`build_scheduler` leaves at the base lr.
+    Adam runs as one fused kernel where every parameter allows it: the same update, a small
+    fraction of the per-tensor loop's time on CPU (benchmarks/results/profile_epoch.md).
     """
     lr = base_lr(config)
     if config.optimizer == "sgd":
         return torch.optim.SGD(
             params, lr=lr, momentum=config.momentum, weight_decay=config.weight_decay
         )
+    params = list(params)
     optimizer_class = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
-    return optimizer_class(params, lr=lr, weight_decay=config.weight_decay)
+    return optimizer_class(
+        params, lr=lr, weight_decay=config.weight_decay, fused=_fusable(params) or None
+    )
+
+
+def _fusable(params: list) -> bool:
+    """Whether fused Adam takes these parameters: floating point, on CPU or CUDA."""
+    tensors = [p for item in params for p in (item["params"] if isinstance(item, dict) else [item])]
+    return bool(tensors) and all(
+        p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in tensors
+    )
 
 
 def base_lr(config: TrainConfig) -> float:
