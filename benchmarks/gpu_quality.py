@@ -80,7 +80,7 @@ SETTINGS: dict[str, Any] = {
         "activation": "gelu",
         "linear_init_std": 0.02,
     },
-    "next_item": {"readout": "last_item", "label_smoothing": 0.0},
+    "next_item": {"readout": "last_item", "label_smoothing": 0.0, "softmax_matmul": "float32"},
     "views": ["dropout"],
     "simsiam": {"proj_dim": 256, "pred_dim": 64},
     "pretrain": {"epochs": 20, "batch_size": 256, "lr": 1e-3, "grad_clip": 5.0},
