@@ -80,10 +80,16 @@ def headline(record: dict, task: str) -> dict[str, float]:
 
 def gpu_runs() -> dict[tuple, dict]:
     """Runs of ``benchmarks/gpu_quality.py`` (the Amazon next-item cells with the same settings,
-    measured on a GPU machine without Kedro), by (dataset, method, seed)."""
+    measured on a GPU machine without Kedro), by (dataset, method, seed). A file run with other
+    settings than today's ``SETTINGS`` (an earlier recipe) does not count."""
+    from benchmarks.gpu_quality import SETTINGS
+
     runs = {}
     for path in sorted((RESULTS / "gpu_quality").glob("*.json")):
-        for run in json.loads(path.read_text()).get("runs", []):
+        record = json.loads(path.read_text())
+        if record.get("settings") != SETTINGS:
+            continue
+        for run in record.get("runs", []):
             if run.get("best"):
                 runs[(run["dataset"], run["method"], run["seed"])] = run
     return runs
@@ -110,7 +116,9 @@ def summarise(cells: list[Cell]) -> None:
         groups.setdefault(key, []).append(values)
     rows = []
     for (dataset, task, method, fraction), values in sorted(groups.items()):
-        names = sorted(k for k in values[0] if not k.startswith("_"))
+        # metrics every seed has (cells scored before both protocols were recorded lack some)
+        shared = set.intersection(*(set(v) for v in values))
+        names = sorted(k for k in shared if not k.startswith("_"))
         row = {
             "dataset": dataset,
             "task": task,
