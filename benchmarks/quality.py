@@ -210,6 +210,7 @@ def main() -> None:
     )
     parser.add_argument("--tasks", nargs="+", default=None, help="only these tasks, in this order")
     parser.add_argument("--methods", nargs="+", default=None, help="only these methods")
+    parser.add_argument("--seeds", nargs="+", type=int, default=None, help="only these seeds")
     parser.add_argument(
         "--skip-prepare",
         action="store_true",
@@ -224,6 +225,7 @@ def main() -> None:
         for c in cells
         if (args.tasks is None or c.task in args.tasks)
         and (args.methods is None or c.method in args.methods)
+        and (args.seeds is None or c.seed in args.seeds)
     ]
     # every method's first seed before further seeds and sparsity, so a partial grid
     # compares methods first
