@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 from benchmarks import quality
+from benchmarks.gpu_quality import SETTINGS
 from clue_pipeline.experiments.cells import Cell
 from clue_pipeline.experiments.store import CellStore
 
@@ -41,7 +42,7 @@ def test_gpu_runs_fill_missing_cells_and_say_so(tmp_path, monkeypatch):
             (2, "capped by --budget-s", {"test": _metrics(0.06)}),
         )
     ] + [{"dataset": "beauty", "method": "gru", "seed": 0, "status": "running", "best": None}]
-    (gpu / "beauty.json").write_text(json.dumps({"runs": runs}))
+    (gpu / "beauty.json").write_text(json.dumps({"settings": SETTINGS, "runs": runs}))
     written = _summarise_beauty(store, tmp_path, monkeypatch)
 
     (row,) = [r for r in written["data"]["rows"] if r["method"] == "clue"]
@@ -68,3 +69,31 @@ def test_rows_name_their_protocol_and_carry_the_excluded_ranking(tmp_path, monke
     assert row["history_excluded"] is False
     assert abs(row["ndcg@10"] - 0.03) < 1e-12 and abs(row["excl. ndcg@10"] - 0.04) < 1e-12
     assert "excl. ndcg@10" in written["text"] and "history_excluded" not in written["text"][-500:]
+
+
+def test_gpu_runs_of_an_earlier_recipe_do_not_count(tmp_path, monkeypatch):
+    gpu = tmp_path / "gpu_quality"
+    gpu.mkdir()
+    earlier = {**SETTINGS, "encoder": {**SETTINGS["encoder"], "norm": "pre"}}
+    run = {"dataset": "beauty", "method": "clue", "seed": 0, "status": "done"}
+    run["best"] = {"test": _metrics(0.05)}
+    (gpu / "beauty.json").write_text(json.dumps({"settings": earlier, "runs": [run]}))
+    written = _summarise_beauty(CellStore(tmp_path / "cells"), tmp_path, monkeypatch)
+    assert not [r for r in written["data"]["rows"] if r["method"] == "clue"]
+    assert ("clue", 0) in {(c["method"], c["seed"]) for c in written["data"]["missing"]}
+
+
+def test_seeds_scored_before_and_after_both_protocols_average_what_they_share(
+    tmp_path, monkeypatch
+):
+    store = CellStore(tmp_path / "cells")
+    for seed, protocols in enumerate((True, False)):
+        cell = Cell.create("beauty", "next_item", "clue", seed)
+        record = {"task": "next_item", "metrics": _metrics(0.04)}
+        if protocols:
+            record["protocols"] = {"history_excluded": _metrics(0.05)}
+        store.save(cell, {"cell": cell.as_dict(), "wall_s": 10.0, "record": record})
+    written = _summarise_beauty(store, tmp_path, monkeypatch)
+    (row,) = [r for r in written["data"]["rows"] if r["method"] == "clue"]
+    assert row["seeds"] == 2 and abs(row["ndcg@10"] - 0.04) < 1e-12
+    assert "excl. ndcg@10" not in row
