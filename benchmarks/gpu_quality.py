@@ -21,6 +21,11 @@ of those cells without it, with the run-environments' settings (``SETTINGS``, ch
   cut by ``--budget-s`` still reports the test metrics at its best validation epoch so far,
   marked as capped.
 
+``--methods rung-<name>`` trains CLUE-Zero with a rung of the recipe ladder instead
+(``benchmarks/rungs.py``: its encoder, read-out, rows and optimiser settings, the ladder's
+patience), so the rungs the CPU ladder has not reached can run in parallel on a lent GPU:
+``--methods rung-rb_li_smoothing rung-rb_li_contrast rung-filter_backbone ...``.
+
 Each (dataset, method, seed) runs in its own process, ``--parallel`` at once, and rewrites
 ``OUT/runs/<dataset>_<method>_seed<s>.json`` after every epoch; the parent stops what is still
 running at ``--budget-s`` and writes ``OUT/gpu_quality.{json,md}`` (mean ± std over seeds).
@@ -46,6 +51,7 @@ if str(REPO / "src") not in sys.path:  # run from a bare copy of the repository,
     sys.path.insert(0, str(REPO / "src"))
 
 from benchmarks.gpu_check import device_facts, prepare  # noqa: E402
+from benchmarks.rungs import MAX_EPOCHS, PATIENCE, RUNGS, recipe  # noqa: E402
 from clue_pipeline.augment import validate_view_policy  # noqa: E402
 from clue_pipeline.models.encoders import EncoderConfig  # noqa: E402
 from clue_pipeline.models.heads import NextItemModel  # noqa: E402
@@ -57,6 +63,7 @@ from clue_pipeline.tasks.finetuning import (  # noqa: E402
     finetune_next_item,
     make_encoder,
     prefix_rows,
+    user_rows,
 )
 from clue_pipeline.tasks.pretraining import PretrainJob, SimSiamConfig, run_job  # noqa: E402
 from clue_pipeline.training.loop import TrainConfig  # noqa: E402
@@ -110,6 +117,36 @@ SETTINGS: dict[str, Any] = {
 # method -> the pre-training it starts from (clue_pipeline.experiments.cells.INIT)
 INIT = {"clue": "clue", "clue_probe": "clue", "mip": "mip", "mip_probe": "mip"}
 HEADLINE = ("recall@10", "ndcg@10", "mrr@10")
+RUNG = "rung-"  # --methods rung-<name>: CLUE-Zero with a recipe-ladder rung (benchmarks/rungs.py)
+
+
+def method_recipe(method: str) -> dict[str, Any]:
+    """Encoder, head, training rows and fine-tuning settings of a grid method or a ladder rung.
+
+    A rung trains as the CPU ladder does (patience ``rungs.PATIENCE``, at most
+    ``rungs.MAX_EPOCHS`` epochs), so its GPU runs compare with the ladder's cells.
+    """
+    if not method.startswith(RUNG):
+        return {
+            "encoder": SETTINGS["encoder"],
+            "head": SETTINGS["next_item"],
+            "rows": SETTINGS["next_item_rows"],
+            "train": {**SETTINGS["finetune"], **SETTINGS["overrides"].get(method, {})},
+            "spec": MethodSpec(method, **SETTINGS["methods"][method]),
+        }
+    rung = recipe(method.removeprefix(RUNG))
+    return {
+        "encoder": {k: v for k, v in rung["encoder"].items() if k != "kind"},
+        "head": rung["head"],
+        "rows": rung["rows"],
+        "train": {
+            **SETTINGS["finetune"],
+            "patience": PATIENCE,
+            "epochs": MAX_EPOCHS,
+            **rung["train"],
+        },
+        "spec": MethodSpec("clue_zero", backbone=rung["encoder"]["kind"]),
+    }
 
 
 def run_one(dataset: str, method: str, seed: int, args: argparse.Namespace, device: str) -> None:
@@ -117,10 +154,11 @@ def run_one(dataset: str, method: str, seed: int, args: argparse.Namespace, devi
     fine-tune, score the test items every epoch; the JSON is rewritten after every epoch."""
     started = time.perf_counter()
     out, epochs = args.out, _epochs(args)
+    settings = method_recipe(method)
     data = prepare(
-        args.data / FILES[dataset], SETTINGS["encoder"]["max_len"], SETTINGS["min_seq_len"]
+        args.data / FILES[dataset], settings["encoder"]["max_len"], SETTINGS["min_seq_len"]
     )
-    encoder = EncoderConfig(num_items=data.num_items, **SETTINGS["encoder"])
+    encoder = EncoderConfig(num_items=data.num_items, **settings["encoder"])
     record: dict[str, Any] = {
         "dataset": dataset,
         "method": method,
@@ -129,6 +167,7 @@ def run_one(dataset: str, method: str, seed: int, args: argparse.Namespace, devi
         "items": data.num_items,
         "status": "running",
         "curve": [],
+        "recipe": {k: v for k, v in settings.items() if k != "spec"},
     }
     path = out / "runs" / f"{dataset}_{method}_seed{seed}.json"
     pretrained = None
@@ -150,11 +189,14 @@ def run_one(dataset: str, method: str, seed: int, args: argparse.Namespace, devi
         pretrained, pretrain_result = run_job(job)
         record["pretrain_s"] = time.perf_counter() - started
         record["pretrain_last_loss"] = pretrain_result.history[-1]["loss"]
-    spec = MethodSpec(method, **SETTINGS["methods"][method])
+    spec = settings["spec"]
     model_encoder = make_encoder(encoder, pretrained, spec)
-    rows = prefix_rows(
-        data.items, data.starts, data.ends - HELD_OUT, encoder.max_len, data.num_items + 2
-    )
+    if settings["rows"] == "prefix":
+        rows = prefix_rows(
+            data.items, data.starts, data.ends - HELD_OUT, encoder.max_len, data.num_items + 2
+        )
+    else:
+        rows = user_rows(data.train_tokens, data.train_targets)
     valid = RankingData(data.pretrain_tokens, data.valid_targets)
     test = RankingData(data.test_tokens, data.test_targets)
     clock = {"epoch": time.perf_counter()}
@@ -172,16 +214,10 @@ def run_one(dataset: str, method: str, seed: int, args: argparse.Namespace, devi
         _write(path, {**record, "best": _best(record["curve"])})
         clock["epoch"] = time.perf_counter()
 
-    config = TrainConfig(
-        **{
-            **SETTINGS["finetune"],
-            "epochs": epochs["finetune"],
-            **SETTINGS["overrides"].get(method, {}),
-        },
-        seed=seed,
-        device=device,
-        bucket_by_length=True,
-    )
+    train = dict(settings["train"])
+    if args.finetune_epochs:  # a dry run caps every method and rung
+        train["epochs"] = args.finetune_epochs
+    config = TrainConfig(**train, seed=seed, device=device, bucket_by_length=True)
     finetune_next_item(
         rows,
         valid,
@@ -189,7 +225,7 @@ def run_one(dataset: str, method: str, seed: int, args: argparse.Namespace, devi
         config,
         freeze_encoder=spec.freeze_encoder,
         on_validation=on_validation,
-        head=NextItemHead(**SETTINGS["next_item"]),
+        head=NextItemHead(**settings["head"]),
     )
     record.update(status="done", wall_s=time.perf_counter() - started, training_rows=rows.count)
     _write(path, {**record, "best": _best(record["curve"])})
@@ -330,9 +366,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    unknown = sorted(set(args.methods) - set(SETTINGS["methods"]))
+    known = [*SETTINGS["methods"], *(RUNG + name for name in RUNGS)]
+    unknown = sorted(set(args.methods) - set(known))
     if unknown:
-        parser.error(f"--methods {unknown}: expected some of {list(SETTINGS['methods'])}")
+        parser.error(f"--methods {unknown}: expected some of {known}")
     if args.parallel < 1 or args.budget_s <= 0:
         parser.error("--parallel must be >= 1 and --budget-s > 0")
     return args

@@ -23,8 +23,8 @@ from contextlib import contextmanager
 import torch
 
 from benchmarks.common import load_next_item, write_results
-from benchmarks.recipe_ladder import recipe
 from benchmarks.recipe_speed import build_model
+from benchmarks.rungs import recipe
 from clue_pipeline.models import encoders, heads
 from clue_pipeline.tasks.task_data import next_item_data
 from clue_pipeline.training.loop import bucketed_order, epoch_permutation

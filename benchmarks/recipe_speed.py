@@ -21,7 +21,7 @@ import time
 import torch
 
 from benchmarks.common import load_next_item, write_results
-from benchmarks.recipe_ladder import RUNGS, recipe
+from benchmarks.rungs import RUNGS, recipe
 from clue_pipeline.config import encoder_config
 from clue_pipeline.models.encoders import build_encoder
 from clue_pipeline.models.heads import NextItemModel

@@ -92,3 +92,23 @@ def test_cpu_dry_run_without_the_data_stack(sample_file, tmp_path):  # noqa: F81
     assert pretrained == {"clue", "mip_probe"}
     table = (out / "gpu_quality.md").read_text()
     assert "| beauty | clue | 2 (0) |" in table and "| beauty | clue_zero | 2 (0) |" in table
+
+
+@pytest.mark.parametrize("rung", ["rb_li_user_rows", "filter_backbone"])
+def test_ladder_rungs_train_clue_zero_with_their_recipe(rung, sample_file, tmp_path):  # noqa: F811
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / gpu_quality.FILES["beauty"]).write_text(Path(sample_file).read_text())
+    args = gpu_quality._parse(
+        ["--data", str(data), "--out", str(tmp_path), "--device", "cpu", "--methods"]
+        + [f"rung-{rung}", "--finetune-epochs", "1"]
+    )
+    gpu_quality.run_one("beauty", f"rung-{rung}", 0, args, "cpu")
+    record = json.loads((tmp_path / "runs" / f"beauty_rung-{rung}_seed0.json").read_text())
+    wanted = gpu_quality.recipe(rung)
+    assert record["status"] == "done" and len(record["curve"]) == 1
+    assert record["recipe"]["rows"] == wanted["rows"]
+    assert record["recipe"]["train"]["patience"] == gpu_quality.PATIENCE
+    assert "pretrain_s" not in record  # CLUE-Zero: fresh weights
+    with pytest.raises(SystemExit):
+        gpu_quality._parse(["--data", "d", "--out", "o", "--methods", "rung-no_such_rung"])
