@@ -65,8 +65,8 @@ def test_cpu_dry_run_without_the_data_stack(sample_file, tmp_path):  # noqa: F81
     out = tmp_path / "out"
     command = [
         sys.executable,
-        *("-m", "benchmarks.gpu_quality", "--device", "cpu", "--seeds", "0", "1"),
-        *("--datasets", "beauty", "--parallel", "2", "--budget-s", "240"),
+        *("-m", "benchmarks.gpu_quality", "--device", "cpu", "--seeds", "0"),
+        *("--datasets", "beauty", "--parallel", "3", "--budget-s", "240"),
         *("--methods", "clue", "clue_zero", "mip_probe"),
         *("--pretrain-epochs", "1", "--finetune-epochs", "2"),
         *("--data", str(data), "--out", str(out)),
@@ -77,13 +77,10 @@ def test_cpu_dry_run_without_the_data_stack(sample_file, tmp_path):  # noqa: F81
     )
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((out / "gpu_quality.json").read_text())
-    assert [(r["method"], r["seed"], r["status"]) for r in summary["runs"]] == [
+    assert [(r["method"], r["seed"], r.get("status")) for r in summary["runs"]] == [
         ("clue", 0, "done"),
-        ("clue", 1, "done"),
         ("clue_zero", 0, "done"),
-        ("clue_zero", 1, "done"),
         ("mip_probe", 0, "done"),
-        ("mip_probe", 1, "done"),
     ]
     for run in summary["runs"]:
         assert len(run["curve"]) == 2 and run["best"]["epoch"] in (0, 1)
@@ -91,7 +88,7 @@ def test_cpu_dry_run_without_the_data_stack(sample_file, tmp_path):  # noqa: F81
     pretrained = {run["method"] for run in summary["runs"] if "pretrain_s" in run}
     assert pretrained == {"clue", "mip_probe"}
     table = (out / "gpu_quality.md").read_text()
-    assert "| beauty | clue | 2 (0) |" in table and "| beauty | clue_zero | 2 (0) |" in table
+    assert "| beauty | clue | 1 (0) |" in table and "| beauty | clue_zero | 1 (0) |" in table
 
 
 @pytest.mark.parametrize("rung", ["rb_li_user_rows", "filter_backbone"])
