@@ -236,7 +236,7 @@ class NextItemModel(_EncoderHead):
         """DuoRec's unsupervised term (and CLUE's dropout views): a second pass with its own
         dropout masks is the positive of each row's query vector, other rows the negatives."""
         column = -READ_COLUMNS[self.readout]
-        again = self._encode(tokens, last=-column).states[:, column]
+        again = self.query_vectors(tokens)
         return info_nce_loss(states[:, column], again, self.contrastive_temperature)
 
     def item_matrix(self) -> torch.Tensor:
@@ -245,9 +245,8 @@ class NextItemModel(_EncoderHead):
 
     def query_vectors(self, tokens: torch.Tensor) -> torch.Tensor:
         """(B, d): the state that scores the next item, by ``readout``."""
-        if self.readout == "ur":
-            return self.user_vectors(tokens)
-        return self._encode(tokens, last=2).states[:, -2]
+        column = READ_COLUMNS[self.readout]
+        return self._encode(tokens, last=column).states[:, -column]
 
     def user_scores(self, tokens: torch.Tensor) -> torch.Tensor:
         """(B, N) scores of every item for each user; column j = token j + 1."""

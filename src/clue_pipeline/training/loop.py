@@ -307,8 +307,8 @@ def build_optimizer(params: Any, config: TrainConfig) -> torch.optim.Optimizer:
 
     ``params`` are parameters or param groups; a group may carry ``scheduled: False``
     (see :func:`param_groups`), which :func:`build_scheduler` leaves at the base lr.
-    Adam runs as one fused kernel where every parameter allows it: the same update, a small
-    fraction of the per-tensor loop's time on CPU (benchmarks/results/profile_epoch.md).
+    Adam runs as one fused kernel where every parameter allows it: the same update as the
+    per-tensor loop, without its per-parameter kernel launches.
     """
     lr = base_lr(config)
     if config.optimizer == "sgd":
