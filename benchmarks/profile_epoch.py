@@ -23,11 +23,9 @@ from contextlib import contextmanager
 import torch
 
 from benchmarks.common import load_next_item, write_results
-from benchmarks.recipe_speed import build_model
-from benchmarks.rungs import recipe
+from benchmarks.recipe_speed import epoch_setup
 from clue_pipeline.models import encoders, heads
 from clue_pipeline.tasks.task_data import next_item_data
-from clue_pipeline.training.loop import bucketed_order, epoch_permutation
 
 PHASES = ("encoder forward", "dropout masks", "item softmax", "backward", "optimizer")
 
@@ -54,23 +52,18 @@ def timed_calls(module, name: str, seconds: dict[str, float], phase: str):
 def profile(name: str, steps: int, warmup: int = 5) -> tuple[list[dict[str, float]], int]:
     data = load_next_item("beauty", 50, min_seq_len=5)
     task = next_item_data(data.split, 50, data.num_items)
-    settings = recipe(name)
-    model = build_model(settings, data.num_items).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings["train"]["lr"])
-    rows = task.training_rows(settings["rows"])
-    batch_size = settings["train"]["batch_size"]
-    order = bucketed_order(epoch_permutation(rows.count, 0), rows.lengths, batch_size, 50, 0)
+    setup = epoch_setup(name, task, data.num_items)
+    model, optimizer, rows = setup.model, setup.optimizer, setup.rows
     generator = torch.Generator().manual_seed(0)
     per_step = []
     for step in range(warmup + steps):
         seconds: dict[str, float] = defaultdict(float)
-        index = order[step * batch_size : (step + 1) * batch_size]
         with (
             timed_calls(heads, "item_cross_entropy", seconds, "item softmax"),
             timed_calls(encoders, "fast_dropout", seconds, "dropout masks"),
         ):
             began = time.perf_counter()
-            loss, _ = rows.step(model, tuple(t[index] for t in rows.dataset), generator)
+            loss, _ = rows.step(model, setup.batch(step), generator)
             forward = time.perf_counter() - began
             began = time.perf_counter()
             optimizer.zero_grad(set_to_none=True)
@@ -83,7 +76,7 @@ def profile(name: str, steps: int, warmup: int = 5) -> tuple[list[dict[str, floa
         seconds["encoder forward"] = forward - seconds["item softmax"] - seconds["dropout masks"]
         if step >= warmup:
             per_step.append(dict(seconds))
-    return per_step, -(-rows.count // batch_size)
+    return per_step, len(setup.batches)
 
 
 def main(argv: list[str] | None = None) -> int:

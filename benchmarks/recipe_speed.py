@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from dataclasses import dataclass
 
 import torch
 
@@ -25,9 +26,14 @@ from benchmarks.rungs import RUNGS, recipe
 from clue_pipeline.config import encoder_config
 from clue_pipeline.models.encoders import build_encoder
 from clue_pipeline.models.heads import NextItemModel
-from clue_pipeline.tasks.finetuning import evaluate_next_item
+from clue_pipeline.tasks.finetuning import NextItemRows, evaluate_next_item
 from clue_pipeline.tasks.task_data import next_item_data
-from clue_pipeline.training.loop import bucketed_order, epoch_permutation
+from clue_pipeline.training.loop import (
+    TrainConfig,
+    bucketed_order,
+    build_optimizer,
+    epoch_permutation,
+)
 
 
 def build_model(settings: dict, num_items: int) -> NextItemModel:
@@ -37,21 +43,42 @@ def build_model(settings: dict, num_items: int) -> NextItemModel:
     return NextItemModel(encoder, **settings["head"])
 
 
-def time_epoch(name: str, task, num_items: int, steps: int) -> tuple[float, int]:
-    """Seconds of ``steps`` training steps scaled to one epoch, and the epoch's step count."""
+@dataclass
+class EpochSetup:
+    """A recipe's model, the loop's optimiser for it, its rows and an epoch's batch order."""
+
+    model: NextItemModel
+    optimizer: torch.optim.Optimizer
+    rows: NextItemRows
+    batches: list[torch.Tensor]  # row indices of each batch, in the epoch's order
+
+    def batch(self, step: int) -> tuple[torch.Tensor, ...]:
+        return tuple(t[self.batches[step]] for t in self.rows.dataset)
+
+
+def epoch_setup(name: str, task, num_items: int) -> EpochSetup:
+    """What an epoch of recipe ``name`` trains, built as the loop builds it (same optimiser)."""
     settings = recipe(name)
     model = build_model(settings, num_items).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings["train"]["lr"])
-    rows = task.training_rows(settings["rows"])
     batch_size = settings["train"]["batch_size"]
+    optimizer = build_optimizer(
+        model.parameters(),
+        TrainConfig(epochs=1, batch_size=batch_size, lr=settings["train"]["lr"]),
+    )
+    rows = task.training_rows(settings["rows"])
     lengths = rows.lengths if rows.lengths is not None else (rows.dataset[0] != 0).sum(1)
     order = bucketed_order(epoch_permutation(rows.count, 0), lengths, batch_size, 50, 0)
-    total_steps = -(-rows.count // batch_size)
+    return EpochSetup(model, optimizer, rows, list(order.split(batch_size)))
+
+
+def time_epoch(name: str, task, num_items: int, steps: int) -> tuple[float, int]:
+    """Seconds of ``steps`` training steps scaled to one epoch, and the epoch's step count."""
+    setup = epoch_setup(name, task, num_items)
+    model, optimizer, total_steps = setup.model, setup.optimizer, len(setup.batches)
     generator = torch.Generator().manual_seed(0)
     begin = time.perf_counter()
     for step in range(steps):
-        index = order[step * batch_size : (step + 1) * batch_size]
-        loss, _ = rows.step(model, tuple(t[index] for t in rows.dataset), generator)
+        loss, _ = setup.rows.step(model, setup.batch(step), generator)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
