@@ -1,9 +1,9 @@
-"""Pre-training objectives side by side on ML-100K: health of the user vectors and a frozen probe.
+"""Pre-training objectives side by side: health of the user vectors and a frozen probe.
 
 Each cell pre-trains the encoder on the next-item corpus (every user's training part) with the
 project's own job builder and training loop, one objective of ``pretrain.objective`` (or the
 paper's SGD recipe, or masked items, or nothing), from the ``ml-100k`` run-environment's
-parameters and a common budget. It then measures the eval-mode user vectors of all users as
+parameters (or another run-environment's, ``--dataset``) and a common budget. It then measures the eval-mode user vectors of all users as
 the pre-training health monitor does (effective rank, top-2 PC share, uniformity, alignment of
 two dropout views) and trains a frozen-encoder linear probe for next-item recommendation
 (the pipeline's ``clue_probe``: item scores from the frozen user vector, lr 0.01, early
@@ -11,6 +11,7 @@ stopping on validation NDCG@10), reporting test NDCG@10 / HR@10. Results are wri
 every cell; cells already in the results file are not rerun.
 
     OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.objectives [--cells a,b] [--epochs N]
+    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.objectives --dataset beauty  # objectives_beauty
 """
 
 from __future__ import annotations
@@ -191,12 +192,24 @@ def probe_next_item(encoder, data, params: dict[str, Any], epochs: int) -> dict[
     }
 
 
-def markdown(rows: list[dict[str, Any]], epochs: int) -> str:
+def setting(params: dict[str, Any]) -> str:
+    """The run-environment's pre-training setting in words, for the table's caption."""
+    encoder, train = params["encoder"], params["pretrain"]["train"]
+    heads = params["pretrain"]["simsiam"]
+    block = f"{encoder.get('norm', 'pre')}-LN block, {encoder['heads']} heads"
+    return (
+        f"{', '.join(params['augment']['views']['strategies'])} views, {block}, encoder dropout "
+        f"{encoder['dropout']}, batch {train['batch_size']}, {train['optimizer'].capitalize()} "
+        f"{train['lr']:g}, heads {heads['proj_dim']}/{heads['pred_dim']}"
+    )
+
+
+def markdown(rows: list[dict[str, Any]], epochs: int, dataset: str, users: int, params) -> str:
     lines = [
-        f"Every objective pre-trains the encoder for {epochs} epochs on the ML-100K next-item "
-        "corpus (943 users, training parts only; `ml-100k` run-environment: dropout views, "
-        "encoder dropout 0.5, batch 128, Adam 1e-3, heads 256/64 unless the row says "
-        "otherwise). Health: eval-mode `[UR]` vectors of all 943 users, as the per-epoch "
+        f"Every objective pre-trains the encoder for {epochs} epochs on the {dataset} next-item "
+        f"corpus ({users} users, training parts only; `{dataset}` run-environment: "
+        f"{setting(params)} unless the row says "
+        f"otherwise). Health: eval-mode `[UR]` vectors of all {users} users, as the per-epoch "
         "monitor measures them: effective rank (of 64), share of variance on the top two "
         "principal components, uniformity and alignment (two dropout views; lower is better for "
         "both). Probe: frozen encoder, linear next-item head (lr 0.01, up to "
@@ -232,15 +245,17 @@ def main() -> None:
     parser.add_argument("--cells", default="", help="comma-separated cell names (default: all)")
     parser.add_argument("--epochs", type=int, default=20, help="pre-training epochs per cell")
     parser.add_argument("--probe-epochs", type=int, default=PROBE["epochs"])
-    parser.add_argument("--name", default=NAME, help="results file stem")
+    parser.add_argument("--dataset", default=DATASET, help="run-environment (conf/<dataset>)")
+    parser.add_argument("--name", default=None, help="results file stem (default by dataset)")
     parser.add_argument("--fresh", action="store_true", help="ignore the rows already stored")
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    params = parameters()
-    data = load_next_item(DATASET, max_len=int(params["encoder"]["max_len"]))
+    name = args.name or (NAME if args.dataset == DATASET else f"{NAME}_{args.dataset}")
+    params = parameters(args.dataset)
+    data = load_next_item(args.dataset, max_len=int(params["encoder"]["max_len"]))
     by_name = {cell.name: cell for cell in CELLS}
     chosen = [by_name[n] for n in args.cells.split(",") if n] if args.cells else CELLS
-    path = RESULTS / f"{args.name}.json"
+    path = RESULTS / f"{name}.json"
     rows = [] if args.fresh or not path.exists() else json.loads(path.read_text())["results"]
     done = {row["cell"] for row in rows}
     for cell in [c for c in chosen if c.name not in done]:
@@ -254,7 +269,7 @@ def main() -> None:
         )
         rows.append(row)
         payload = {
-            "dataset": DATASET,
+            "dataset": args.dataset,
             "users": int(len(data.split)),
             "num_items": data.num_items,
             "epochs": args.epochs,
@@ -262,7 +277,8 @@ def main() -> None:
             "cells": [asdict(by_name[r["cell"]]) for r in rows],
             "results": rows,
         }
-        write_results(args.name, payload, markdown(rows, args.epochs))
+        text = markdown(rows, args.epochs, args.dataset, int(len(data.split)), params)
+        write_results(name, payload, text)
 
 
 if __name__ == "__main__":

@@ -58,13 +58,14 @@ def grid(
     seeds: tuple[int, ...] = SEEDS,
     common: dict[str, Any] | None = None,
     clue_only: dict[str, Any] | None = None,
+    methods: tuple[str, ...] = METHODS,
 ) -> list[Cell]:
     """Every (dataset, method, share, seed); ``clue_only`` overrides change the CLUE cells only
     (a pre-training objective, say), ``common`` ones every cell (a budget)."""
     cells = []
     for dataset in datasets:
         for fraction in fractions:
-            for method in METHODS:
+            for method in methods:
                 overrides = {
                     **(common or {}),
                     **(SMALL_SHARE if fraction < 1.0 else {}),
@@ -227,6 +228,7 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=list(TASKS), choices=list(TASKS))
     parser.add_argument("--fractions", nargs="+", type=float, default=list(FRACTIONS))
     parser.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--max-cells", type=int, default=None, help="stop after N new cells")
     parser.add_argument("--summary-only", action="store_true")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per kedro run")
@@ -248,7 +250,14 @@ def main() -> None:
     )
     args = parser.parse_args()
     common, clue_only = parse_overrides(args.override), parse_overrides(args.clue_override)
-    cells = grid(args.datasets, tuple(args.fractions), tuple(args.seeds), common, clue_only)
+    cells = grid(
+        args.datasets,
+        tuple(args.fractions),
+        tuple(args.seeds),
+        common,
+        clue_only,
+        tuple(args.methods),
+    )
     store = CellStore(args.store or RESULTS / args.name / "cells")
     note = ""
     if common or clue_only:

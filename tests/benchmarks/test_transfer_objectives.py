@@ -29,6 +29,13 @@ def test_grid_is_every_dataset_share_method_and_seed_with_small_shares_kept_whol
         "clue_zero": {},
         "mip": {},
     }
+    chosen = transfer.grid(["beauty"], (0.1,), (0, 1), methods=("clue", "clue_zero"))
+    assert sorted((c.method, c.seed) for c in chosen) == [
+        ("clue", 0),
+        ("clue", 1),
+        ("clue_zero", 0),
+        ("clue_zero", 1),
+    ]
 
 
 def test_welch_verdicts_need_a_steady_gap():
@@ -99,4 +106,6 @@ def test_a_tiny_objectives_cell_measures_health_and_a_probe(name):
     assert 1.0 <= row["health"]["effective_rank"] <= 16.0
     assert 0.0 <= row["probe"]["test_ndcg@10"] <= row["probe"]["test_hr@10"] <= 1.0
     assert len(row["rank_curve"]) == (0 if name == "zero" else 2)
-    assert name in objectives.markdown([row], 2)
+    text = objectives.markdown([row], 2, "tiny", users, params)
+    assert name in text and f"the tiny next-item corpus ({users} users" in text
+    assert "post-LN block, 2 heads" not in text  # ml-100k's block: pre-LN, as its conf says
