@@ -88,6 +88,18 @@ CELLS = [
         "vicreg", "VICReg: invariance 25, variance 25, covariance 1", objective={"name": "vicreg"}
     ),
     Cell(
+        "infonce_direct",
+        "InfoNCE on the user vectors themselves (no projector)",
+        objective={"name": "infonce"},
+        heads={"projector": False},
+    ),
+    Cell(
+        "vicreg_direct",
+        "VICReg on the user vectors themselves (no projector)",
+        objective={"name": "vicreg"},
+        heads={"projector": False},
+    ),
+    Cell(
         "simsiam_joint",
         "SimSiam + 1.0 x masked-item cross-entropy",
         objective={"masked_item_weight": 1.0},

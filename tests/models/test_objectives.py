@@ -175,3 +175,37 @@ def test_fixed_predictor_lr_is_dropped_only_where_there_is_no_predictor():
     ]
     assert heads_present(job("clue", "vicreg", ["predictor"])).train.fixed_lr_params == []
     assert heads_present(job("mip", "simsiam", ["predictor", "x"])).train.fixed_lr_params == ["x"]
+
+
+@pytest.mark.parametrize("name", sorted(OBJECTIVES))
+def test_without_a_projector_the_loss_reads_the_user_vectors_themselves(name):
+    model = make(name, projector=False)
+    assert isinstance(model.projector, torch.nn.Identity)
+    tokens = tokens_batch()
+    out = model.views_forward(tokens, tokens)
+    assert torch.equal(out.z1.detach(), out.user1.detach())  # z is the [UR] vector
+    loss = model(tokens, tokens).loss
+    loss.backward()
+    assert model.encoder.item_embedding.weight.grad.abs().sum() > 0
+    if name == "simsiam":  # the predictor maps the user vector back to its own width
+        assert model.predictor[-1].out_features == ENCODER.hidden
+
+
+@pytest.mark.parametrize("name", ["infonce", "vicreg"])
+def test_a_few_steps_without_a_projector_lower_the_loss(name):
+    job = PretrainJob(
+        method="clue",
+        tokens=tokens_batch(rows=128, seed=3).numpy(),
+        encoder=ENCODER,
+        train=TrainConfig(epochs=6, batch_size=64, lr=3e-3, seed=0, device="cpu"),
+        view_policy=validate_view_policy({"strategies": ["mask"], "mask_ratio": 0.3}),
+        simsiam=SimSiamConfig(proj_dim=16, pred_dim=8, projector=False),
+        objective=ObjectiveConfig(name=name),
+        health=HealthConfig(users=128, min_effective_rank=None),
+    )
+    task = build_pretraining(job)
+    assert isinstance(task.model.projector, torch.nn.Identity)
+    result = fit(task.model, task.dataset, task.step_fn, job.train, None, task.epoch_metrics_fn)
+    losses = [entry["loss"] for entry in result.history]
+    assert losses[-1] < losses[0], f"{name} without a projector: {losses}"
+    assert 1.0 <= result.history[-1]["effective_rank"] <= ENCODER.hidden

@@ -31,7 +31,11 @@ class SimSiamOutput(NamedTuple):
 
 
 class SimSiam(nn.Module):
-    """Siamese encoder + projector (3 x Linear-BN-ReLU, last without ReLU) + predictor."""
+    """Siamese encoder + projector (3 x Linear-BN-ReLU, last without ReLU) + predictor.
+
+    ``projector=False`` drops the projector: the loss then sees the user vectors themselves
+    (DirectCLR, Jing et al. 2022: a projector lets the representation below it collapse).
+    """
 
     def __init__(
         self,
@@ -43,6 +47,7 @@ class SimSiam(nn.Module):
         output_bn: bool = True,
         output_bn_affine: bool = True,
         encode_by_length: bool = False,
+        projector: bool = True,
     ) -> None:
         super().__init__()
         if proj_dim < 1 or pred_dim < 1:
@@ -53,15 +58,21 @@ class SimSiam(nn.Module):
         self.encoder = encoder
         self.stop_gradient = stop_gradient
         self.encode_by_length = encode_by_length
-        self.projector = nn.Sequential(
-            nn.Linear(d, proj_dim, bias=False),
-            nn.BatchNorm1d(proj_dim),
-            nn.ReLU(inplace=True),
-            nn.Linear(proj_dim, proj_dim, bias=False),
-            nn.BatchNorm1d(proj_dim),
-            nn.ReLU(inplace=True),
-            nn.Linear(proj_dim, proj_dim, bias=not output_bn),
-            nn.BatchNorm1d(proj_dim, affine=output_bn_affine) if output_bn else nn.Identity(),
+        if not projector:  # the loss acts on the user vectors themselves (DirectCLR-style)
+            proj_dim = d
+        self.projector = (
+            nn.Sequential(
+                nn.Linear(d, proj_dim, bias=False),
+                nn.BatchNorm1d(proj_dim),
+                nn.ReLU(inplace=True),
+                nn.Linear(proj_dim, proj_dim, bias=False),
+                nn.BatchNorm1d(proj_dim),
+                nn.ReLU(inplace=True),
+                nn.Linear(proj_dim, proj_dim, bias=not output_bn),
+                nn.BatchNorm1d(proj_dim, affine=output_bn_affine) if output_bn else nn.Identity(),
+            )
+            if projector
+            else nn.Identity()
         )
         self.predictor = (
             nn.Sequential(

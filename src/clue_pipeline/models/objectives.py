@@ -94,6 +94,7 @@ class SequencePretrainer(SimSiam):
         predictor: bool = True,
         output_bn_affine: bool = True,
         encode_by_length: bool = False,
+        projector: bool = True,
     ) -> None:
         spec = OBJECTIVES[objective.name]
         super().__init__(
@@ -105,6 +106,7 @@ class SequencePretrainer(SimSiam):
             output_bn=spec.output_bn,
             output_bn_affine=output_bn_affine,
             encode_by_length=encode_by_length,
+            projector=projector,
         )
         self.objective = objective
         self.masked_item = (

@@ -44,6 +44,9 @@ class SimSiamConfig:
     output_bn_affine: bool = True  # False: the reference builder's last BN (no scale/shift)
     # both views in one encoder pass, in groups of similar length (models/clue.py)
     encode_by_length: bool = True
+    # False: no projector; the objective acts on the user vectors themselves, so whatever
+    # spread it asks for (InfoNCE's uniformity, VICReg's variance) is the transferred vector's
+    projector: bool = True
 
 
 @dataclass
