@@ -17,7 +17,11 @@ stored as JSON as soon as it finishes under benchmarks/results/transfer/cells/ a
 recomputed, so the grid can be run in sittings; a cell at 100 % of users without overrides is
 the quality grid's cell and is read from benchmarks/results/quality/cells/ when it is there.
 Below 100 % the last partial batch is kept (``finetune.train.drop_last: false``): 5 % of the
-ML-100K cold-start users is less than one batch. The summary,
+ML-100K cold-start users is less than one batch. A share f of the users also makes an epoch
+f times as short, so below 100 % a cell trains for up to ``epochs / f`` epochs and early
+stopping waits ``patience / f`` epochs (``finetune.train.min_epochs``): the full-data run's
+patience counted in steps. Without that wait a start that sits on the popularity plateau for
+a few short epochs is stopped there (``transfer_patience10.md``: CLUE at 10 % on Beauty). The summary,
 benchmarks/results/transfer.{json,md}, lists each comparison with its verdict and the cells
 still missing.
 """
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 from pathlib import Path
 from typing import Any
@@ -33,6 +38,7 @@ from typing import Any
 from scipy import stats
 
 from benchmarks.common import REPO, RESULTS, write_results
+from benchmarks.objectives import parameters
 from clue_pipeline.experiments.cells import Cell
 from clue_pipeline.experiments.runner import RunnerConfig, prepare, run_cell
 from clue_pipeline.experiments.store import CellStore
@@ -49,7 +55,20 @@ METRICS = {
     "profiling": tuple(f"{a}/accuracy" for a in PROFILE_ATTRIBUTES),
 }
 QUALITY_STORE = CellStore(RESULTS / "quality" / "cells")
-SMALL_SHARE = {"finetune.train.drop_last": False}
+
+
+def small_share(dataset: str, fraction: float) -> dict[str, Any]:
+    """The overrides of a cell below 100 % of the users: the same budget in steps."""
+    if fraction >= 1.0:
+        return {}
+    train = parameters(dataset)["finetune"]["train"]
+    epochs = math.ceil(int(train["epochs"]) / fraction)
+    wait = math.ceil(int(train.get("patience") or 0) / fraction)
+    return {
+        "finetune.train.drop_last": False,
+        "finetune.train.epochs": epochs,
+        "finetune.train.min_epochs": min(wait, epochs),
+    }
 
 
 def grid(
@@ -68,7 +87,7 @@ def grid(
             for method in methods:
                 overrides = {
                     **(common or {}),
-                    **(SMALL_SHARE if fraction < 1.0 else {}),
+                    **small_share(dataset, fraction),
                     **((clue_only or {}) if method == "clue" else {}),
                 }
                 cells += [

@@ -21,7 +21,13 @@ def test_grid_is_every_dataset_share_method_and_seed_with_small_shares_kept_whol
         overrides = cell.override_dict
         assert (overrides == {}) == (cell.fraction == 1.0), cell.label()
         if cell.fraction < 1.0:
-            assert overrides == {"finetune.train.drop_last": False}
+            assert overrides["finetune.train.drop_last"] is False
+            # the full-data budget and patience, counted in steps
+            train = objectives.parameters(cell.dataset)["finetune"]["train"]
+            epochs = overrides["finetune.train.epochs"]
+            assert epochs * cell.fraction == pytest.approx(train["epochs"], abs=1)
+            wait = overrides["finetune.train.min_epochs"]
+            assert wait * cell.fraction == pytest.approx(train["patience"], abs=1) and wait <= epochs
     objective = {"pretrain.objective.name": "infonce"}
     mixed = transfer.grid(["ml-100k"], (1.0,), (0,), clue_only=objective)
     assert {c.method: c.override_dict for c in mixed} == {

@@ -107,6 +107,22 @@ def test_early_stopping_keeps_the_best_epochs_weights():
     assert not torch.equal(result.best_state["embedding.weight"], task.model.embedding.weight)
 
 
+def test_min_epochs_holds_early_stopping_back_until_then():
+    scores = iter([0.1, 0.5, 0.2, 0.2, 0.2, 0.6, 0.3, 0.3, 0.3, 0.3])
+    task = build_task(rows=64)
+    config = _config(epochs=10, patience=2, min_epochs=6, monitor="recall")
+    result = fit(
+        task.model,
+        task.dataset,
+        task.step_fn,
+        config,
+        validate_fn=lambda m: {"recall": next(scores)},
+    )
+    # stale for 2 epochs at epoch 3, but held for 6 epochs: the later best is found and kept
+    assert result.best_epoch == 5
+    assert [entry["epoch"] for entry in result.history] == list(range(8))
+
+
 def test_monitor_missing_from_validation_says_which_parameter():
     task = build_task(rows=64)
     with pytest.raises(ValueError, match=r"TrainConfig.monitor='ndcg'.*recall"):
@@ -178,6 +194,7 @@ def test_loss_decreases_on_a_learnable_task():
         ({"grad_clip": 0.0}, r"TrainConfig.grad_clip=0.0.*max-norm"),
         ({"patience": 3}, r"TrainConfig.monitor=None"),
         ({"batch_size": 0}, r"TrainConfig.batch_size=0"),
+        ({"min_epochs": 3, "epochs": 2}, r"TrainConfig.min_epochs=3.*epochs = 2"),
     ],
 )
 def test_invalid_config_names_the_parameter(overrides, message):

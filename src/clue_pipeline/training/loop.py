@@ -73,6 +73,9 @@ class TrainConfig:
     checkpoint_every_steps: int | None = None
     resume: bool = False
     patience: int | None = None
+    # Early stopping waits for this many epochs: a run on a small share of the users takes
+    # few steps per epoch and can sit on a popularity plateau for longer than its patience.
+    min_epochs: int = 0
     monitor: str | None = None
     progress: bool = False
     progress_every_steps: int = 20
@@ -116,6 +119,12 @@ class TrainConfig:
             "patience",
             self.patience,
             "null or an integer >= 1",
+        )
+        _require(
+            0 <= self.min_epochs <= max(self.epochs, 0),
+            "min_epochs",
+            self.min_epochs,
+            f"an integer in [0, epochs = {self.epochs}]",
         )
         _require(
             self.patience is None or self.monitor is not None,
@@ -264,7 +273,11 @@ def fit(
         _track_best(state, entry, module, epoch, config.monitor)
         if log_epoch:
             logger.info(epoch_line(entry, config.epochs, config.monitor))
-        stop = config.patience is not None and state.stale_epochs >= config.patience
+        stop = (
+            config.patience is not None
+            and state.stale_epochs >= config.patience
+            and epoch + 1 >= config.min_epochs
+        )
         state.epoch, state.step_in_epoch = epoch + 1, 0
         state.partial = _EpochAccumulator()
         state.finished = stop or state.epoch >= config.epochs
