@@ -27,7 +27,9 @@ def test_grid_is_every_dataset_share_method_and_seed_with_small_shares_kept_whol
             epochs = overrides["finetune.train.epochs"]
             assert epochs * cell.fraction == pytest.approx(train["epochs"], abs=1)
             wait = overrides["finetune.train.min_epochs"]
-            assert wait * cell.fraction == pytest.approx(train["patience"], abs=1) and wait <= epochs
+            assert (
+                wait * cell.fraction == pytest.approx(train["patience"], abs=1) and wait <= epochs
+            )
     objective = {"pretrain.objective.name": "infonce"}
     mixed = transfer.grid(["ml-100k"], (1.0,), (0,), clue_only=objective)
     assert {c.method: c.override_dict for c in mixed} == {
