@@ -194,7 +194,8 @@ def markdown(rows, comparisons, missing, total: int, note: str) -> str:
         "Pre-training on every user's training sequence; fine-tuning on a seeded share of the "
         "training users' labels (validation and test whole). Mean ± std over seeds. Verdict: "
         f"Welch's t-test of CLUE against the rival over seeds, two-sided, `better` / `worse` "
-        f"at p < {ALPHA}, `level` otherwise (3 seeds: only large, steady gaps pass).",
+        f"at p < {ALPHA}, `level` otherwise (3 seeds: only large, steady gaps pass). "
+        "Next-item metrics rank every item, history items not excluded.",
     ]
     if note:
         lines += ["", note]
