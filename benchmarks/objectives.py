@@ -3,9 +3,9 @@
 Each cell pre-trains the encoder on the next-item corpus (every user's training part) with the
 project's own job builder and training loop, one objective of ``pretrain.objective`` (or the
 paper's SGD recipe, or masked items, or nothing), from the ``ml-100k`` run-environment's
-parameters (or another run-environment's, ``--dataset``) and a common budget. It then measures the eval-mode user vectors of all users as
-the pre-training health monitor does (effective rank, top-2 PC share, uniformity, alignment of
-two dropout views) and trains a frozen-encoder linear probe for next-item recommendation
+parameters (or another run-environment's, ``--dataset``) and a common budget. It then
+measures the eval-mode user vectors of all users as the pre-training health monitor does
+(effective rank, top-2 PC share, uniformity, alignment of two dropout views) and trains a frozen-encoder linear probe for next-item recommendation
 (the pipeline's ``clue_probe``: item scores from the frozen user vector, lr 0.01, early
 stopping on validation NDCG@10), reporting test NDCG@10 / HR@10. Results are written after
 every cell; cells already in the results file are not rerun.
@@ -216,7 +216,9 @@ def setting(params: dict[str, Any]) -> str:
     )
 
 
-def markdown(rows: list[dict[str, Any]], epochs: int, dataset: str, users: int, params) -> str:
+def markdown(
+    rows: list[dict[str, Any]], epochs: int, dataset: str, users: int, params: dict[str, Any]
+) -> str:
     lines = [
         f"Every objective pre-trains the encoder for {epochs} epochs on the {dataset} next-item "
         f"corpus ({users} users, training parts only; `{dataset}` run-environment: "

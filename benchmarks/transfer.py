@@ -21,8 +21,8 @@ ML-100K cold-start users is less than one batch. A share f of the users also mak
 f times as short, so below 100 % a cell trains for up to ``epochs / f`` epochs and early
 stopping waits ``patience / f`` epochs (``finetune.train.min_epochs``): the full-data run's
 patience counted in steps. Without that wait a start that sits on the popularity plateau for
-a few short epochs is stopped there (``transfer_patience10.md``: CLUE at 10 % on Beauty). The summary,
-benchmarks/results/transfer.{json,md}, lists each comparison with its verdict and the cells
+a few short epochs is stopped there (``transfer_patience10.md``: CLUE at 10 % on Beauty).
+The summary, benchmarks/results/transfer.{json,md}, lists each comparison with its verdict and the cells
 still missing.
 """
 
