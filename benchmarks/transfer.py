@@ -22,8 +22,8 @@ f times as short, so below 100 % a cell trains for up to ``epochs / f`` epochs a
 stopping waits ``patience / f`` epochs (``finetune.train.min_epochs``): the full-data run's
 patience counted in steps. Without that wait a start that sits on the popularity plateau for
 a few short epochs is stopped there (``transfer_patience10.md``: CLUE at 10 % on Beauty).
-The summary, benchmarks/results/transfer.{json,md}, lists each comparison with its verdict and the cells
-still missing.
+The summary, benchmarks/results/transfer.{json,md}, lists each comparison with its verdict
+and the cells still missing.
 """
 
 from __future__ import annotations

@@ -121,7 +121,7 @@ class TrainConfig:
             "null or an integer >= 1",
         )
         _require(
-            0 <= self.min_epochs <= max(self.epochs, 0),
+            0 <= self.min_epochs <= self.epochs,
             "min_epochs",
             self.min_epochs,
             f"an integer in [0, epochs = {self.epochs}]",
