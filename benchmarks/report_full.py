@@ -4,8 +4,10 @@
 
 Runs `kedro run --pipelines=report --params=report.profile=full` (cells cached in
 benchmarks/results/quality/cells/, shared with benchmarks/quality.py, never recomputed), then
-copies data/08_reporting/report.md and its figures here. `--max-new-cells 0` only assembles the
-report from the cells already measured; the report lists the missing ones.
+copies data/08_reporting/report.md and its figures here, with a section on the pre-training
+objectives built from the objectives and transfer results (`benchmarks/objectives_report.py`).
+`--max-new-cells 0` only assembles the report from the cells already measured; the report lists
+the missing ones.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import sys
 import yaml
 
 from benchmarks.common import REPO, RESULTS, _command
+from benchmarks.objectives_report import section as objectives_section
 
 OUT = RESULTS / "report"
 BUILT = REPO / "data" / "08_reporting"
@@ -63,10 +66,21 @@ def publish(command: str) -> None:
     text = (BUILT / "report.md").read_text()
     marker = "- command: "
     text = text.replace(marker, f"- produced by: `{command}`\n{marker}", 1)
+    text = insert_before(text, "## Wall time per cell", objectives_section(RESULTS, figures))
     (OUT / "report.md").write_text(text)
     print(
         f"wrote {(OUT / 'report.md').relative_to(REPO)} and {len(list(figures.iterdir()))} figures"
     )
+
+
+def insert_before(text: str, heading: str, extra: str) -> str:
+    """``extra`` placed before the section ``heading`` (appended when there is none)."""
+    if not extra:
+        return text
+    at = text.find(f"\n{heading}\n")
+    if at < 0:
+        return f"{text.rstrip()}\n\n{extra}\n"
+    return f"{text[: at + 1]}{extra}\n{text[at + 1 :]}"
 
 
 if __name__ == "__main__":

@@ -1,0 +1,105 @@
+"""The report's objectives section: read from stored results, verdicts matched to objectives."""
+
+from __future__ import annotations
+
+import json
+
+from benchmarks import objectives_report
+from benchmarks.report_full import insert_before
+
+
+def _objective_row(cell: str, rank: float, probe: float, curve: list[float]) -> dict:
+    return {
+        "cell": cell,
+        "change": f"{cell} change",
+        "health": {"effective_rank": rank, "top2_share": 0.5, "uniformity": -1.0},
+        "probe": {"test_ndcg@10": probe, "test_hr@10": 2 * probe},
+        "rank_curve": curve,
+    }
+
+
+def _write(path, payload):
+    path.write_text(json.dumps(payload))
+
+
+def test_section_tables_health_probe_and_the_matching_objectives_transfer(tmp_path):
+    results, figures = tmp_path / "results", tmp_path / "figures"
+    results.mkdir()
+    figures.mkdir()
+    rows = [
+        _objective_row("zero", 44.7, 0.0073, []),
+        _objective_row("simsiam", 1.0, 0.0054, [30.0, 2.0, 1.0]),
+        _objective_row("simsiam_joint", 9.5, 0.0110, [30.0, 8.0, 9.5]),
+    ]
+    _write(
+        results / "objectives_beauty.json",
+        {"dataset": "beauty", "epochs": 20, "users": 100, "results": rows},
+    )
+    comparison = {"dataset": "beauty", "task": "next_item", "against": "clue_zero"}
+    _write(
+        results / "transfer.json",
+        {
+            "comparisons": [
+                {
+                    **comparison,
+                    "users": 0.1,
+                    "metric": "ndcg@10",
+                    "diff": -0.0004,
+                    "p": 0.64,
+                    "verdict": "level",
+                },
+                {
+                    **comparison,
+                    "users": 0.1,
+                    "metric": "recall@10",
+                    "diff": 0.1,
+                    "p": 0.01,
+                    "verdict": "better",
+                },
+            ]
+        },
+    )
+    _write(
+        results / "transfer_joint.json",
+        {
+            "comparisons": [
+                {
+                    **comparison,
+                    "users": 0.1,
+                    "metric": "ndcg@10",
+                    "diff": 0.0021,
+                    "p": 0.03,
+                    "verdict": "better",
+                },
+            ]
+        },
+    )
+    text = objectives_report.section(results, figures)
+    lines = {
+        line.split(" | ")[0].strip("| "): line
+        for line in text.splitlines()
+        if " change | " in line  # the objectives table's rows
+    }
+    # each objective gets the verdicts of the transfer run that pre-trained with it, on the
+    # task's headline metric only
+    assert "10% ndcg@10: -0.0004 (p 0.640, level)" in lines["simsiam"]
+    assert "recall@10" not in lines["simsiam"]
+    assert "10% ndcg@10: +0.0021 (p 0.030, better)" in lines["simsiam_joint"]
+    assert lines["zero"].endswith("| not run |")
+    assert "| 44.7 |" in lines["zero"] and "| 0.0110 | 0.0220 |" in lines["simsiam_joint"]
+    assert "| simsiam_joint | beauty | next_item | 10% | ndcg@10 | clue_zero |" in text
+    assert (figures / objectives_report.RANK_FIGURE).stat().st_size > 0
+
+
+def test_section_is_empty_without_objectives_results(tmp_path):
+    assert objectives_report.section(tmp_path, tmp_path) == ""
+
+
+def test_insert_before_places_the_section_ahead_of_its_heading():
+    text = "# r\n\n## A\na\n\n## Wall\nw\n"
+    assert (
+        insert_before(text, "## Wall", "## New\nn\n")
+        == "# r\n\n## A\na\n\n## New\nn\n\n## Wall\nw\n"
+    )
+    assert insert_before(text, "## Missing", "## New\n") == f"{text.rstrip()}\n\n## New\n\n"
+    assert insert_before(text, "## Wall", "") == text
