@@ -105,6 +105,11 @@ CELLS = [
         objective={"masked_item_weight": 1.0},
     ),
     Cell(
+        "simsiam_next",
+        "SimSiam + 1.0 x causal next-item cross-entropy",
+        objective={"next_item_weight": 1.0},
+    ),
+    Cell(
         "infonce_joint",
         "InfoNCE + 1.0 x masked-item cross-entropy",
         objective={"name": "infonce", "masked_item_weight": 1.0},

@@ -209,3 +209,61 @@ def test_a_few_steps_without_a_projector_lower_the_loss(name):
     losses = [entry["loss"] for entry in result.history]
     assert losses[-1] < losses[0], f"{name} without a projector: {losses}"
     assert 1.0 <= result.history[-1]["effective_rank"] <= ENCODER.hidden
+
+
+def test_next_item_term_scores_each_item_against_its_successor_only():
+    from clue_pipeline.models.heads import item_table
+    from clue_pipeline.models.item_pretraining import NextItemPretrainer
+
+    torch.manual_seed(0)
+    encoder = build_encoder(ENCODER)
+    ur = ENCODER.ur_token
+    # left-padded rows ending in [UR]: pairs (3 -> 5), (5 -> 7) and (2 -> 9); a one-item row
+    # and the last item of each row (successor held out) give none
+    tokens = torch.tensor([[0, 3, 5, 7, ur], [0, 0, 0, 4, ur], [0, 0, 2, 9, ur]])
+    states = encoder.eval()(tokens).states
+    picked = states[[0, 0, 2], [1, 2, 2]]
+    expected = torch.nn.functional.cross_entropy(
+        picked @ item_table(encoder).T, torch.tensor([5, 7, 9]) - 1
+    )
+    loss = NextItemPretrainer(encoder)(tokens)
+    assert torch.allclose(loss, expected, atol=1e-5)
+    lonely = NextItemPretrainer(encoder)(torch.tensor([[0, 0, 4, ur], [0, 0, 6, ur]]))
+    assert float(lonely.detach()) == 0.0 and lonely.requires_grad
+
+
+@pytest.mark.parametrize("name", sorted(OBJECTIVES))
+def test_joint_next_item_term_is_added_logged_and_lowered_by_the_loop(name):
+    model = SequencePretrainer(
+        build_encoder(ENCODER),
+        ObjectiveConfig(name=name, next_item_weight=0.7),
+        proj_dim=16,
+        pred_dim=8,
+    )
+    tokens = tokens_batch()
+    out = model(tokens, tokens, tokens, torch.Generator().manual_seed(0))
+    assert "next_item_loss" in out.metrics and "masked_item_loss" not in out.metrics
+    assert torch.isclose(
+        out.loss, out.metrics["view_loss"] + 0.7 * out.metrics["next_item_loss"], atol=1e-5
+    )
+    with pytest.raises(ValueError, match="next_item_weight|loss weights"):
+        ObjectiveConfig(name=name, next_item_weight=-1.0)
+    # runs of consecutive items: each item's successor is learnable
+    tokens = tokens_batch(rows=128, seed=3)
+    starts = torch.randint(1, NUM_ITEMS + 1, (128, 1), generator=torch.Generator().manual_seed(3))
+    runs = (starts + torch.arange(MAX_LEN + 1)) % NUM_ITEMS + 1
+    tokens = torch.where((tokens > 0) & (tokens <= NUM_ITEMS), runs, tokens)
+    job = PretrainJob(
+        method="clue",
+        tokens=tokens.numpy(),
+        encoder=ENCODER,
+        train=TrainConfig(epochs=6, batch_size=64, lr=3e-3, seed=0, device="cpu"),
+        view_policy=validate_view_policy({"strategies": ["dropout"]}),
+        simsiam=SimSiamConfig(proj_dim=16, pred_dim=8),
+        objective=ObjectiveConfig(name=name, next_item_weight=1.0),
+        health=HealthConfig(users=64, min_effective_rank=None),
+    )
+    task = build_pretraining(job)
+    result = fit(task.model, task.dataset, task.step_fn, job.train, None, task.epoch_metrics_fn)
+    item_losses = [entry["next_item_loss"] for entry in result.history]
+    assert item_losses[-1] < item_losses[0], item_losses

@@ -48,3 +48,28 @@ class MaskedItemPretrainer(nn.Module):
         counts = torch.round(self.mask_ratio * real_lengths(tokens)).long().clamp(min=1)
         chosen = mask_positions(tokens, counts, generator)
         return tokens.masked_fill(chosen, self.encoder.config.mask_token), chosen
+
+
+class NextItemPretrainer(nn.Module):
+    """Causal next-item cross-entropy at every position of the sequence (SASRec's objective).
+
+    The state of item t predicts item t + 1, softmax over all N items with the tied item
+    embedding, as next-item fine-tuning does with one row per user; the last item (its
+    successor is held out) and ``[UR]`` predict nothing. In the joint objective it trains the
+    item states that next-item scoring reads, which the view objectives leave untouched.
+    """
+
+    def __init__(self, encoder: SequenceEncoder) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.loss(tokens)
+
+    def loss(self, tokens: torch.Tensor) -> torch.Tensor:
+        items = (tokens > 0) & (tokens <= self.encoder.config.num_items)
+        pairs = items[:, :-1] & items[:, 1:]  # (B, W - 1): item t followed by item t + 1
+        states = self.encoder(tokens).states[:, :-1]
+        if not bool(pairs.any()):  # every sequence one item long: no pair, no signal
+            return states.sum() * 0.0
+        return item_cross_entropy(states[pairs], item_table(self.encoder), tokens[:, 1:][pairs] - 1)

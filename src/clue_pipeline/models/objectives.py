@@ -12,7 +12,9 @@ and differs only in the loss on the two views' projections:
   BatchNorm there would satisfy the variance term by construction.
 
 ``masked_item_weight`` > 0 adds lambda x masked-item cross-entropy (PeterRec / BERT4Rec style,
-on the unaugmented sequence) to any of them, so item embeddings stay discriminative.
+on the unaugmented sequence) to any of them, so item embeddings stay discriminative;
+``next_item_weight`` > 0 adds lambda x causal next-item cross-entropy at every position (SASRec's
+objective), which trains the item states that next-item scoring reads.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import torch.nn.functional as F
 from clue_pipeline.models.clue import SimSiam, SimSiamOutput, simsiam_loss, z_std
 from clue_pipeline.models.encoders import SequenceEncoder
 from clue_pipeline.models.heads import info_nce_loss
-from clue_pipeline.models.item_pretraining import MaskedItemPretrainer
+from clue_pipeline.models.item_pretraining import MaskedItemPretrainer, NextItemPretrainer
 
 
 @dataclass
@@ -41,6 +43,7 @@ class ObjectiveConfig:
     covariance_weight: float = 1.0
     masked_item_weight: float = 0.0  # lambda of the joint mode; 0 = off
     masked_item_ratio: float = 0.2
+    next_item_weight: float = 0.0  # lambda of causal next-item cross-entropy; 0 = off
 
     def __post_init__(self) -> None:
         if self.name not in OBJECTIVES:
@@ -50,7 +53,7 @@ class ObjectiveConfig:
         if self.temperature <= 0:
             raise ValueError(f"pretrain.objective.temperature = {self.temperature}: expected > 0")
         weights = (self.invariance_weight, self.variance_weight, self.covariance_weight)
-        if min(*weights, self.masked_item_weight) < 0:
+        if min(*weights, self.masked_item_weight, self.next_item_weight) < 0:
             raise ValueError("pretrain.objective: loss weights must be >= 0")
         if not 0.0 < self.masked_item_ratio < 1.0:
             raise ValueError(
@@ -114,6 +117,7 @@ class SequencePretrainer(SimSiam):
             if objective.masked_item_weight > 0
             else None
         )
+        self.next_item = NextItemPretrainer(encoder) if objective.next_item_weight > 0 else None
 
     def forward(  # type: ignore[override]
         self,
@@ -125,12 +129,19 @@ class SequencePretrainer(SimSiam):
         out = self.views_forward(view_a, view_b)
         loss, metrics = OBJECTIVES[self.objective.name].loss(out, self.objective)
         metrics = {**metrics, "z_std": z_std(out.z1)}
+        if self.masked_item is None and self.next_item is None:
+            return PretrainOutput(loss, metrics)
+        if tokens is None or generator is None:
+            raise ValueError("the joint objective needs the unaugmented tokens and a generator")
+        metrics["view_loss"] = loss.detach()
         if self.masked_item is not None:
-            if tokens is None or generator is None:
-                raise ValueError("the joint objective needs the unaugmented tokens and a generator")
             item_loss = self.masked_item(tokens, generator)
-            metrics.update(view_loss=loss.detach(), masked_item_loss=item_loss.detach())
+            metrics["masked_item_loss"] = item_loss.detach()
             loss = loss + self.objective.masked_item_weight * item_loss
+        if self.next_item is not None:
+            next_loss = self.next_item(tokens)
+            metrics["next_item_loss"] = next_loss.detach()
+            loss = loss + self.objective.next_item_weight * next_loss
         return PretrainOutput(loss, metrics)
 
 
