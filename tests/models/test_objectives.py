@@ -267,3 +267,22 @@ def test_joint_next_item_term_is_added_logged_and_lowered_by_the_loop(name):
     result = fit(task.model, task.dataset, task.step_fn, job.train, None, task.epoch_metrics_fn)
     item_losses = [entry["next_item_loss"] for entry in result.history]
     assert item_losses[-1] < item_losses[0], item_losses
+
+
+def test_view_weight_scales_the_view_term_and_zero_needs_an_item_term():
+    tokens = tokens_batch()
+    generator = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    alone = SequencePretrainer(
+        build_encoder(ENCODER),
+        ObjectiveConfig(next_item_weight=1.0, view_weight=0.0),
+        proj_dim=16,
+        pred_dim=8,
+    )
+    out = alone(tokens, tokens, tokens, generator)
+    assert torch.isclose(out.loss, out.metrics["next_item_loss"], atol=1e-6)
+    assert float(out.metrics["view_loss"]) != 0.0  # still measured, only not trained
+    with pytest.raises(ValueError, match="view_weight = 0.*nothing to train"):
+        ObjectiveConfig(view_weight=0.0)
+    with pytest.raises(ValueError, match="loss weights"):
+        ObjectiveConfig(view_weight=-0.5)

@@ -14,7 +14,9 @@ and differs only in the loss on the two views' projections:
 ``masked_item_weight`` > 0 adds lambda x masked-item cross-entropy (PeterRec / BERT4Rec style,
 on the unaugmented sequence) to any of them, so item embeddings stay discriminative;
 ``next_item_weight`` > 0 adds lambda x causal next-item cross-entropy at every position (SASRec's
-objective), which trains the item states that next-item scoring reads.
+objective), which trains the item states that next-item scoring reads. ``view_weight`` scales
+the view objective itself: 0 leaves the item terms alone, the ablation that tells what the views
+add to them.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class ObjectiveConfig:
     masked_item_weight: float = 0.0  # lambda of the joint mode; 0 = off
     masked_item_ratio: float = 0.2
     next_item_weight: float = 0.0  # lambda of causal next-item cross-entropy; 0 = off
+    view_weight: float = 1.0  # the view objective's own weight; 0 = item terms alone
 
     def __post_init__(self) -> None:
         if self.name not in OBJECTIVES:
@@ -53,8 +56,14 @@ class ObjectiveConfig:
         if self.temperature <= 0:
             raise ValueError(f"pretrain.objective.temperature = {self.temperature}: expected > 0")
         weights = (self.invariance_weight, self.variance_weight, self.covariance_weight)
-        if min(*weights, self.masked_item_weight, self.next_item_weight) < 0:
+        item_weights = (self.masked_item_weight, self.next_item_weight)
+        if min(*weights, *item_weights, self.view_weight) < 0:
             raise ValueError("pretrain.objective: loss weights must be >= 0")
+        if self.view_weight == 0 and max(item_weights) == 0:
+            raise ValueError(
+                "pretrain.objective.view_weight = 0 with masked_item_weight and next_item_weight "
+                "0 leaves nothing to train: give one of them a weight > 0"
+            )
         if not 0.0 < self.masked_item_ratio < 1.0:
             raise ValueError(
                 f"pretrain.objective.masked_item_ratio = {self.masked_item_ratio}: expected (0, 1)"
@@ -127,13 +136,14 @@ class SequencePretrainer(SimSiam):
         generator: torch.Generator | None = None,
     ) -> PretrainOutput:
         out = self.views_forward(view_a, view_b)
-        loss, metrics = OBJECTIVES[self.objective.name].loss(out, self.objective)
+        view_loss, metrics = OBJECTIVES[self.objective.name].loss(out, self.objective)
         metrics = {**metrics, "z_std": z_std(out.z1)}
+        loss = self.objective.view_weight * view_loss
         if self.masked_item is None and self.next_item is None:
             return PretrainOutput(loss, metrics)
         if tokens is None or generator is None:
             raise ValueError("the joint objective needs the unaugmented tokens and a generator")
-        metrics["view_loss"] = loss.detach()
+        metrics["view_loss"] = view_loss.detach()
         if self.masked_item is not None:
             item_loss = self.masked_item(tokens, generator)
             metrics["masked_item_loss"] = item_loss.detach()
