@@ -113,21 +113,29 @@ def test_vicreg_terms_punish_a_collapsed_or_correlated_space():
     assert vicreg_terms(line, line)[2] > 10 * covariance
 
 
-@pytest.mark.parametrize("name, weight", MODES)
-def test_a_few_steps_of_the_one_loop_lower_each_objective(name, weight):
-    tokens = tokens_batch(rows=128, seed=3).numpy()
+def fit_clue(tokens: torch.Tensor, objective: ObjectiveConfig, views: dict):
+    """Six epochs of CLUE pre-training through the one loop, with the health monitor."""
     job = PretrainJob(
         method="clue",
-        tokens=tokens,
+        tokens=tokens.numpy(),
         encoder=ENCODER,
         train=TrainConfig(epochs=6, batch_size=64, lr=3e-3, seed=0, device="cpu"),
-        view_policy=validate_view_policy({"strategies": ["mask"], "mask_ratio": 0.3}),
+        view_policy=validate_view_policy(views),
         simsiam=SimSiamConfig(proj_dim=16, pred_dim=8),
-        objective=ObjectiveConfig(name=name, masked_item_weight=weight),
+        objective=objective,
         health=HealthConfig(users=64, min_effective_rank=None),
     )
     task = build_pretraining(job)
-    result = fit(task.model, task.dataset, task.step_fn, job.train, None, task.epoch_metrics_fn)
+    return fit(task.model, task.dataset, task.step_fn, job.train, None, task.epoch_metrics_fn)
+
+
+@pytest.mark.parametrize("name, weight", MODES)
+def test_a_few_steps_of_the_one_loop_lower_each_objective(name, weight):
+    result = fit_clue(
+        tokens_batch(rows=128, seed=3),
+        ObjectiveConfig(name=name, masked_item_weight=weight),
+        {"strategies": ["mask"], "mask_ratio": 0.3},
+    )
     losses = [entry["loss"] for entry in result.history]
     assert losses[-1] < losses[0], f"{name} (+{weight} masked items): {losses}"
     last = result.history[-1]
@@ -253,18 +261,9 @@ def test_joint_next_item_term_is_added_logged_and_lowered_by_the_loop(name):
     starts = torch.randint(1, NUM_ITEMS + 1, (128, 1), generator=torch.Generator().manual_seed(3))
     runs = (starts + torch.arange(MAX_LEN + 1)) % NUM_ITEMS + 1
     tokens = torch.where((tokens > 0) & (tokens <= NUM_ITEMS), runs, tokens)
-    job = PretrainJob(
-        method="clue",
-        tokens=tokens.numpy(),
-        encoder=ENCODER,
-        train=TrainConfig(epochs=6, batch_size=64, lr=3e-3, seed=0, device="cpu"),
-        view_policy=validate_view_policy({"strategies": ["dropout"]}),
-        simsiam=SimSiamConfig(proj_dim=16, pred_dim=8),
-        objective=ObjectiveConfig(name=name, next_item_weight=1.0),
-        health=HealthConfig(users=64, min_effective_rank=None),
+    result = fit_clue(
+        tokens, ObjectiveConfig(name=name, next_item_weight=1.0), {"strategies": ["dropout"]}
     )
-    task = build_pretraining(job)
-    result = fit(task.model, task.dataset, task.step_fn, job.train, None, task.epoch_metrics_fn)
     item_losses = [entry["next_item_loss"] for entry in result.history]
     assert item_losses[-1] < item_losses[0], item_losses
 
