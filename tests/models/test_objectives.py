@@ -236,6 +236,15 @@ def test_next_item_term_scores_each_item_against_its_successor_only():
     )
     loss = NextItemPretrainer(encoder)(tokens)
     assert torch.allclose(loss, expected, atol=1e-5)
+    # a mixed batch, encoded in length groups, gives the one padded pass's loss
+    mixed = tokens_batch(rows=32, seed=5)
+    padded_states = encoder(mixed).states[:, :-1]
+    items = (mixed > 0) & (mixed <= NUM_ITEMS)
+    pairs = items[:, :-1] & items[:, 1:]
+    padded = torch.nn.functional.cross_entropy(
+        padded_states[pairs] @ item_table(encoder).T, mixed[:, 1:][pairs] - 1
+    )
+    assert torch.allclose(NextItemPretrainer(encoder)(mixed), padded, atol=1e-5)
     lonely = NextItemPretrainer(encoder)(torch.tensor([[0, 0, 4, ur], [0, 0, 6, ur]]))
     assert float(lonely.detach()) == 0.0 and lonely.requires_grad
 

@@ -328,17 +328,10 @@ class CNNEncoder(SequenceEncoder):
         return self.final_norm(x.transpose(1, 2))
 
 
-def user_vectors_by_length(
-    encoder: SequenceEncoder, tokens: torch.Tensor, min_width: int = 4
-) -> torch.Tensor:
-    """The ``[UR]`` vectors (B, d) of a left-padded batch, encoded in groups of similar length.
-
-    A row goes to the narrowest of the widths ``min_width``, 2 x ``min_width``, ... (and the
-    batch's own width) that holds its tokens, and each group runs through the encoder cut to
-    that width, so padding costs at most as much as the real tokens. The result is the one
-    padded pass's (positions count from the right and padding never reaches a real position),
-    while the batch stays mixed for whatever comes next: BatchNorm heads see every length.
-    """
+def length_groups(tokens: torch.Tensor, min_width: int = 4) -> list[tuple[torch.Tensor, int]]:
+    """Rows of a left-padded batch grouped by length: [(row indices, width)], each row in the
+    narrowest of the widths ``min_width``, 2 x ``min_width``, ... (and the batch's own width)
+    that holds its tokens, so a group cut to its width pads at most as much as it holds."""
     width = tokens.shape[1]
     lengths = (tokens != PAD).sum(dim=1)
     widths = [min_width]
@@ -347,12 +340,26 @@ def user_vectors_by_length(
     group = torch.bucketize(lengths, torch.tensor(widths, device=tokens.device))
     order = torch.argsort(group, stable=True)
     counts = torch.bincount(group, minlength=len(widths)).tolist()
-    parts, start = [], 0
+    groups, start = [], 0
     for group_width, count in zip(widths, counts, strict=True):
         if count:
-            rows = order[start : start + count]
-            parts.append(encoder(tokens[rows, -group_width:], last=1).user)
+            groups.append((order[start : start + count], group_width))
             start += count
+    return groups
+
+
+def user_vectors_by_length(
+    encoder: SequenceEncoder, tokens: torch.Tensor, min_width: int = 4
+) -> torch.Tensor:
+    """The ``[UR]`` vectors (B, d) of a left-padded batch, encoded in :func:`length_groups`.
+
+    The result is the one padded pass's (positions count from the right and padding never
+    reaches a real position), while the batch stays mixed for whatever comes next: BatchNorm
+    heads see every length.
+    """
+    groups = length_groups(tokens, min_width)
+    parts = [encoder(tokens[rows, -width:], last=1).user for rows, width in groups]
+    order = torch.cat([rows for rows, _ in groups])
     return torch.cat(parts)[torch.argsort(order)]
 
 

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from clue_pipeline.augment import mask_positions, real_lengths
-from clue_pipeline.models.encoders import SequenceEncoder
+from clue_pipeline.models.encoders import SequenceEncoder, length_groups
 from clue_pipeline.models.heads import item_cross_entropy, item_table
 
 
@@ -67,9 +67,22 @@ class NextItemPretrainer(nn.Module):
         return self.loss(tokens)
 
     def loss(self, tokens: torch.Tensor) -> torch.Tensor:
-        items = (tokens > 0) & (tokens <= self.encoder.config.num_items)
-        pairs = items[:, :-1] & items[:, 1:]  # (B, W - 1): item t followed by item t + 1
-        states = self.encoder(tokens).states[:, :-1]
-        if not bool(pairs.any()):  # every sequence one item long: no pair, no signal
-            return states.sum() * 0.0
-        return item_cross_entropy(states[pairs], item_table(self.encoder), tokens[:, 1:][pairs] - 1)
+        """Mean over every (item, successor) pair of the batch; rows are encoded in groups of
+        similar length (:func:`length_groups`), so padding costs little in a mixed batch."""
+        total, pairs_seen = None, 0
+        for rows, width in length_groups(tokens):
+            part = tokens[rows, -width:]
+            items = (part > 0) & (part <= self.encoder.config.num_items)
+            pairs = items[:, :-1] & items[:, 1:]  # item t followed by item t + 1
+            count = int(pairs.sum())
+            if count == 0:  # one-item rows: no pair, no signal
+                continue
+            states = self.encoder(part).states[:, :-1][pairs]
+            term = count * item_cross_entropy(
+                states, item_table(self.encoder), part[:, 1:][pairs] - 1
+            )
+            total = term if total is None else total + term
+            pairs_seen += count
+        if total is None:  # a zero that still reaches the parameters, as every loss does
+            return item_table(self.encoder).sum() * 0.0
+        return total / pairs_seen
