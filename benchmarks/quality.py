@@ -21,7 +21,13 @@ import subprocess
 
 from benchmarks.common import REPO, RESULTS, write_results
 from clue_pipeline.experiments.cells import Cell
-from clue_pipeline.experiments.runner import RunnerConfig, prepare, run_cell
+from clue_pipeline.experiments.runner import (
+    RunnerConfig,
+    cell_log_name,
+    log_path,
+    prepare,
+    run_cell,
+)
 from clue_pipeline.experiments.store import CellStore
 
 CELLS = RESULTS / "quality" / "cells"
@@ -262,6 +268,9 @@ def main() -> None:
             if cell.dataset not in prepared:
                 prepare(cell.dataset, config)
                 prepared.add(cell.dataset)
+            print(
+                f"{cell.label()}: progress in {log_path(config, cell_log_name(cell))}", flush=True
+            )
             result = {**run_cell(cell, config), "code": code_state()}
             path = STORE.save(cell, result)
             done += 1

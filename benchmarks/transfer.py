@@ -40,7 +40,13 @@ from scipy import stats
 from benchmarks.common import REPO, RESULTS, write_results
 from benchmarks.objectives import parameters
 from clue_pipeline.experiments.cells import Cell
-from clue_pipeline.experiments.runner import RunnerConfig, prepare, run_cell
+from clue_pipeline.experiments.runner import (
+    RunnerConfig,
+    cell_log_name,
+    log_path,
+    prepare,
+    run_cell,
+)
 from clue_pipeline.experiments.store import CellStore
 
 TASKS = {"beauty": "next_item", "ml-1m": "profiling", "ml-100k": "coldstart"}
@@ -296,6 +302,9 @@ def main() -> None:
             if cell.dataset not in prepared:
                 prepare(cell.dataset, config)
                 prepared.add(cell.dataset)
+            print(
+                f"{cell.label()}: progress in {log_path(config, cell_log_name(cell))}", flush=True
+            )
             result = run_cell(cell, config)
             path = store.save(cell, result)
             done += 1

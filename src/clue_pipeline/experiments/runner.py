@@ -56,6 +56,9 @@ class RunnerConfig:
     paths: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_PATHS))
     representation: RepresentationConfig = field(default_factory=RepresentationConfig)
     python: str = sys.executable
+    # each `kedro run`'s output goes to <log_dir>/<cell>.log as it runs (`tail -f` follows a
+    # long cell); relative to project_dir
+    log_dir: str = "logs/cells"
 
 
 def run_missing(
@@ -88,7 +91,7 @@ def run_missing(
 
 def prepare(dataset: str, config: RunnerConfig) -> None:
     """Ingest, sequences and views of a dataset (cheap beside training), once per sitting."""
-    kedro(config, dataset, ["--pipelines", PREPARE_PIPELINES], {})
+    kedro(config, dataset, ["--pipelines", PREPARE_PIPELINES], {}, log_name=f"{dataset}_prepare")
 
 
 def run_cell(cell: Cell, config: RunnerConfig) -> dict[str, Any]:
@@ -96,7 +99,10 @@ def run_cell(cell: Cell, config: RunnerConfig) -> dict[str, Any]:
     started = time.perf_counter()
     output = _output_folder(cell, config)
     before = _versions(output)
-    kedro(config, cell.dataset, ["--nodes", ",".join(kedro_nodes(cell))], kedro_params(cell))
+    log_name = cell_log_name(cell)
+    logger.info("cell %s: progress in %s", cell.label(), log_path(config, log_name))
+    nodes = ["--nodes", ",".join(kedro_nodes(cell))]
+    kedro(config, cell.dataset, nodes, kedro_params(cell), log_name=log_name)
     wall_s = time.perf_counter() - started
     version = _new_version(output, before)
     if cell.task == PRETRAIN_TASK:
@@ -104,11 +110,23 @@ def run_cell(cell: Cell, config: RunnerConfig) -> dict[str, Any]:
     else:
         record = json.loads((version / output.name).read_text())
     if uses_views(cell):  # leave the dataset's view policy as its parameters say
-        kedro(config, cell.dataset, ["--nodes", VIEW_POLICY_NODE], {})
+        kedro(config, cell.dataset, ["--nodes", VIEW_POLICY_NODE], {}, log_name=log_name)
     return {"cell": cell.as_dict(), "wall_s": wall_s, "record": record}
 
 
-def kedro(config: RunnerConfig, dataset: str, args: list[str], params: dict) -> None:
+def cell_log_name(cell: Cell) -> str:
+    """The cell's log file stem, as unique as its stored result's path."""
+    return cell.relative_path.with_suffix("").as_posix().replace("/", "_")
+
+
+def log_path(config: RunnerConfig, name: str) -> Path:
+    return Path(config.project_dir) / config.log_dir / f"{name}.log"
+
+
+def kedro(
+    config: RunnerConfig, dataset: str, args: list[str], params: dict, log_name: str = "kedro"
+) -> None:
+    """One `kedro run`, its output appended to ``log_path(config, log_name)`` as it runs."""
     if dataset not in config.envs:
         raise ValueError(
             f"dataset {dataset!r} has no run-environment in report.profiles.<profile>.envs; "
@@ -116,23 +134,26 @@ def kedro(config: RunnerConfig, dataset: str, args: list[str], params: dict) -> 
         )
     env = config.envs[dataset]
     command = [config.python, "-m", "kedro", "run", *(["--env", env] if env else []), *args]
-    with tempfile.TemporaryDirectory() as folder:
+    log = log_path(config, log_name)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as folder, log.open("a") as handle:
         if params:
             path = Path(folder) / "cell.yml"
             path.write_text(yaml.safe_dump({"run": {"params": params}}))
             command += ["--config", str(path)]
+        handle.write(f"$ {' '.join(command)}\n")
+        handle.flush()
         result = subprocess.run(
             command,
             cwd=config.project_dir,
             env={**os.environ, "CLUE_NUM_THREADS": str(config.threads)},
-            capture_output=True,
-            text=True,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
             timeout=config.timeout_s,
         )
     if result.returncode:
-        raise RuntimeError(
-            f"{' '.join(command)} (params {params}) failed:\n{result.stderr[-4000:]}"
-        )
+        tail = log.read_text(errors="replace")[-4000:]
+        raise RuntimeError(f"{' '.join(command)} (params {params}) failed (log {log}):\n{tail}")
 
 
 def _output_folder(cell: Cell, config: RunnerConfig) -> Path:
