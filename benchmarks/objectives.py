@@ -110,6 +110,11 @@ CELLS = [
         objective={"next_item_weight": 1.0},
     ),
     Cell(
+        "next_only",
+        "causal next-item cross-entropy alone (view_weight 0: what the views add to it)",
+        objective={"next_item_weight": 1.0, "view_weight": 0.0},
+    ),
+    Cell(
         "infonce_joint",
         "InfoNCE + 1.0 x masked-item cross-entropy",
         objective={"name": "infonce", "masked_item_weight": 1.0},
