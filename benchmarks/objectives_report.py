@@ -15,7 +15,13 @@ from pathlib import Path
 from clue_pipeline.figures import new_figure
 
 # transfer results file stem -> the objectives cell whose pre-training its CLUE cells used
-TRANSFER_OBJECTIVES = {"transfer": "simsiam", "transfer_joint": "simsiam_joint"}
+TRANSFER_OBJECTIVES = {
+    "transfer": "simsiam",
+    "transfer_joint": "simsiam_joint",
+    "transfer_next": "simsiam_next",
+    "transfer_next_users": "simsiam_next",
+    "transfer_next_only": "next_only",
+}
 RANK_FIGURE = "fig8_objectives_rank.png"
 FINETUNE_METRIC = {"next_item": "ndcg@10", "coldstart": "mrr@10", "profiling": "gender/accuracy"}
 
