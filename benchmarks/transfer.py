@@ -135,7 +135,13 @@ def welch(a: list[float], b: list[float]) -> dict[str, Any]:
     return {"diff": diff, "t": float(t), "p": float(p), "verdict": verdict}
 
 
-def summarise(cells: list[Cell], store: CellStore, name: str, note: str = "") -> dict[str, Any]:
+def summarise(
+    cells: list[Cell],
+    store: CellStore,
+    name: str,
+    note: str = "",
+    overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Mean ± std per (dataset, method, share) and the CLUE comparisons, written as ``name``."""
     series: dict[tuple, dict[str, list[float]]] = {}
     missing = []
@@ -190,6 +196,7 @@ def summarise(cells: list[Cell], store: CellStore, name: str, note: str = "") ->
         "comparisons": comparisons,
         "missing": [c.as_dict() for c in missing],
         "cells_total": len(cells),
+        "overrides": overrides or {},
     }
     write_results(name, payload, markdown(rows, comparisons, missing, len(cells), note))
     return payload
@@ -286,6 +293,7 @@ def main() -> None:
     )
     store = CellStore(args.store or RESULTS / args.name / "cells")
     note = ""
+    overrides = {"every": common, "clue": clue_only}
     if common or clue_only:
         note = f"Overrides: every cell {common or '{}'}; CLUE cells {clue_only or '{}'}."
     if not args.summary_only:
@@ -309,8 +317,8 @@ def main() -> None:
             path = store.save(cell, result)
             done += 1
             print(f"saved {path} ({result['wall_s']:.0f} s)", flush=True)
-            summarise(cells, store, args.name, note)
-    payload = summarise(cells, store, args.name, note)
+            summarise(cells, store, args.name, note, overrides)
+    payload = summarise(cells, store, args.name, note, overrides)
     print(json.dumps({"cells": len(cells), "missing": len(payload["missing"])}))
 
 
