@@ -36,6 +36,8 @@ DATASETS = {
     "beauty": ("s3rec", SHARED / "s3rec" / "Beauty.txt"),
     "sports": ("s3rec", SHARED / "s3rec" / "Sports_and_Outdoors.txt"),
     "ml-100k": ("ml-100k", SHARED / "movielens-100k"),
+    # the public part of ML-1M (conf/ml-1m: users 1..2999, real timestamps)
+    "ml-1m": ("ml-1m-partial", SHARED / "movielens-1m" / "partial"),
     "ml-latest-small": ("ml-latest-small", REPO / "data" / "01_raw" / "ml-latest-small"),
 }
 
