@@ -4,6 +4,7 @@ results written as JSON + Markdown with the command, date, machine and thread co
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import resource
@@ -61,6 +62,17 @@ def load_next_item(name: str, max_len: int = 50, min_seq_len: int = 3) -> NextIt
     item_index = build_item_index(ordered)
     split, _ = next_item_split(build_sequences(ordered, item_index, max_len))
     return NextItemDataset(name, item_index, split)
+
+
+def show_cell_progress() -> None:
+    """The cell runner's own lines (each cell's log path) on stderr: benchmarks run cells
+    outside Kedro, whose logging would otherwise show them."""
+    runner = logging.getLogger("clue_pipeline.experiments.runner")
+    if not runner.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        runner.addHandler(handler)
+    runner.setLevel(logging.INFO)
 
 
 def machine() -> dict[str, Any]:

@@ -19,15 +19,9 @@ import json
 import statistics
 import subprocess
 
-from benchmarks.common import REPO, RESULTS, write_results
+from benchmarks.common import REPO, RESULTS, show_cell_progress, write_results
 from clue_pipeline.experiments.cells import Cell
-from clue_pipeline.experiments.runner import (
-    RunnerConfig,
-    cell_log_name,
-    log_path,
-    prepare,
-    run_cell,
-)
+from clue_pipeline.experiments.runner import RunnerConfig, prepare, run_cell
 from clue_pipeline.experiments.store import CellStore
 
 CELLS = RESULTS / "quality" / "cells"
@@ -260,6 +254,7 @@ def main() -> None:
     )
     done = 0
     if not args.summary_only:
+        show_cell_progress()
         prepared = set(args.datasets) if args.skip_prepare else set()
         config = runner(args.threads)
         for cell in todo:
@@ -268,9 +263,6 @@ def main() -> None:
             if cell.dataset not in prepared:
                 prepare(cell.dataset, config)
                 prepared.add(cell.dataset)
-            print(
-                f"{cell.label()}: progress in {log_path(config, cell_log_name(cell))}", flush=True
-            )
             result = {**run_cell(cell, config), "code": code_state()}
             path = STORE.save(cell, result)
             done += 1

@@ -37,16 +37,10 @@ from typing import Any
 
 from scipy import stats
 
-from benchmarks.common import REPO, RESULTS, write_results
+from benchmarks.common import REPO, RESULTS, show_cell_progress, write_results
 from benchmarks.objectives import parameters
 from clue_pipeline.experiments.cells import Cell
-from clue_pipeline.experiments.runner import (
-    RunnerConfig,
-    cell_log_name,
-    log_path,
-    prepare,
-    run_cell,
-)
+from clue_pipeline.experiments.runner import RunnerConfig, prepare, run_cell
 from clue_pipeline.experiments.store import CellStore
 
 TASKS = {"beauty": "next_item", "ml-1m": "profiling", "ml-100k": "coldstart"}
@@ -297,6 +291,7 @@ def main() -> None:
     if common or clue_only:
         note = f"Overrides: every cell {common or '{}'}; CLUE cells {clue_only or '{}'}."
     if not args.summary_only:
+        show_cell_progress()
         config = RunnerConfig(project_dir=REPO, envs={d: d for d in TASKS}, threads=args.threads)
         # the widest gap first: every method at the smallest share, seed by seed
         todo = sorted(cells, key=lambda c: (c.seed, c.fraction, c.dataset))
@@ -310,9 +305,6 @@ def main() -> None:
             if cell.dataset not in prepared:
                 prepare(cell.dataset, config)
                 prepared.add(cell.dataset)
-            print(
-                f"{cell.label()}: progress in {log_path(config, cell_log_name(cell))}", flush=True
-            )
             result = run_cell(cell, config)
             path = store.save(cell, result)
             done += 1
