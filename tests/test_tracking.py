@@ -14,6 +14,7 @@ from clue_pipeline.tracking import (
     PARENT_RUN_TAG,
     ChildRuns,
     Job,
+    LiveEpochMetrics,
     UserVectorConfig,
     UserVectorModel,
     job_history_metrics,
@@ -351,3 +352,93 @@ def test_the_hook_names_the_parent_and_opens_one_child_per_job(sqlite_store, req
         "valid/ndcg_at_10": 0.1,
         "test/ndcg_at_10": 0.3,
     }
+
+
+def test_training_epochs_reach_the_child_run_while_the_job_trains(sqlite_store, request):
+    from kedro.io import DataCatalog, MemoryDataset
+    from kedro.pipeline import Node, Pipeline
+
+    from clue_pipeline.hooks import MlflowOutputsHook
+    from clue_pipeline.training import TrainConfig, fit
+    from clue_pipeline.training.loop import announce_part, epoch_records
+    from tests.training._resume_script import build_task
+
+    client = MlflowClient(sqlite_store)
+    catalog = DataCatalog(
+        {
+            "params:dataset_name": MemoryDataset("toy"),
+            "params:encoder": MemoryDataset(PARAMS["encoder"]),
+            "params:finetune": MemoryDataset({**PARAMS["finetune"], "train": {"seed": 3}}),
+        }
+    )
+    train = Node(lambda x: None, "params:finetune", "next_item__clue_history", name="ft")
+    profile = Node(lambda x: None, "params:finetune", "profiling__clue_history", name="pf")
+    hook = MlflowOutputsHook()
+    run_params = {"pipeline_names": ["finetune"], "node_names": None, "env": None}
+    seen_live: list[dict[str, float]] = []
+
+    experiment_id = mlflow.get_experiment_by_name(request.node.name).experiment_id
+
+    def child_metrics(task: str):
+        (run,) = client.search_runs([experiment_id], filter_string=f"tags.task = '{task}'")
+        return run
+
+    def validate(task: str):
+        def read(model):  # called after every epoch: what MLflow holds by then
+            seen_live.append(dict(child_metrics(task).data.metrics))
+            return {"ndcg@10": float(len(seen_live))}
+
+        return read
+
+    config = TrainConfig(epochs=3, batch_size=32, seed=3, device="cpu")
+    with mlflow.start_run():
+        hook.before_pipeline_run(run_params, Pipeline([train, profile]), catalog)
+        hook.before_node_run(train, catalog, {})
+        task = build_task(rows=64)
+        history = fit(task.model, task.dataset, task.step_fn, config, validate("next_item"))
+        hook.after_node_run(train, catalog, {}, {"next_item__clue_history": history.history})
+
+        hook.before_node_run(profile, catalog, {})
+        histories = {}
+        for attribute in ("age", "gender"):
+            announce_part(attribute)
+            task = build_task(rows=64)
+            fitted = fit(task.model, task.dataset, task.step_fn, config, validate("profiling"))
+            histories[attribute] = fitted.history
+        hook.after_node_run(profile, catalog, {}, {"profiling__clue_history": histories})
+
+    listeners = [h for h in epoch_records.handlers if isinstance(h, LiveEpochMetrics)]
+    assert listeners == [], "the listeners leave with their nodes"
+    # before epoch 1's validation, epoch 0 is in MLflow; before epoch 0's, nothing is
+    assert seen_live[0] == {} and "valid/ndcg_at_10" in seen_live[2]
+    assert seen_live[2]["valid/ndcg_at_10"] == 2.0
+    run = child_metrics("next_item")
+    steps = client.get_metric_history(run.info.run_id, "valid/ndcg_at_10")
+    assert [(m.step, m.value) for m in steps] == [(0, 1.0), (1, 2.0), (2, 3.0)], "each once"
+    assert run.info.status == "FINISHED"
+    run = child_metrics("profiling")
+    assert "valid/age/ndcg_at_10" in seen_live[5] and "valid/gender/ndcg_at_10" in seen_live[8]
+    steps = client.get_metric_history(run.info.run_id, "valid/gender/ndcg_at_10")
+    assert [m.step for m in steps] == [0, 1, 2]
+
+
+def test_a_job_that_skips_leaves_no_child_run(sqlite_store):
+    from kedro.io import DataCatalog, MemoryDataset
+    from kedro.pipeline import Node, Pipeline
+
+    from clue_pipeline.hooks import MlflowOutputsHook
+
+    catalog = DataCatalog({"params:finetune": MemoryDataset(PARAMS["finetune"])})
+    skipped = Node(lambda x: None, "params:finetune", "profiling__clue_history", name="pf")
+    hook = MlflowOutputsHook()
+    run_params = {"pipeline_names": ["finetune"], "node_names": None, "env": None}
+    with mlflow.start_run() as parent:
+        hook.before_pipeline_run(run_params, Pipeline([skipped]), catalog)
+        hook.before_node_run(skipped, catalog, {})
+        hook.after_node_run(skipped, catalog, {}, {"profiling__clue_history": {"skipped": "no"}})
+    client = MlflowClient(sqlite_store)
+    children = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.`{PARENT_RUN_TAG}` = '{parent.info.run_id}'",
+    )
+    assert children == []

@@ -25,11 +25,13 @@ from clue_pipeline.tracking import (
     RUN_NAME_TAG,
     ChildRuns,
     Job,
+    LiveEpochMetrics,
     job_of,
     job_params,
     job_seed,
     parent_run_name,
 )
+from clue_pipeline.training.loop import epoch_records
 
 logger = logging.getLogger(__name__)
 
@@ -204,6 +206,8 @@ class MlflowOutputsHook:
         self._children: ChildRuns | None = None
         self._dataset = ""
         self._started_ms: dict[str, int] = {}
+        self._live: dict[str, LiveEpochMetrics] = {}  # node name -> its epochs' listener
+        self._opened: set[Job] = set()  # children opened before their job had anything
 
     @hook_impl(trylast=True)  # after kedro-mlflow has started the run
     def before_pipeline_run(self, run_params, pipeline, catalog) -> None:
@@ -223,20 +227,36 @@ class MlflowOutputsHook:
 
     @hook_impl
     def before_node_run(self, node, catalog, inputs) -> None:
-        if self._children is not None and job_of(node.outputs):
-            self._started_ms[node.name] = int(time.time() * 1000)
+        found = job_of(node.outputs)
+        if self._children is None or found is None:
+            return
+        self._started_ms[node.name] = int(time.time() * 1000)
+        job, phase = found
+        if phase == PHASE_TRAIN:  # open the child now: its epochs are logged as they end
+            fresh = not self._children.has(job)
+            self._child(job, phase, node, catalog, inputs)
+            if fresh:
+                self._opened.add(job)
+            self._live[node.name] = LiveEpochMetrics(self._children, job)
+            epoch_records.addHandler(self._live[node.name])
 
     @hook_impl
     def after_node_run(
         self, node, catalog, inputs: dict[str, Any], outputs: dict[str, Any]
     ) -> None:
+        self._stop_live(node.name)
         found = job_of(node.outputs)
         if self._children is None or found is None:
             return
         job, phase = found
         output = next(v for k, v in outputs.items() if k.endswith(_OUTPUT_SUFFIX[phase]))
-        if isinstance(output, dict) and "skipped" in output and not self._children.has(job):
-            return  # e.g. profiling on a dataset without user attributes: no run to compare
+        if isinstance(output, dict) and "skipped" in output:
+            if job in self._opened:  # opened for live epochs, and nothing trained
+                self._opened.discard(job)
+                self._children.discard(job)
+            if not self._children.has(job):
+                return  # e.g. profiling on a dataset without user attributes: no run to compare
+        self._opened.discard(job)
         run_id = self._child(job, phase, node, catalog, inputs)
         if phase == PHASE_TRAIN:
             self._children.log_history(job, output)
@@ -247,12 +267,19 @@ class MlflowOutputsHook:
 
     @hook_impl
     def on_node_error(self, error, node, catalog, inputs) -> None:
+        self._stop_live(node.name)
         found = job_of(node.outputs)
         if self._children is None or found is None:
             return
         job, phase = found
+        self._opened.discard(job)
         self._child(job, phase, node, catalog, inputs)
         self._children.finish(job, "FAILED")
+
+    def _stop_live(self, node_name: str) -> None:
+        handler = self._live.pop(node_name, None)
+        if handler is not None:
+            epoch_records.removeHandler(handler)
 
     def _child(self, job: Job, phase: str, node, catalog, inputs: dict[str, Any]) -> str:
         params = {

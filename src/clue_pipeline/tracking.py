@@ -11,6 +11,7 @@ import logging
 import numbers
 import re
 import tempfile
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import import_module
@@ -29,6 +30,7 @@ from mlflow.tracking import MlflowClient
 
 from clue_pipeline.data.tokens import special_tokens
 from clue_pipeline.embedding import encode_tokens, reject_rows_without_known_items
+from clue_pipeline.training.loop import EPOCH_ENTRY, EPOCH_PART
 
 logger = logging.getLogger(__name__)
 
@@ -458,10 +460,10 @@ def parent_run_name(dataset: str, pipelines: Sequence[str], nodes: Sequence[str]
 class ChildRuns:
     """The child runs of one parent run, written with the client: the parent stays active.
 
-    A job's child is created when its training ends (with the time it started) and
-    terminated then; evaluation, a later node, logs into the same child and terminates it
-    again. A run resumed or evaluated without training in this `kedro run` gets its child
-    at evaluation.
+    A job's child is created when its training starts, fills with each epoch's metrics as
+    the loop reports them (``LiveEpochMetrics``), and is terminated when training ends;
+    evaluation, a later node, logs into the same child and terminates it again. A run
+    evaluated without training in this `kedro run` gets its child at evaluation.
     """
 
     def __init__(self, client: MlflowClient, parent_run_id: str, experiment_id: str) -> None:
@@ -469,6 +471,7 @@ class ChildRuns:
         self.parent_run_id = parent_run_id
         self.experiment_id = experiment_id
         self._runs: dict[Job, str] = {}
+        self._live: dict[Job, set[tuple[str, int]]] = {}
 
     def child(
         self,
@@ -503,13 +506,33 @@ class ChildRuns:
     def has(self, job: Job) -> bool:
         return job in self._runs
 
+    def log_epoch(self, job: Job, entry: Mapping[str, Any], part: str | None = None) -> None:
+        """One epoch's metrics as training reports it, so MLflow's charts fill in live.
+
+        ``part`` names the fit an entry belongs to where a job trains several (profiling: one
+        classifier per attribute), as the history's keys will.
+        """
+        infix = f"/{part}" if part else ""
+        metrics = _history_rows(job, [entry], infix, _now_ms())
+        if metrics:
+            self.client.log_batch(self._runs[job], metrics=metrics)
+            self._live.setdefault(job, set()).update((m.key, m.step) for m in metrics)
+
     def log_history(self, job: Job, history: Any) -> None:
-        metrics = job_history_metrics(job, history)
+        """The whole history, but the epochs already logged live (resumed or multi-process
+        training reports nothing live, so its epochs all land here)."""
+        live = self._live.pop(job, set())
+        metrics = [m for m in job_history_metrics(job, history) if (m.key, m.step) not in live]
         run_id = self._runs[job]
         if isinstance(history, Mapping) and "skipped" in history:
             self.client.set_tag(run_id, "skipped", str(history["skipped"])[:5000])
         for start in range(0, len(metrics), _BATCH):  # MLflow takes 1000 metrics per call
             self.client.log_batch(run_id, metrics=metrics[start : start + _BATCH])
+
+    def discard(self, job: Job) -> None:
+        """Deletes a child opened for a job that turned out to have nothing to compare."""
+        self._live.pop(job, None)
+        self.client.delete_run(self._runs.pop(job))
 
     def log_evaluation(self, job: Job, record: Mapping[str, Any]) -> None:
         run_id = self._runs[job]
@@ -528,6 +551,40 @@ class ChildRuns:
 
 
 _BATCH = 1000
+
+
+class LiveEpochMetrics(logging.Handler):
+    """Logs each epoch the training loop reports (``training.loop.epoch_records``) into a
+    job's child run while the job trains.
+
+    Only records from the thread that created it count, so jobs run by Kedro's ThreadRunner
+    do not log into each other's runs. A tracking error is logged once and stops the live
+    metrics; training goes on, and the job's whole history is still logged when it ends.
+    """
+
+    def __init__(self, children: ChildRuns, job: Job) -> None:
+        super().__init__()
+        self.children = children
+        self.job = job
+        self._thread = threading.get_ident()
+        self._part: str | None = None
+        self._failed = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.thread != self._thread:
+            return
+        part = getattr(record, EPOCH_PART, None)
+        if part is not None:
+            self._part = str(part)
+            return
+        entry = getattr(record, EPOCH_ENTRY, None)
+        if entry is None or self._failed:
+            return
+        try:
+            self.children.log_epoch(self.job, entry, self._part)
+        except Exception as error:  # noqa: BLE001 - tracking must never stop training
+            self._failed = True
+            logger.warning("live MLflow metrics of %s stopped: %s", self.job.run_name(None), error)
 
 
 def _history_rows(job: Job, history: list, infix: str, timestamp_ms: int) -> list[Metric]:

@@ -43,6 +43,19 @@ DEVICES = ("auto", "cpu", "cuda")
 CHECKPOINT_FORMAT = 1
 
 logger = logging.getLogger(__name__)
+# One record per finished epoch, carrying its history entry (``EPOCH_ENTRY``), for listeners
+# such as the MLflow hook's live child-run metrics. Never printed: the epoch line is ``logger``'s.
+epoch_records = logging.getLogger(f"{__name__}.epochs")
+epoch_records.propagate = False
+epoch_records.setLevel(logging.INFO)
+EPOCH_ENTRY = "epoch_entry"
+EPOCH_PART = "epoch_part"
+
+
+def announce_part(name: str) -> None:
+    """Tells epoch listeners that the epochs that follow train ``name`` (one of several fits)."""
+    if epoch_records.handlers:
+        epoch_records.info("part %s", name, extra={EPOCH_PART: name})
 
 
 @dataclass
@@ -273,6 +286,8 @@ def fit(
         _track_best(state, entry, module, epoch, config.monitor)
         if log_epoch:
             logger.info(epoch_line(entry, config.epochs, config.monitor))
+        if ctx.is_main and epoch_records.handlers:
+            epoch_records.info("epoch %d", epoch, extra={EPOCH_ENTRY: dict(entry)})
         stop = (
             config.patience is not None
             and state.stale_epochs >= config.patience

@@ -27,7 +27,7 @@ from clue_pipeline.tasks.task_data import (
     keep_training_users,
     next_item_data,
 )
-from clue_pipeline.training.loop import TrainResult
+from clue_pipeline.training.loop import TrainResult, announce_part
 
 logger = logging.getLogger(__name__)
 
@@ -126,6 +126,7 @@ def finetune_profiling(
             ),
             finetune_params,
         )
+        announce_part(task)
         model, result = _fit_classifier(
             data, encoder_cfg, pretrained, method, finetune_params, "profiling", evaluate_profiling
         )
