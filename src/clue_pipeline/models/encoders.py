@@ -328,6 +328,11 @@ class CNNEncoder(SequenceEncoder):
         return self.final_norm(x.transpose(1, 2))
 
 
+def item_positions(tokens: torch.Tensor, num_items: int) -> torch.Tensor:
+    """True where a token is an item (1..N): not padding, ``[MASK]`` or ``[UR]``."""
+    return (tokens != PAD) & (tokens <= num_items)
+
+
 def length_groups(tokens: torch.Tensor, min_width: int = 4) -> list[tuple[torch.Tensor, int]]:
     """Rows of a left-padded batch grouped by length: [(row indices, width)], each row in the
     narrowest of the widths ``min_width``, 2 x ``min_width``, ... (and the batch's own width)

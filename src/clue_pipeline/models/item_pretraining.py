@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from clue_pipeline.augment import mask_positions, real_lengths
-from clue_pipeline.models.encoders import SequenceEncoder, length_groups
+from clue_pipeline.models.encoders import SequenceEncoder, item_positions, length_groups
 from clue_pipeline.models.heads import item_cross_entropy, item_table
 
 
@@ -72,7 +72,7 @@ class NextItemPretrainer(nn.Module):
         total, pairs_seen = None, 0
         for rows, width in length_groups(tokens):
             part = tokens[rows, -width:]
-            items = (part > 0) & (part <= self.encoder.config.num_items)
+            items = item_positions(part, self.encoder.config.num_items)
             pairs = items[:, :-1] & items[:, 1:]  # item t followed by item t + 1
             count = int(pairs.sum())
             if count == 0:  # one-item rows: no pair, no signal

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from clue_pipeline.augment import _random_block, mask_positions, real_lengths
-from clue_pipeline.models.encoders import PAD, SequenceEncoder
+from clue_pipeline.models.encoders import SequenceEncoder, item_positions
 
 
 @dataclass
@@ -79,7 +79,7 @@ class S3RecPretrainer(nn.Module):
         chosen = mask_positions(tokens, counts, generator)
         masked = tokens.masked_fill(chosen, self.encoder.config.mask_token)
         states = self.encoder(masked).states  # (B, W, d)
-        unmasked = (tokens != PAD) & (tokens <= items) & ~chosen
+        unmasked = item_positions(tokens, items) & ~chosen
         parts = {
             "aap": self._attribute_loss(self.aap(states[unmasked]), tokens[unmasked]),
             "map": self._attribute_loss(self.map(states[chosen]), tokens[chosen]),
@@ -117,9 +117,9 @@ class S3RecPretrainer(nn.Module):
         counts = (1 + (draw * span).long()).clamp(max=span)
         block, _ = _random_block(tokens, lengths, counts, generator)  # (B, W - 1)
         block = F.pad(block, (0, 1))  # never the [UR] column
-        real = (tokens != PAD) & (tokens <= self.encoder.config.num_items)
+        real = item_positions(tokens, self.encoder.config.num_items)
         other = tokens.roll(1, dims=0)
-        other_real = (other != PAD) & (other <= self.encoder.config.num_items)
+        other_real = item_positions(other, self.encoder.config.num_items)
         filler = _random_items(tokens.numel(), self.encoder.config.num_items, generator, tokens)
         other = torch.where(other_real, other, filler.view_as(tokens))
         context = tokens.masked_fill(block, mask_token)
