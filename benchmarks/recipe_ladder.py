@@ -130,7 +130,8 @@ def summarise(dataset: str) -> None:
         if is_current(cell):
             by_rung.setdefault(cell["rung"], []).append(cell)
     lines = [
-        f"CLUE-Zero next-item on `{dataset}`, one change per rung (parent in brackets), each "
+        f"Next-item from fresh weights (CLUE-Zero; Caser for the `caser` rungs) on `{dataset}`, "
+        "one change per rung (parent in brackets), each "
         "trained until valid NDCG@10 stalls, scored at its best epoch. Full ranking over all "
         "items; **kept** = history items stay in the ranking (the pipeline's default "
         "protocol), **excl.** = the user's history removed from the ranking (the published "

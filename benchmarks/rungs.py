@@ -117,6 +117,25 @@ RUNGS: dict[str, tuple[str | None, dict[str, Any], str]] = {
         {"train": {"lr_schedule": "cosine", "warmup_epochs": 1, "epochs": 40}},
         "1 warm-up epoch, then cosine decay to 0 over 40 epochs",
     ),
+    # Caser (method `caser`): the paper's settings, then one knob at a time, to pick its
+    # settings on validation (fresh weights, the same head, rows and loop as every rung)
+    "caser": (
+        "today",
+        {
+            "encoder": {
+                "kind": "caser",
+                "window": 5,
+                "horizontal_filters": 16,
+                "vertical_filters": 4,
+            }
+        },
+        "Caser, the paper's settings: L 5, 16 horizontal filters per height, 4 vertical, "
+        "dropout 0.5",
+    ),
+    "caser_L3": ("caser", {"encoder": {"window": 3}}, "Caser with L 3"),
+    "caser_L10": ("caser", {"encoder": {"window": 10}}, "Caser with L 10"),
+    "caser_dropout02": ("caser", {"encoder": {"dropout": 0.2}}, "Caser with dropout 0.2"),
+    "caser_lr3e3": ("caser", {"train": {"lr": 3e-3}}, "Caser with lr 3e-3"),
 }
 
 

@@ -91,7 +91,7 @@ def test_cpu_dry_run_without_the_data_stack(sample_file, tmp_path):  # noqa: F81
     assert "| beauty | clue | 1 (0) |" in table and "| beauty | clue_zero | 1 (0) |" in table
 
 
-@pytest.mark.parametrize("rung", ["rb_li_user_rows", "filter_backbone"])
+@pytest.mark.parametrize("rung", ["rb_li_user_rows", "filter_backbone", "caser_L3"])
 def test_ladder_rungs_train_clue_zero_with_their_recipe(rung, sample_file, tmp_path):  # noqa: F811
     data = tmp_path / "data"
     data.mkdir()
