@@ -91,7 +91,7 @@ def test_cpu_dry_run_without_the_data_stack(sample_file, tmp_path):  # noqa: F81
     assert "| beauty | clue | 1 (0) |" in table and "| beauty | clue_zero | 1 (0) |" in table
 
 
-@pytest.mark.parametrize("rung", ["rb_li_user_rows", "filter_backbone", "caser_L3"])
+@pytest.mark.parametrize("rung", ["rb_li_user_rows", "filter_backbone"])
 def test_ladder_rungs_train_clue_zero_with_their_recipe(rung, sample_file, tmp_path):  # noqa: F811
     data = tmp_path / "data"
     data.mkdir()
@@ -109,3 +109,17 @@ def test_ladder_rungs_train_clue_zero_with_their_recipe(rung, sample_file, tmp_p
     assert "pretrain_s" not in record  # CLUE-Zero: fresh weights
     with pytest.raises(SystemExit):
         gpu_quality._parse(["--data", "d", "--out", "o", "--methods", "rung-no_such_rung"])
+
+
+def test_every_ladder_rung_builds_its_encoder_and_head():
+    from benchmarks.rungs import RUNGS
+    from clue_pipeline.config import encoder_config
+    from clue_pipeline.models.encoders import build_encoder
+    from clue_pipeline.tasks.finetuning import NextItemHead
+
+    for name in RUNGS:
+        wanted = gpu_quality.recipe(name)
+        encoder = build_encoder(encoder_config(wanted["encoder"], 30, where=f"rung {name}"))
+        assert encoder.config.kind == wanted["encoder"]["kind"], name
+        NextItemHead(**wanted["head"])
+    assert gpu_quality.recipe("caser_L10")["encoder"]["window"] == 10
