@@ -147,3 +147,15 @@ def test_the_paper_recipe_file_trains_clue_and_masked_items():
     _, clue = pretrain_clue(corpus, item_index, VIEWS, ENCODER, params)
     _, mip = pretrain_masked_items(corpus, item_index, ENCODER, params)
     assert len(clue) == len(mip) == 2
+
+
+def test_the_joint_recipe_file_adds_the_next_item_term():
+    import yaml
+
+    from tests.conftest import REPO_ROOT
+
+    recipe = yaml.safe_load((REPO_ROOT / "conf/recipes/clue_joint.yml").read_text())
+    params = _params(**recipe["run"]["params"]["pretrain"]["objective"])
+    corpus, item_index = _corpus()
+    _, history = pretrain_clue(corpus, item_index, VIEWS, ENCODER, params)
+    assert all(entry["next_item_loss"] > 0 for entry in history), history
