@@ -41,7 +41,9 @@ def load_results(results: Path) -> tuple[dict[str, dict], dict[str, dict]]:
 
 
 def finetune_verdicts(transfers: dict[str, dict], dataset: str, cell: str) -> str:
-    """CLUE against CLUE-Zero after fine-tuning, per share, for one objectives cell."""
+    """CLUE against CLUE-Zero after fine-tuning, per share, for one objectives cell: the task's
+    headline metric always, any other metric only where it is not level (e.g. one profiling
+    attribute of three), so that no gap hides behind the headline."""
     parts = []
     for stem, objective in TRANSFER_OBJECTIVES.items():
         if objective != cell or stem not in transfers:
@@ -49,7 +51,9 @@ def finetune_verdicts(transfers: dict[str, dict], dataset: str, cell: str) -> st
         for c in transfers[stem]["comparisons"]:
             if c["dataset"] != dataset or c["against"] != "clue_zero":
                 continue
-            if c["metric"] != FINETUNE_METRIC[c["task"]] or "p" not in c:
+            if "p" not in c:
+                continue
+            if c["metric"] != FINETUNE_METRIC[c["task"]] and c["verdict"] == "level":
                 continue
             parts.append(
                 f"{c['users']:.0%} {c['metric']}: {c['diff']:+.4f} (p {c['p']:.3f}, {c['verdict']})"

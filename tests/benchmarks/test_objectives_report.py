@@ -56,6 +56,14 @@ def test_section_tables_health_probe_and_the_matching_objectives_transfer(tmp_pa
                     "p": 0.01,
                     "verdict": "better",
                 },
+                {
+                    **comparison,
+                    "users": 0.1,
+                    "metric": "mrr@10",
+                    "diff": 0.001,
+                    "p": 0.5,
+                    "verdict": "level",
+                },
             ]
         },
     )
@@ -80,10 +88,11 @@ def test_section_tables_health_probe_and_the_matching_objectives_transfer(tmp_pa
         for line in text.splitlines()
         if " change | " in line  # the objectives table's rows
     }
-    # each objective gets the verdicts of the transfer run that pre-trained with it, on the
-    # task's headline metric only
+    # each objective gets the verdicts of the transfer run that pre-trained with it: the
+    # task's headline metric, and another metric only where it is not level
     assert "10% ndcg@10: -0.0004 (p 0.640, level)" in lines["simsiam"]
-    assert "recall@10" not in lines["simsiam"]
+    assert "10% recall@10: +0.1000 (p 0.010, better)" in lines["simsiam"]
+    assert "mrr@10" not in lines["simsiam"]
     assert "10% ndcg@10: +0.0021 (p 0.030, better)" in lines["simsiam_joint"]
     assert lines["zero"].endswith("| not run |")
     assert "| 44.7 |" in lines["zero"] and "| 0.0110 | 0.0220 |" in lines["simsiam_joint"]
