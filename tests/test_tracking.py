@@ -442,3 +442,27 @@ def test_a_job_that_skips_leaves_no_child_run(sqlite_store):
         filter_string=f"tags.`{PARENT_RUN_TAG}` = '{parent.info.run_id}'",
     )
     assert children == []
+
+
+def test_a_job_interrupted_mid_training_leaves_its_child_killed_not_running(sqlite_store):
+    from kedro.io import DataCatalog, MemoryDataset
+    from kedro.pipeline import Node, Pipeline
+
+    from clue_pipeline.hooks import MlflowOutputsHook
+
+    catalog = DataCatalog({"params:finetune": MemoryDataset(PARAMS["finetune"])})
+    train = Node(lambda x: None, "params:finetune", "next_item__clue_history", name="ft")
+    hook = MlflowOutputsHook()
+    run_params = {"pipeline_names": ["finetune"], "node_names": None, "env": None}
+    with mlflow.start_run() as parent:
+        hook.before_pipeline_run(run_params, Pipeline([train]), catalog)
+        hook.before_node_run(train, catalog, {})
+        hook._abandon()  # what the exit handler does when Ctrl-C ends the process here
+    client = MlflowClient(sqlite_store)
+    (child,) = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.`{PARENT_RUN_TAG}` = '{parent.info.run_id}'",
+    )
+    assert child.info.status == "KILLED"
+    hook._abandon()  # nothing left open: a second call changes nothing
+    assert client.get_run(child.info.run_id).info.status == "KILLED"

@@ -208,6 +208,7 @@ class MlflowOutputsHook:
         self._started_ms: dict[str, int] = {}
         self._live: dict[str, LiveEpochMetrics] = {}  # node name -> its epochs' listener
         self._opened: set[Job] = set()  # children opened before their job had anything
+        atexit.register(self._abandon)  # Ctrl-C mid-training: no child left RUNNING
 
     @hook_impl(trylast=True)  # after kedro-mlflow has started the run
     def before_pipeline_run(self, run_params, pipeline, catalog) -> None:
@@ -275,6 +276,15 @@ class MlflowOutputsHook:
         self._opened.discard(job)
         self._child(job, phase, node, catalog, inputs)
         self._children.finish(job, "FAILED")
+
+    def _abandon(self) -> None:
+        """Marks the children of jobs still training KILLED (the process is exiting)."""
+        for node_name, handler in list(self._live.items()):
+            self._stop_live(node_name)
+            try:
+                handler.children.finish(handler.job, "KILLED")
+            except Exception as error:  # noqa: BLE001 - exiting anyway; say why it stays open
+                logger.warning("could not close the MLflow run of %s: %s", node_name, error)
 
     def _stop_live(self, node_name: str) -> None:
         handler = self._live.pop(node_name, None)
