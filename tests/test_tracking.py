@@ -422,47 +422,42 @@ def test_training_epochs_reach_the_child_run_while_the_job_trains(sqlite_store, 
     assert [m.step for m in steps] == [0, 1, 2]
 
 
-def test_a_job_that_skips_leaves_no_child_run(sqlite_store):
+def _one_job_node_started(output: str):
+    """A hook inside a fresh parent run, with one training node of ``output`` started."""
     from kedro.io import DataCatalog, MemoryDataset
     from kedro.pipeline import Node, Pipeline
 
     from clue_pipeline.hooks import MlflowOutputsHook
 
     catalog = DataCatalog({"params:finetune": MemoryDataset(PARAMS["finetune"])})
-    skipped = Node(lambda x: None, "params:finetune", "profiling__clue_history", name="pf")
+    node = Node(lambda x: None, "params:finetune", output, name="job")
     hook = MlflowOutputsHook()
     run_params = {"pipeline_names": ["finetune"], "node_names": None, "env": None}
-    with mlflow.start_run() as parent:
-        hook.before_pipeline_run(run_params, Pipeline([skipped]), catalog)
-        hook.before_node_run(skipped, catalog, {})
-        hook.after_node_run(skipped, catalog, {}, {"profiling__clue_history": {"skipped": "no"}})
-    client = MlflowClient(sqlite_store)
-    children = client.search_runs(
+    parent = mlflow.start_run()
+    hook.before_pipeline_run(run_params, Pipeline([node]), catalog)
+    hook.before_node_run(node, catalog, {})
+    return hook, node, catalog, parent
+
+
+def _children_of(store: str, parent) -> list:
+    return MlflowClient(store).search_runs(
         [parent.info.experiment_id],
         filter_string=f"tags.`{PARENT_RUN_TAG}` = '{parent.info.run_id}'",
     )
-    assert children == []
+
+
+def test_a_job_that_skips_leaves_no_child_run(sqlite_store):
+    hook, node, catalog, parent = _one_job_node_started("profiling__clue_history")
+    hook.after_node_run(node, catalog, {}, {"profiling__clue_history": {"skipped": "no"}})
+    mlflow.end_run()
+    assert _children_of(sqlite_store, parent) == []
 
 
 def test_a_job_interrupted_mid_training_leaves_its_child_killed_not_running(sqlite_store):
-    from kedro.io import DataCatalog, MemoryDataset
-    from kedro.pipeline import Node, Pipeline
-
-    from clue_pipeline.hooks import MlflowOutputsHook
-
-    catalog = DataCatalog({"params:finetune": MemoryDataset(PARAMS["finetune"])})
-    train = Node(lambda x: None, "params:finetune", "next_item__clue_history", name="ft")
-    hook = MlflowOutputsHook()
-    run_params = {"pipeline_names": ["finetune"], "node_names": None, "env": None}
-    with mlflow.start_run() as parent:
-        hook.before_pipeline_run(run_params, Pipeline([train]), catalog)
-        hook.before_node_run(train, catalog, {})
-        hook._abandon()  # what the exit handler does when Ctrl-C ends the process here
-    client = MlflowClient(sqlite_store)
-    (child,) = client.search_runs(
-        [parent.info.experiment_id],
-        filter_string=f"tags.`{PARENT_RUN_TAG}` = '{parent.info.run_id}'",
-    )
+    hook, _, _, parent = _one_job_node_started("next_item__clue_history")
+    hook._abandon()  # what the exit handler does when Ctrl-C ends the process here
+    mlflow.end_run()
+    (child,) = _children_of(sqlite_store, parent)
     assert child.info.status == "KILLED"
     hook._abandon()  # nothing left open: a second call changes nothing
-    assert client.get_run(child.info.run_id).info.status == "KILLED"
+    assert MlflowClient(sqlite_store).get_run(child.info.run_id).info.status == "KILLED"
