@@ -31,7 +31,7 @@ from clue_pipeline.tracking import (
     job_seed,
     parent_run_name,
 )
-from clue_pipeline.training.loop import epoch_records
+from clue_pipeline.training.loop import listen_to_epochs, stop_listening_to_epochs
 
 logger = logging.getLogger(__name__)
 
@@ -239,7 +239,7 @@ class MlflowOutputsHook:
             if fresh:
                 self._opened.add(job)
             self._live[node.name] = LiveEpochMetrics(self._children, job)
-            epoch_records.addHandler(self._live[node.name])
+            listen_to_epochs(self._live[node.name])
 
     @hook_impl
     def after_node_run(
@@ -289,7 +289,7 @@ class MlflowOutputsHook:
     def _stop_live(self, node_name: str) -> None:
         handler = self._live.pop(node_name, None)
         if handler is not None:
-            epoch_records.removeHandler(handler)
+            stop_listening_to_epochs(handler)
 
     def _child(self, job: Job, phase: str, node, catalog, inputs: dict[str, Any]) -> str:
         params = {

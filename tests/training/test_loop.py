@@ -223,3 +223,36 @@ def test_given_lengths_must_match_the_rows():
     config = TrainConfig(epochs=1, batch_size=16, device="cpu", bucket_by_length=True)
     with pytest.raises(ValueError, match=r"fit\(lengths=...\): 10 lengths for 64 rows"):
         fit(task.model, task.dataset, task.step_fn, config, lengths=torch.ones(10))
+
+
+def test_epoch_records_reach_their_listener_and_no_console(monkeypatch):
+    import logging
+
+    from clue_pipeline.training.loop import (
+        EPOCH_ENTRY,
+        epoch_records,
+        listen_to_epochs,
+        stop_listening_to_epochs,
+    )
+
+    class Collect(logging.Handler):
+        def __init__(self):
+            super().__init__()
+            self.records = []
+
+        def emit(self, record):
+            self.records.append(record)
+
+    # what a logging configuration applied after import (Kedro's) does to a child logger
+    monkeypatch.setattr(epoch_records, "propagate", True)
+    monkeypatch.setattr(epoch_records, "level", logging.NOTSET)
+    console, listener = Collect(), Collect()
+    logging.getLogger().addHandler(console)
+    listen_to_epochs(listener)
+    try:
+        _fit_tiny(_config(epochs=2))
+    finally:
+        stop_listening_to_epochs(listener)
+        logging.getLogger().removeHandler(console)
+    assert [getattr(r, EPOCH_ENTRY)["epoch"] for r in listener.records] == [0, 1]
+    assert not [r for r in console.records if r.name == epoch_records.name]

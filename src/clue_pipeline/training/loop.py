@@ -44,12 +44,26 @@ CHECKPOINT_FORMAT = 1
 
 logger = logging.getLogger(__name__)
 # One record per finished epoch, carrying its history entry (``EPOCH_ENTRY``), for listeners
-# such as the MLflow hook's live child-run metrics. Never printed: the epoch line is ``logger``'s.
+# such as the MLflow hook's live child-run metrics (``listen_to_epochs``). Never printed: the
+# epoch line is ``logger``'s.
 epoch_records = logging.getLogger(f"{__name__}.epochs")
-epoch_records.propagate = False
-epoch_records.setLevel(logging.INFO)
 EPOCH_ENTRY = "epoch_entry"
 EPOCH_PART = "epoch_part"
+
+
+def listen_to_epochs(handler: logging.Handler) -> None:
+    """Sends every epoch's record to ``handler`` and to no console.
+
+    Set at each call, not once at import: a logging configuration applied later (Kedro's
+    ``conf/logging.yml`` configures ``clue_pipeline``) resets its child loggers to propagate.
+    """
+    epoch_records.propagate = False
+    epoch_records.setLevel(logging.INFO)
+    epoch_records.addHandler(handler)
+
+
+def stop_listening_to_epochs(handler: logging.Handler) -> None:
+    epoch_records.removeHandler(handler)
 
 
 def announce_part(name: str) -> None:
