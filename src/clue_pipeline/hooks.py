@@ -207,7 +207,6 @@ class MlflowOutputsHook:
         self._dataset = ""
         self._started_ms: dict[str, int] = {}
         self._live: dict[str, LiveEpochMetrics] = {}  # node name -> its epochs' listener
-        self._opened: set[Job] = set()  # children opened before their job had anything
         atexit.register(self._abandon)  # Ctrl-C mid-training: no child left RUNNING
 
     @hook_impl(trylast=True)  # after kedro-mlflow has started the run
@@ -234,10 +233,7 @@ class MlflowOutputsHook:
         self._started_ms[node.name] = int(time.time() * 1000)
         job, phase = found
         if phase == PHASE_TRAIN:  # open the child now: its epochs are logged as they end
-            fresh = not self._children.has(job)
             self._child(job, phase, node, catalog, inputs)
-            if fresh:
-                self._opened.add(job)
             self._live[node.name] = LiveEpochMetrics(self._children, job)
             listen_to_epochs(self._live[node.name])
 
@@ -252,12 +248,10 @@ class MlflowOutputsHook:
         job, phase = found
         output = next(v for k, v in outputs.items() if k.endswith(_OUTPUT_SUFFIX[phase]))
         if isinstance(output, dict) and "skipped" in output:
-            if job in self._opened:  # opened for live epochs, and nothing trained
-                self._opened.discard(job)
-                self._children.discard(job)
+            if phase == PHASE_TRAIN and self._children.has(job):
+                self._children.discard(job)  # opened when training started; nothing trained
             if not self._children.has(job):
                 return  # e.g. profiling on a dataset without user attributes: no run to compare
-        self._opened.discard(job)
         run_id = self._child(job, phase, node, catalog, inputs)
         if phase == PHASE_TRAIN:
             self._children.log_history(job, output)
@@ -273,7 +267,6 @@ class MlflowOutputsHook:
         if self._children is None or found is None:
             return
         job, phase = found
-        self._opened.discard(job)
         self._child(job, phase, node, catalog, inputs)
         self._children.finish(job, "FAILED")
 
