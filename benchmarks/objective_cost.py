@@ -29,6 +29,10 @@ from clue_pipeline.training.loop import TrainConfig
 OBJECTIVES = {
     "simsiam": (ObjectiveConfig(), "SimSiam over the two views (the paper)"),
     "simsiam_next": (ObjectiveConfig(next_item_weight=1.0), "SimSiam + 1.0 x next items"),
+    "simsiam_next_share02": (
+        ObjectiveConfig(next_item_weight=1.0, next_item_share=0.2),
+        "SimSiam + 1.0 x next items at 20 % of the positions per step",
+    ),
     "simsiam_masked": (ObjectiveConfig(masked_item_weight=1.0), "SimSiam + 1.0 x masked items"),
     "next_only": (
         ObjectiveConfig(next_item_weight=1.0, view_weight=0.0),

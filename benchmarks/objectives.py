@@ -110,6 +110,11 @@ CELLS = [
         objective={"next_item_weight": 1.0},
     ),
     Cell(
+        "simsiam_next_share02",
+        "SimSiam + 1.0 x next-item cross-entropy at 20 % of the positions per step (cheaper)",
+        objective={"next_item_weight": 1.0, "next_item_share": 0.2},
+    ),
+    Cell(
         "next_only",
         "causal next-item cross-entropy alone (view_weight 0: what the views add to it)",
         objective={"next_item_weight": 1.0, "view_weight": 0.0},

@@ -6,6 +6,8 @@ import torch
 from clue_pipeline.augment import validate_view_policy
 from clue_pipeline.models.clue import SimSiam
 from clue_pipeline.models.encoders import EncoderConfig, build_encoder
+from clue_pipeline.models.heads import item_table
+from clue_pipeline.models.item_pretraining import NextItemPretrainer, sample_per_row
 from clue_pipeline.models.objectives import (
     OBJECTIVES,
     ObjectiveConfig,
@@ -220,9 +222,6 @@ def test_a_few_steps_without_a_projector_lower_the_loss(name):
 
 
 def test_next_item_term_scores_each_item_against_its_successor_only():
-    from clue_pipeline.models.heads import item_table
-    from clue_pipeline.models.item_pretraining import NextItemPretrainer
-
     torch.manual_seed(0)
     encoder = build_encoder(ENCODER)
     ur = ENCODER.ur_token
@@ -247,6 +246,27 @@ def test_next_item_term_scores_each_item_against_its_successor_only():
     assert torch.allclose(NextItemPretrainer(encoder)(mixed), padded, atol=1e-5)
     lonely = NextItemPretrainer(encoder)(torch.tensor([[0, 0, 4, ur], [0, 0, 6, ur]]))
     assert float(lonely.detach()) == 0.0 and lonely.requires_grad
+
+
+def test_next_item_share_supervises_that_share_of_each_rows_pairs():
+    candidates = torch.tensor(
+        [[True] * 10, [False] * 8 + [True] * 2, [False] * 10, [True, False] * 5]
+    )
+    chosen = sample_per_row(candidates, 0.3, torch.Generator().manual_seed(0))
+    assert chosen.sum(1).tolist() == [3, 1, 0, 2]  # round(0.3 n), at least one where n > 0
+    assert not (chosen & ~candidates).any()
+    other = sample_per_row(candidates, 0.3, torch.Generator().manual_seed(1))
+    assert not torch.equal(chosen, other)  # drawn afresh, not always the same positions
+    torch.manual_seed(0)
+    encoder = build_encoder(ENCODER).eval()
+    tokens = tokens_batch(rows=32, seed=5)
+    full = NextItemPretrainer(encoder)(tokens).detach()
+    half = NextItemPretrainer(encoder, share=0.5)(tokens, torch.Generator().manual_seed(0)).detach()
+    assert float(half) != float(full) and abs(float(half) - float(full)) < 0.5
+    with pytest.raises(ValueError, match="needs a generator"):
+        NextItemPretrainer(encoder, share=0.5)(tokens)
+    with pytest.raises(ValueError, match="next_item_share = 0"):
+        ObjectiveConfig(next_item_weight=1.0, next_item_share=0.0)
 
 
 @pytest.mark.parametrize("name", sorted(OBJECTIVES))

@@ -51,29 +51,43 @@ class MaskedItemPretrainer(nn.Module):
 
 
 class NextItemPretrainer(nn.Module):
-    """Causal next-item cross-entropy at every position of the sequence (SASRec's objective).
+    """Causal next-item cross-entropy at the positions of the sequence (SASRec's objective).
 
     The state of item t predicts item t + 1, softmax over all N items with the tied item
     embedding, as next-item fine-tuning does with one row per user; the last item (its
     successor is held out) and ``[UR]`` predict nothing. In the joint objective it trains the
     item states that next-item scoring reads, which the view objectives leave untouched.
+    ``share`` < 1 supervises that share of each row's pairs (at least one), drawn afresh each
+    step: the full softmax over N items at every position is most of the term's cost, and a
+    random subset of the pairs estimates the same loss (short rows, kept at one pair, weigh
+    slightly more).
     """
 
-    def __init__(self, encoder: SequenceEncoder) -> None:
+    def __init__(self, encoder: SequenceEncoder, share: float = 1.0) -> None:
         super().__init__()
+        if not 0.0 < share <= 1.0:
+            raise ValueError(f"next-item pre-training: share = {share}: expected (0, 1]")
         self.encoder = encoder
+        self.share = share
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.loss(tokens)
+    def forward(
+        self, tokens: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        return self.loss(tokens, generator)
 
-    def loss(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Mean over every (item, successor) pair of the batch; rows are encoded in groups of
-        similar length (:func:`length_groups`), so padding costs little in a mixed batch."""
+    def loss(self, tokens: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Mean over the supervised (item, successor) pairs of the batch; rows are encoded in
+        groups of similar length (:func:`length_groups`), so padding costs little in a mixed
+        batch."""
+        if self.share < 1.0 and generator is None:
+            raise ValueError("next-item pre-training with share < 1 needs a generator")
         total, pairs_seen = None, 0
         for rows, width in length_groups(tokens):
             part = tokens[rows, -width:]
             items = item_positions(part, self.encoder.config.num_items)
             pairs = items[:, :-1] & items[:, 1:]  # item t followed by item t + 1
+            if self.share < 1.0:
+                pairs = sample_per_row(pairs, self.share, generator)
             count = int(pairs.sum())
             if count == 0:  # one-item rows: no pair, no signal
                 continue
@@ -86,3 +100,14 @@ class NextItemPretrainer(nn.Module):
         if total is None:  # a zero that still reaches the parameters, as every loss does
             return item_table(self.encoder).sum() * 0.0
         return total / pairs_seen
+
+
+def sample_per_row(
+    candidates: torch.Tensor, share: float, generator: torch.Generator
+) -> torch.Tensor:
+    """Boolean like ``candidates``: ``round(share * n)`` (at least one) of each row's n True
+    entries, chosen uniformly; rows without a candidate stay empty."""
+    counts = torch.round(share * candidates.sum(1)).long().clamp(min=1)
+    keys = torch.rand(candidates.shape, generator=generator, device=candidates.device)
+    ranks = keys.masked_fill(~candidates, 2.0).argsort(1).argsort(1)
+    return candidates & (ranks < counts[:, None])

@@ -14,7 +14,8 @@ and differs only in the loss on the two views' projections:
 ``masked_item_weight`` > 0 adds lambda x masked-item cross-entropy (PeterRec / BERT4Rec style,
 on the unaugmented sequence) to any of them, so item embeddings stay discriminative;
 ``next_item_weight`` > 0 adds lambda x causal next-item cross-entropy at every position (SASRec's
-objective), which trains the item states that next-item scoring reads. ``view_weight`` scales
+objective), which trains the item states that next-item scoring reads (``next_item_share`` < 1
+supervises a random share of the pairs, a cheaper estimate of the same loss). ``view_weight`` scales
 the view objective itself: 0 leaves the item terms alone, the ablation that tells what the views
 add to them.
 """
@@ -46,6 +47,7 @@ class ObjectiveConfig:
     masked_item_weight: float = 0.0  # lambda of the joint mode; 0 = off
     masked_item_ratio: float = 0.2
     next_item_weight: float = 0.0  # lambda of causal next-item cross-entropy; 0 = off
+    next_item_share: float = 1.0  # share of each row's (item, successor) pairs per step
     view_weight: float = 1.0  # the view objective's own weight; 0 = item terms alone
 
     def __post_init__(self) -> None:
@@ -63,6 +65,10 @@ class ObjectiveConfig:
             raise ValueError(
                 "pretrain.objective.view_weight = 0 with masked_item_weight and next_item_weight "
                 "0 leaves nothing to train: give one of them a weight > 0"
+            )
+        if not 0.0 < self.next_item_share <= 1.0:
+            raise ValueError(
+                f"pretrain.objective.next_item_share = {self.next_item_share}: expected (0, 1]"
             )
         if not 0.0 < self.masked_item_ratio < 1.0:
             raise ValueError(
@@ -126,7 +132,11 @@ class SequencePretrainer(SimSiam):
             if objective.masked_item_weight > 0
             else None
         )
-        self.next_item = NextItemPretrainer(encoder) if objective.next_item_weight > 0 else None
+        self.next_item = (
+            NextItemPretrainer(encoder, share=objective.next_item_share)
+            if objective.next_item_weight > 0
+            else None
+        )
 
     def forward(  # type: ignore[override]
         self,
@@ -149,7 +159,7 @@ class SequencePretrainer(SimSiam):
             metrics["masked_item_loss"] = item_loss.detach()
             loss = loss + self.objective.masked_item_weight * item_loss
         if self.next_item is not None:
-            next_loss = self.next_item(tokens)
+            next_loss = self.next_item(tokens, generator)
             metrics["next_item_loss"] = next_loss.detach()
             loss = loss + self.objective.next_item_weight * next_loss
         return PretrainOutput(loss, metrics)
