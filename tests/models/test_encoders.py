@@ -135,6 +135,22 @@ def test_bidirectional_encoders_see_later_items(kind):
     assert not torch.allclose(a[0, -6], b[0, -6])
 
 
+def test_filter_block_in_the_time_domain_is_the_frequency_domain_filter():
+    block = make_encoder("filter").blocks[0]
+    x = torch.randn(3, MAX_LEN + 1, 16, generator=torch.Generator().manual_seed(0))
+    x[:, :4] = 0.0  # zeroed padding on the left, as the encoder hands it in
+    weight = torch.view_as_complex(block.filter)
+    spectrum = torch.fft.rfft(x, dim=1, norm="ortho") * weight
+    reference = torch.fft.irfft(spectrum, n=MAX_LEN + 1, dim=1, norm="ortho")
+    filtered = torch.einsum("abd,nbd->nad", block.kernel_matrix(MAX_LEN + 1), x)
+    torch.testing.assert_close(filtered, reference, atol=1e-5, rtol=1e-4)
+    x[:, :-5] = 0.0  # a batch whose rows hold at most 5 columns: its narrow cut is exact
+    spectrum = torch.fft.rfft(x, dim=1, norm="ortho") * weight
+    reference = torch.fft.irfft(spectrum, n=MAX_LEN + 1, dim=1, norm="ortho")
+    narrow = torch.einsum("abd,nbd->nad", block.kernel_matrix(5), x[:, -5:])
+    torch.testing.assert_close(narrow, reference[:, -5:], atol=1e-5, rtol=1e-4)
+
+
 def test_attention_mask_never_leaves_a_row_empty():
     real = torch.tensor([[False, False, True, True], [True, True, True, True]])
     mask = attention_mask(real, causal=True)

@@ -9,15 +9,17 @@ over the whole window, so every state sees every item: the encoder is not causal
 (``finetune.next_item_rows: prefix``).
 
 The encoders' contract counts positions from the right, whatever the padding. A filter's
-weights are tied to the window length, so every batch is filtered at the full width
-``max_len + 1`` with padding zeroed before each filter: a narrow batch is the wide one with
-zero columns cut off, and gives the same states.
+weights are tied to the window length ``n = max_len + 1``: the filter is the circular
+convolution with the kernel ``h = irfft(weight, n)``, applied here in the time domain to the
+batch's own width W (padding zeroed before each filter), so a narrow batch is the wide one
+with zero columns cut off and gives the same states, at W^2 rather than n log n per channel
+and with every other layer at W columns: batches bucketed by length then run as fast as the
+transformer's (Amazon sequences hold ~9 items of 50).
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from clue_pipeline.models.encoders import (
@@ -41,14 +43,14 @@ class FilterEncoder(SequenceEncoder):
         self.blocks = nn.ModuleList(_FilterBlock(config) for _ in range(config.blocks))
 
     def encode(self, tokens: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-        width, full = tokens.shape[1], self.config.max_len + 1
-        tokens = F.pad(tokens, (full - width, 0))  # back to the filters' width, zeros = padding
-        keep = (tokens != 0).unsqueeze(-1).to(self.item_embedding.weight.dtype)
-        x = self.item_embedding(tokens) + self.position_embedding.weight  # (B, full, d)
+        width = tokens.shape[1]
+        keep = real.unsqueeze(-1).to(self.item_embedding.weight.dtype)
+        positions = self.position_embedding.weight[-width:]
+        x = self.item_embedding(tokens) + positions  # (B, W, d)
         x = fast_dropout(self.input_norm(x), self.config.dropout, self.training)
         for block in self.blocks:
             x = block(x * keep)
-        return x[:, full - width :]
+        return x
 
 
 class _FilterBlock(nn.Module):
@@ -62,12 +64,18 @@ class _FilterBlock(nn.Module):
         self.ffn_in = nn.Linear(d, config.ffn_hidden or 4 * d)
         self.ffn_out = nn.Linear(config.ffn_hidden or 4 * d, d)
         self.ffn_norm = nn.LayerNorm(d)
+        self.window = config.max_len + 1
+
+    def kernel_matrix(self, width: int) -> torch.Tensor:
+        """(W, W, d): entry (a, b) weighs input column b in output column a of the last W
+        columns, ``h[(a - b) mod n]``; the same as filtering in the frequency domain with the
+        columns left of them zero."""
+        kernel = torch.fft.irfft(torch.view_as_complex(self.filter.float()), n=self.window, dim=0)
+        columns = torch.arange(width, device=kernel.device)
+        return kernel[(columns[:, None] - columns[None, :]) % self.window]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        spectrum = torch.fft.rfft(x.float(), dim=1, norm="ortho")  # (B, F, d) complex
-        filtered = torch.fft.irfft(
-            spectrum * torch.view_as_complex(self.filter.float()), n=x.shape[1], dim=1, norm="ortho"
-        ).to(x.dtype)
+        filtered = torch.einsum("abd,nbd->nad", self.kernel_matrix(x.shape[1]).to(x.dtype), x)
         x = self.filter_norm(x + fast_dropout(filtered, self.dropout, self.training))
         ffn = self.ffn_out(self.activation(self.ffn_in(x)))
         return self.ffn_norm(x + fast_dropout(ffn, self.dropout, self.training))
