@@ -69,6 +69,16 @@ RUNGS: dict[str, tuple[str | None, dict[str, Any], str]] = {
         "FFN 64 with ReLU",
     ),
     "rb_li_heads4": ("recbole_block_last_item", {"encoder": {"heads": 4}}, "4 heads"),
+    "rb_li_heads1": (
+        "recbole_block_last_item",
+        {"encoder": {"heads": 1}},
+        "1 head (BSARec's and FMLP-Rec's setting on Beauty)",
+    ),
+    "rb_li_lr5e4": (
+        "recbole_block_last_item",
+        {"train": {"lr": 5e-4}},
+        "Adam lr 5e-4 (BSARec's setting on Beauty)",
+    ),
     "rb_li_default_init": (
         "recbole_block_last_item",
         {"encoder": {"linear_init_std": None}},
