@@ -74,6 +74,15 @@ RUNGS: dict[str, tuple[str | None, dict[str, Any], str]] = {
         {"encoder": {"heads": 1}},
         "1 head (BSARec's and FMLP-Rec's setting on Beauty)",
     ),
+    "bsarec": (
+        "recbole_block_last_item",
+        {
+            "encoder": {"frequency_mix": 0.7, "frequency_cutoff": 3, "heads": 1},
+            "train": {"lr": 5e-4},
+        },
+        "BSARec's block and Beauty settings as a group: 0.7 x a frequency sub-layer (3 low "
+        "frequencies kept, its c = 5) + 0.3 x attention, 1 head, lr 5e-4",
+    ),
     "rb_li_lr5e4": (
         "recbole_block_last_item",
         {"train": {"lr": 5e-4}},

@@ -151,6 +151,34 @@ def test_filter_block_in_the_time_domain_is_the_frequency_domain_filter():
     torch.testing.assert_close(narrow, reference[:, -5:], atol=1e-5, rtol=1e-4)
 
 
+def test_bsarec_frequency_mix_is_its_fft_filter_exact_at_any_width():
+    encoder = make_encoder("transformer", norm="post", frequency_mix=0.7, frequency_cutoff=3)
+    encoder = build_encoder(encoder.config).eval()  # rebuilt: the options shape the modules
+    assert encoder.config.sees_future
+    sublayer = encoder.blocks[0].frequency
+    x = torch.randn(2, MAX_LEN + 1, 16, generator=torch.Generator().manual_seed(0))
+    x[:, :5] = 0.0  # zeroed padding on the left
+    spectrum = torch.fft.rfft(x, dim=1, norm="ortho")
+    spectrum[:, 3:] = 0.0
+    low = torch.fft.irfft(spectrum, n=MAX_LEN + 1, dim=1, norm="ortho")
+    beta = sublayer.sqrt_beta.square()
+    expected = sublayer.norm(x + low + beta * (x - low))  # BSARec's sub-layer, eval mode
+    with torch.no_grad():
+        torch.testing.assert_close(sublayer(x, MAX_LEN + 1), expected, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(sublayer(x[:, 5:], 2), expected[:, -2:], atol=1e-5, rtol=1e-4)
+        narrow, wide = batch(SEQUENCES[:2], width=6), batch(SEQUENCES[:2])
+        torch.testing.assert_close(encoder(narrow).user, encoder(wide).user)
+        torch.testing.assert_close(encoder(wide, last=1).user, encoder(wide).user)
+    plain = make_encoder("transformer", norm="post")
+    assert not hasattr(plain.blocks[0], "frequency")  # checkpoints of plain blocks unchanged
+    with pytest.raises(ValueError, match="'norm'.*post with frequency_mix"):
+        EncoderConfig(num_items=NUM_ITEMS, frequency_mix=0.5)
+    with pytest.raises(ValueError, match="'frequency_cutoff'"):
+        EncoderConfig(num_items=NUM_ITEMS, norm="post", frequency_mix=0.5, frequency_cutoff=0)
+    with pytest.raises(ValueError, match="'frequency_mix'"):
+        EncoderConfig(num_items=NUM_ITEMS, norm="post", frequency_mix=1.5)
+
+
 def test_attention_mask_never_leaves_a_row_empty():
     real = torch.tensor([[False, False, True, True], [True, True, True, True]])
     mask = attention_mask(real, causal=True)

@@ -46,6 +46,12 @@ class EncoderConfig:
     attn_output_dropout: bool = False
     embedding_norm: bool = False
     linear_init_std: float | None = None
+    # BSARec (Shin et al., AAAI 2024), transformer with norm post only: each block mixes
+    # frequency_mix x a frequency sub-layer (the lowest `frequency_cutoff` frequencies of the
+    # window kept, the rest scaled by a learned beta^2 per channel) with (1 - frequency_mix) x
+    # self-attention. 0 = plain self-attention. The filter sees the whole row: prefix rows only.
+    frequency_mix: float = 0.0
+    frequency_cutoff: int = 3
     kernel_size: int = 3  # CNN only
     dilations: tuple[int, ...] = (1, 2, 4, 8)  # CNN only; one residual unit per dilation
     window: int = 5  # Caser only (models/caser.py): L, the most recent items a state sees
@@ -60,7 +66,9 @@ class EncoderConfig:
     def sees_future(self) -> bool:
         """Whether a state may depend on later positions (then next-item training needs rows
         whose input holds no future item: prefix rows)."""
-        return self.kind == "filter" or (self.kind == "transformer" and not self.causal)
+        return self.kind == "filter" or (
+            self.kind == "transformer" and (not self.causal or self.frequency_mix > 0)
+        )
 
     @property
     def vocab_size(self) -> int:
@@ -158,9 +166,10 @@ class TransformerEncoder(SequenceEncoder):
         x = fast_dropout(x, self.config.dropout, self.training)
         mask = attention_mask(real, self.config.causal)  # (B, 1, W, W)
         attn_dropout = self.config.dropout if self.training else 0.0
+        keep = real.unsqueeze(-1).to(x.dtype)  # (B, W, 1): zeroes padding for a frequency filter
         for index, block in enumerate(self.blocks):
             queries = last if index == len(self.blocks) - 1 else width
-            x = block(x, mask, attn_dropout, queries)
+            x = block(x, mask, attn_dropout, queries, keep)
         return x if self.final_norm is None else self.final_norm(x)
 
 
@@ -191,13 +200,25 @@ class _TransformerBlock(nn.Module):
         self.ffn_norm = nn.LayerNorm(d)
         self.ffn_in = nn.Linear(d, ffn_hidden)
         self.ffn_out = nn.Linear(ffn_hidden, d)
+        self.frequency_mix = config.frequency_mix
+        if self.frequency_mix > 0:
+            self.frequency = FrequencySublayer(config)
 
     def forward(
-        self, x: torch.Tensor, mask: torch.Tensor, attn_dropout: float, queries: int
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor,
+        attn_dropout: float,
+        queries: int,
+        keep: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Outputs (B, queries, d) of the last ``queries`` columns, which attend to all W."""
+        """Outputs (B, queries, d) of the last ``queries`` columns, which attend to all W;
+        ``keep`` (B, W, 1) is 1 at real columns, for the frequency sub-layer."""
         b, w, d = x.shape
         h = self.attn_norm(x) if self.pre_norm else x
+        frequency = None
+        if self.frequency_mix > 0:
+            frequency = self.frequency(x if keep is None else x * keep, queries)
         if queries == w:
             qkv = self.qkv(h).view(b, w, 3, self.heads, d // self.heads)
             q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, h, W, d/h)
@@ -214,11 +235,45 @@ class _TransformerBlock(nn.Module):
         x = x + attended
         if not self.pre_norm:
             x = self.attn_norm(x)
+        if frequency is not None:
+            x = self.frequency_mix * frequency + (1.0 - self.frequency_mix) * x
         h = self.ffn_norm(x) if self.pre_norm else x
         x = x + fast_dropout(
             self.ffn_out(self.activation(self.ffn_in(h))), self.dropout, self.training
         )
         return x if self.pre_norm else self.ffn_norm(x)
+
+
+class FrequencySublayer(nn.Module):
+    """BSARec's inductive-bias sub-layer: ``LN(x + dropout(low(x) + beta^2 (x - low(x))))``.
+
+    ``low`` keeps the lowest ``frequency_cutoff`` frequencies of the window ``n = max_len + 1``
+    (BSARec filters with an FFT over its fixed window). Here it is applied as the equivalent
+    circular convolution in the time domain, one (n, n) matrix shared by all channels cut to
+    the batch's last W columns: padding is zero, so a narrow batch gives the wide batch's
+    states and length buckets stay exact.
+    """
+
+    def __init__(self, config: EncoderConfig) -> None:
+        super().__init__()
+        n = config.max_len + 1
+        self.dropout = config.dropout
+        self.sqrt_beta = nn.Parameter(torch.randn(config.hidden))
+        self.norm = nn.LayerNorm(config.hidden)
+        kept = torch.zeros(n // 2 + 1)
+        kept[: config.frequency_cutoff] = 1.0
+        kernel = torch.fft.irfft(kept, n=n)  # low-pass impulse response
+        columns = torch.arange(n)
+        low_pass = kernel[(columns[:, None] - columns[None, :]) % n]  # (n, n): out x in
+        self.register_buffer("low_pass", low_pass, persistent=False)
+
+    def forward(self, x: torch.Tensor, queries: int) -> torch.Tensor:
+        """(B, queries, d): the last ``queries`` columns of the sub-layer over all W columns."""
+        width = x.shape[1]
+        low = self.low_pass[-queries:, -width:].to(x.dtype) @ x  # (B, queries, d)
+        last = x[:, -queries:]
+        filtered = low + self.sqrt_beta.square() * (last - low)
+        return self.norm(last + fast_dropout(filtered, self.dropout, self.training))
 
 
 ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}
@@ -428,6 +483,15 @@ def _validate_config(config: EncoderConfig) -> None:
         fail("linear_init_std", config.linear_init_std, "null (PyTorch's default) or a float > 0")
     if config.ffn_hidden is not None and config.ffn_hidden < 1:
         fail("ffn_hidden", config.ffn_hidden, "a positive integer or null (= hidden)")
+    if not 0.0 <= config.frequency_mix <= 1.0:
+        fail("frequency_mix", config.frequency_mix, "a float in [0, 1] (0 = attention alone)")
+    if config.frequency_mix > 0 and config.norm != "post":
+        fail("norm", config.norm, "post with frequency_mix > 0 (BSARec's block is post-LN)")
+    frequencies = (config.max_len + 1) // 2 + 1
+    if not isinstance(config.frequency_cutoff, int) or not (
+        1 <= config.frequency_cutoff <= frequencies
+    ):
+        fail("frequency_cutoff", config.frequency_cutoff, f"an integer in [1, {frequencies}]")
     if not config.dilations or min(config.dilations) < 1:
         fail("dilations", config.dilations, "a non-empty list of positive integers")
     if config.kind not in ("transformer", "filter") and not config.causal:
