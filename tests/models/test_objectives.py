@@ -267,6 +267,12 @@ def test_next_item_share_supervises_that_share_of_each_rows_pairs():
         NextItemPretrainer(encoder, share=0.5)(tokens)
     with pytest.raises(ValueError, match="next_item_share = 0"):
         ObjectiveConfig(next_item_weight=1.0, next_item_share=0.0)
+    for sees_all in (
+        EncoderConfig(num_items=NUM_ITEMS, max_len=MAX_LEN, hidden=16, heads=2, kind="filter"),
+        EncoderConfig(num_items=NUM_ITEMS, max_len=MAX_LEN, hidden=16, heads=2, causal=False),
+    ):
+        with pytest.raises(ValueError, match="sees the whole row"):
+            NextItemPretrainer(build_encoder(sees_all))
 
 
 @pytest.mark.parametrize("name", sorted(OBJECTIVES))

@@ -67,6 +67,13 @@ class NextItemPretrainer(nn.Module):
         super().__init__()
         if not 0.0 < share <= 1.0:
             raise ValueError(f"next-item pre-training: share = {share}: expected (0, 1]")
+        if encoder.config.sees_future:
+            raise ValueError(
+                "pretrain.objective.next_item_weight > 0 needs an encoder whose item states do "
+                f"not see later items; encoder.kind {encoder.config.kind!r} with causal "
+                f"{encoder.config.causal} and frequency_mix {encoder.config.frequency_mix} sees "
+                "the whole row, so each successor would be in its own input"
+            )
         self.encoder = encoder
         self.share = share
 
