@@ -179,6 +179,20 @@ def test_bsarec_frequency_mix_is_its_fft_filter_exact_at_any_width():
         EncoderConfig(num_items=NUM_ITEMS, norm="post", frequency_mix=1.5)
 
 
+def test_the_bsarec_recipe_file_builds_bsarec_blocks():
+    import yaml
+
+    from clue_pipeline.config import encoder_config
+    from tests.conftest import REPO_ROOT
+
+    recipe = yaml.safe_load((REPO_ROOT / "conf/recipes/bsarec.yml").read_text())
+    base = yaml.safe_load((REPO_ROOT / "conf/base/parameters.yml").read_text())["encoder"]
+    config = encoder_config({**base, **recipe["run"]["params"]["encoder"]}, NUM_ITEMS)
+    encoder = build_encoder(config)
+    assert config.sees_future and all(hasattr(block, "frequency") for block in encoder.blocks)
+    assert recipe["run"]["params"]["finetune"]["next_item_rows"] == "prefix"
+
+
 def test_attention_mask_never_leaves_a_row_empty():
     real = torch.tensor([[False, False, True, True], [True, True, True, True]])
     mask = attention_mask(real, causal=True)
