@@ -166,7 +166,8 @@ class TransformerEncoder(SequenceEncoder):
         x = fast_dropout(x, self.config.dropout, self.training)
         mask = attention_mask(real, self.config.causal)  # (B, 1, W, W)
         attn_dropout = self.config.dropout if self.training else 0.0
-        keep = real.unsqueeze(-1).to(x.dtype)  # (B, W, 1): zeroes padding for a frequency filter
+        # (B, W, 1): zeroes padding before a frequency sub-layer; attention masks it instead
+        keep = real.unsqueeze(-1).to(x.dtype) if self.config.frequency_mix > 0 else None
         for index, block in enumerate(self.blocks):
             queries = last if index == len(self.blocks) - 1 else width
             x = block(x, mask, attn_dropout, queries, keep)
@@ -262,9 +263,7 @@ class FrequencySublayer(nn.Module):
         self.norm = nn.LayerNorm(config.hidden)
         kept = torch.zeros(n // 2 + 1)
         kept[: config.frequency_cutoff] = 1.0
-        kernel = torch.fft.irfft(kept, n=n)  # low-pass impulse response
-        columns = torch.arange(n)
-        low_pass = kernel[(columns[:, None] - columns[None, :]) % n]  # (n, n): out x in
+        low_pass = circulant(torch.fft.irfft(kept, n=n), n)  # (n, n): out x in
         self.register_buffer("low_pass", low_pass, persistent=False)
 
     def forward(self, x: torch.Tensor, queries: int) -> torch.Tensor:
@@ -274,6 +273,14 @@ class FrequencySublayer(nn.Module):
         last = x[:, -queries:]
         filtered = low + self.sqrt_beta.square() * (last - low)
         return self.norm(last + fast_dropout(filtered, self.dropout, self.training))
+
+
+def circulant(kernel: torch.Tensor, width: int) -> torch.Tensor:
+    """(W, W, ...) matrix of the circular convolution with ``kernel`` (n, ...) over a window of
+    n columns, restricted to its last W: entry (a, b), the weight of input column b in output
+    column a, is ``kernel[(a - b) mod n]``. Exact when the columns left of them are zero."""
+    columns = torch.arange(width, device=kernel.device)
+    return kernel[(columns[:, None] - columns[None, :]) % kernel.shape[0]]
 
 
 ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}

@@ -27,6 +27,7 @@ from clue_pipeline.models.encoders import (
     ENCODERS,
     EncoderConfig,
     SequenceEncoder,
+    circulant,
     fast_dropout,
 )
 
@@ -67,12 +68,10 @@ class _FilterBlock(nn.Module):
         self.window = config.max_len + 1
 
     def kernel_matrix(self, width: int) -> torch.Tensor:
-        """(W, W, d): entry (a, b) weighs input column b in output column a of the last W
-        columns, ``h[(a - b) mod n]``; the same as filtering in the frequency domain with the
-        columns left of them zero."""
+        """(W, W, d): this block's frequency-domain filter as a :func:`circulant` matrix over
+        the last W columns of its window."""
         kernel = torch.fft.irfft(torch.view_as_complex(self.filter.float()), n=self.window, dim=0)
-        columns = torch.arange(width, device=kernel.device)
-        return kernel[(columns[:, None] - columns[None, :]) % self.window]
+        return circulant(kernel, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         filtered = torch.einsum("abd,nbd->nad", self.kernel_matrix(x.shape[1]).to(x.dtype), x)
