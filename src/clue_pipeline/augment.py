@@ -168,10 +168,18 @@ def mask_positions(
     """Boolean (B, W): ``counts[b]`` real positions of row b chosen uniformly, never [UR]."""
     real = tokens != PAD
     real[:, -1] = False
-    keys = torch.rand(tokens.shape, generator=generator, device=tokens.device)
-    keys = keys.masked_fill(~real, 2.0)  # padding sorts after every real position
+    return choose_per_row(real, counts, generator)
+
+
+def choose_per_row(
+    candidates: torch.Tensor, counts: torch.Tensor, generator: torch.Generator
+) -> torch.Tensor:
+    """Boolean like ``candidates`` (B, W): ``counts[b]`` of row b's True entries (all of them
+    if it has fewer), chosen uniformly."""
+    keys = torch.rand(candidates.shape, generator=generator, device=candidates.device)
+    keys = keys.masked_fill(~candidates, 2.0)  # non-candidates sort after every candidate
     ranks = keys.argsort(1).argsort(1)
-    return ranks < counts.clamp(max=real.sum(1))[:, None]
+    return candidates & (ranks < counts[:, None])
 
 
 def _random_block(

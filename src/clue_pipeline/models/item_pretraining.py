@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from clue_pipeline.augment import mask_positions, real_lengths
+from clue_pipeline.augment import choose_per_row, mask_positions, real_lengths
 from clue_pipeline.models.encoders import SequenceEncoder, item_positions, length_groups
 from clue_pipeline.models.heads import item_cross_entropy, item_table
 
@@ -115,6 +115,4 @@ def sample_per_row(
     """Boolean like ``candidates``: ``round(share * n)`` (at least one) of each row's n True
     entries, chosen uniformly; rows without a candidate stay empty."""
     counts = torch.round(share * candidates.sum(1)).long().clamp(min=1)
-    keys = torch.rand(candidates.shape, generator=generator, device=candidates.device)
-    ranks = keys.masked_fill(~candidates, 2.0).argsort(1).argsort(1)
-    return candidates & (ranks < counts[:, None])
+    return choose_per_row(candidates, counts, generator)
