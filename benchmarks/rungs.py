@@ -83,6 +83,12 @@ RUNGS: dict[str, tuple[str | None, dict[str, Any], str]] = {
         "BSARec's block and Beauty settings as a group: 0.7 x a frequency sub-layer (3 low "
         "frequencies kept, its c = 5) + 0.3 x attention, 1 head, lr 5e-4",
     ),
+    "bsarec_causal": (
+        "bsarec",
+        {"encoder": {"frequency_causal": True}},
+        "the frequency sub-layer causal (each position filters itself and earlier ones), so "
+        "the block suits the joint objective's next-item term",
+    ),
     "rb_li_lr5e4": (
         "recbole_block_last_item",
         {"train": {"lr": 5e-4}},

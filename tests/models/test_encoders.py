@@ -179,6 +179,25 @@ def test_bsarec_frequency_mix_is_its_fft_filter_exact_at_any_width():
         EncoderConfig(num_items=NUM_ITEMS, norm="post", frequency_mix=1.5)
 
 
+def test_causal_frequency_mix_sees_no_later_column_and_keeps_the_last_one():
+    options = {"norm": "post", "frequency_mix": 0.7, "frequency_cutoff": 3}
+    causal = make_encoder("transformer", frequency_causal=True, **options)
+    causal = build_encoder(causal.config).eval()  # rebuilt: the options shape the modules
+    whole_row = build_encoder(make_encoder("transformer", **options).config).eval()
+    assert not causal.config.sees_future and whole_row.config.sees_future
+    causal_sublayer, sublayer = causal.blocks[0].frequency, whole_row.blocks[0].frequency
+    sublayer.load_state_dict(causal_sublayer.state_dict())
+    x = torch.randn(2, MAX_LEN + 1, 16, generator=torch.Generator().manual_seed(1))
+    changed = x.clone()
+    changed[:, -3:] += 1.0  # later columns change
+    with torch.no_grad():
+        before, after = causal_sublayer(x, MAX_LEN + 1), causal_sublayer(changed, MAX_LEN + 1)
+        torch.testing.assert_close(before[:, :-3], after[:, :-3])
+        torch.testing.assert_close(before[:, -1], sublayer(x, MAX_LEN + 1)[:, -1])
+    with pytest.raises(ValueError, match="'frequency_causal'"):
+        EncoderConfig(num_items=NUM_ITEMS, frequency_causal=True)
+
+
 def test_the_bsarec_recipe_file_builds_bsarec_blocks():
     import yaml
 

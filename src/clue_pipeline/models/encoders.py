@@ -49,9 +49,12 @@ class EncoderConfig:
     # BSARec (Shin et al., AAAI 2024), transformer with norm post only: each block mixes
     # frequency_mix x a frequency sub-layer (the lowest `frequency_cutoff` frequencies of the
     # window kept, the rest scaled by a learned beta^2 per channel) with (1 - frequency_mix) x
-    # self-attention. 0 = plain self-attention. The filter sees the whole row: prefix rows only.
+    # self-attention. 0 = plain self-attention. The filter sees the whole row (prefix rows only)
+    # unless frequency_causal: each column then filters only itself and earlier columns (the
+    # last column's output is unchanged), so the block is causal like its attention.
     frequency_mix: float = 0.0
     frequency_cutoff: int = 3
+    frequency_causal: bool = False
     kernel_size: int = 3  # CNN only
     dilations: tuple[int, ...] = (1, 2, 4, 8)  # CNN only; one residual unit per dilation
     window: int = 5  # Caser only (models/caser.py): L, the most recent items a state sees
@@ -66,8 +69,9 @@ class EncoderConfig:
     def sees_future(self) -> bool:
         """Whether a state may depend on later positions (then next-item training needs rows
         whose input holds no future item: prefix rows)."""
+        frequency_sees_future = self.frequency_mix > 0 and not self.frequency_causal
         return self.kind == "filter" or (
-            self.kind == "transformer" and (not self.causal or self.frequency_mix > 0)
+            self.kind == "transformer" and (not self.causal or frequency_sees_future)
         )
 
     @property
@@ -252,7 +256,9 @@ class FrequencySublayer(nn.Module):
     (BSARec filters with an FFT over its fixed window). Here it is applied as the equivalent
     circular convolution in the time domain, one (n, n) matrix shared by all channels cut to
     the batch's last W columns: padding is zero, so a narrow batch gives the wide batch's
-    states and length buckets stay exact.
+    states and length buckets stay exact. ``frequency_causal`` keeps the matrix's lower
+    triangle: column a filters columns <= a with the same weights, so the last column's output
+    is BSARec's and no column sees a later one.
     """
 
     def __init__(self, config: EncoderConfig) -> None:
@@ -264,6 +270,8 @@ class FrequencySublayer(nn.Module):
         kept = torch.zeros(n // 2 + 1)
         kept[: config.frequency_cutoff] = 1.0
         low_pass = circulant(torch.fft.irfft(kept, n=n), n)  # (n, n): out x in
+        if config.frequency_causal:
+            low_pass = low_pass.tril()
         self.register_buffer("low_pass", low_pass, persistent=False)
 
     def forward(self, x: torch.Tensor, queries: int) -> torch.Tensor:
@@ -499,6 +507,8 @@ def _validate_config(config: EncoderConfig) -> None:
         1 <= config.frequency_cutoff <= frequencies
     ):
         fail("frequency_cutoff", config.frequency_cutoff, f"an integer in [1, {frequencies}]")
+    if config.frequency_causal and config.frequency_mix == 0:
+        fail("frequency_causal", config.frequency_causal, "false when frequency_mix is 0")
     if not config.dilations or min(config.dilations) < 1:
         fail("dilations", config.dilations, "a non-empty list of positive integers")
     if config.kind not in ("transformer", "filter") and not config.causal:

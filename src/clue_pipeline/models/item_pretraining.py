@@ -72,7 +72,8 @@ class NextItemPretrainer(nn.Module):
                 "pretrain.objective.next_item_weight > 0 needs an encoder whose item states do "
                 f"not see later items; encoder.kind {encoder.config.kind!r} with causal "
                 f"{encoder.config.causal} and frequency_mix {encoder.config.frequency_mix} sees "
-                "the whole row, so each successor would be in its own input"
+                "the whole row, so each successor would be in its own input (a frequency mix is "
+                "causal with encoder.frequency_causal: true)"
             )
         self.encoder = encoder
         self.share = share
