@@ -21,11 +21,10 @@ import subprocess
 
 from benchmarks.common import REPO, RESULTS, show_cell_progress, write_results
 from clue_pipeline.experiments.cells import Cell
-from clue_pipeline.experiments.runner import RunnerConfig, prepare, run_cell
+from clue_pipeline.experiments.runner import RunnerConfig, prepare, run_cell, settings_resolver
 from clue_pipeline.experiments.store import CellStore
 
 CELLS = RESULTS / "quality" / "cells"
-STORE = CellStore(CELLS)
 SEEDS = (0, 1, 2)
 SEEDED_METHODS = ("clue", "clue_zero")  # three seeds; other rivals one seed at first
 SPARSITY = (0.4, 0.6, 0.8)
@@ -39,6 +38,8 @@ GRID = {
     "ml-100k": {"next_item": NEXT_ITEM, "profiling": USER_TASKS, "coldstart": USER_TASKS},
     "ml-1m": {"next_item": NEXT_ITEM, "profiling": USER_TASKS},
 }
+ENVS = {dataset: dataset for dataset in GRID}  # each dataset's run-environment
+STORE = CellStore(CELLS, settings_resolver(REPO, ENVS))
 EXCLUDED_PREFIX = "excl. "  # the same metric with the user's history removed from the ranking
 HEADLINE = {
     "next_item": ("recall@10", "ndcg@10", "mrr@10"),
@@ -75,9 +76,7 @@ def code_state() -> dict[str, object]:
 
 def runner(threads: int = 1) -> RunnerConfig:
     """Each dataset runs in its own run-environment, which sets its paper-sized budget."""
-    return RunnerConfig(
-        project_dir=REPO, envs={dataset: dataset for dataset in GRID}, threads=threads
-    )
+    return RunnerConfig(project_dir=REPO, envs=ENVS, threads=threads)
 
 
 def headline(record: dict, task: str) -> dict[str, float]:
@@ -202,10 +201,7 @@ def summarise(cells: list[Cell]) -> None:
             )
         lines.append("")
     lines += [f"## Missing cells ({len(missing)} of {len(cells)})", ""]
-    lines += [
-        f"- {c.dataset} / {c.task} / {c.method} / seed {c.seed} / {int(c.fraction * 100)} % users"
-        for c in missing
-    ] or ["- none"]
+    lines += [f"- {STORE.missing_label(c)}" for c in missing] or ["- none"]
     write_results(
         "quality",
         {"rows": rows, "missing": [c.as_dict() for c in missing], "cells_total": len(cells)},

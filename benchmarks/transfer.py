@@ -40,7 +40,7 @@ from scipy import stats
 from benchmarks.common import REPO, RESULTS, show_cell_progress, write_results
 from benchmarks.objectives import parameters
 from clue_pipeline.experiments.cells import Cell
-from clue_pipeline.experiments.runner import RunnerConfig, prepare, run_cell
+from clue_pipeline.experiments.runner import RunnerConfig, prepare, run_cell, settings_resolver
 from clue_pipeline.experiments.store import CellStore
 
 TASKS = {"beauty": "next_item", "ml-1m": "profiling", "ml-100k": "coldstart"}
@@ -54,7 +54,8 @@ METRICS = {
     "coldstart": ("mrr@10", "recall@10"),
     "profiling": tuple(f"{a}/accuracy" for a in PROFILE_ATTRIBUTES),
 }
-QUALITY_STORE = CellStore(RESULTS / "quality" / "cells")
+ENVS = {dataset: dataset for dataset in TASKS}  # each dataset's run-environment
+QUALITY_STORE = CellStore(RESULTS / "quality" / "cells", settings_resolver(REPO, ENVS))
 
 
 def small_share(dataset: str, fraction: float) -> dict[str, Any]:
@@ -99,6 +100,14 @@ def grid(
 
 def load(cell: Cell, store: CellStore) -> dict[str, Any] | None:
     return store.load(cell) or (None if cell.overrides else QUALITY_STORE.load(cell))
+
+
+def missing_label(cell: Cell, store: CellStore) -> str:
+    """The cell's label; a stale copy in either store names the settings that changed."""
+    for where in (store, QUALITY_STORE):
+        if where.stale(cell):
+            return where.missing_label(cell)
+    return cell.label()
 
 
 def values(record: dict[str, Any], task: str) -> dict[str, float]:
@@ -192,7 +201,8 @@ def summarise(
         "cells_total": len(cells),
         "overrides": overrides or {},
     }
-    write_results(name, payload, markdown(rows, comparisons, missing, len(cells), note))
+    labels = [missing_label(cell, store) for cell in missing]
+    write_results(name, payload, markdown(rows, comparisons, labels, len(cells), note))
     return payload
 
 
@@ -233,7 +243,7 @@ def markdown(rows, comparisons, missing, total: int, note: str) -> str:
             f"| {r['seeds']} | {r['mean']:.4f}{spread} |"
         )
     lines += ["", f"## Missing cells ({len(missing)} of {total})", ""]
-    lines += [f"- {c.label()}" for c in missing] or ["- none"]
+    lines += [f"- {label}" for label in missing] or ["- none"]
     return "\n".join(lines)
 
 
@@ -285,14 +295,14 @@ def main() -> None:
         clue_only,
         tuple(args.methods),
     )
-    store = CellStore(args.store or RESULTS / args.name / "cells")
+    store = CellStore(args.store or RESULTS / args.name / "cells", settings_resolver(REPO, ENVS))
     note = ""
     overrides = {"every": common, "clue": clue_only}
     if common or clue_only:
         note = f"Overrides: every cell {common or '{}'}; CLUE cells {clue_only or '{}'}."
     if not args.summary_only:
         show_cell_progress()
-        config = RunnerConfig(project_dir=REPO, envs={d: d for d in TASKS}, threads=args.threads)
+        config = RunnerConfig(project_dir=REPO, envs=ENVS, threads=args.threads)
         # the widest gap first: every method at the smallest share, seed by seed
         todo = sorted(cells, key=lambda c: (c.seed, c.fraction, c.dataset))
         prepared = {*args.datasets} if args.skip_prepare else set()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from clue_pipeline.experiments.cells import Cell
@@ -38,6 +40,36 @@ def test_a_broken_cell_file_names_its_place(tmp_path):
     store.path(cell).write_text('{"cell": 1,\n  oops}')
     with pytest.raises(ValueError, match=r"seed0_users100.json line 2 column 3"):
         store.load(cell)
+
+
+def test_a_cell_whose_recorded_settings_changed_is_stale_and_kept_when_recomputed(tmp_path):
+    today = {"encoder.heads": 1, "encoder.norm": "post", "encoder.new_option": 0}
+    store = CellStore(tmp_path / "cells", settings=lambda cell: today)
+    cell, unrecorded = (Cell.create("d", "next_item", "clue", seed) for seed in (0, 1))
+    recorded = {"encoder.heads": 2, "encoder.norm": "post", "encoder.removed_option": 3}
+    store.save(cell, {"record": {"x": 1}, "settings": recorded})
+    store.save(unrecorded, {"record": {"x": 2}})
+    assert store.stale(cell) == ["encoder.heads: 2 -> 1"]
+    assert store.load(cell) is None and not store.has(cell)
+    assert store.missing([cell, unrecorded]) == [cell]  # cells without settings cannot be checked
+    assert "stale: encoder.heads: 2 -> 1" in store.missing_label(cell)
+    store.save(cell, {"record": {"x": 3}, "settings": today})
+    assert store.load(cell)["record"] == {"x": 3}
+    (old,) = (tmp_path / "superseded").rglob("*.json")
+    assert old.relative_to(tmp_path / "superseded").parts[1:] == cell.relative_path.parts
+    assert json.loads(old.read_text())["settings"] == recorded
+
+
+def test_resolved_settings_merge_the_environment_and_the_cell():
+    from clue_pipeline.experiments.settings import resolved_settings
+    from tests.conftest import REPO_ROOT
+
+    settings = resolved_settings(REPO_ROOT, "beauty", {"encoder": {"heads": 1}})
+    assert settings["encoder.heads"] == 1  # the cell's override
+    assert settings["encoder.norm"] == "post"  # conf/beauty over conf/base
+    assert settings["dataset_name"] == "beauty"
+    assert not any(key.startswith(("report.", "tune.")) for key in settings)
+    assert "finetune.train.device" not in settings  # where it runs, not what it computes
 
 
 def test_pooled_std_weights_groups_by_degrees_of_freedom():

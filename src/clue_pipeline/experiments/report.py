@@ -130,7 +130,7 @@ def assemble(
         figures.update(section.figures)
     lines += _wall_times(by_cell, plan.budget)
     lines += [f"## Missing cells ({len(missing)} of {len(plan.all_cells())})", ""]
-    lines += [f"- {c.label()} (`{c.relative_path}`)" for c in missing] or ["- none"]
+    lines += [f"- {store.missing_label(c)} (`{c.relative_path}`)" for c in missing] or ["- none"]
     failed = facts.get("failed_cells") or []
     if failed:
         lines += ["", f"## Cells that failed in this sitting ({len(failed)})", ""]

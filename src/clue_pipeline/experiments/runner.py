@@ -7,6 +7,7 @@ because `--params` cannot carry lists (view strategies).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,7 @@ from clue_pipeline.experiments.cells import (
     uses_views,
 )
 from clue_pipeline.experiments.representation import RepresentationConfig, summarise_encoder
+from clue_pipeline.experiments.settings import resolved_settings
 from clue_pipeline.experiments.store import CellStore
 
 logger = logging.getLogger(__name__)
@@ -94,8 +97,25 @@ def prepare(dataset: str, config: RunnerConfig) -> None:
     kedro(config, dataset, ["--pipelines", PREPARE_PIPELINES], {}, log_name=f"{dataset}_prepare")
 
 
+def settings_resolver(
+    project_dir: Path, envs: dict[str, str | None]
+) -> Callable[[Cell], dict[str, Any]]:
+    """Cell -> the settings its `kedro run` resolves today (a :class:`CellStore` compares them
+    with those a stored cell recorded)."""
+
+    @functools.cache
+    def settings(cell: Cell) -> dict[str, Any]:
+        return resolved_settings(project_dir, envs[cell.dataset], kedro_params(cell))
+
+    return settings
+
+
 def run_cell(cell: Cell, config: RunnerConfig) -> dict[str, Any]:
-    """The cell's nodes in one `kedro run`; returns {"cell", "wall_s", "record"} as stored."""
+    """The cell's nodes in one `kedro run`; returns {"cell", "wall_s", "record", "settings"}
+    as stored (the settings the run resolved, see ``experiments.settings``)."""
+    settings = resolved_settings(
+        config.project_dir, config.envs.get(cell.dataset), kedro_params(cell)
+    )
     started = time.perf_counter()
     output = _output_folder(cell, config)
     before = _versions(output)
@@ -111,7 +131,7 @@ def run_cell(cell: Cell, config: RunnerConfig) -> dict[str, Any]:
         record = json.loads((version / output.name).read_text())
     if uses_views(cell):  # leave the dataset's view policy as its parameters say
         kedro(config, cell.dataset, ["--nodes", VIEW_POLICY_NODE], {}, log_name=log_name)
-    return {"cell": cell.as_dict(), "wall_s": wall_s, "record": record}
+    return {"cell": cell.as_dict(), "wall_s": wall_s, "record": record, "settings": settings}
 
 
 def cell_log_name(cell: Cell) -> str:

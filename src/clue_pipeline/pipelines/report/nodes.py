@@ -19,7 +19,12 @@ from clue_pipeline.config import to_dataclass
 from clue_pipeline.experiments.plan import Plan, build_plan
 from clue_pipeline.experiments.report import ReportSettings, assemble
 from clue_pipeline.experiments.representation import RepresentationConfig
-from clue_pipeline.experiments.runner import DEFAULT_PATHS, RunnerConfig, run_missing
+from clue_pipeline.experiments.runner import (
+    DEFAULT_PATHS,
+    RunnerConfig,
+    run_missing,
+    settings_resolver,
+)
 from clue_pipeline.experiments.store import CellStore
 
 logger = logging.getLogger(__name__)
@@ -107,7 +112,8 @@ def _plan(report_params: dict, encoder_params: dict) -> Plan:
 
 
 def _store(plan: Plan) -> CellStore:
-    return CellStore(Path.cwd() / plan.profile["store"])
+    envs = dict(plan.profile["envs"])
+    return CellStore(Path.cwd() / plan.profile["store"], settings_resolver(Path.cwd(), envs))
 
 
 def _counts(dataset: str, paths: dict) -> dict[str, int]:

@@ -1,0 +1,70 @@
+"""The settings a cell ran with, so that a stored cell whose settings have since changed is
+told apart from one that still stands.
+
+A cell is keyed by its overrides only; what the run-environment's files say (the encoder of
+``conf/beauty``, a training budget) is not in the key. Each new cell therefore stores the
+parameters its run resolved, and a stored cell is *stale* when a setting it recorded differs
+from today's. Settings that are new since the cell ran are not counted: a new option starts at
+the behaviour it extends. Cells stored before settings were recorded cannot be checked.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from clue_pipeline.experiments.cells import flatten
+
+# The parameter sections that shape a cell's numbers (not reporting, tuning or serving).
+CELL_SECTIONS = (
+    "dataset_name",
+    "ingest",
+    "sequences",
+    "augment",
+    "encoder",
+    "pretrain",
+    "finetune",
+    "evaluate",
+)
+# Keys that change where or how visibly a run works, not what it computes.
+NEUTRAL_KEYS = frozenset(
+    {"device", "progress", "checkpoint_dir", "checkpoint_every_steps", "resume", "figures"}
+)
+
+
+@lru_cache(maxsize=16)
+def _environment_parameters(conf_source: str, env: str | None) -> str:
+    """The run-environment's parameters (conf/base soft-merged with conf/<env>), as JSON so the
+    cache hands out fresh copies."""
+    from kedro.config import OmegaConfigLoader
+
+    from clue_pipeline.settings import CONFIG_LOADER_ARGS
+
+    loader = OmegaConfigLoader(conf_source, env=env, **CONFIG_LOADER_ARGS)
+    return json.dumps(loader["parameters"])
+
+
+def resolved_settings(project_dir: Path, env: str | None, params: dict[str, Any]) -> dict:
+    """Flat {dotted.key: value} of what `kedro run --env env --config <params>` resolves to,
+    restricted to the sections that shape a cell's numbers."""
+    base = json.loads(_environment_parameters(str(Path(project_dir) / "conf"), env))
+    merged = OmegaConf.to_container(OmegaConf.unsafe_merge(base, params), resolve=True)
+    kept = {key: merged[key] for key in CELL_SECTIONS if key in merged}
+    return {
+        key: value
+        for key, value in flatten(kept).items()
+        if not NEUTRAL_KEYS.intersection(key.split("."))
+    }
+
+
+def settings_changes(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """``key: old -> new`` for each setting both sides have and that differs, sorted."""
+    return [
+        f"{key}: {json.dumps(recorded[key])} -> {json.dumps(current[key])}"
+        for key in sorted(recorded.keys() & current.keys())
+        if recorded[key] != current[key]
+    ]
