@@ -9,6 +9,7 @@ import os
 import platform
 import resource
 import shlex
+import statistics
 import sys
 import time
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 import torch
+from scipy import stats
 
 from clue_pipeline.data.readers import read_dataset
 from clue_pipeline.data.sequences import (
@@ -62,6 +64,22 @@ def load_next_item(name: str, max_len: int = 50, min_seq_len: int = 3) -> NextIt
     item_index = build_item_index(ordered)
     split, _ = next_item_split(build_sequences(ordered, item_index, max_len))
     return NextItemDataset(name, item_index, split)
+
+
+ALPHA = 0.05  # two-sided level of the seed comparisons
+
+
+def welch(a: list[float], b: list[float]) -> dict[str, Any]:
+    """Mean difference a - b, Welch's t and its two-sided p, and the verdict at ``ALPHA``."""
+    if len(a) < 2 or len(b) < 2:
+        return {"verdict": f"not testable ({len(a)} vs {len(b)} seeds)"}
+    diff = statistics.mean(a) - statistics.mean(b)
+    if statistics.pvariance(a) == 0 and statistics.pvariance(b) == 0:
+        t, p = (0.0, 1.0) if diff == 0 else (float("inf"), 0.0)
+    else:
+        t, p = stats.ttest_ind(a, b, equal_var=False)
+    verdict = ("better" if diff > 0 else "worse") if p < ALPHA else "level"
+    return {"diff": diff, "t": float(t), "p": float(p), "verdict": verdict}
 
 
 def show_cell_progress() -> None:

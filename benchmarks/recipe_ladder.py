@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.common import REPO, RESULTS, load_next_item, write_results
+from benchmarks.common import ALPHA, REPO, RESULTS, load_next_item, welch, write_results
 from benchmarks.rungs import MAX_EPOCHS, PATIENCE, RUNGS, recipe
 from clue_pipeline.config import encoder_config, train_config
 from clue_pipeline.models.encoders import build_encoder
@@ -164,11 +164,51 @@ def summarise(dataset: str) -> None:
             + f" | {np.median([r['median_epoch_s'] for r in runs]):.1f}"
             + f" | {np.median([r['eval_s'] for r in runs]):.2f} |"
         )
+    lines += seed_comparisons(by_rung)
     write_results(
         f"recipe_ladder_{dataset}" if dataset != "beauty" else "recipe_ladder",
         {"dataset": dataset, "rungs": {k: v[1:] for k, v in RUNGS.items()}, "cells": cells},
         "\n".join(lines),
     )
+
+
+COMPARED = (
+    ("valid/kept", "ndcg@10"),
+    ("test/kept", "ndcg@10"),
+    ("test/excluded", "recall@10"),
+    ("test/excluded", "ndcg@10"),
+)
+
+
+def seed_comparisons(by_rung: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """Each rung with two or more seeds against its parent's seeds: difference and Welch's p
+    (validation NDCG@10 chooses; the test columns show what the choice buys)."""
+    rows = []
+    for name, (parent, _, _) in RUNGS.items():
+        runs, base = by_rung.get(name, []), by_rung.get(parent or "", [])
+        if len(runs) < 2 or len(base) < 2:
+            continue
+        cells = []
+        for split, metric in COMPARED:
+            test = welch(
+                [r["scores"][split][metric] for r in runs],
+                [r["scores"][split][metric] for r in base],
+            )
+            cells.append(f"{test['diff']:+.4f} (p {test['p']:.2f}, {test['verdict']})")
+        rows.append(
+            f"| {name} | {parent} | {len(runs)} vs {len(base)} | " + " | ".join(cells) + " |"
+        )
+    if not rows:
+        return []
+    header = " | ".join(f"{split.replace('/', ' ')} {metric}" for split, metric in COMPARED)
+    return [
+        "",
+        f"## Rungs against their parents (seeds; Welch's t, two-sided, level {ALPHA})",
+        "",
+        f"| rung | parent | seeds | {header} |",
+        "| --- | --- | --- | " + " | ".join("---" for _ in COMPARED) + " |",
+        *rows,
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -35,9 +35,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from scipy import stats
-
-from benchmarks.common import REPO, RESULTS, show_cell_progress, write_results
+from benchmarks.common import ALPHA, REPO, RESULTS, show_cell_progress, welch, write_results
 from benchmarks.objectives import parameters
 from clue_pipeline.experiments.cells import Cell
 from clue_pipeline.experiments.runner import RunnerConfig, prepare, run_cell, settings_resolver
@@ -47,7 +45,6 @@ TASKS = {"beauty": "next_item", "ml-1m": "profiling", "ml-100k": "coldstart"}
 METHODS = ("clue", "clue_zero", "mip")
 FRACTIONS = (0.05, 0.1, 0.4, 1.0)
 SEEDS = (0, 1, 2)
-ALPHA = 0.05
 PROFILE_ATTRIBUTES = ("gender", "age", "occupation")
 METRICS = {
     "next_item": ("ndcg@10", "recall@10"),
@@ -123,19 +120,6 @@ def values(record: dict[str, Any], task: str) -> dict[str, float]:
             if a in metrics
         }
     return {name: float(metrics[name]) for name in METRICS[task] if name in metrics}
-
-
-def welch(a: list[float], b: list[float]) -> dict[str, Any]:
-    """Mean difference a - b, Welch's t and its two-sided p, and the verdict at ``ALPHA``."""
-    if len(a) < 2 or len(b) < 2:
-        return {"verdict": f"not testable ({len(a)} vs {len(b)} seeds)"}
-    diff = statistics.mean(a) - statistics.mean(b)
-    if statistics.pvariance(a) == 0 and statistics.pvariance(b) == 0:
-        t, p = (0.0, 1.0) if diff == 0 else (float("inf"), 0.0)
-    else:
-        t, p = stats.ttest_ind(a, b, equal_var=False)
-    verdict = ("better" if diff > 0 else "worse") if p < ALPHA else "level"
-    return {"diff": diff, "t": float(t), "p": float(p), "verdict": verdict}
 
 
 def summarise(

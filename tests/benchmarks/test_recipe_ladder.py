@@ -1,0 +1,25 @@
+"""The ladder's summary compares a rung's seeds with its parent's."""
+
+from __future__ import annotations
+
+from benchmarks.recipe_ladder import COMPARED, seed_comparisons
+
+
+def _cell(rung: str, value: float) -> dict:
+    scores: dict[str, dict[str, float]] = {}
+    for split, metric in COMPARED:
+        scores.setdefault(split, {})[metric] = value
+    return {"rung": rung, "scores": scores}
+
+
+def test_a_rung_with_seeds_is_tested_against_its_parent_and_one_seed_is_not():
+    by_rung = {
+        "recbole_block_last_item": [_cell("recbole_block_last_item", v) for v in (0.050, 0.051)],
+        "bsarec": [_cell("bsarec", v) for v in (0.060, 0.061, 0.062)],
+        "rb_li_smoothing": [_cell("rb_li_smoothing", 0.07)],
+    }
+    lines = seed_comparisons(by_rung)
+    (row,) = [line for line in lines if line.startswith("| bsarec |")]
+    assert "3 vs 2" in row and row.count("better") == len(COMPARED)
+    assert not any(line.startswith("| rb_li_smoothing") for line in lines)
+    assert seed_comparisons({"bsarec": by_rung["bsarec"]}) == []
