@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 
 from benchmarks.common import REPO, RESULTS, show_cell_progress, write_results
 from clue_pipeline.experiments.cells import Cell
@@ -58,20 +57,6 @@ def grid(datasets: list[str]) -> list[Cell]:
                 if task != "next_item" and method in ("clue", "clue_zero", "mip"):
                     cells += [Cell.create(dataset, task, method, 0, f) for f in SPARSITY]
     return cells
-
-
-def code_state() -> dict[str, object]:
-    """The commit a cell ran at, and whether tracked files differed from it."""
-
-    def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", *args], cwd=REPO, capture_output=True, text=True, check=False
-        ).stdout.strip()
-
-    return {
-        "commit": git("rev-parse", "HEAD"),
-        "modified": bool(git("status", "--porcelain", "-uno")),
-    }
 
 
 def runner(threads: int = 1) -> RunnerConfig:
@@ -259,7 +244,7 @@ def main() -> None:
             if cell.dataset not in prepared:
                 prepare(cell.dataset, config)
                 prepared.add(cell.dataset)
-            result = {**run_cell(cell, config), "code": code_state()}
+            result = run_cell(cell, config)
             path = STORE.save(cell, result)
             done += 1
             print(f"saved {path.relative_to(REPO)} ({result['wall_s']:.0f} s)", flush=True)

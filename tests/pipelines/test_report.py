@@ -28,6 +28,9 @@ def test_report_runs_cells_once_and_writes_pictures(tmp_path: Path):
     ]
     finetuned = json.loads(cells[0].read_text())
     assert finetuned["cell"]["overrides"]["finetune.train.epochs"] == 1
+    # the settings the run resolved: the override over the environment's files
+    assert finetuned["settings"]["finetune.train.epochs"] == 1
+    assert finetuned["settings"]["dataset_name"] == "ml-latest-small"
     assert 0.0 <= finetuned["record"]["metrics"]["recall@10"] <= 1.0
     pretrained = json.loads(cells[1].read_text())["record"]
     assert len(pretrained["history"]) == 1 and "z_std" in pretrained["history"][0]

@@ -111,8 +111,9 @@ def settings_resolver(
 
 
 def run_cell(cell: Cell, config: RunnerConfig) -> dict[str, Any]:
-    """The cell's nodes in one `kedro run`; returns {"cell", "wall_s", "record", "settings"}
-    as stored (the settings the run resolved, see ``experiments.settings``)."""
+    """The cell's nodes in one `kedro run`; returns {"cell", "wall_s", "record", "settings",
+    "code"} as stored (the settings the run resolved, see ``experiments.settings``, and the
+    commit it ran at)."""
     settings = resolved_settings(
         config.project_dir, config.envs.get(cell.dataset), kedro_params(cell)
     )
@@ -131,7 +132,29 @@ def run_cell(cell: Cell, config: RunnerConfig) -> dict[str, Any]:
         record = json.loads((version / output.name).read_text())
     if uses_views(cell):  # leave the dataset's view policy as its parameters say
         kedro(config, cell.dataset, ["--nodes", VIEW_POLICY_NODE], {}, log_name=log_name)
-    return {"cell": cell.as_dict(), "wall_s": wall_s, "record": record, "settings": settings}
+    return {
+        "cell": cell.as_dict(),
+        "wall_s": wall_s,
+        "record": record,
+        "settings": settings,
+        "code": code_state(config.project_dir),
+    }
+
+
+def code_state(project_dir: Path) -> dict[str, object]:
+    """The commit a cell ran at, and whether tracked files differed from it (empty outside a
+    git checkout)."""
+
+    def git(*args: str) -> str:
+        result = subprocess.run(
+            ["git", *args], cwd=project_dir, capture_output=True, text=True, check=False
+        )
+        return result.stdout.strip() if result.returncode == 0 else ""
+
+    commit = git("rev-parse", "HEAD")
+    return (
+        {"commit": commit, "modified": bool(git("status", "--porcelain", "-uno"))} if commit else {}
+    )
 
 
 def cell_log_name(cell: Cell) -> str:
