@@ -174,6 +174,7 @@ def summarise(dataset: str) -> None:
 
 COMPARED = (
     ("valid/kept", "ndcg@10"),
+    ("valid/excluded", "ndcg@10"),
     ("test/kept", "ndcg@10"),
     ("test/excluded", "recall@10"),
     ("test/excluded", "ndcg@10"),
