@@ -61,7 +61,7 @@ def test_a_cell_whose_recorded_settings_changed_is_stale_and_kept_when_recompute
 
 
 def test_resolved_settings_merge_the_environment_and_the_cell():
-    from clue_pipeline.experiments.settings import resolved_settings
+    from clue_pipeline.experiments.settings import cell_sections, resolved_settings
     from tests.conftest import REPO_ROOT
 
     settings = resolved_settings(REPO_ROOT, "beauty", {"encoder": {"heads": 1}})
@@ -70,6 +70,9 @@ def test_resolved_settings_merge_the_environment_and_the_cell():
     assert settings["dataset_name"] == "beauty"
     assert not any(key.startswith(("report.", "tune.")) for key in settings)
     assert "finetune.train.device" not in settings  # where it runs, not what it computes
+    zero = Cell.create("beauty", "next_item", "clue_zero", 0)
+    assert "pretrain" not in cell_sections(zero)  # a new objective leaves CLUE-Zero standing
+    assert "pretrain" in cell_sections(Cell.create("beauty", "next_item", "clue", 0))
 
 
 def test_pooled_std_weights_groups_by_degrees_of_freedom():

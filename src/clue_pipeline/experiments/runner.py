@@ -33,7 +33,7 @@ from clue_pipeline.experiments.cells import (
     uses_views,
 )
 from clue_pipeline.experiments.representation import RepresentationConfig, summarise_encoder
-from clue_pipeline.experiments.settings import resolved_settings
+from clue_pipeline.experiments.settings import cell_sections, resolved_settings
 from clue_pipeline.experiments.store import CellStore
 
 logger = logging.getLogger(__name__)
@@ -97,6 +97,16 @@ def prepare(dataset: str, config: RunnerConfig) -> None:
     kedro(config, dataset, ["--pipelines", PREPARE_PIPELINES], {}, log_name=f"{dataset}_prepare")
 
 
+def environment(envs: dict[str, str | None], dataset: str) -> str | None:
+    """The run-environment of a dataset; an unknown dataset is refused by name."""
+    if dataset not in envs:
+        raise ValueError(
+            f"dataset {dataset!r} has no run-environment in report.profiles.<profile>.envs; "
+            f"known: {sorted(envs)}"
+        )
+    return envs[dataset]
+
+
 def settings_resolver(
     project_dir: Path, envs: dict[str, str | None]
 ) -> Callable[[Cell], dict[str, Any]]:
@@ -105,7 +115,9 @@ def settings_resolver(
 
     @functools.cache
     def settings(cell: Cell) -> dict[str, Any]:
-        return resolved_settings(project_dir, envs[cell.dataset], kedro_params(cell))
+        params = kedro_params(cell)
+        env = environment(envs, cell.dataset)
+        return resolved_settings(project_dir, env, params, cell_sections(cell))
 
     return settings
 
@@ -114,9 +126,7 @@ def run_cell(cell: Cell, config: RunnerConfig) -> dict[str, Any]:
     """The cell's nodes in one `kedro run`; returns {"cell", "wall_s", "record", "settings",
     "code"} as stored (the settings the run resolved, see ``experiments.settings``, and the
     commit it ran at)."""
-    settings = resolved_settings(
-        config.project_dir, config.envs.get(cell.dataset), kedro_params(cell)
-    )
+    settings = settings_resolver(config.project_dir, config.envs)(cell)
     started = time.perf_counter()
     output = _output_folder(cell, config)
     before = _versions(output)
@@ -170,12 +180,7 @@ def kedro(
     config: RunnerConfig, dataset: str, args: list[str], params: dict, log_name: str = "kedro"
 ) -> None:
     """One `kedro run`, its output appended to ``log_path(config, log_name)`` as it runs."""
-    if dataset not in config.envs:
-        raise ValueError(
-            f"dataset {dataset!r} has no run-environment in report.profiles.<profile>.envs; "
-            f"known: {sorted(config.envs)}"
-        )
-    env = config.envs[dataset]
+    env = environment(config.envs, dataset)
     command = [config.python, "-m", "kedro", "run", *(["--env", env] if env else []), *args]
     log = log_path(config, log_name)
     log.parent.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from clue_pipeline.experiments.cells import flatten
+from clue_pipeline.experiments.cells import INIT, PRETRAIN_TASK, Cell, flatten
 
 # The parameter sections that shape a cell's numbers (not reporting, tuning or serving).
 CELL_SECTIONS = (
@@ -48,12 +48,25 @@ def _environment_parameters(conf_source: str, env: str | None) -> str:
     return json.dumps(loader["parameters"])
 
 
-def resolved_settings(project_dir: Path, env: str | None, params: dict[str, Any]) -> dict:
+def cell_sections(cell: Cell) -> tuple[str, ...]:
+    """The sections that shape this cell: a method without pre-training leaves out the
+    pre-training objective and its views (a new objective does not touch CLUE-Zero)."""
+    if cell.task == PRETRAIN_TASK or cell.method in INIT:
+        return CELL_SECTIONS
+    return tuple(key for key in CELL_SECTIONS if key not in ("pretrain", "augment"))
+
+
+def resolved_settings(
+    project_dir: Path,
+    env: str | None,
+    params: dict[str, Any],
+    sections: tuple[str, ...] = CELL_SECTIONS,
+) -> dict:
     """Flat {dotted.key: value} of what `kedro run --env env --config <params>` resolves to,
-    restricted to the sections that shape a cell's numbers."""
+    restricted to ``sections``."""
     base = json.loads(_environment_parameters(str(Path(project_dir) / "conf"), env))
     merged = OmegaConf.to_container(OmegaConf.unsafe_merge(base, params), resolve=True)
-    kept = {key: merged[key] for key in CELL_SECTIONS if key in merged}
+    kept = {key: merged[key] for key in sections if key in merged}
     return {
         key: value
         for key, value in flatten(kept).items()
