@@ -61,7 +61,7 @@ def test_a_cell_whose_recorded_settings_changed_is_stale_and_kept_when_recompute
 
 
 def test_resolved_settings_merge_the_environment_and_the_cell():
-    from clue_pipeline.experiments.settings import cell_sections, resolved_settings
+    from clue_pipeline.experiments.settings import cell_sections, cell_settings, resolved_settings
     from tests.conftest import REPO_ROOT
 
     settings = resolved_settings(REPO_ROOT, "beauty", {"encoder": {"heads": 1}})
@@ -71,7 +71,10 @@ def test_resolved_settings_merge_the_environment_and_the_cell():
     assert not any(key.startswith(("report.", "tune.")) for key in settings)
     assert "finetune.train.device" not in settings  # where it runs, not what it computes
     zero = Cell.create("beauty", "next_item", "clue_zero", 0)
-    assert "pretrain" not in cell_sections(zero)  # a new objective leaves CLUE-Zero standing
+    own = cell_settings(zero, REPO_ROOT, "beauty", {})
+    assert not any(key.startswith("pretrain.") for key in own)  # a new objective leaves it be
+    assert own["finetune.methods.clue_zero.backbone"] == "transformer"
+    assert not any(key.startswith("finetune.methods.gru") for key in own)
     assert "pretrain" in cell_sections(Cell.create("beauty", "next_item", "clue", 0))
 
 

@@ -33,7 +33,7 @@ from clue_pipeline.experiments.cells import (
     uses_views,
 )
 from clue_pipeline.experiments.representation import RepresentationConfig, summarise_encoder
-from clue_pipeline.experiments.settings import cell_sections, resolved_settings
+from clue_pipeline.experiments.settings import cell_settings
 from clue_pipeline.experiments.store import CellStore
 
 logger = logging.getLogger(__name__)
@@ -115,9 +115,7 @@ def settings_resolver(
 
     @functools.cache
     def settings(cell: Cell) -> dict[str, Any]:
-        params = kedro_params(cell)
-        env = environment(envs, cell.dataset)
-        return resolved_settings(project_dir, env, params, cell_sections(cell))
+        return cell_settings(cell, project_dir, environment(envs, cell.dataset), kedro_params(cell))
 
     return settings
 

@@ -74,6 +74,24 @@ def resolved_settings(
     }
 
 
+# finetune sections with one entry per method: a cell records only its own method's entry
+PER_METHOD = ("methods", "overrides", "baselines")
+
+
+def cell_settings(cell: Cell, project_dir: Path, env: str | None, params: dict) -> dict:
+    """The settings that shape ``cell``: its sections (:func:`cell_sections`) and, of the
+    per-method entries, its own method's only (another method's spec does not touch it)."""
+    settings = resolved_settings(project_dir, env, params, cell_sections(cell))
+    return {key: value for key, value in settings.items() if _concerns(key, cell.method)}
+
+
+def _concerns(key: str, method: str) -> bool:
+    parts = key.split(".")
+    if parts[0] == "finetune" and len(parts) > 1 and parts[1] in PER_METHOD:
+        return len(parts) > 2 and parts[2] == method
+    return True
+
+
 def settings_changes(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """``key: old -> new`` for each setting both sides have and that differs, sorted."""
     return [
