@@ -3,6 +3,7 @@
     .venv/bin/python -m benchmarks.recipe_ladder [--rungs today last_item ...] [--seeds 0]
         [--threads 1] [--dataset beauty]
     .venv/bin/python -m benchmarks.recipe_ladder --summary-only
+    .venv/bin/python -m benchmarks.recipe_ladder --patience 10 --rungs ... (own cells and summary)
 
 A rung is a recipe: its parent's settings plus one change (a few rungs change a named group,
 such as RecBole's transformer block, and say so). Each trains CLUE-Zero (fresh weights) through
@@ -62,7 +63,7 @@ def run_rung(name: str, seed: int, task, num_items: int, args) -> dict[str, Any]
         f"rung {name}",
     )
     config.checkpoint_dir = job_checkpoint_dir(
-        str(CACHE), f"{args.dataset}/{name}/seed{seed}", settings, config
+        str(CACHE), f"{store_key(args.dataset, args.patience)}/{name}/seed{seed}", settings, config
     )
     rows = task.training_rows(settings["rows"])
 
@@ -105,8 +106,15 @@ def run_rung(name: str, seed: int, task, num_items: int, args) -> dict[str, Any]
     }
 
 
-def cell_path(dataset: str, name: str, seed: int) -> Path:
-    return CELLS / dataset / f"{name}-seed{seed}.json"
+def store_key(dataset: str, patience: int) -> str:
+    """Where a dataset's cells live: the ladder's patience keeps its folder; another patience
+    (``--patience 10``, conf/beauty's, to compare rungs nearer their plateau) gets its own
+    folder and summary, so its cells never mix with the default's."""
+    return dataset if patience == PATIENCE else f"{dataset}-patience{patience}"
+
+
+def cell_path(key: str, name: str, seed: int) -> Path:
+    return CELLS / key / f"{name}-seed{seed}.json"
 
 
 def is_current(cell: dict[str, Any]) -> bool:
@@ -114,8 +122,8 @@ def is_current(cell: dict[str, Any]) -> bool:
     return cell["settings_hash"] == fingerprint(recipe(cell["rung"]))
 
 
-def load_cells(dataset: str) -> list[dict[str, Any]]:
-    folder = CELLS / dataset
+def load_cells(key: str) -> list[dict[str, Any]]:
+    folder = CELLS / key
     return (
         [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
         if folder.exists()
@@ -123,8 +131,9 @@ def load_cells(dataset: str) -> list[dict[str, Any]]:
     )
 
 
-def summarise(dataset: str) -> None:
-    cells = load_cells(dataset)
+def summarise(dataset: str, patience: int = PATIENCE) -> None:
+    key = store_key(dataset, patience)
+    cells = load_cells(key)
     by_rung: dict[str, list[dict[str, Any]]] = {}
     for cell in cells:
         if is_current(cell):
@@ -132,7 +141,8 @@ def summarise(dataset: str) -> None:
     lines = [
         f"Next-item from fresh weights (CLUE-Zero; Caser for the `caser` rungs) on `{dataset}`, "
         "one change per rung (parent in brackets), each "
-        "trained until valid NDCG@10 stalls, scored at its best epoch. Full ranking over all "
+        f"trained until valid NDCG@10 has not improved for {patience} epochs, scored at its "
+        "best epoch. Full ranking over all "
         "items; **kept** = history items stay in the ranking (the pipeline's default "
         "protocol), **excl.** = the user's history removed from the ranking (the published "
         "protocol on these files). Mean over seeds; epoch and evaluation seconds are medians "
@@ -166,8 +176,13 @@ def summarise(dataset: str) -> None:
         )
     lines += seed_comparisons(by_rung)
     write_results(
-        f"recipe_ladder_{dataset}" if dataset != "beauty" else "recipe_ladder",
-        {"dataset": dataset, "rungs": {k: v[1:] for k, v in RUNGS.items()}, "cells": cells},
+        "recipe_ladder" if key == "beauty" else f"recipe_ladder_{key}",
+        {
+            "dataset": dataset,
+            "patience": patience,
+            "rungs": {k: v[1:] for k, v in RUNGS.items()},
+            "cells": cells,
+        },
         "\n".join(lines),
     )
 
@@ -231,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         task = next_item_data(data.split, 50, data.num_items)
         for name in args.rungs:
             for seed in args.seeds:
-                path = cell_path(args.dataset, name, seed)
+                path = cell_path(store_key(args.dataset, args.patience), name, seed)
                 if path.exists() and is_current(json.loads(path.read_text())):
                     continue
                 print(f"rung {name} seed {seed}: training", flush=True)
@@ -241,8 +256,8 @@ def main(argv: list[str] | None = None) -> int:
                 tmp.write_text(json.dumps(cell, indent=1, default=str))
                 tmp.replace(path)
                 print(f"rung {name} seed {seed}: {cell['scores']['test/kept']}", flush=True)
-                summarise(args.dataset)
-    summarise(args.dataset)
+                summarise(args.dataset, args.patience)
+    summarise(args.dataset, args.patience)
     return 0
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from benchmarks.recipe_ladder import COMPARED, seed_comparisons
+from benchmarks.recipe_ladder import COMPARED, cell_path, seed_comparisons, store_key
+from benchmarks.rungs import PATIENCE
 
 
 def _cell(rung: str, value: float) -> dict:
@@ -23,3 +24,9 @@ def test_a_rung_with_seeds_is_tested_against_its_parent_and_one_seed_is_not():
     assert "3 vs 2" in row and row.count("better") == len(COMPARED)
     assert not any(line.startswith("| rb_li_smoothing") for line in lines)
     assert seed_comparisons({"bsarec": by_rung["bsarec"]}) == []
+
+
+def test_another_patience_keeps_its_own_cells():
+    assert store_key("beauty", PATIENCE) == "beauty"
+    assert store_key("beauty", 10) == "beauty-patience10"
+    assert cell_path("beauty", "bsarec", 0) != cell_path(store_key("beauty", 10), "bsarec", 0)
