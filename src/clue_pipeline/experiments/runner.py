@@ -124,14 +124,16 @@ def run_cell(cell: Cell, config: RunnerConfig) -> dict[str, Any]:
     """The cell's nodes in one `kedro run`; returns {"cell", "wall_s", "record", "settings",
     "code"} as stored (the settings the run resolved, see ``experiments.settings``, and the
     commit it ran at)."""
-    settings = settings_resolver(config.project_dir, config.envs)(cell)
+    params = kedro_params(cell)
+    env = environment(config.envs, cell.dataset)
+    settings = cell_settings(cell, config.project_dir, env, params)
     started = time.perf_counter()
     output = _output_folder(cell, config)
     before = _versions(output)
     log_name = cell_log_name(cell)
     logger.info("cell %s: progress in %s", cell.label(), log_path(config, log_name))
     nodes = ["--nodes", ",".join(kedro_nodes(cell))]
-    kedro(config, cell.dataset, nodes, kedro_params(cell), log_name=log_name)
+    kedro(config, cell.dataset, nodes, params, log_name=log_name)
     wall_s = time.perf_counter() - started
     version = _new_version(output, before)
     if cell.task == PRETRAIN_TASK:

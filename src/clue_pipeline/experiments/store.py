@@ -25,7 +25,7 @@ class CellStore:
 
     def has(self, cell: Cell) -> bool:
         """Stored, and not stale."""
-        return self._read(cell) is not None and not self.stale(cell)
+        return self.load(cell) is not None
 
     def load(self, cell: Cell) -> dict[str, Any] | None:
         """The stored result, or None when there is none or it is stale; a file that is not
