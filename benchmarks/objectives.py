@@ -60,6 +60,8 @@ PAPER_TRAIN = {  # SimSiam's recipe, as the paper describes its optimisation
 }
 PAPER_HEADS = {"proj_dim": 2048, "pred_dim": 512, "output_bn_affine": False}
 PROBE = {"epochs": 40, "lr": 0.01, "patience": 10, "monitor": "ndcg@10"}
+# Each cell names its item terms: `simsiam` is SimSiam alone, whatever conf/base's default adds.
+NO_ITEM_TERMS = {"masked_item_weight": 0.0, "next_item_weight": 0.0}
 
 
 @dataclass
@@ -162,7 +164,9 @@ def run_cell(cell: Cell, params: dict[str, Any], data, epochs: int, probe_epochs
             view_policy=views if cell.method == "clue" else None,
             simsiam=SimSiamConfig(**{**params["pretrain"]["simsiam"], **cell.heads}),
             objective=to_dataclass(
-                ObjectiveConfig, {**params["pretrain"].get("objective", {}), **cell.objective}, "o"
+                ObjectiveConfig,
+                {**params["pretrain"].get("objective", {}), **NO_ITEM_TERMS, **cell.objective},
+                "o",
             ),
             mask_ratio=float(params["pretrain"]["masked_item"]["mask_ratio"]),
             health=HealthConfig(users=512, min_effective_rank=None),

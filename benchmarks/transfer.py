@@ -96,7 +96,9 @@ def grid(
 
 
 def load(cell: Cell, store: CellStore) -> dict[str, Any] | None:
-    return store.load(cell) or (None if cell.overrides else QUALITY_STORE.load(cell))
+    """The study's own cell, or the quality grid's cell of the same settings (a cell's key is
+    all of its settings, so the same key is the same run)."""
+    return store.load(cell) or QUALITY_STORE.load(cell)
 
 
 def missing_label(cell: Cell, store: CellStore) -> str:

@@ -24,8 +24,17 @@ def test_full_profile_default_cells_are_quality_grid_cells():
     defaults = {c for c in plan.all_cells() if not c.overrides and c.task != "pretrain"}
     quality = set(grid(list(GRID)))
     assert defaults <= quality, sorted(c.label() for c in defaults - quality)
-    # every default next-item method of Fig. 3 on every dataset, three seeds of CLUE
-    assert sum(1 for c in defaults if c.method == "clue" and c.task == "next_item") == 12
+    # CLUE's cells check the paper's claims with the paper's objective, SimSiam alone: three
+    # seeds on every dataset of Fig. 3; the others are the grid's own
+    paper = {"pretrain.objective.next_item_weight": 0.0}
+    fig3 = plan.cells["fig3"]
+    assert sum(1 for c in fig3 if c.method == "clue" and c.override_dict == paper) == 12
+    assert all(not c.overrides for c in fig3 if c.method != "clue")
+    assert all(
+        c.override_dict.get("pretrain.objective.next_item_weight") == 0.0
+        for c in plan.all_cells()
+        if c.method in ("clue", "clue_probe")
+    )
 
 
 def test_quick_profile_shares_cells_between_experiments():

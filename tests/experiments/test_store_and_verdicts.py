@@ -7,7 +7,7 @@ import json
 import pytest
 
 from clue_pipeline.experiments.cells import Cell
-from clue_pipeline.experiments.store import CellStore
+from clue_pipeline.experiments.store import CellStore, relabel_for_new_default
 from clue_pipeline.experiments.verdicts import (
     DOES_NOT_HOLD,
     HOLDS,
@@ -76,6 +76,54 @@ def test_resolved_settings_merge_the_environment_and_the_cell():
     assert own["finetune.methods.clue_zero.backbone"] == "transformer"
     assert not any(key.startswith("finetune.methods.gru") for key in own)
     assert "pretrain" in cell_sections(Cell.create("beauty", "next_item", "clue", 0))
+    mip = cell_settings(Cell.create("beauty", "next_item", "mip", 0), REPO_ROOT, "beauty", {})
+    assert "pretrain.masked_item.mask_ratio" in mip and "pretrain.train.epochs" in mip
+    # CLUE's objective, heads and views do not shape a masked-item cell
+    assert not any(key.startswith(("pretrain.objective.", "augment.")) for key in mip)
+    clue = cell_settings(Cell.create("beauty", "pretrain", "clue", 0), REPO_ROOT, "beauty", {})
+    assert "pretrain.objective.name" in clue and "augment.views.strategies" in clue
+    assert not any(key.startswith(("pretrain.masked_item.", "pretrain.s3rec.")) for key in clue)
+
+
+def test_a_changed_default_files_every_cell_under_the_settings_it_ran_with(tmp_path):
+    key = "pretrain.objective.next_item_weight"
+    store = CellStore(tmp_path / "cells")
+
+    def stored(method, seed, overrides=None, task="next_item"):
+        cell = Cell.create("d", task, method, seed, overrides=overrides)
+        store.save(cell, {"cell": cell.as_dict(), "record": {"seed": seed}})
+        return cell
+
+    stored("clue", 0)  # ran on the old default
+    stored("clue", 1, {key: 1.0})  # ran with the new default as an override
+    stored("clue", 2, {key: 0.5})  # an explicit third value stays as it is
+    stored("clue_zero", 0)  # not pre-trained: the key does not shape it
+    stored("mip", 0)  # pre-trained, but CLUE's objective is not its own
+    stored("clue", 3)  # ran on the old default, and so did an explicit twin
+    stored("clue", 3, {key: 0.0})
+    moves = relabel_for_new_default(store.root, key, 0.0, 1.0)
+    assert len(moves) == 3
+
+    def seeds(overrides=None, method="clue"):
+        return {
+            seed
+            for seed in range(4)
+            if store.load(Cell.create("d", "next_item", method, seed, overrides=overrides))
+        }
+
+    assert seeds() == {1}
+    assert seeds({key: 0.0}) == {0, 3}
+    assert seeds({key: 0.5}) == {2}
+    assert seeds(method="clue_zero") == seeds(method="mip") == {0}
+    moved = store.load(Cell.create("d", "next_item", "clue", 0, overrides={key: 0.0}))
+    assert moved["cell"]["overrides"] == {key: 0.0} and moved["record"] == {"seed": 0}
+    assert moved["relabelled"] == [
+        {"from": "d/next_item/clue/seed0_users100.json", "default": f"{key}: 0.0 -> 1.0"}
+    ]
+    (twin,) = (tmp_path / "superseded").rglob("*.json")  # the explicit twin is kept instead
+    assert twin.name == "seed3_users100.json"
+    with pytest.raises(ValueError, match="both 1.0"):
+        relabel_for_new_default(store.root, key, 1.0, 1.0)
 
 
 def test_pooled_std_weights_groups_by_degrees_of_freedom():

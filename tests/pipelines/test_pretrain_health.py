@@ -149,13 +149,20 @@ def test_the_paper_recipe_file_trains_clue_and_masked_items():
     assert len(clue) == len(mip) == 2
 
 
-def test_the_joint_recipe_file_adds_the_next_item_term():
+def test_the_default_objective_adds_the_next_item_term_and_the_simsiam_recipe_drops_it():
     import yaml
 
     from tests.conftest import REPO_ROOT
 
-    recipe = yaml.safe_load((REPO_ROOT / "conf/recipes/clue_joint.yml").read_text())
-    params = _params(**recipe["run"]["params"]["pretrain"]["objective"])
+    base = yaml.safe_load((REPO_ROOT / "conf/base/parameters_pretrain.yml").read_text())
+    recipe = yaml.safe_load((REPO_ROOT / "conf/recipes/clue_simsiam.yml").read_text())
     corpus, item_index = _corpus()
-    _, history = pretrain_clue(corpus, item_index, VIEWS, ENCODER, params)
-    assert all(entry["next_item_loss"] > 0 for entry in history), history
+    for objective, term in (
+        (base["pretrain"]["objective"], True),
+        (
+            {**base["pretrain"]["objective"], **recipe["run"]["params"]["pretrain"]["objective"]},
+            False,
+        ),
+    ):
+        _, history = pretrain_clue(corpus, item_index, VIEWS, ENCODER, _params(**objective))
+        assert all((entry.get("next_item_loss", 0) > 0) == term for entry in history), history

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clue_pipeline.experiments.cells import PRETRAIN_TASK, Cell, flatten
+from clue_pipeline.experiments.settings import concerns
 
 PROFILE_SETTINGS = {
     "store",
@@ -20,6 +21,7 @@ PROFILE_SETTINGS = {
     "seeded_methods",
     "variant_seeds",
     "untestable",
+    "pretraining_overrides",
 }
 EXPERIMENTS = {
     "table2": "Table II: cold-start and profiling",
@@ -74,9 +76,18 @@ class Plan:
         fraction: float = 1.0,
         variant: dict[str, Any] | None = None,
     ) -> Cell:
-        return Cell.create(
-            dataset, task, method, seed, fraction, {**self.budget, **flatten(variant or {})}
-        )
+        overrides = {**self.budget, **flatten(variant or {})}
+        bare = Cell.create(dataset, task, method, seed, fraction)
+        for key, value in self.pretraining_overrides.items():
+            if concerns(bare, key):
+                overrides.setdefault(key, value)  # a variant's own value comes first
+        return Cell.create(dataset, task, method, seed, fraction, overrides)
+
+    @property
+    def pretraining_overrides(self) -> dict[str, Any]:
+        """Settings for the cells they shape only (the paper's objective for CLUE's cells):
+        other methods' cells stay those of the quality grid."""
+        return flatten(self.profile.get("pretraining_overrides") or {})
 
 
 def build_plan(profile: dict[str, Any], default_dropout: float) -> Plan:

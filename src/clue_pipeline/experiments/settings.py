@@ -76,20 +76,38 @@ def resolved_settings(
 
 # finetune sections with one entry per method: a cell records only its own method's entry
 PER_METHOD = ("methods", "overrides", "baselines")
+# pre-training sections that one pre-training method reads (the others, such as `train` and
+# `health`, every one): CLUE's objective does not touch a masked-item cell, nor its views
+PRETRAIN_OWNER = {"objective": "clue", "simsiam": "clue", "masked_item": "mip", "s3rec": "s3rec"}
+SECTION_OWNER = {"augment": "clue"}
 
 
 def cell_settings(cell: Cell, project_dir: Path, env: str | None, params: dict) -> dict:
-    """The settings that shape ``cell``: its sections (:func:`cell_sections`) and, of the
-    per-method entries, its own method's only (another method's spec does not touch it)."""
+    """The settings that shape ``cell``: its sections (:func:`cell_sections`), of the
+    per-method entries its own method's only (another method's spec does not touch it), and
+    of the pre-training sections those its pre-training method reads."""
     settings = resolved_settings(project_dir, env, params, cell_sections(cell))
-    return {key: value for key, value in settings.items() if _concerns(key, cell.method)}
+    pretraining = cell.method if cell.task == PRETRAIN_TASK else INIT.get(cell.method)
+    return {
+        key: value for key, value in settings.items() if _concerns(key, cell.method, pretraining)
+    }
 
 
-def _concerns(key: str, method: str) -> bool:
+def concerns(cell: Cell, key: str) -> bool:
+    """Whether the dotted parameter ``key`` shapes ``cell`` (the rule of :func:`cell_settings`)."""
+    if key.split(".")[0] not in cell_sections(cell):
+        return False
+    pretraining = cell.method if cell.task == PRETRAIN_TASK else INIT.get(cell.method)
+    return _concerns(key, cell.method, pretraining)
+
+
+def _concerns(key: str, method: str, pretraining: str | None) -> bool:
     parts = key.split(".")
     if parts[0] == "finetune" and len(parts) > 1 and parts[1] in PER_METHOD:
         return len(parts) > 2 and parts[2] == method
-    return True
+    if parts[0] == "pretrain" and len(parts) > 1 and parts[1] in PRETRAIN_OWNER:
+        return PRETRAIN_OWNER[parts[1]] == pretraining
+    return SECTION_OWNER.get(parts[0], pretraining) == pretraining
 
 
 def settings_changes(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from clue_pipeline.experiments.cells import Cell
-from clue_pipeline.experiments.settings import settings_changes
+from clue_pipeline.experiments.settings import concerns, settings_changes
 
 
 @dataclass(frozen=True)
@@ -81,3 +81,48 @@ class CellStore:
 
     def missing(self, cells: list[Cell]) -> list[Cell]:
         return [cell for cell in cells if not self.has(cell)]
+
+
+def relabel_for_new_default(root: Path, key: str, old: Any, new: Any) -> list[tuple[Path, Path]]:
+    """Rename the stored cells that a default's change from ``old`` to ``new`` touches, so that
+    every cell stays filed under the settings it ran with.
+
+    A cell is keyed by its overrides, not by the defaults, so without this a cell run on the old
+    default would pass for the new one (cells stored before settings were recorded cannot tell).
+    A cell that ``key`` shapes and that ran on the old default gains the override ``key: old``;
+    one whose override was ``key: new`` loses it, since that is now the default. Each moved
+    record gets its new ``cell`` and a ``relabelled`` note; a cell whose new name is taken
+    already is moved to ``superseded/`` instead. Returns the (from, to) moves.
+    """
+    if old == new:
+        raise ValueError(f"relabel {key}: the old and the new default are both {old!r}")
+    root = Path(root)
+    planned = []
+    for path in sorted(root.rglob("*.json")):
+        record = json.loads(path.read_text())
+        cell = Cell.create(**record["cell"])
+        overrides = cell.override_dict
+        if not concerns(cell, key) or overrides.get(key, new) != new:
+            continue  # untouched by the key, or run with an explicit value that still holds
+        if key in overrides:
+            del overrides[key]
+        else:
+            overrides[key] = old
+        moved = Cell.create(**{**record["cell"], "overrides": overrides})
+        record["cell"] = moved.as_dict()
+        record.setdefault("relabelled", []).append(
+            {"from": str(cell.relative_path), "default": f"{key}: {old!r} -> {new!r}"}
+        )
+        planned.append((path, moved, record))
+    for path, _, _ in planned:  # all read first: a cell may move to where another one was
+        path.unlink()
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    moves = []
+    for path, moved, record in planned:
+        target = root / moved.relative_path
+        if target.exists():  # an explicit cell of the same settings ran already
+            target = root.parent / "superseded" / stamp / path.relative_to(root)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(record, indent=2, default=str))
+        moves.append((path, target))
+    return moves
