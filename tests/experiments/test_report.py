@@ -21,6 +21,7 @@ PROFILE = {
     "seeded_methods": ["clue", "clue_zero"],
     "variant_seeds": [0],
     "untestable": {"profiling": "toy data has no user attributes"},
+    "pretraining_overrides": {"pretrain.objective.next_item_weight": 0.0},
     "table2": {
         "datasets": ["toy"],
         "tasks": ["coldstart", "profiling"],
@@ -115,6 +116,10 @@ def test_numbers_are_the_cells_mean_and_std(report):
     markdown, _, _ = report
     assert "| CLUE | 0.3100 ± 0.0100 (3) | 0.1550 ± 0.0050 (3) |" in markdown
     assert "| CLUE-Zero (SASRec) | 0.2100 ± 0.0100 (3)" in markdown
+    # CLUE's cells ran the paper's objective, and the report says so
+    assert "(CLUE's: the paper's objective): {'pretrain.objective.next_item_weight': 0.0}" in (
+        markdown
+    )
 
 
 def test_verdicts_follow_the_cells(report):

@@ -710,6 +710,14 @@ def _header(plan, settings, facts, by_cell, missing) -> list[str]:
         f"- training budget: {budget}; seeds {plan.seeds} for "
         f"{', '.join(plan.profile.get('seeded_methods', []))}, "
         f"{plan.profile.get('variant_seeds', plan.seeds[:1])} for the other methods and settings",
+        *(
+            [
+                f"- pre-training settings of the cells they shape (CLUE's: the paper's "
+                f"objective): {plan.pretraining_overrides}"
+            ]
+            if plan.pretraining_overrides
+            else []
+        ),
         "",
         "## Data, splits and metrics",
         "",
