@@ -19,7 +19,10 @@ validation time passes ``--budget-s`` (RecBole is slow on CPU; a capped run says
 report). Patience and the epoch cap count RecBole epochs' worth of optimiser steps: our epoch
 is one row per user, so it takes far fewer steps (ML-100K: 4 against RecBole's 150), and ten of
 our epochs would stop ours after a few dozen updates (see ``epochs_per_recbole_epoch``).
-Writes benchmarks/results/peers_<dataset>.{json,md}.
+``--recipe NAME`` trains our side with a recipe of ``benchmarks/rungs.py`` (its encoder, head,
+rows and optimiser) instead of the shared SASRec shape, and ``--recbole-block default`` gives
+RecBole its own SASRec defaults (FFN 256 GELU, 2 heads) instead of ours: each side trained as
+its users would train it. Writes benchmarks/results/peers_<dataset>[_<name>].{json,md}.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ import torch
 from benchmarks.common import REPO, write_results
 from benchmarks.peers.ours_side import load_split
 from benchmarks.peers.to_atomic import write_atomic
+from benchmarks.rungs import RUNGS, recipe
 from clue_pipeline.metrics import ranking_metrics_from_scores
 from clue_pipeline.tasks.batching import flatten, window
 
@@ -58,12 +62,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     torch.set_num_threads(args.threads)
     settings = shared_settings(args)
-    work = args.workdir / args.dataset
+    work = args.workdir / results_name(args)
     work.mkdir(parents=True, exist_ok=True)
     if args.from_raw:  # rewrite the results from a finished run's raw record
         return finish(json.loads((work / "raw.json").read_text()))
     split, num_items = load_split(args.dataset)
-    ours_scale = epochs_per_recbole_epoch(split, settings["batch_size"])
+    ours_scale = epochs_per_recbole_epoch(split, settings["batch_size"], ours_rows_layout(settings))
     recbole_name = f"peer-{args.dataset}"  # RecBole treats the name "ml-100k" as its own copy
     write_atomic(split, num_items, work / "atomic", recbole_name)
 
@@ -81,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             "--threads",
             str(args.threads),
             "--settings",
-            json.dumps(settings),
+            json.dumps(recbole_settings(settings)),
         ],
         work / "recbole.log",
     )
@@ -119,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             [".venv/bin/python", "-m", "benchmarks.peers.compare", *sys.argv[1:]]
         ),
         "dataset": args.dataset,
+        "name": results_name(args),
         "users": len(split),
         "items": num_items,
         "settings": settings,
@@ -133,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def finish(raw: dict[str, Any]) -> int:
     payload = {**raw, "summary": summarise(raw["runs"])}
-    write_results(f"peers_{raw['dataset']}", payload, markdown(payload))
+    write_results(f"peers_{raw.get('name', raw['dataset'])}", payload, markdown(payload))
     print(json.dumps(payload["summary"], indent=2))
     return 0
 
@@ -159,6 +164,18 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument(
+        "--recipe",
+        choices=sorted(RUNGS),
+        help="train our side with this recipe of benchmarks/rungs.py (default: the shared shape)",
+    )
+    parser.add_argument(
+        "--recbole-block",
+        choices=("matched", "default"),
+        default="matched",
+        help="RecBole's SASRec with our shared shape (matched) or its own defaults",
+    )
+    parser.add_argument("--name", help="results file suffix: peers_<dataset>_<name>")
     parser.add_argument("--recbole-python", type=Path, default=RECBOLE_PYTHON)
     parser.add_argument("--workdir", type=Path, default=REPO / "benchmarks" / ".cache" / "peers")
     parser.add_argument(
@@ -193,7 +210,29 @@ def shared_settings(args: argparse.Namespace) -> dict[str, Any]:
         "device": device,
         "max_epochs": args.max_epochs,
         "bucket_by_length": True,
+        "recipe": None if args.recipe is None else {"name": args.recipe, **recipe(args.recipe)},
+        "recbole_block": args.recbole_block,
     }
+
+
+# RecBole 1.2.1's SASRec defaults (its sasrec.yaml) where they differ from the shared shape.
+RECBOLE_SASREC_DEFAULTS = {"heads": 2, "ffn_hidden": 256, "activation": "gelu"}
+
+
+def recbole_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """What RecBole's side trains: the shared shape, or its own SASRec defaults."""
+    shared = {k: v for k, v in settings.items() if k not in ("recipe", "recbole_block")}
+    if settings.get("recbole_block") == "default":
+        return {**shared, **RECBOLE_SASREC_DEFAULTS}
+    return shared
+
+
+def ours_rows_layout(settings: dict[str, Any]) -> str:
+    return "user" if settings.get("recipe") is None else settings["recipe"]["rows"]
+
+
+def results_name(args: argparse.Namespace) -> str:
+    return args.dataset if not args.name else f"{args.dataset}_{args.name}"
 
 
 class Worker:
@@ -249,12 +288,15 @@ def _child_env(command: list[str]) -> dict[str, str]:
     }
 
 
-def epochs_per_recbole_epoch(split: pd.DataFrame, batch_size: int) -> int:
+def epochs_per_recbole_epoch(split: pd.DataFrame, batch_size: int, rows: str = "user") -> int:
     """How many of our epochs take as many optimiser steps as one RecBole epoch.
 
-    RecBole trains one row per (prefix, next item), ours one row per user with a target at
-    every position: the same targets, but ``~mean length`` times fewer, larger steps.
+    RecBole trains one row per (prefix, next item); ours with user rows one row per user with a
+    target at every position: the same targets, but ``~mean length`` times fewer, larger
+    steps. Prefix rows are RecBole's own rows: one epoch each.
     """
+    if rows == "prefix":
+        return 1
     lengths = split["train"].map(len).to_numpy()
     recbole_steps = math.ceil(int(np.maximum(lengths - 1, 0).sum()) / batch_size)
     ours_steps = math.ceil(len(split) / batch_size)
@@ -534,24 +576,7 @@ def markdown(payload: dict[str, Any]) -> str:
         "the project's leave-one-out split (train = items[:-2], valid = items[-2], test = "
         "items[-1]) given to RecBole as atomic files (benchmarks/peers/to_atomic.py).",
         "",
-        f"Both sides: len {st['max_len']}, d={st['hidden']}, {st['blocks']} blocks, "
-        f"{st['heads']} heads, FFN {st['ffn_hidden']} ReLU, dropout {st['dropout']} (RecBole: "
-        f"hidden and attention dropout), Adam lr {st['lr']}, batch {st['batch_size']}, CE over "
-        f"all items, seed {st['seed']}, device {st['device']}, "
-        f"{payload['runs']['ours']['ready']['threads']} torch thread(s) each; full-ranking "
-        "evaluation without history exclusion (RecBole does not exclude history for sequential "
-        "models either). The sides take turns in one run: one RecBole epoch, then our epochs "
-        "for about as long, and again. Ours is the "
-        "project's next-item fine-tuning from fresh weights (CLUE-Zero = SASRec in our loop). "
-        f"RecBole {versions.get('recbole', '?')}, torch {versions.get('torch', '?')}, numpy "
-        f"{versions.get('numpy', '?')}, pandas {versions.get('pandas', '?')} in its own venv.",
-        "",
-        "An epoch covers the same (prefix, next item) targets on both sides, but not the same "
-        f"work: RecBole runs one row per target ({theirs_rows(payload)} rows, each padded to "
-        f"len {st['max_len']}); ours one row per user ({ours_rows(payload)} rows) with a target "
-        "at every position, in batches of similar length. Ours thus takes fewer, larger "
-        "optimiser steps per epoch and needs more epochs; the time to RecBole's best "
-        "validation NDCG@10 is the measure that does not depend on what an epoch is.",
+        *_sides_text(payload, versions),
         "",
         f"Stopping (same rule both sides): {payload['stopping']['patience']} epochs without a "
         f"higher validation NDCG@10, at most {payload['stopping']['max_epochs']} epochs, "
@@ -625,6 +650,54 @@ def markdown(payload: dict[str, Any]) -> str:
             f"{a['load_average'][0] if a else ''} / {b['load_average'][0] if b else ''} |"
         )
     return "\n".join(lines)
+
+
+def _sides_text(payload: dict[str, Any], versions: dict[str, str]) -> list[str]:
+    """What each side trained and what an epoch is on each: the shared SASRec shape, or our
+    ladder recipe against RecBole's matched or default block."""
+    st = payload["settings"]
+    recbole = recbole_settings(st)
+    threads = payload["runs"]["ours"]["ready"]["threads"]
+    common = (
+        f"Adam, CE over all items, seed {st['seed']}, device {st['device']}, {threads} torch "
+        "thread(s) each; full-ranking evaluation without history exclusion (RecBole does not "
+        "exclude history for sequential models either). The sides take turns in one run: one "
+        "RecBole epoch, then our epochs for about as long, and again. Ours trains from fresh "
+        "weights (CLUE-Zero). "
+        f"RecBole {versions.get('recbole', '?')}, torch {versions.get('torch', '?')}, numpy "
+        f"{versions.get('numpy', '?')}, pandas {versions.get('pandas', '?')} in its own venv."
+    )
+    shape = (
+        f"len {recbole['max_len']}, d={recbole['hidden']}, {recbole['blocks']} blocks, "
+        f"{recbole['heads']} heads, FFN {recbole['ffn_hidden']} {recbole.get('activation', 'relu')}, "
+        f"dropout {recbole['dropout']} (hidden and attention), lr {recbole['lr']}, batch "
+        f"{recbole['batch_size']}"
+    )
+    rows = (
+        f"RecBole runs one row per target ({theirs_rows(payload)} rows, each padded to len "
+        f"{st['max_len']})"
+    )
+    ours_recipe = st.get("recipe")
+    if ours_recipe is None:
+        return [
+            f"Both sides: {shape}; {common}",
+            "",
+            f"An epoch covers the same (prefix, next item) targets on both sides, but not the "
+            f"same work: {rows}; ours one row per user ({ours_rows(payload)} rows) with a target "
+            "at every position, in batches of similar length. Ours thus takes fewer, larger "
+            "optimiser steps per epoch and needs more epochs; the time to RecBole's best "
+            "validation NDCG@10 is the measure that does not depend on what an epoch is.",
+        ]
+    block = "its own SASRec defaults" if st["recbole_block"] == "default" else "our shared shape"
+    return [
+        f"RecBole's SASRec with {block}: {shape}. Ours: the recipe `{ours_recipe['name']}` of "
+        f"`benchmarks/rungs.py` (encoder {json.dumps(ours_recipe['encoder'])}, head "
+        f"{json.dumps(ours_recipe['head'])}, optimiser {json.dumps(ours_recipe['train'])}). "
+        + common,
+        "",
+        f"An epoch: {rows}; ours {ours_recipe['rows']} rows ({ours_rows(payload)}), in "
+        "batches of similar length.",
+    ]
 
 
 def _scale_note(stopping: dict) -> str:

@@ -20,15 +20,17 @@ import contextlib
 import json
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
 import torch
 
 from benchmarks.peers.protocol import Channel, load_average, peak_rss_gib
+from clue_pipeline.config import encoder_config, train_config
 from clue_pipeline.models.encoders import EncoderConfig, build_encoder
 from clue_pipeline.models.heads import NextItemModel
-from clue_pipeline.tasks.finetuning import evaluate_next_item
+from clue_pipeline.tasks.finetuning import NextItemHead, evaluate_next_item, next_item_model
 from clue_pipeline.tasks.task_data import next_item_data
 from clue_pipeline.training.loop import TrainConfig, cpu_state_dict, fit
 
@@ -80,25 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     split, num_items = load_split(args.dataset)
     task = next_item_data(split, settings["max_len"], num_items)
-    encoder_config = EncoderConfig(
-        num_items=num_items,
-        max_len=settings["max_len"],
-        hidden=settings["hidden"],
-        blocks=settings["blocks"],
-        heads=settings["heads"],
-        dropout=settings["dropout"],
-        ffn_hidden=settings["ffn_hidden"],
-    )
+    encoder_config, head, rows_layout, config = side_settings(settings, num_items)
     encoder = build_encoder(encoder_config)
-    config = TrainConfig(
-        epochs=settings["max_epochs"],
-        batch_size=settings["batch_size"],
-        lr=settings["lr"],
-        seed=settings["seed"],
-        device=settings["device"],
-        bucket_by_length=settings["bucket_by_length"],
-        drop_last=False,
-    )
     setup_s = time.perf_counter() - started
     channel.send(
         {
@@ -106,11 +91,13 @@ def main(argv: list[str] | None = None) -> int:
             "setup_s": setup_s,
             "users": len(split),
             "items": num_items,
-            "train_rows": len(task.train_tokens),
+            "train_rows": task.training_rows(rows_layout).count,
+            "rows": rows_layout,
             "threads": torch.get_num_threads(),
             "device": config.device,
             "parameters": sum(p.numel() for p in encoder.parameters()),
             "encoder": {k: v for k, v in encoder_config.__dict__.items()},
+            "head": asdict(head),
             "train_config": {k: v for k, v in config.__dict__.items()},
         }
     )
@@ -146,9 +133,9 @@ def main(argv: list[str] | None = None) -> int:
         return metrics
 
     with contextlib.suppress(StopTraining):  # the parent ended training; the best is kept
-        _finetune(task, encoder, config, validate)
+        _finetune(task.training_rows(rows_layout), next_item_model(encoder, head), config, validate)
     channel.send({"finished": True, "epochs": state["epoch"]})
-    model = _restore(encoder, state["best_state"])
+    model = _restore(next_item_model(encoder, head), state["best_state"])
     while True:
         command = channel.receive()["cmd"]
         if command == "test":
@@ -170,17 +157,41 @@ def main(argv: list[str] | None = None) -> int:
             channel.send({"error": f"unknown command {command!r}"})
 
 
-def _finetune(task, encoder, config: TrainConfig, validate):
+def side_settings(
+    settings: dict, num_items: int
+) -> tuple[EncoderConfig, NextItemHead, str, TrainConfig]:
+    """Our side's encoder, head, rows and loop settings.
+
+    Without ``settings["recipe"]`` (a recipe of ``benchmarks/rungs.py``), the SASRec shape both
+    sides share, one row per user; with it, that recipe's encoder, head, rows and optimiser
+    (learning rate, batch, clipping), stopped by the comparison's rule.
+    """
+    recipe = settings.get("recipe")
+    loop = {
+        "epochs": settings["max_epochs"],
+        "seed": settings["seed"],
+        "device": settings["device"],
+        "bucket_by_length": settings["bucket_by_length"],
+        "drop_last": False,
+    }
+    if recipe is None:
+        shape = ("max_len", "hidden", "blocks", "heads", "dropout", "ffn_hidden")
+        encoder = EncoderConfig(num_items=num_items, **{key: settings[key] for key in shape})
+        train = {"batch_size": settings["batch_size"], "lr": settings["lr"]}
+        return encoder, NextItemHead(), "user", train_config({**train, **loop}, "ours side")
+    encoder = encoder_config(recipe["encoder"], num_items, where="ours side encoder")
+    train = train_config({**recipe["train"], **loop}, "ours side")
+    return encoder, NextItemHead(**recipe["head"]), recipe["rows"], train
+
+
+def _finetune(rows, model: NextItemModel, config: TrainConfig, validate):
     """``finetune_next_item``'s body (same model, step and loop) with our timed, blocking
     validation: its own validator cannot tell the evaluation's time from the epoch's."""
     torch.manual_seed(config.seed)
-    model = NextItemModel(encoder)
-    rows = task.training_rows("user")
-    return model, fit(model, rows.dataset, rows.step, config, validate_fn=validate)
+    return fit(model, rows.dataset, rows.step, config, validate_fn=validate, lengths=rows.lengths)
 
 
-def _restore(encoder, state: dict | None) -> NextItemModel:
-    model = NextItemModel(encoder)
+def _restore(model: NextItemModel, state: dict | None) -> NextItemModel:
     if state is not None:
         model.load_state_dict(state)
     return model.eval()

@@ -289,25 +289,37 @@ def test_summary_ratios_and_time_to_recbole_best():
 
 
 def test_markdown_says_when_recbole_was_capped():
-    from benchmarks.peers.compare import markdown, summarise
+    from benchmarks.peers.compare import markdown
+
+    text = markdown(fake_payload(SHARED))
+    assert "capped (budget), not converged" in text
+    assert "RecBole 1.2.1, torch 2.13.0+cpu" in text
+    assert text.count("\n| ") >= 4 + 4  # results rows and one curve row per epoch
+
+
+SHARED = {
+    "max_len": 50,
+    "hidden": 64,
+    "blocks": 2,
+    "heads": 4,
+    "ffn_hidden": 64,
+    "dropout": 0.5,
+    "lr": 1e-3,
+    "batch_size": 256,
+    "seed": 0,
+    "device": "cpu",
+}
+
+
+def fake_payload(settings: dict) -> dict:
+    from benchmarks.peers.compare import summarise
 
     runs = fake_runs()
-    payload = {
+    return {
         "dataset": "toy",
         "users": 5,
         "items": 8,
-        "settings": {
-            "max_len": 50,
-            "hidden": 64,
-            "blocks": 2,
-            "heads": 4,
-            "ffn_hidden": 64,
-            "dropout": 0.5,
-            "lr": 1e-3,
-            "batch_size": 256,
-            "seed": 0,
-            "device": "cpu",
-        },
+        "settings": settings,
         "stopping": {"patience": 10, "max_epochs": 200, "budget_s": 300, "wall_limit_s": None},
         "checks": {
             "split": {p: {"rows": 3, "equal": True} for p in ("train", "valid", "test")}
@@ -323,10 +335,46 @@ def test_markdown_says_when_recbole_was_capped():
         "summary": summarise(runs),
         "recbole_freeze": ["recbole==1.2.1", "torch==2.13.0+cpu"],
     }
-    text = markdown(payload)
-    assert "capped (budget), not converged" in text
-    assert "RecBole 1.2.1, torch 2.13.0+cpu" in text
-    assert text.count("\n| ") >= 4 + 4  # results rows and one curve row per epoch
+
+
+def test_markdown_names_our_recipe_and_recbole_s_own_defaults():
+    from benchmarks.peers.compare import RECBOLE_SASREC_DEFAULTS, markdown, recbole_settings
+    from benchmarks.rungs import recipe
+
+    settings = {
+        **SHARED,
+        "recipe": {"name": "recbole_block_last_item", **recipe("recbole_block_last_item")},
+        "recbole_block": "default",
+    }
+    theirs = recbole_settings(settings)
+    assert theirs["heads"] == 2 and theirs["ffn_hidden"] == 256 and theirs["activation"] == "gelu"
+    assert "recipe" not in theirs and "recbole_block" not in theirs  # RecBole reads flat keys
+    matched = recbole_settings({**settings, "recbole_block": "matched"})
+    assert matched["heads"] == SHARED["heads"] and matched["ffn_hidden"] == 64
+    text = markdown(fake_payload(settings))
+    assert "RecBole's SASRec with its own SASRec defaults" in text
+    assert "2 heads, FFN 256 gelu" in text
+    assert "the recipe `recbole_block_last_item`" in text and "ours prefix rows" in text
+    assert RECBOLE_SASREC_DEFAULTS["ffn_hidden"] == 256
+
+
+def test_our_side_trains_the_recipe_it_is_given():
+    from benchmarks.peers.compare import epochs_per_recbole_epoch
+    from benchmarks.peers.ours_side import side_settings
+    from benchmarks.rungs import recipe
+
+    loop = {**SHARED, "max_epochs": 7, "bucket_by_length": True}
+    encoder, head, rows, train = side_settings(loop, num_items=30)
+    assert (encoder.heads, encoder.ffn_hidden, rows, head.readout) == (4, 64, "user", "ur")
+    chosen = recipe("recbole_block_last_item")
+    encoder, head, rows, train = side_settings({**loop, "recipe": chosen}, num_items=30)
+    assert encoder.norm == "post" and encoder.ffn_hidden == 256 and encoder.heads == 2
+    assert head.readout == "last_item" and rows == "prefix"
+    assert train.epochs == 7 and train.grad_clip == chosen["train"]["grad_clip"]
+    # prefix rows are RecBole's own rows: an epoch of each takes the same steps
+    split = pd.DataFrame({"train": [list(range(1, 9))] * 4})
+    assert epochs_per_recbole_epoch(split, 2, "prefix") == 1
+    assert epochs_per_recbole_epoch(split, 2, "user") > 1
 
 
 class FakeWorker:

@@ -201,16 +201,7 @@ def finetune_next_item(
             "finetune.next_item_rows: prefix"
         )
     torch.manual_seed(config.seed)
-    head = head or NextItemHead()
-    model = NextItemModel(
-        encoder,
-        freeze_encoder=freeze_encoder,
-        readout=head.readout,
-        label_smoothing=head.label_smoothing,
-        contrastive_weight=head.contrastive_weight,
-        contrastive_temperature=head.contrastive_temperature,
-        softmax_matmul=head.softmax_matmul,
-    )
+    model = next_item_model(encoder, head or NextItemHead(), freeze_encoder)
 
     def validate(m: NextItemModel) -> dict[str, float]:
         metrics = evaluate_next_item(m, valid, exclude_history=exclude_history)
@@ -223,6 +214,21 @@ def finetune_next_item(
     )
     model.load_state_dict(result.best_state)
     return model, result
+
+
+def next_item_model(
+    encoder: torch.nn.Module, head: NextItemHead, freeze_encoder: bool = False
+) -> NextItemModel:
+    """The next-item model of ``encoder`` with ``finetune.next_item``'s head settings."""
+    return NextItemModel(
+        encoder,
+        freeze_encoder=freeze_encoder,
+        readout=head.readout,
+        label_smoothing=head.label_smoothing,
+        contrastive_weight=head.contrastive_weight,
+        contrastive_temperature=head.contrastive_temperature,
+        softmax_matmul=head.softmax_matmul,
+    )
 
 
 def next_item_step(model: NextItemModel, batch, generator):
