@@ -55,6 +55,7 @@ from benchmarks.rungs import MAX_EPOCHS, PATIENCE, RUNGS, recipe  # noqa: E402
 from clue_pipeline.augment import validate_view_policy  # noqa: E402
 from clue_pipeline.models.encoders import EncoderConfig  # noqa: E402
 from clue_pipeline.models.heads import NextItemModel  # noqa: E402
+from clue_pipeline.models.objectives import ObjectiveConfig  # noqa: E402
 from clue_pipeline.tasks.finetuning import (  # noqa: E402
     MethodSpec,
     NextItemHead,
@@ -90,6 +91,9 @@ SETTINGS: dict[str, Any] = {
     "next_item": {"readout": "last_item", "label_smoothing": 0.0, "softmax_matmul": "float32"},
     "views": ["dropout"],
     "simsiam": {"proj_dim": 256, "pred_dim": 64},
+    # pretrain.objective: the default (SimSiam + 1.0 x next items), so a GPU `clue` cell is
+    # the grid's `clue`, not the paper's SimSiam alone (`clue_simsiam`)
+    "objective": {"name": "simsiam", "next_item_weight": 1.0, "masked_item_weight": 0.0},
     "pretrain": {"epochs": 20, "batch_size": 256, "lr": 1e-3, "grad_clip": 5.0},
     "finetune": {
         "epochs": 100,
@@ -184,6 +188,7 @@ def run_one(dataset: str, method: str, seed: int, args: argparse.Namespace, devi
             ),
             view_policy=validate_view_policy({"strategies": SETTINGS["views"]}),
             simsiam=SimSiamConfig(**SETTINGS["simsiam"]),
+            objective=ObjectiveConfig(**SETTINGS["objective"]),
             mask_ratio=SETTINGS["mask_ratio"],
         )
         pretrained, pretrain_result = run_job(job)

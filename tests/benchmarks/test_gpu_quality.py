@@ -31,6 +31,8 @@ def test_settings_are_the_run_environments(env):
     assert params["augment"]["views"]["strategies"] == settings["views"]
     simsiam = params["pretrain"]["simsiam"]
     assert {k: simsiam[k] for k in settings["simsiam"]} == settings["simsiam"]
+    objective = params["pretrain"]["objective"]
+    assert {k: objective[k] for k in settings["objective"]} == settings["objective"]
     pretrain = params["pretrain"]["train"]
     assert {k: pretrain[k] for k in settings["pretrain"]} == settings["pretrain"]
     assert pretrain["bucket_by_length"] is True
