@@ -76,9 +76,12 @@ def time_epoch(name: str, task, num_items: int, steps: int) -> tuple[float, int]
     setup = epoch_setup(name, task, num_items)
     model, optimizer, total_steps = setup.model, setup.optimizer, len(setup.batches)
     generator = torch.Generator().manual_seed(0)
+    train = recipe(name)["train"]
+    autocast_on = bool(train.get("bf16") and train.get("bf16_cpu"))  # as the loop decides on CPU
     begin = time.perf_counter()
     for step in range(steps):
-        loss, _ = setup.rows.step(model, setup.batch(step), generator)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast_on):
+            loss, _ = setup.rows.step(model, setup.batch(step), generator)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)

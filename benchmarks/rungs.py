@@ -137,6 +137,12 @@ RUNGS: dict[str, tuple[str | None, dict[str, Any], str]] = {
         {"head": {"softmax_matmul": "bfloat16"}},
         "the item softmax's products in bf16 (a speed change: quality must not move)",
     ),
+    "rb_li_bf16": (
+        "rb_li_bf16_softmax",
+        {"train": {"bf16": True, "bf16_cpu": True}},
+        "mixed precision: the encoder under bf16 autocast too (weights, Adam and the softmax "
+        "sums stay fp32; a speed change on CPUs with bf16 matrix units)",
+    ),
     "rb_li_cosine": (
         "recbole_block_last_item",
         {"train": {"lr_schedule": "cosine", "warmup_epochs": 1, "epochs": 40, "min_epochs": 40}},
