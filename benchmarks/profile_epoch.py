@@ -84,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recipe", default="recbole_block_last_item")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--name", default="profile_epoch", help="results file name")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     per_step, steps_per_epoch = profile(args.recipe, args.steps)
@@ -105,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{100 * totals[phase] / whole:.0f} % |"
         )
     write_results(
-        "profile_epoch",
+        args.name,
         {
             "settings": vars(args),
             "steps_per_epoch": steps_per_epoch,
