@@ -15,11 +15,11 @@ from pathlib import Path
 from clue_pipeline.figures import new_figure
 
 # transfer results file stem -> the objectives cell whose pre-training its CLUE cells used
+# (`transfer` runs the default objective, SimSiam + 1.0 x next items)
 TRANSFER_OBJECTIVES = {
-    "transfer": "simsiam",
+    "transfer": "simsiam_next",
+    "transfer_simsiam": "simsiam",
     "transfer_joint": "simsiam_joint",
-    "transfer_next": "simsiam_next",
-    "transfer_next_users": "simsiam_next",
     "transfer_next_only": "next_only",
 }
 RANK_FIGURE = "fig8_objectives_rank.png"

@@ -30,6 +30,7 @@ def test_section_tables_health_probe_and_the_matching_objectives_transfer(tmp_pa
         _objective_row("zero", 44.7, 0.0073, []),
         _objective_row("simsiam", 1.0, 0.0054, [30.0, 2.0, 1.0]),
         _objective_row("simsiam_joint", 9.5, 0.0110, [30.0, 8.0, 9.5]),
+        _objective_row("simsiam_next", 21.0, 0.0148, [30.0, 20.0, 21.0]),
     ]
     _write(
         results / "objectives_beauty.json",
@@ -37,7 +38,22 @@ def test_section_tables_health_probe_and_the_matching_objectives_transfer(tmp_pa
     )
     comparison = {"dataset": "beauty", "task": "next_item", "against": "clue_zero"}
     _write(
-        results / "transfer.json",
+        results / "transfer.json",  # the default objective's study
+        {
+            "comparisons": [
+                {
+                    **comparison,
+                    "users": 0.1,
+                    "metric": "ndcg@10",
+                    "diff": 0.0182,
+                    "p": 0.001,
+                    "verdict": "better",
+                }
+            ]
+        },
+    )
+    _write(
+        results / "transfer_simsiam.json",
         {
             "comparisons": [
                 {
@@ -94,6 +110,8 @@ def test_section_tables_health_probe_and_the_matching_objectives_transfer(tmp_pa
     assert "10% recall@10: +0.1000 (p 0.010, better)" in lines["simsiam"]
     assert "mrr@10" not in lines["simsiam"]
     assert "10% ndcg@10: +0.0021 (p 0.030, better)" in lines["simsiam_joint"]
+    assert "10% ndcg@10: +0.0182 (p 0.001, better)" in lines["simsiam_next"]
+    assert "+0.0182" not in lines["simsiam"]
     assert lines["zero"].endswith("| not run |")
     assert "| 44.7 |" in lines["zero"] and "| 0.0110 | 0.0220 |" in lines["simsiam_joint"]
     assert "| simsiam_joint | beauty | next_item | 10% | ndcg@10 | clue_zero |" in text
