@@ -146,8 +146,11 @@ def test_encoding_is_deterministic_despite_dropout(encoder):
 
     first = encode_tokens(encoder, tokens, batch_size=2)
 
-    np.testing.assert_array_equal(first, encode_tokens(encoder, tokens, batch_size=3))
-    np.testing.assert_array_equal(first[0], first[2])
+    np.testing.assert_array_equal(first, encode_tokens(encoder, tokens, batch_size=2))
+    # Another batch size may change the kernels' summation order (last-bit rounding on some
+    # CPUs), never by a dropout's size: equal rows stay equal to float precision.
+    np.testing.assert_allclose(first, encode_tokens(encoder, tokens, batch_size=3), atol=1e-6)
+    np.testing.assert_allclose(first[0], first[2], atol=1e-6)
 
 
 def test_no_users_gives_an_empty_table_of_the_right_width(encoder):
