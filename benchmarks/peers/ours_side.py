@@ -84,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     task = next_item_data(split, settings["max_len"], num_items)
     encoder_config, head, rows_layout, config = side_settings(settings, num_items)
     encoder = build_encoder(encoder_config)
+    rows = task.training_rows(rows_layout)
+    model = next_item_model(encoder, head)
     setup_s = time.perf_counter() - started
     channel.send(
         {
@@ -91,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             "setup_s": setup_s,
             "users": len(split),
             "items": num_items,
-            "train_rows": task.training_rows(rows_layout).count,
+            "train_rows": rows.count,
             "rows": rows_layout,
             "threads": torch.get_num_threads(),
             "device": config.device,
@@ -133,9 +135,9 @@ def main(argv: list[str] | None = None) -> int:
         return metrics
 
     with contextlib.suppress(StopTraining):  # the parent ended training; the best is kept
-        _finetune(task.training_rows(rows_layout), next_item_model(encoder, head), config, validate)
+        _finetune(rows, model, config, validate)
     channel.send({"finished": True, "epochs": state["epoch"]})
-    model = _restore(next_item_model(encoder, head), state["best_state"])
+    model = _restore(model, state["best_state"])
     while True:
         command = channel.receive()["cmd"]
         if command == "test":
