@@ -30,6 +30,7 @@ from clue_pipeline.tasks.finetuning import NextItemRows, evaluate_next_item
 from clue_pipeline.tasks.task_data import next_item_data
 from clue_pipeline.training.loop import (
     TrainConfig,
+    bf16_autocast,
     bucketed_order,
     build_optimizer,
     epoch_permutation,
@@ -77,7 +78,14 @@ def time_epoch(name: str, task, num_items: int, steps: int) -> tuple[float, int]
     model, optimizer, total_steps = setup.model, setup.optimizer, len(setup.batches)
     generator = torch.Generator().manual_seed(0)
     train = recipe(name)["train"]
-    autocast_on = bool(train.get("bf16") and train.get("bf16_cpu"))  # as the loop decides on CPU
+    loop_settings = TrainConfig(
+        epochs=1,
+        batch_size=1,
+        lr=1.0,
+        bf16=train.get("bf16", False),
+        bf16_cpu=train.get("bf16_cpu", False),
+    )
+    autocast_on = bf16_autocast(loop_settings, torch.device("cpu"))
     begin = time.perf_counter()
     for step in range(steps):
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast_on):

@@ -6,7 +6,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from clue_pipeline.training import DistributedContext, TrainConfig, cpu_state_dict, fit
-from clue_pipeline.training.loop import batch_indices, epoch_permutation, shard_indices
+from clue_pipeline.training.loop import (
+    batch_indices,
+    bf16_autocast,
+    epoch_permutation,
+    shard_indices,
+)
 from tests.training._resume_script import build_task
 
 
@@ -169,6 +174,14 @@ def test_bf16_autocast_on_cpu_only_when_asked():
     fit(nn.Linear(4, 2), data, step_fn, _config(epochs=1, bf16=True))
     fit(nn.Linear(4, 2), data, step_fn, _config(epochs=1, bf16=True, bf16_cpu=True))
     assert seen == [torch.float32, torch.bfloat16]
+
+
+def test_bf16_autocast_rule_by_device():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert not bf16_autocast(_config(bf16=False, bf16_cpu=True), cuda)
+    assert bf16_autocast(_config(bf16=True), cuda)
+    assert not bf16_autocast(_config(bf16=True), cpu)
+    assert bf16_autocast(_config(bf16=True, bf16_cpu=True), cpu)
 
 
 def test_loss_decreases_on_a_learnable_task():

@@ -242,7 +242,7 @@ def fit(
     if state.finished:
         return state.result()
 
-    autocast_on = config.bf16 and (device.type == "cuda" or config.bf16_cpu)
+    autocast_on = bf16_autocast(config, device)
     for epoch in range(state.epoch, config.epochs):
         order = epoch_permutation(num_rows, config.seed + epoch)
         if lengths is not None:
@@ -342,6 +342,12 @@ def resolve_device(device: str, local_rank: int = 0) -> torch.device:
             raise ValueError("TrainConfig.device='cuda' but no CUDA device is available")
         return torch.device("cuda", local_rank % torch.cuda.device_count())
     return torch.device(device)
+
+
+def bf16_autocast(config: TrainConfig, device: torch.device) -> bool:
+    """Whether steps run under bf16 autocast: on CUDA when ``bf16``, on CPU only when also
+    ``bf16_cpu`` (CPUs without bf16 units emulate it, slower than fp32)."""
+    return config.bf16 and (device.type == "cuda" or config.bf16_cpu)
 
 
 def build_optimizer(params: Any, config: TrainConfig) -> torch.optim.Optimizer:
