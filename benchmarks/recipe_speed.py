@@ -46,9 +46,11 @@ def build_model(settings: dict, num_items: int) -> NextItemModel:
 
 @dataclass
 class EpochSetup:
-    """A recipe's model, the loop's optimiser for it, its rows and an epoch's batch order."""
+    """A recipe's model, the loop's settings and optimiser for it, its rows and an epoch's
+    batch order."""
 
     model: NextItemModel
+    config: TrainConfig
     optimizer: torch.optim.Optimizer
     rows: NextItemRows
     batches: list[torch.Tensor]  # row indices of each batch, in the epoch's order
@@ -61,15 +63,20 @@ def epoch_setup(name: str, task, num_items: int) -> EpochSetup:
     """What an epoch of recipe ``name`` trains, built as the loop builds it (same optimiser)."""
     settings = recipe(name)
     model = build_model(settings, num_items).train()
-    batch_size = settings["train"]["batch_size"]
-    optimizer = build_optimizer(
-        model.parameters(),
-        TrainConfig(epochs=1, batch_size=batch_size, lr=settings["train"]["lr"]),
+    train = settings["train"]
+    batch_size = train["batch_size"]
+    config = TrainConfig(
+        epochs=1,
+        batch_size=batch_size,
+        lr=train["lr"],
+        bf16=train.get("bf16", False),
+        bf16_cpu=train.get("bf16_cpu", False),
     )
+    optimizer = build_optimizer(model.parameters(), config)
     rows = task.training_rows(settings["rows"])
     lengths = rows.lengths if rows.lengths is not None else (rows.dataset[0] != 0).sum(1)
     order = bucketed_order(epoch_permutation(rows.count, 0), lengths, batch_size, 50, 0)
-    return EpochSetup(model, optimizer, rows, list(order.split(batch_size)))
+    return EpochSetup(model, config, optimizer, rows, list(order.split(batch_size)))
 
 
 def time_epoch(name: str, task, num_items: int, steps: int) -> tuple[float, int]:
@@ -77,15 +84,7 @@ def time_epoch(name: str, task, num_items: int, steps: int) -> tuple[float, int]
     setup = epoch_setup(name, task, num_items)
     model, optimizer, total_steps = setup.model, setup.optimizer, len(setup.batches)
     generator = torch.Generator().manual_seed(0)
-    train = recipe(name)["train"]
-    loop_settings = TrainConfig(
-        epochs=1,
-        batch_size=1,
-        lr=1.0,
-        bf16=train.get("bf16", False),
-        bf16_cpu=train.get("bf16_cpu", False),
-    )
-    autocast_on = bf16_autocast(loop_settings, torch.device("cpu"))
+    autocast_on = bf16_autocast(setup.config, torch.device("cpu"))
     begin = time.perf_counter()
     for step in range(steps):
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast_on):
