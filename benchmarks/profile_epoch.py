@@ -26,7 +26,6 @@ from benchmarks.common import load_next_item, write_results
 from benchmarks.recipe_speed import epoch_setup
 from clue_pipeline.models import encoders, heads
 from clue_pipeline.tasks.task_data import next_item_data
-from clue_pipeline.training.loop import bf16_autocast
 
 PHASES = ("encoder forward", "dropout masks", "item softmax", "backward", "optimizer")
 
@@ -54,9 +53,8 @@ def profile(name: str, steps: int, warmup: int = 5) -> tuple[list[dict[str, floa
     data = load_next_item("beauty", 50, min_seq_len=5)
     task = next_item_data(data.split, 50, data.num_items)
     setup = epoch_setup(name, task, data.num_items)
-    model, optimizer, rows = setup.model, setup.optimizer, setup.rows
+    model, optimizer = setup.model, setup.optimizer
     generator = torch.Generator().manual_seed(0)
-    autocast_on = bf16_autocast(setup.config, torch.device("cpu"))  # as the loop decides
     per_step = []
     for step in range(warmup + steps):
         seconds: dict[str, float] = defaultdict(float)
@@ -65,8 +63,7 @@ def profile(name: str, steps: int, warmup: int = 5) -> tuple[list[dict[str, floa
             timed_calls(encoders, "fast_dropout", seconds, "dropout masks"),
         ):
             began = time.perf_counter()
-            with torch.autocast("cpu", torch.bfloat16, enabled=autocast_on):
-                loss, _ = rows.step(model, setup.batch(step), generator)
+            loss = setup.loss(step, generator)
             forward = time.perf_counter() - began
             began = time.perf_counter()
             optimizer.zero_grad(set_to_none=True)

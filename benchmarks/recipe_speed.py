@@ -58,6 +58,13 @@ class EpochSetup:
     def batch(self, step: int) -> tuple[torch.Tensor, ...]:
         return tuple(t[self.batches[step]] for t in self.rows.dataset)
 
+    def loss(self, step: int, generator: torch.Generator) -> torch.Tensor:
+        """Step ``step``'s loss, under bf16 autocast where the loop's rule turns it on."""
+        autocast_on = bf16_autocast(self.config, torch.device("cpu"))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast_on):
+            loss, _ = self.rows.step(self.model, self.batch(step), generator)
+        return loss
+
 
 def epoch_setup(name: str, task, num_items: int) -> EpochSetup:
     """What an epoch of recipe ``name`` trains, built as the loop builds it (same optimiser)."""
@@ -84,11 +91,9 @@ def time_epoch(name: str, task, num_items: int, steps: int) -> tuple[float, int]
     setup = epoch_setup(name, task, num_items)
     model, optimizer, total_steps = setup.model, setup.optimizer, len(setup.batches)
     generator = torch.Generator().manual_seed(0)
-    autocast_on = bf16_autocast(setup.config, torch.device("cpu"))
     begin = time.perf_counter()
     for step in range(steps):
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast_on):
-            loss, _ = setup.rows.step(model, setup.batch(step), generator)
+        loss = setup.loss(step, generator)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
