@@ -24,6 +24,12 @@ TRANSFER_OBJECTIVES = {
 }
 RANK_FIGURE = "fig8_objectives_rank.png"
 FINETUNE_METRIC = {"next_item": "ndcg@10", "coldstart": "mrr@10", "profiling": "gender/accuracy"}
+DEFAULT_OBJECTIVE = TRANSFER_OBJECTIVES["transfer"]
+RANK_TARGET = 20.0
+RANK_DATASETS = ("beauty", "ml-1m")
+PROBE_DATASET, PROBE_RIVAL = "beauty", "mip"
+SHARE_TARGETS = (("beauty", "next_item", 0.1), ("beauty", "next_item", 1.0))
+USER_TASKS = ("profiling", "coldstart")
 
 
 def load_results(results: Path) -> tuple[dict[str, dict], dict[str, dict]]:
@@ -95,6 +101,125 @@ def transfer_table(transfers: dict[str, dict]) -> list[str]:
     return lines
 
 
+def _status(met: bool | None) -> str:
+    return "not measured" if met is None else ("met" if met else "**missed**")
+
+
+def _rank_target(objectives: dict[str, dict], dataset: str) -> list[str]:
+    rows = objectives.get(dataset, {}).get("results", [])
+    ranks = {row["cell"]: row["health"]["effective_rank"] for row in rows}
+    value = ranks.get(DEFAULT_OBJECTIVE)
+    tried = ", ".join(
+        f"{cell} {rank:.1f}" for cell, rank in sorted(ranks.items(), key=lambda x: -x[1])
+    )
+    return [
+        f"effective rank >= {RANK_TARGET:.0f} of 64, {dataset}",
+        "-" if value is None else f"{value:.1f}",
+        _status(None if value is None else value >= RANK_TARGET),
+        tried or "-",
+    ]
+
+
+def _probe_target(objectives: dict[str, dict]) -> list[str]:
+    rows = objectives.get(PROBE_DATASET, {}).get("results", [])
+    probes = {row["cell"]: row["probe"]["test_hr@10"] for row in rows}
+    value, rival = probes.get(DEFAULT_OBJECTIVE), probes.get(PROBE_RIVAL)
+    met = None if value is None or rival is None else value > rival
+    tried = ", ".join(
+        f"{cell} {hr:.4f}" for cell, hr in sorted(probes.items(), key=lambda x: -x[1])
+    )
+    return [
+        f"frozen probe beats masked items' ({PROBE_DATASET} next-item HR@10, one seed)",
+        "-" if met is None else f"{value:.4f} against {rival:.4f}",
+        _status(met),
+        tried or "-",
+    ]
+
+
+def _against_zero(payload: dict, dataset: str, task: str, share: float, metric: str) -> dict | None:
+    for c in payload["comparisons"]:
+        if (
+            (c["dataset"], c["task"], c["metric"], c["against"])
+            == (
+                dataset,
+                task,
+                metric,
+                "clue_zero",
+            )
+            and abs(c["users"] - share) < 1e-9
+            and "p" in c
+        ):
+            return c
+    return None
+
+
+def _share_target(transfers: dict[str, dict], dataset: str, task: str, share: float) -> list[str]:
+    metric = FINETUNE_METRIC[task]
+    found = {
+        TRANSFER_OBJECTIVES[stem]: c
+        for stem, payload in transfers.items()
+        if (c := _against_zero(payload, dataset, task, share, metric))
+    }
+    default = found.get(DEFAULT_OBJECTIVE)
+    tried = "; ".join(
+        f"{objective} {c['diff']:+.4f} (p {c['p']:.3f}, {c['verdict']})"
+        for objective, c in found.items()
+    )
+    return [
+        f"fine-tuned beats CLUE-Zero, {dataset} {task} {metric}, {share:.0%} of the users",
+        "-" if default is None else f"{default['diff']:+.4f}, p {default['p']:.3f}",
+        _status(None if default is None else default["verdict"] == "better"),
+        tried or "-",
+    ]
+
+
+def _user_task_target(transfers: dict[str, dict]) -> list[str]:
+    counts, default_wins = [], None
+    for stem, payload in transfers.items():
+        compared = [
+            c
+            for c in payload["comparisons"]
+            if c["task"] in USER_TASKS and c["against"] == "clue_zero" and "p" in c
+        ]
+        wins = [c for c in compared if c["verdict"] == "better"]
+        losses = sum(c["verdict"] == "worse" for c in compared)
+        if compared:
+            counts.append(
+                f"{TRANSFER_OBJECTIVES[stem]} {len(wins)} better, {losses} worse of {len(compared)}"
+            )
+        if TRANSFER_OBJECTIVES[stem] == DEFAULT_OBJECTIVE and compared:
+            default_wins = wins
+    value = (
+        "-"
+        if default_wins is None
+        else "; ".join(
+            f"{c['dataset']} {c['metric']} at {c['users']:.0%}: {c['diff']:+.4f} (p {c['p']:.3f})"
+            for c in default_wins
+        )
+        or "none"
+    )
+    return [
+        "fine-tuned beats CLUE-Zero on a user task (profiling or cold-start, any share, any metric)",
+        value,
+        _status(None if default_wins is None else bool(default_wins)),
+        "; ".join(counts) or "-",
+    ]
+
+
+def targets_table(objectives: dict[str, dict], transfers: dict[str, dict]) -> list[str]:
+    """The targets the default objective was set, each with the measured value, met or
+    missed, and every objective that tried it: a missed target shows what was tried."""
+    rows = [_rank_target(objectives, dataset) for dataset in RANK_DATASETS]
+    rows.append(_probe_target(objectives))
+    rows += [_share_target(transfers, *target) for target in SHARE_TARGETS]
+    rows.append(_user_task_target(transfers))
+    return [
+        f"| target | default ({DEFAULT_OBJECTIVE}) | status | every objective that tried it |",
+        "| --- | --- | --- | --- |",
+        *(f"| {' | '.join(row)} |" for row in rows),
+    ]
+
+
 def rank_figure(objectives: dict[str, dict]):
     """Effective rank of the eval-mode user vectors after each pre-training epoch, per
     objective, one panel per dataset (the health monitor's curve, as the cells logged it)."""
@@ -128,6 +253,15 @@ def section(results: Path, figures: Path) -> str:
         "excluded. Fine-tuned: CLUE against CLUE-Zero on "
         + ", ".join(f"{task} {metric}" for task, metric in FINETUNE_METRIC.items())
         + ".",
+        "",
+    ]
+    lines += [
+        "### Targets",
+        "",
+        "What the default objective was asked to reach. In the last column `zero` (the untrained "
+        "encoder) and `mip` (masked-item pre-training) are references, not candidates.",
+        "",
+        *targets_table(objectives, transfers),
         "",
     ]
     for dataset, payload in objectives.items():

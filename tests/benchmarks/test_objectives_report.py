@@ -130,3 +130,69 @@ def test_insert_before_places_the_section_ahead_of_its_heading():
     )
     assert insert_before(text, "## Missing", "## New\n") == f"{text.rstrip()}\n\n## New\n\n"
     assert insert_before(text, "## Wall", "") == text
+
+
+def _comparison(task: str, users: float, metric: str, diff: float, p: float, verdict: str):
+    dataset = "beauty" if task == "next_item" else "ml-1m"
+    return {
+        "dataset": dataset,
+        "task": task,
+        "users": users,
+        "metric": metric,
+        "against": "clue_zero",
+        "diff": diff,
+        "p": p,
+        "verdict": verdict,
+    }
+
+
+def test_targets_table_marks_each_target_and_lists_every_objective_that_tried_it():
+    objectives = {
+        "beauty": {
+            "results": [
+                _objective_row("mip", 10.6, 0.0124, []),
+                _objective_row("simsiam", 1.0, 0.0054, []),
+                _objective_row("simsiam_next", 21.0, 0.0148, []),
+            ]
+        },
+        "ml-1m": {"results": [_objective_row("simsiam_next", 19.5, 0.03, [])]},
+    }
+    transfers = {
+        "transfer": {
+            "comparisons": [
+                _comparison("next_item", 0.1, "ndcg@10", 0.018, 0.001, "better"),
+                _comparison("next_item", 1.0, "ndcg@10", 0.002, 0.054, "level"),
+                _comparison("profiling", 0.1, "occupation/accuracy", 0.013, 0.003, "better"),
+                _comparison("profiling", 0.05, "gender/accuracy", -0.01, 0.02, "worse"),
+            ]
+        },
+        "transfer_simsiam": {
+            "comparisons": [_comparison("next_item", 1.0, "ndcg@10", 0.0019, 0.047, "better")]
+        },
+    }
+    rows = {
+        line.split(" | ")[0].strip("| "): line
+        for line in objectives_report.targets_table(objectives, transfers)[2:]
+    }
+    assert rows["effective rank >= 20 of 64, beauty"].endswith(
+        "| 21.0 | met | simsiam_next 21.0, mip 10.6, simsiam 1.0 |"
+    )
+    assert "| 19.5 | **missed** |" in rows["effective rank >= 20 of 64, ml-1m"]
+    probe = rows["frozen probe beats masked items' (beauty next-item HR@10, one seed)"]
+    assert "| 0.0296 against 0.0248 | met |" in probe
+    hundred = rows["fine-tuned beats CLUE-Zero, beauty next_item ndcg@10, 100% of the users"]
+    assert "| +0.0020, p 0.054 | **missed** |" in hundred
+    assert "simsiam +0.0019 (p 0.047, better)" in hundred  # what else tried it
+    ten = rows["fine-tuned beats CLUE-Zero, beauty next_item ndcg@10, 10% of the users"]
+    assert "| met | simsiam_next +0.0180 (p 0.001, better) |" in ten
+    user = next(
+        line for key, line in rows.items() if key.startswith("fine-tuned beats CLUE-Zero on")
+    )
+    assert "ml-1m occupation/accuracy at 10%: +0.0130 (p 0.003) | met |" in user
+    assert "simsiam_next 1 better, 1 worse of 2" in user
+
+
+def test_targets_table_says_not_measured_without_results():
+    rows = objectives_report.targets_table({}, {})[2:]
+    assert len(rows) == 6
+    assert all("| not measured |" in row for row in rows)
