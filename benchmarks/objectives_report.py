@@ -137,18 +137,11 @@ def _probe_target(objectives: dict[str, dict]) -> list[str]:
 
 
 def _against_zero(payload: dict, dataset: str, task: str, share: float, metric: str) -> dict | None:
+    """The tested comparison of CLUE with CLUE-Zero in one transfer cell, if it was made."""
+    wanted = (dataset, task, metric, "clue_zero")
     for c in payload["comparisons"]:
-        if (
-            (c["dataset"], c["task"], c["metric"], c["against"])
-            == (
-                dataset,
-                task,
-                metric,
-                "clue_zero",
-            )
-            and abs(c["users"] - share) < 1e-9
-            and "p" in c
-        ):
+        key = (c["dataset"], c["task"], c["metric"], c["against"])
+        if key == wanted and abs(c["users"] - share) < 1e-9 and "p" in c:
             return c
     return None
 
