@@ -2,7 +2,7 @@
 
 Built only from stored results: ``objectives*.json`` (``benchmarks/objectives.py``, one file per
 run-environment) and ``transfer*.json`` (``benchmarks/transfer.py``, one file per CLUE
-objective), so that the report shows side by side what each objective does to the user vectors
+objective or fine-tuning setting), so that the report shows side by side what each objective does to the user vectors
 (effective rank, top-2 share, uniformity), what a frozen probe reads from them, and whether
 fine-tuning from them beats random initialisation.
 """
@@ -22,6 +22,12 @@ TRANSFER_OBJECTIVES = {
     "transfer_joint": "simsiam_joint",
     "transfer_next_only": "next_only",
 }
+# transfer results file stem -> (its pre-training's objectives cell, what its fine-tuning
+# changes): a fine-tuning setting tried on a target, listed beside the objectives that tried it
+# but kept out of the objectives' own rows
+FINETUNE_VARIANTS = {
+    "transfer_epochs200": ("simsiam_next", "fine-tuned up to 200 epochs"),
+}
 RANK_FIGURE = "fig8_objectives_rank.png"
 FINETUNE_METRIC = {"next_item": "ndcg@10", "coldstart": "mrr@10", "profiling": "gender/accuracy"}
 DEFAULT_OBJECTIVE = TRANSFER_OBJECTIVES["transfer"]
@@ -40,10 +46,18 @@ def load_results(results: Path) -> tuple[dict[str, dict], dict[str, dict]]:
         objectives[payload.get("dataset", "ml-100k")] = payload
     transfers = {
         stem: json.loads((results / f"{stem}.json").read_text())
-        for stem in TRANSFER_OBJECTIVES
+        for stem in [*TRANSFER_OBJECTIVES, *FINETUNE_VARIANTS]
         if (results / f"{stem}.json").exists()
     }
     return objectives, transfers
+
+
+def study_label(stem: str) -> str:
+    """The objective a transfer study pre-trained with, and its fine-tuning change if any."""
+    if stem in TRANSFER_OBJECTIVES:
+        return TRANSFER_OBJECTIVES[stem]
+    objective, change = FINETUNE_VARIANTS[stem]
+    return f"{objective}, {change}"
 
 
 def finetune_verdicts(transfers: dict[str, dict], dataset: str, cell: str) -> str:
@@ -95,7 +109,7 @@ def transfer_table(transfers: dict[str, dict]) -> list[str]:
         for c in payload["comparisons"]:
             numbers = f"{c['diff']:+.4f} | {c['p']:.3f}" if "p" in c else "- | -"
             lines.append(
-                f"| {TRANSFER_OBJECTIVES[stem]} | {c['dataset']} | {c['task']} | {c['users']:.0%} "
+                f"| {study_label(stem)} | {c['dataset']} | {c['task']} | {c['users']:.0%} "
                 f"| {c['metric']} | {c['against']} | {numbers} | {c['verdict']} |"
             )
     return lines
@@ -149,7 +163,7 @@ def _against_zero(payload: dict, dataset: str, task: str, share: float, metric: 
 def _share_target(transfers: dict[str, dict], dataset: str, task: str, share: float) -> list[str]:
     metric = FINETUNE_METRIC[task]
     found = {
-        TRANSFER_OBJECTIVES[stem]: c
+        study_label(stem): c
         for stem, payload in transfers.items()
         if (c := _against_zero(payload, dataset, task, share, metric))
     }
@@ -178,9 +192,9 @@ def _user_task_target(transfers: dict[str, dict]) -> list[str]:
         losses = sum(c["verdict"] == "worse" for c in compared)
         if compared:
             counts.append(
-                f"{TRANSFER_OBJECTIVES[stem]} {len(wins)} better, {losses} worse of {len(compared)}"
+                f"{study_label(stem)} {len(wins)} better, {losses} worse of {len(compared)}"
             )
-        if TRANSFER_OBJECTIVES[stem] == DEFAULT_OBJECTIVE and compared:
+        if study_label(stem) == DEFAULT_OBJECTIVE and compared:
             default_wins = wins
     value = (
         "-"
