@@ -2,9 +2,9 @@
 
 Built only from stored results: ``objectives*.json`` (``benchmarks/objectives.py``, one file per
 run-environment) and ``transfer*.json`` (``benchmarks/transfer.py``, one file per CLUE
-objective or fine-tuning setting), so that the report shows side by side what each objective does to the user vectors
-(effective rank, top-2 share, uniformity), what a frozen probe reads from them, and whether
-fine-tuning from them beats random initialisation.
+objective or fine-tuning setting), so that the report shows side by side what each objective
+does to the user vectors (effective rank, top-2 share, uniformity), what a frozen probe reads
+from them, and whether fine-tuning from them beats random initialisation.
 """
 
 from __future__ import annotations
@@ -151,7 +151,7 @@ def _probe_target(objectives: dict[str, dict]) -> list[str]:
 
 
 def _against_zero(payload: dict, dataset: str, task: str, share: float, metric: str) -> dict | None:
-    """The tested comparison of CLUE with CLUE-Zero in one transfer cell, if it was made."""
+    """The tested comparison of CLUE with CLUE-Zero in one transfer study, if it was made."""
     wanted = (dataset, task, metric, "clue_zero")
     for c in payload["comparisons"]:
         key = (c["dataset"], c["task"], c["metric"], c["against"])
