@@ -35,6 +35,7 @@ from torch import nn
 from benchmarks.common import REPO, RESULTS, write_results
 from clue_pipeline.augment import make_views, validate_view_policy
 from clue_pipeline.config import encoder_config, train_config
+from clue_pipeline.data.tokens import special_tokens
 from clue_pipeline.models.clue import alignment, uniformity
 from clue_pipeline.tasks.batching import model_inputs, trim_padding
 from clue_pipeline.tasks.finetuning import by_length
@@ -151,7 +152,7 @@ def corpus_tokens(max_len: int, dataset: str = DATASET) -> tuple[np.ndarray, int
     split = pd.read_parquet(REPO / "data" / "05_model_input" / dataset / "next_item_split.parquet")
     item_index = pd.read_parquet(REPO / "data" / "03_primary" / dataset / "item_index.parquet")
     num_items = len(item_index)
-    return model_inputs(split["train"], max_len, num_items + 2), num_items
+    return model_inputs(split["train"], max_len, special_tokens(num_items).user), num_items
 
 
 def spectrum(vectors: np.ndarray) -> dict[str, float]:
@@ -222,7 +223,7 @@ def infonce_step(model, batch, generator, policy, mask_token: int):
 def step_function(cell: Cell, default, policy, encoder):
     if cell.objective == "simsiam":
         return default
-    return partial(infonce_step, policy=policy, mask_token=encoder.mask_token)
+    return partial(infonce_step, policy=policy, mask_token=encoder.tokens.mask)
 
 
 def run_cell(cell: Cell, params: dict[str, Any], tokens: np.ndarray, num_items: int) -> dict:
@@ -275,13 +276,13 @@ def run_cell(cell: Cell, params: dict[str, Any], tokens: np.ndarray, num_items: 
         "loss_last": result.history[-1]["loss"] if result.history else None,
         "loss_curve": [round(float(h["loss"]), 4) for h in result.history],
         "encoder": space_numbers(
-            UserVector(model_encoder), tokens, dropout_policy, encoder.mask_token, lengths
+            UserVector(model_encoder), tokens, dropout_policy, encoder.tokens.mask, lengths
         ),
     }
     if cell.method == "clue":
         head = task.model.projector[:3]  # first Linear-BN-ReLU of the projector
         row["projector_layer1"] = space_numbers(
-            UserVector(model_encoder, head), tokens, dropout_policy, encoder.mask_token, lengths
+            UserVector(model_encoder, head), tokens, dropout_policy, encoder.tokens.mask, lengths
         )
     return row
 

@@ -33,6 +33,7 @@ if not __package__:  # started by file path: make the `benchmarks` package impor
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import machine  # noqa: E402
+from clue_pipeline.data.tokens import special_tokens  # noqa: E402
 from clue_pipeline.metrics import metrics_from_ranks, ranking_metrics, target_ranks  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -137,7 +138,7 @@ def left_padded_inputs(histories: list[np.ndarray], max_len: int, num_items: int
     keep = from_end >= -max_len
     out = np.zeros((len(histories), max_len + 1), dtype=np.int64)
     out[user[keep], max_len + from_end[keep]] = flat[keep]
-    out[:, -1] = num_items + 2  # [UR]
+    out[:, -1] = special_tokens(num_items).user
     return torch.from_numpy(out)
 
 

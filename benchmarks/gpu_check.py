@@ -49,6 +49,7 @@ if str(REPO / "src") not in sys.path:  # run from a bare copy of the repository,
     sys.path.insert(0, str(REPO / "src"))
 
 from clue_pipeline.augment import validate_view_policy  # noqa: E402
+from clue_pipeline.data.tokens import special_tokens  # noqa: E402
 from clue_pipeline.metrics import DEFAULT_KS, ranking_metrics  # noqa: E402
 from clue_pipeline.models.encoders import EncoderConfig, build_encoder  # noqa: E402
 from clue_pipeline.models.heads import NextItemModel  # noqa: E402
@@ -255,7 +256,7 @@ def prepare(path: Path, max_len: int, min_seq_len: int) -> CheckData:
     ends = np.cumsum(lengths)
     kept = np.minimum(lengths, max_len + HELD_OUT)
     starts = ends - kept  # the most recent max_len + 2 items of each user
-    user_token = num_items + 2
+    user_token = special_tokens(num_items).user
     train_inputs = window(tokens, starts, ends - HELD_OUT - 1, max_len)
     train_targets = window(tokens, starts + 1, ends - HELD_OUT, max_len)
     last_train = tokens[ends - HELD_OUT - 1][:, None]
@@ -308,7 +309,7 @@ def run_check(data: CheckData, config: CheckConfig, device: torch.device) -> dic
     simsiam = SequencePretrainer(
         encoder, ObjectiveConfig(), proj_dim=config.proj_dim, pred_dim=config.pred_dim
     )
-    clue = partial(clue_step, policy=policy, mask_token=encoder_config.mask_token)
+    clue = partial(clue_step, policy=policy, mask_token=encoder_config.tokens.mask)
     pretrain = train_phase(simsiam, (torch.as_tensor(data.pretrain_tokens),), clue, config, device)
     model = NextItemModel(simsiam.encoder)
     finetune_data = (torch.as_tensor(data.train_tokens), torch.as_tensor(data.train_targets))

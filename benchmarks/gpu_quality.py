@@ -198,7 +198,7 @@ def run_one(dataset: str, method: str, seed: int, args: argparse.Namespace, devi
     model_encoder = make_encoder(encoder, pretrained, spec)
     if settings["rows"] == "prefix":
         rows = prefix_rows(
-            data.items, data.starts, data.ends - HELD_OUT, encoder.max_len, data.num_items + 2
+            data.items, data.starts, data.ends - HELD_OUT, encoder.max_len, encoder.tokens.user
         )
     else:
         rows = user_rows(data.train_tokens, data.train_targets)

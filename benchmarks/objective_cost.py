@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
 
     data = load_next_item(args.dataset, max_len=50)
     encoder = EncoderConfig(num_items=data.num_items, max_len=50, hidden=64, blocks=2, heads=4)
-    tokens = model_inputs(data.split["train"], 50, data.num_items + 2)
+    tokens = model_inputs(data.split["train"], 50, encoder.tokens.user)
     train = TrainConfig(epochs=1, batch_size=256, seed=0, device="cpu")
     views = validate_view_policy({"strategies": ["dropout"]})
     seconds: dict[str, list[float]] = {name: [] for name in OBJECTIVES}

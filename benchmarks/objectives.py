@@ -145,7 +145,7 @@ def parameters(dataset: str = DATASET) -> dict[str, Any]:
 
 def run_cell(cell: Cell, params: dict[str, Any], data, epochs: int, probe_epochs: int) -> dict:
     encoder = encoder_config(params["encoder"], num_items=data.num_items)
-    tokens = model_inputs(data.split["train"], encoder.max_len, encoder.num_items + 2)
+    tokens = model_inputs(data.split["train"], encoder.max_len, encoder.tokens.user)
     train_params = {**params["pretrain"]["train"], **cell.train, "epochs": epochs}
     train_params.pop("checkpoint_dir", None)
     train_params.update(progress=False, resume=False, checkpoint_every_steps=None, device="cpu")
@@ -181,7 +181,7 @@ def run_cell(cell: Cell, params: dict[str, Any], data, epochs: int, probe_epochs
         model = encoder_from_checkpoint(checkpoint)
     dropout_views = validate_view_policy({"strategies": ["dropout"]})
     health = representation_health(
-        model, torch.as_tensor(tokens), dropout_views, encoder.mask_token, seed=7
+        model, torch.as_tensor(tokens), dropout_views, encoder.tokens.mask, seed=7
     )
     started = time.perf_counter()
     probe = probe_next_item(model, data, params, probe_epochs)

@@ -60,7 +60,7 @@ def clue_job(params: dict[str, Any], data, variant: str, epochs: int) -> Pretrai
     simsiam = {**params["pretrain"]["simsiam"], "encode_by_length": settings["encode_by_length"]}
     return PretrainJob(
         method="clue",
-        tokens=model_inputs(data.split["train"], encoder.max_len, encoder.num_items + 2),
+        tokens=model_inputs(data.split["train"], encoder.max_len, encoder.tokens.user),
         encoder=encoder,
         train=train_config(train, "pretrain.train"),
         view_policy=validate_view_policy(params["augment"]["views"]),

@@ -43,7 +43,7 @@ def main() -> None:
 
     data = load_next_item(args.dataset, max_len=50)
     encoder = EncoderConfig(num_items=data.num_items, max_len=50, hidden=64, blocks=2, heads=4)
-    tokens = model_inputs(data.split["train"], 50, data.num_items + 2)
+    tokens = model_inputs(data.split["train"], 50, encoder.tokens.user)
     train = TrainConfig(epochs=1, batch_size=args.batch_size, seed=0, device=args.device)
     bucketed = replace(train, bucket_by_length=True)
     policy = validate_view_policy({"strategies": ["dropout"]})

@@ -16,7 +16,8 @@ from typing import Any
 
 import torch
 
-PAD = 0
+from clue_pipeline.data.tokens import PAD
+
 COMPOSE_MODES = ("sequential", "random")
 
 Strategy = Callable[[torch.Tensor, float, torch.Generator, int], torch.Tensor]

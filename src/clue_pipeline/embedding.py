@@ -79,7 +79,7 @@ def user_vector_table(
     encoder_config = encoder.config
     width = encoder_config.max_len + 1
     tokens = (
-        model_inputs(sequences[ITEMS], encoder_config.max_len, encoder_config.ur_token)
+        model_inputs(sequences[ITEMS], encoder_config.max_len, encoder_config.tokens.user)
         if len(sequences)
         else np.zeros((0, width), dtype=np.int64)  # arrow cannot type an empty object column
     )

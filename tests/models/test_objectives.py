@@ -224,7 +224,7 @@ def test_a_few_steps_without_a_projector_lower_the_loss(name):
 def test_next_item_term_scores_each_item_against_its_successor_only():
     torch.manual_seed(0)
     encoder = build_encoder(ENCODER)
-    ur = ENCODER.ur_token
+    ur = ENCODER.tokens.user
     # left-padded rows ending in [UR]: pairs (3 -> 5), (5 -> 7) and (2 -> 9); a one-item row
     # and the last item of each row (successor held out) give none
     tokens = torch.tensor([[0, 3, 5, 7, ur], [0, 0, 0, 4, ur], [0, 0, 2, 9, ur]])

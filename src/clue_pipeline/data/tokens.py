@@ -1,7 +1,15 @@
-"""The token layout shared by every sequence table and every model of a dataset."""
+"""The token layout shared by every sequence table and every model of a dataset.
+
+``0`` = padding, items ``1..N``, ``N+1`` = ``[MASK]``, ``N+2`` = ``[UR]``; vocabulary ``N+3``
+(docs/architecture.md). Every module asks :func:`special_tokens` for these numbers instead of
+writing ``num_items + 1`` itself, so the layout can change in one place.
+"""
 
 import operator
 from dataclasses import dataclass
+
+PAD = 0  # a zero-initialised batch is already padded
+FIRST_ITEM = 1
 
 
 @dataclass(frozen=True)
@@ -18,6 +26,12 @@ class SpecialTokens:
     user: int
     vocab_size: int
 
+    @property
+    def items_end(self) -> int:
+        """One past the last item token: items are ``range(FIRST_ITEM, items_end)``, and a
+        table indexed by padding and items only (no special token) has ``items_end`` rows."""
+        return self.mask
+
 
 def special_tokens(num_items: int) -> SpecialTokens:
     """The special tokens of a vocabulary of ``num_items`` items (tokens ``1..num_items``)."""
@@ -27,4 +41,4 @@ def special_tokens(num_items: int) -> SpecialTokens:
         count = -1
     if isinstance(num_items, bool) or count < 0:
         raise ValueError(f"num_items = {num_items!r}: expected a non-negative integer")
-    return SpecialTokens(pad=0, mask=count + 1, user=count + 2, vocab_size=count + 3)
+    return SpecialTokens(pad=PAD, mask=count + 1, user=count + 2, vocab_size=count + 3)

@@ -42,7 +42,7 @@ def summarise_encoder(
     """
     encoder = encoder_from_checkpoint(checkpoint).eval()
     enc = encoder.config
-    tokens = model_inputs(sequences, enc.max_len, enc.ur_token)
+    tokens = model_inputs(sequences, enc.max_len, enc.tokens.user)
     vectors = user_vectors(encoder, tokens).double().numpy()
     points, explained = pca_2d(vectors)
     rng = np.random.default_rng(config.seed)
@@ -52,7 +52,7 @@ def summarise_encoder(
         encoder,
         torch.as_tensor(tokens[: config.quality_users]),
         policy,
-        enc.mask_token,
+        enc.tokens.mask,
         seed=config.seed,
     )
     lengths = (tokens != 0).sum(axis=1) - 1  # without [UR]

@@ -32,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from clue_pipeline.data.tokens import PAD, special_tokens
+
 
 @dataclass
 class BaselineConfig:
@@ -55,14 +57,13 @@ class BagBaseline(nn.Module):
         _validate(config)
         self.config = config
         # Row 0 is a sink for ignored tokens (their bag weight is 0), never trained.
-        self.item_embedding = nn.Embedding(config.num_items + 1, config.hidden, padding_idx=0)
+        rows = special_tokens(config.num_items).items_end  # padding and items
+        self.item_embedding = nn.Embedding(rows, config.hidden, padding_idx=PAD)
         nn.init.normal_(self.item_embedding.weight, std=config.init_std)
         with torch.no_grad():
-            self.item_embedding.weight[0].zero_()
+            self.item_embedding.weight[PAD].zero_()
         self.linear = (
-            nn.Embedding(config.num_items + 1, config.num_classes, padding_idx=0)
-            if config.first_order
-            else None
+            nn.Embedding(rows, config.num_classes, padding_idx=PAD) if config.first_order else None
         )
         if self.linear is not None:
             nn.init.zeros_(self.linear.weight)

@@ -57,7 +57,7 @@ class CaserEncoder(SequenceEncoder):
         z = F.relu(z)  # (B, 1 + W, d): z[:, j] is the window ending at padded column j
         # an item column t reads the window ending at it (j = t + 1); [UR] the one before it
         ends = torch.arange(1, w + 1, device=tokens.device).expand(b, w)
-        ends = ends - (tokens == self.config.ur_token).long()
+        ends = ends - (tokens == self.config.tokens.user).long()
         return z.gather(1, ends.unsqueeze(-1).expand(-1, -1, d))
 
     def _horizontal(self, padded: torch.Tensor) -> torch.Tensor:

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-PAD = 0
+from clue_pipeline.data.tokens import PAD, SpecialTokens, special_tokens
 
 
 @dataclass
@@ -75,16 +75,9 @@ class EncoderConfig:
         )
 
     @property
-    def vocab_size(self) -> int:
-        return self.num_items + 3
-
-    @property
-    def mask_token(self) -> int:
-        return self.num_items + 1
-
-    @property
-    def ur_token(self) -> int:
-        return self.num_items + 2
+    def tokens(self) -> SpecialTokens:
+        """Padding, ``[MASK]``, ``[UR]`` and the vocabulary size (``data/tokens.py``)."""
+        return special_tokens(self.num_items)
 
 
 @dataclass
@@ -105,7 +98,7 @@ class SequenceEncoder(nn.Module):
     def __init__(self, config: EncoderConfig) -> None:
         super().__init__()
         self.config = config
-        self.item_embedding = nn.Embedding(config.vocab_size, config.hidden, padding_idx=PAD)
+        self.item_embedding = nn.Embedding(config.tokens.vocab_size, config.hidden, padding_idx=PAD)
         nn.init.normal_(self.item_embedding.weight, std=config.init_std)
         with torch.no_grad():
             self.item_embedding.weight[PAD].zero_()

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from clue_pipeline.data.tokens import FIRST_ITEM
 from clue_pipeline.models.encoders import SequenceEncoder
 
 
@@ -24,7 +25,7 @@ def item_logits(encoder: SequenceEncoder, states: torch.Tensor) -> torch.Tensor:
 
 def item_table(encoder: SequenceEncoder) -> torch.Tensor:
     """The embedding rows of items 1..N, (N, d)."""
-    return encoder.item_embedding.weight[1 : encoder.config.num_items + 1]
+    return encoder.item_embedding.weight[FIRST_ITEM : encoder.config.tokens.items_end]
 
 
 CPU_CHUNK_ROWS = 128  # ~6 MB of logits per chunk at N = 12k: stays in cache, no page faults

@@ -47,7 +47,7 @@ class MaskedItemPretrainer(nn.Module):
         """(masked tokens, boolean positions that were masked), both (B, W)."""
         counts = torch.round(self.mask_ratio * real_lengths(tokens)).long().clamp(min=1)
         chosen = mask_positions(tokens, counts, generator)
-        return tokens.masked_fill(chosen, self.encoder.config.mask_token), chosen
+        return tokens.masked_fill(chosen, self.encoder.config.tokens.mask), chosen
 
 
 class NextItemPretrainer(nn.Module):

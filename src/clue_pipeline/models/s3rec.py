@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from clue_pipeline.augment import _random_block, mask_positions, real_lengths
+from clue_pipeline.data.tokens import FIRST_ITEM, special_tokens
 from clue_pipeline.models.encoders import SequenceEncoder, item_positions
 
 
@@ -77,7 +78,7 @@ class S3RecPretrainer(nn.Module):
         items = self.encoder.config.num_items
         counts = torch.round(cfg.mask_ratio * real_lengths(tokens)).long().clamp(min=1)
         chosen = mask_positions(tokens, counts, generator)
-        masked = tokens.masked_fill(chosen, self.encoder.config.mask_token)
+        masked = tokens.masked_fill(chosen, self.encoder.config.tokens.mask)
         states = self.encoder(masked).states  # (B, W, d)
         unmasked = item_positions(tokens, items) & ~chosen
         parts = {
@@ -110,7 +111,7 @@ class S3RecPretrainer(nn.Module):
         return F.softplus(-margin).mean()  # = BCE(sigmoid(pos - neg), 1)
 
     def _segment_loss(self, tokens: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        mask_token = self.encoder.config.mask_token
+        mask_token = self.encoder.config.tokens.mask
         lengths = real_lengths(tokens)
         span = (lengths // 2).clamp(min=1)  # segment length uniform in 1..n/2
         draw = torch.rand(lengths.shape, generator=generator, device=tokens.device)
@@ -143,4 +144,5 @@ def attribute_matrix(pairs: torch.Tensor, vocab_size: int, num_attributes: int) 
 def _random_items(
     n: int, num_items: int, generator: torch.Generator, like: torch.Tensor
 ) -> torch.Tensor:
-    return torch.randint(1, num_items + 1, (n,), generator=generator, device=like.device)
+    end = special_tokens(num_items).items_end
+    return torch.randint(FIRST_ITEM, end, (n,), generator=generator, device=like.device)

@@ -80,7 +80,7 @@ def build_pretraining(job: PretrainJob) -> TrainingTask:
     torch.manual_seed(job.train.seed)
     encoder = build_encoder(job.encoder)
     tokens = torch.as_tensor(job.tokens, dtype=torch.long)
-    mask_token = job.encoder.num_items + 1
+    mask_token = job.encoder.tokens.mask
     health = partial(
         health_metrics,
         tokens=tokens[: job.health.users],
@@ -112,7 +112,7 @@ def build_pretraining(job: PretrainJob) -> TrainingTask:
             job.attribute_pairs if job.attribute_pairs is not None else np.empty((0, 2)),
             dtype=torch.long,
         )
-        attributes = attribute_matrix(pairs, job.encoder.vocab_size, job.num_attributes)
+        attributes = attribute_matrix(pairs, job.encoder.tokens.vocab_size, job.num_attributes)
         return TrainingTask(
             model=S3RecPretrainer(encoder, attributes, job.s3rec),
             dataset=(tokens,),

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from clue_pipeline.data.tokens import special_tokens
 from clue_pipeline.tasks.batching import (
     append_items,
     flatten,
@@ -66,7 +67,7 @@ def next_item_data(split: pd.DataFrame, max_len: int, num_items: int) -> NextIte
     The test input is the training part followed by the validation item, as in SASRec.
     Histories (for the optional exclusion of seen items) are 0-based item indices.
     """
-    user = num_items + 2
+    user = special_tokens(num_items).user
     train = split["train"]
     valid_target = split["valid_target"].to_numpy(np.int64)
     test_target = split["test_target"].to_numpy(np.int64)
@@ -108,7 +109,7 @@ def classification_data(
     tokens, labels, users = {}, {}, {}
     for split in ("train", "valid", "test"):
         part = joined[joined["split"] == split]
-        tokens[split] = model_inputs(part["items"], max_len, num_items + 2)
+        tokens[split] = model_inputs(part["items"], max_len, special_tokens(num_items).user)
         labels[split] = part[label].to_numpy(np.int64)
         users[split] = part["user_id"].to_numpy(np.int64)
     return ClassificationData(tokens=tokens, labels=labels, num_classes=num_classes, users=users)

@@ -10,6 +10,7 @@ import pandas as pd
 import torch
 
 from clue_pipeline.augment import make_views, validate_view_policy
+from clue_pipeline.data.tokens import special_tokens
 from clue_pipeline.tasks.batching import model_inputs
 
 logger = logging.getLogger(__name__)
@@ -31,11 +32,14 @@ def sample_views(
     count = min(int(sample_params["users"]), len(sequences))
     chosen = sequences.iloc[np.sort(rng.choice(len(sequences), size=count, replace=False))]
     tokens = torch.as_tensor(
-        model_inputs(chosen["items"], int(sample_params["max_len"]), num_items + 2)
+        model_inputs(chosen["items"], int(sample_params["max_len"]), special_tokens(num_items).user)
     )
     generator = torch.Generator().manual_seed(int(sample_params["seed"]))
     view_a, view_b = make_views(
-        tokens, validate_view_policy(view_policy), generator, mask_token=num_items + 1
+        tokens,
+        validate_view_policy(view_policy),
+        generator,
+        mask_token=special_tokens(num_items).mask,
     )
     decode = _decoder(item_index, num_items)
     return pd.DataFrame(
@@ -50,11 +54,12 @@ def sample_views(
 
 def _decoder(item_index: pd.DataFrame, num_items: int):
     """Token row -> list of original ids; [MASK] shown as -1, padding and [UR] dropped."""
-    lookup = np.full(num_items + 3, -1, dtype=np.int64)
+    layout = special_tokens(num_items)
+    lookup = np.full(layout.vocab_size, -1, dtype=np.int64)
     lookup[item_index["token"].to_numpy()] = item_index["item_id"].to_numpy()
 
     def decode(row: np.ndarray) -> list[int]:
-        real = row[(row > 0) & (row != num_items + 2)]
+        real = row[(row != layout.pad) & (row != layout.user)]
         return lookup[real].tolist()
 
     return decode

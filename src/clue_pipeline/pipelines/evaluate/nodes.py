@@ -203,13 +203,13 @@ def plot_user_vectors(
     """
     encoder = encoder_from_checkpoint(encoder_checkpoint).eval()
     config = encoder.config
-    tokens = model_inputs(sequences["items"], config.max_len, config.ur_token)
+    tokens = model_inputs(sequences["items"], config.max_len, config.tokens.user)
     vectors = batched_user_vectors(encoder, tokens)
     quality = representation_quality(
         encoder,
         torch.as_tensor(tokens[: int(figure_params["quality_users"])]),
         validate_view_policy(view_policy),
-        config.mask_token,
+        config.tokens.mask,
         seed=int(figure_params["seed"]),
     )
     labels, label_name = _user_labels(sequences, users, figure_params["colour_by"])

@@ -105,7 +105,7 @@ def _job(method, corpus, item_index, encoder_params, pretrain_params, inputs=Non
     train_params = dict(pretrain_params["train"])
     base_dir = train_params.pop("checkpoint_dir", None)
     train = train_config(train_params, "pretrain.train")
-    tokens = model_inputs(sequences, encoder.max_len, encoder.num_items + 2)
+    tokens = model_inputs(sequences, encoder.max_len, encoder.tokens.user)
     train.checkpoint_dir = job_checkpoint_dir(
         base_dir, method, tokens, encoder, train, pretrain_params, inputs
     )

@@ -53,9 +53,7 @@ def tune_clue(
     parent = mlflow.active_run()
     objective = make_objective(
         data=data,
-        pretrain_tokens=model_inputs(
-            corpus_sequences(split), encoder.max_len, encoder.num_items + 2
-        ),
+        pretrain_tokens=model_inputs(corpus_sequences(split), encoder.max_len, encoder.tokens.user),
         encoder=encoder,
         view_params=view_params,
         pretrain=pretrain,
