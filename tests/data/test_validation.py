@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clue_pipeline.data import readers, validation
+from clue_pipeline.data import csv_diagnosis, validation
 from clue_pipeline.data.errors import DataError
 from clue_pipeline.data.readers import known_formats, read_dataset
 from clue_pipeline.data.validation import (
@@ -237,7 +237,7 @@ def test_undecodable_byte_names_line_and_encoding(tmp_path):
 
 def test_line_numbers_hold_across_streamed_blocks(tmp_path, monkeypatch):
     """Diagnosis streams the file in blocks; shrink them so a few lines span many blocks."""
-    monkeypatch.setattr(readers, "_BLOCK_BYTES", 64)
+    monkeypatch.setattr(csv_diagnosis, "BLOCK_BYTES", 64)
     rows = [f"{u},{u % 7},4.0,{1000 + u}\n" + ("\n" if u % 5 == 0 else "") for u in range(1, 60)]
     folder = _ml_small(tmp_path, RATINGS_HEADER + "".join(rows) + "3,x,4.0,1\n")
     with pytest.raises(DataError) as info:
