@@ -1,0 +1,174 @@
+"""The linear floor (method ``linear``): a user is the bag of the items in their history.
+
+Each user's items become a TF-IDF (or binary) vector over the catalogue, and scikit-learn's
+logistic regression maps it to the labels, its inverse regularisation ``C`` chosen on the
+validation users. No order, no encoder: whatever a learned user vector adds has to beat this.
+Profiling classifies the bag; cold-start scores the target-domain classes from the source bag.
+
+The fitted weights sit in a torch module that speaks the fine-tuning heads' interface
+(``logits``), so the evaluation code scores it like every other model.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy import sparse
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+WEIGHTINGS = ("tfidf", "binary")
+
+
+@dataclass(frozen=True)
+class BagSettings:
+    """``finetune.linear``: how the bag is weighted and which ``C`` values are tried."""
+
+    weighting: str = "tfidf"
+    c_grid: tuple[float, ...] = (0.3, 1.0, 3.0, 10.0)
+    max_iter: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.weighting not in WEIGHTINGS:
+            raise ValueError(f"weighting = {self.weighting!r}: expected one of {WEIGHTINGS}")
+        if not self.c_grid or any(not (c > 0) for c in self.c_grid):
+            raise ValueError(f"c_grid = {self.c_grid!r}: expected positive values")
+
+
+class BagOfItemsModel(nn.Module):
+    """``logits(tokens)`` = the weighted, L2-normalised bag of item tokens times the weights."""
+
+    def __init__(
+        self, idf: np.ndarray, weight: np.ndarray, bias: np.ndarray, items_end: int
+    ) -> None:
+        super().__init__()
+        self.items_end = int(items_end)  # tokens 1 .. items_end - 1 are items
+        self.idf = nn.Parameter(torch.as_tensor(idf, dtype=torch.float32), requires_grad=False)
+        self.weight = nn.Parameter(
+            torch.as_tensor(weight, dtype=torch.float32), requires_grad=False
+        )  # (C, items_end)
+        self.bias = nn.Parameter(torch.as_tensor(bias, dtype=torch.float32), requires_grad=False)
+
+    def bags(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(B, items_end) weighted bags; padding and special tokens count for nothing."""
+        is_item = (tokens > 0) & (tokens < self.items_end)
+        counts = torch.zeros(
+            tokens.shape[0], self.items_end, dtype=torch.float32, device=tokens.device
+        )
+        counts.scatter_add_(1, tokens.clamp(max=self.items_end - 1), is_item.float())
+        bags = (counts > 0).float() * self.idf if self.idf.numel() else (counts > 0).float()
+        return bags / bags.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+    def logits(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.bags(tokens) @ self.weight.T + self.bias
+
+    scores = logits
+
+
+def bag_matrix(tokens: np.ndarray, items_end: int) -> sparse.csr_matrix:
+    """(U, items_end) binary user x item matrix of the item tokens in each row."""
+    tokens = np.asarray(tokens, dtype=np.int64)
+    rows, cols = np.nonzero((tokens > 0) & (tokens < items_end))
+    matrix = sparse.csr_matrix(
+        (np.ones(len(rows), dtype=np.float32), (rows, tokens[rows, cols])),
+        shape=(tokens.shape[0], items_end),
+    )
+    matrix.data[:] = 1.0  # an item read twice is still one item of the bag
+    return matrix
+
+
+def inverse_document_frequency(train_bags: sparse.csr_matrix) -> np.ndarray:
+    """Smoothed IDF over the training users (scikit-learn's ``smooth_idf`` form)."""
+    users = train_bags.shape[0]
+    frequency = np.asarray((train_bags > 0).sum(axis=0)).ravel()
+    return (np.log((1 + users) / (1 + frequency)) + 1.0).astype(np.float32)
+
+
+def fit_bag_of_items(
+    tokens: dict[str, np.ndarray],
+    labels: dict[str, np.ndarray],
+    items_end: int,
+    num_classes: int,
+    settings: BagSettings,
+    score: Callable[[nn.Module], dict],
+    monitor: str,
+    seed: int = 0,
+) -> tuple[BagOfItemsModel, list[dict]]:
+    """Fit one logistic regression per ``C`` and keep the one ``score`` ranks highest.
+
+    ``score(model) -> dict`` evaluates a model on the validation users; its ``monitor`` entry
+    (the task's validation metric, e.g. accuracy or mrr@10) decides. Returns the chosen model
+    and one history row per ``C`` tried, in the order tried.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    train = bag_matrix(tokens["train"], items_end)
+    if train.shape[0] == 0:
+        raise ValueError("linear floor: no training users")
+    idf = (
+        inverse_document_frequency(train)
+        if settings.weighting == "tfidf"
+        else np.empty(0, np.float32)
+    )
+    features = _normalised(train, idf)
+    y = np.asarray(labels["train"], dtype=np.int64)
+    history, best, best_value = [], None, -np.inf
+    for c in settings.c_grid:
+        model = LogisticRegression(C=c, max_iter=settings.max_iter, random_state=seed)
+        model.fit(features, y)
+        candidate = _to_module(model, idf, items_end, num_classes)
+        metrics = score(candidate)
+        if monitor not in metrics:
+            raise ValueError(f"linear floor: monitor {monitor!r} not in {sorted(metrics)}")
+        value = metrics[monitor]
+        history.append({"epoch": len(history), "C": c, **metrics})
+        logger.info("linear floor C=%s: %s", c, _short(metrics))
+        if value > best_value:
+            best, best_value = candidate, value
+    return best, history
+
+
+def _normalised(bags: sparse.csr_matrix, idf: np.ndarray) -> sparse.csr_matrix:
+    weighted = bags.multiply(idf[None, :]).tocsr() if idf.size else bags.copy()
+    norms = np.sqrt(np.asarray(weighted.multiply(weighted).sum(axis=1)).ravel())
+    return sparse.diags(1.0 / np.maximum(norms, 1e-12)) @ weighted
+
+
+def _to_module(model, idf: np.ndarray, items_end: int, num_classes: int) -> BagOfItemsModel:
+    """Weights over every class (a class absent from training gets -inf-like logits)."""
+    weight = np.zeros((num_classes, items_end), dtype=np.float32)
+    bias = np.full(num_classes, -1e4, dtype=np.float32)
+    classes = np.asarray(model.classes_, dtype=np.int64)
+    if len(classes) == 2:  # binary: scikit-learn keeps one row, the positive class's
+        weight[classes[1]], bias[classes[1]] = model.coef_[0], model.intercept_[0]
+        weight[classes[0]], bias[classes[0]] = 0.0, 0.0
+    else:
+        weight[classes], bias[classes] = model.coef_, model.intercept_
+    return BagOfItemsModel(idf, weight, bias, items_end)
+
+
+def _short(metrics: dict) -> str:
+    return ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
+
+
+def bag_settings(params: dict | None) -> BagSettings:
+    """``finetune.linear`` as settings, naming an unknown key."""
+    params = dict(params or {})
+    known = set(BagSettings.__dataclass_fields__)
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise ValueError(
+            f"finetune.linear: unknown parameter(s) {unknown}; accepted {sorted(known)}"
+        )
+    if "c_grid" in params:
+        params["c_grid"] = tuple(float(c) for c in _as_sequence(params["c_grid"]))
+    return BagSettings(**params)
+
+
+def _as_sequence(value) -> Sequence:
+    return value if isinstance(value, list | tuple) else [value]
