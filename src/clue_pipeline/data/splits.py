@@ -106,6 +106,53 @@ def assign_splits(
     return codes
 
 
+def check_fold(folds: int, fold: int) -> None:
+    """``sequences.profiling.folds`` / ``fold``: a whole number of folds, a fold among them."""
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 1:
+        raise DataError(
+            f"folds = {folds!r} is not usable",
+            parameter="sequences.profiling.folds",
+            expected="a whole number >= 1 (1 = the single ratio split)",
+        )
+    if isinstance(fold, bool) or not isinstance(fold, int) or not 0 <= fold < folds:
+        raise DataError(
+            f"fold = {fold!r} is not one of the {folds} folds",
+            parameter="sequences.profiling.fold",
+            expected=f"a whole number in 0..{folds - 1}",
+        )
+
+
+def fold_splits(
+    n: int,
+    folds: int,
+    fold: int,
+    ratios: np.ndarray,
+    rng: np.random.Generator,
+    strata: np.ndarray | None = None,
+) -> np.ndarray:
+    """Split codes (0 train, 1 valid, 2 test) with fold ``fold`` of ``folds`` as the test.
+
+    Folds are dealt round-robin within each stratum after a seeded shuffle, so each fold
+    holds every class in proportion; the same seed gives the same folds for every ``fold``.
+    """
+    groups = np.zeros(n, dtype=np.int64) if strata is None else np.asarray(strata)
+    order = np.lexsort((rng.random(n), groups))
+    starts, sizes = group_bounds(groups[order])
+    assigned = np.empty(n, dtype=np.int64)
+    assigned[order] = positions_from_start(starts, sizes) % folds
+    codes = np.full(n, 2, dtype=np.int8)
+    rest = np.flatnonzero(assigned != fold)
+    share = ratios[1] / (ratios[0] + ratios[1])
+    inner = assign_splits(
+        len(rest),
+        np.array([1.0 - share, share, 0.0]),
+        rng,
+        None if strata is None else groups[rest],
+    )
+    codes[rest] = inner
+    return codes
+
+
 def profile_split(
     sequences: pd.DataFrame,
     users: pd.DataFrame,
@@ -114,8 +161,15 @@ def profile_split(
     seed: int,
     stratify_min_users: int,
     dataset: str,
+    folds: int = 1,
+    fold: int = 0,
 ) -> tuple[pd.DataFrame, dict[str, list[str]]]:
     """One row per (task, labelled user): ``user_id, items, task, label, split``.
+
+    ``folds`` > 1: k-fold over users, ``fold`` is tested (every user is tested in exactly one
+    fold, so k runs give a figure over all users, not over one test share); of the other
+    users, ``ratios.valid / (ratios.train + ratios.valid)`` validate and the rest train.
+    ``ratios.test`` is then unused. ``folds`` = 1 is the single ratio split.
 
     ``tasks`` maps a task name to ``{column: <users column>, bins: [edges] (optional)}``.
     Bins are right-open bracket edges; with ``[18, 25, 35, 45, 50, 56]`` raw ages (ML-100K)
@@ -124,6 +178,7 @@ def profile_split(
     datasets simply have no user attributes.
     """
     fractions = check_ratios(ratios, "sequences.profiling.ratios")
+    check_fold(folds, fold)
     require_columns(sequences, ("user_id", "items"), "sequences")
     require_columns(users, ("user_id",), "users")
     wanted = {name: _column_of(name, spec) for name, spec in tasks.items()}
@@ -160,7 +215,11 @@ def profile_split(
                 int(counts.min()) if len(counts) else 0,
                 stratify_min_users,
             )
-        split = assign_splits(len(codes), fractions, rng, codes if stratified else None)
+        strata = codes if stratified else None
+        if folds > 1:
+            split = fold_splits(len(codes), folds, fold, fractions, rng, strata)
+        else:
+            split = assign_splits(len(codes), fractions, rng, strata)
         parts.append(
             pd.DataFrame(
                 {
