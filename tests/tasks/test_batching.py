@@ -13,9 +13,8 @@ from clue_pipeline.tasks.batching import (
     next_item_training_arrays,
     prefix_batch,
     prefix_row_bounds,
-    trim_padding,
 )
-from clue_pipeline.training.loop import bucketed_order
+from clue_pipeline.training.length_batching import bucketed_order, trim_padding
 
 UR = 99
 

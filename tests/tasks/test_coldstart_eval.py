@@ -9,7 +9,8 @@ from clue_pipeline.metrics import metrics_from_ranks
 from clue_pipeline.models.encoders import EncoderConfig, build_encoder
 from clue_pipeline.models.heads import ClassifierModel
 from clue_pipeline.tasks.batching import model_inputs
-from clue_pipeline.tasks.finetuning import by_length, evaluate_coldstart
+from clue_pipeline.tasks.finetuning import evaluate_coldstart
+from clue_pipeline.training.length_batching import by_length
 
 NUM_ITEMS, MAX_LEN, NUM_TARGETS = 20, 8, 15
 

@@ -21,6 +21,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from clue_pipeline.data.tokens import PAD, SpecialTokens, special_tokens
+from clue_pipeline.training.length_batching import length_groups
 
 
 @dataclass
@@ -394,26 +395,6 @@ class CNNEncoder(SequenceEncoder):
 def item_positions(tokens: torch.Tensor, num_items: int) -> torch.Tensor:
     """True where a token is an item (1..N): not padding, ``[MASK]`` or ``[UR]``."""
     return (tokens != PAD) & (tokens <= num_items)
-
-
-def length_groups(tokens: torch.Tensor, min_width: int = 4) -> list[tuple[torch.Tensor, int]]:
-    """Rows of a left-padded batch grouped by length: [(row indices, width)], each row in the
-    narrowest of the widths ``min_width``, 2 x ``min_width``, ... (and the batch's own width)
-    that holds its tokens, so a group cut to its width pads at most as much as it holds."""
-    width = tokens.shape[1]
-    lengths = (tokens != PAD).sum(dim=1)
-    widths = [min_width]
-    while widths[-1] < width:
-        widths.append(min(2 * widths[-1], width))
-    group = torch.bucketize(lengths, torch.tensor(widths, device=tokens.device))
-    order = torch.argsort(group, stable=True)
-    counts = torch.bincount(group, minlength=len(widths)).tolist()
-    groups, start = [], 0
-    for group_width, count in zip(widths, counts, strict=True):
-        if count:
-            groups.append((order[start : start + count], group_width))
-            start += count
-    return groups
 
 
 def user_vectors_by_length(

@@ -12,8 +12,9 @@ import torch
 from torch import nn
 
 from clue_pipeline.augment import choose_per_row, mask_positions, real_lengths
-from clue_pipeline.models.encoders import SequenceEncoder, item_positions, length_groups
+from clue_pipeline.models.encoders import SequenceEncoder, item_positions
 from clue_pipeline.models.heads import item_cross_entropy, item_table
+from clue_pipeline.training.length_batching import length_groups
 
 
 class MaskedItemPretrainer(nn.Module):

@@ -92,7 +92,8 @@ def prefix_batch(
     """Model input and targets of prefix rows: the last ``max_len`` items of each prefix, then
     [UR]; the only target is the next item, at [UR] (0 elsewhere).
 
-    Cut to the batch's longest prefix, like :func:`trim_padding`, so no column is padding only.
+    Cut to the batch's longest prefix, like ``length_batching.trim_padding``, so no column is
+    padding only.
     """
     width = int(min(max_len, int((row_ends - row_starts).max()))) if len(row_ends) else 0
     index = row_ends[:, None] - width + torch.arange(width, device=flat.device)[None, :]
@@ -110,14 +111,3 @@ def append_items(lists: Sequence, extra: np.ndarray) -> pa.ListArray:
     flat, offsets = flatten(lists)
     merged = np.insert(flat, offsets[1:], np.asarray(extra, dtype=np.int64))
     return pa.ListArray.from_arrays(offsets + np.arange(len(offsets)), merged)
-
-
-def trim_padding(tokens: torch.Tensor, *aligned: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Drop the columns that are padding in every row (inputs are left-padded).
-
-    The encoders count positions from the right, so this changes no output; with batches of
-    similar length (``TrainConfig.bucket_by_length``) it skips most of the padding's work.
-    ``aligned`` tensors (per-position targets) are cut the same way.
-    """
-    width = int((tokens != 0).sum(dim=1).max())
-    return (tokens[:, -width:], *(t[:, -width:] for t in aligned))

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from clue_pipeline.config.finetuning import DEFAULT_READOUT, NextItemHead
 from clue_pipeline.metrics import (
     DEFAULT_KS,
     classification_metrics,
@@ -28,13 +29,12 @@ from clue_pipeline.models.encoders import (
     encoder_to_checkpoint,
 )
 from clue_pipeline.models.heads import (
-    MATMUL_DTYPES,
-    READOUTS,
     ClassifierModel,
     NextItemModel,
 )
 from clue_pipeline.models.popularity import PopularityModel
-from clue_pipeline.tasks.batching import prefix_batch, prefix_row_bounds, trim_padding
+from clue_pipeline.tasks.batching import prefix_batch, prefix_row_bounds
+from clue_pipeline.training.length_batching import by_length, trim_padding
 from clue_pipeline.training.loop import StepFn, TrainConfig, TrainResult, fit
 
 NEXT_ITEM_LAYOUTS = ("user", "prefix")
@@ -83,41 +83,6 @@ def make_encoder(
 
 
 # ---------------------------------------------------------------- next-item recommendation
-
-
-@dataclass
-class NextItemHead:
-    """``finetune.next_item``: which state scores the next item and the loss's smoothing.
-
-    ``readout: ur`` scores from the ``[UR]`` user vector (CLUE's design); ``last_item`` from
-    the most recent item's state, as SASRec does. ``[UR]`` stays the transferred user vector.
-    """
-
-    readout: str = "ur"
-    label_smoothing: float = 0.0
-    # lambda x InfoNCE between two dropout passes of each row's query vector (DuoRec-style,
-    # in-batch negatives); 0 = off. Costs one more encoder pass per step.
-    contrastive_weight: float = 0.0
-    contrastive_temperature: float = 1.0
-    # float32 | bfloat16: the dtype of the item softmax's three products (models/heads.py);
-    # bf16 is several times faster on CPUs with bf16 units, its quality is measured per recipe
-    softmax_matmul: str = "float32"
-
-    def __post_init__(self) -> None:
-        if self.contrastive_weight < 0 or self.contrastive_temperature <= 0:
-            raise ValueError(
-                "finetune.next_item: contrastive_weight must be >= 0 and contrastive_temperature"
-                f" > 0, got {self.contrastive_weight!r} and {self.contrastive_temperature!r}"
-            )
-        if self.softmax_matmul not in MATMUL_DTYPES:
-            raise ValueError(
-                f"finetune.next_item.softmax_matmul = {self.softmax_matmul!r}: expected one of "
-                f"{list(MATMUL_DTYPES)}"
-            )
-        if self.readout not in READOUTS:
-            raise ValueError(
-                f"finetune.next_item.readout = {self.readout!r}: expected one of {list(READOUTS)}"
-            )
 
 
 @dataclass
@@ -355,33 +320,6 @@ def user_vectors(model: torch.nn.Module, tokens: np.ndarray, batch_size: int = 1
     return by_length(encode, tokens, batch_size, next(model.parameters()).device)
 
 
-def by_length(
-    fn, tokens: np.ndarray, batch_size: int, device, *aligned: np.ndarray
-) -> torch.Tensor:
-    """``fn`` over row batches of similar length, each cut to its longest row; input order kept.
-
-    Inputs are left-padded, so dropping all-padding columns on the left changes no state (the
-    encoders count positions from the right). On short-sequence data (Amazon: ~9 items of 50)
-    this skips most of the work of a plain batched pass. ``aligned`` per-row arrays (e.g. each
-    row's target) reach ``fn`` as tensors cut to the same rows: ``fn(batch, *aligned_rows)``.
-    Floating outputs come back as float32 (also those computed in bf16), integer ones unchanged.
-    """
-    lengths = (tokens != 0).sum(axis=1)
-    order = np.argsort(lengths, kind="stable")
-    outputs = []
-    for start in range(0, len(order), batch_size):
-        rows = order[start : start + batch_size]
-        (batch,) = trim_padding(torch.as_tensor(tokens[rows], device=device))
-        extra = (torch.as_tensor(values[rows], device=device) for values in aligned)
-        output = fn(batch, *extra)
-        outputs.append((output.float() if output.is_floating_point() else output).cpu())
-    if not outputs:
-        return torch.empty(0)
-    result = torch.empty((len(tokens), *outputs[0].shape[1:]), dtype=outputs[0].dtype)
-    result[torch.as_tensor(order)] = torch.cat(outputs)
-    return result
-
-
 def export_checkpoint(model: torch.nn.Module, method: MethodSpec, **extra) -> dict:
     """A fine-tuned model as plain tensors and config (``torch.load(weights_only=True)``)."""
     state = {
@@ -407,7 +345,7 @@ def restore_model(checkpoint: dict) -> torch.nn.Module:
         model = NextItemModel(
             encoder_from_checkpoint(checkpoint["encoder"]),
             freeze_encoder=frozen,
-            readout=checkpoint.get("readout", "ur"),
+            readout=checkpoint.get("readout", DEFAULT_READOUT),
         )
     elif checkpoint["backbone"] in BASELINES:
         config = BaselineConfig(**checkpoint["baseline_config"])

@@ -16,45 +16,22 @@ import numpy as np
 import torch
 
 from clue_pipeline.augment import ViewPolicy, make_views, validate_view_policy
+from clue_pipeline.config.pretraining import HealthConfig, SimSiamConfig
 from clue_pipeline.models.clue import alignment, spectrum, uniformity, z_std
 from clue_pipeline.models.encoders import EncoderConfig, build_encoder, encoder_to_checkpoint
 from clue_pipeline.models.item_pretraining import MaskedItemPretrainer
 from clue_pipeline.models.objectives import ObjectiveConfig, SequencePretrainer
 from clue_pipeline.models.s3rec import S3RecConfig, S3RecPretrainer, attribute_matrix
-from clue_pipeline.tasks.batching import trim_padding
 from clue_pipeline.training.distributed import (
     DistributedConfig,
     TrainingTask,
     WorkerSpec,
     run_training,
 )
+from clue_pipeline.training.length_batching import trim_padding
 from clue_pipeline.training.loop import TrainConfig, TrainResult
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class SimSiamConfig:
-    """``pretrain.simsiam``: the heads every objective shares (widths, SimSiam's switches)."""
-
-    proj_dim: int = 256
-    pred_dim: int = 64
-    stop_gradient: bool = True
-    predictor: bool = True
-    output_bn_affine: bool = True  # False: the reference builder's last BN (no scale/shift)
-    # both views in one encoder pass, in groups of similar length (models/clue.py)
-    encode_by_length: bool = True
-    # False: no projector; the objective acts on the user vectors themselves, so whatever
-    # spread it asks for (InfoNCE's uniformity, VICReg's variance) is the transferred vector's
-    projector: bool = True
-
-
-@dataclass
-class HealthConfig:
-    """``pretrain.health``: the per-epoch representation health of pre-training."""
-
-    users: int = 512  # the first users of the corpus, the same sample every epoch
-    min_effective_rank: float | None = 10.0  # below: a logged warning (None = never)
 
 
 @dataclass
