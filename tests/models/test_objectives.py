@@ -37,7 +37,9 @@ MODES = [
 
 def make(name: str, masked_item_weight: float = 0.0, **heads) -> SequencePretrainer:
     torch.manual_seed(0)
-    objective = ObjectiveConfig(name=name, masked_item_weight=masked_item_weight)
+    objective = ObjectiveConfig(
+        name=name, masked_item_weight=masked_item_weight, next_item_weight=0.0
+    )
     return SequencePretrainer(build_encoder(ENCODER), objective, proj_dim=16, pred_dim=8, **heads)
 
 
@@ -135,7 +137,7 @@ def fit_clue(tokens: torch.Tensor, objective: ObjectiveConfig, views: dict):
 def test_a_few_steps_of_the_one_loop_lower_each_objective(name, weight):
     result = fit_clue(
         tokens_batch(rows=128, seed=3),
-        ObjectiveConfig(name=name, masked_item_weight=weight),
+        ObjectiveConfig(name=name, masked_item_weight=weight, next_item_weight=0.0),
         {"strategies": ["mask"], "mask_ratio": 0.3},
     )
     losses = [entry["loss"] for entry in result.history]
@@ -157,7 +159,7 @@ def test_each_objective_trains_on_cuda(name):
         train=TrainConfig(epochs=2, batch_size=64, seed=0, device="cuda"),
         view_policy=validate_view_policy({"strategies": ["dropout"]}),
         simsiam=SimSiamConfig(proj_dim=16, pred_dim=8),
-        objective=ObjectiveConfig(name=name, masked_item_weight=0.5),
+        objective=ObjectiveConfig(name=name, masked_item_weight=0.5, next_item_weight=0.0),
         health=HealthConfig(users=64, min_effective_rank=None),
     )
     task = build_pretraining(job)
@@ -177,7 +179,7 @@ def test_fixed_predictor_lr_is_dropped_only_where_there_is_no_predictor():
             train=TrainConfig(epochs=1, batch_size=32, device="cpu", fixed_lr_params=fixed),
             view_policy=validate_view_policy({"strategies": ["dropout"]}),
             simsiam=SimSiamConfig(proj_dim=16, pred_dim=8),
-            objective=ObjectiveConfig(name=name),
+            objective=ObjectiveConfig(name=name, next_item_weight=0.0),
         )
 
     assert heads_present(job("clue", "simsiam", ["predictor"])).train.fixed_lr_params == [
@@ -210,7 +212,7 @@ def test_a_few_steps_without_a_projector_lower_the_loss(name):
         train=TrainConfig(epochs=6, batch_size=64, lr=3e-3, seed=0, device="cpu"),
         view_policy=validate_view_policy({"strategies": ["mask"], "mask_ratio": 0.3}),
         simsiam=SimSiamConfig(proj_dim=16, pred_dim=8, projector=False),
-        objective=ObjectiveConfig(name=name),
+        objective=ObjectiveConfig(name=name, next_item_weight=0.0),
         health=HealthConfig(users=128, min_effective_rank=None),
     )
     task = build_pretraining(job)
@@ -317,6 +319,6 @@ def test_view_weight_scales_the_view_term_and_zero_needs_an_item_term():
     assert torch.isclose(out.loss, out.metrics["next_item_loss"], atol=1e-6)
     assert float(out.metrics["view_loss"]) != 0.0  # still measured, only not trained
     with pytest.raises(ValueError, match="view_weight = 0.*nothing to train"):
-        ObjectiveConfig(view_weight=0.0)
+        ObjectiveConfig(view_weight=0.0, next_item_weight=0.0)
     with pytest.raises(ValueError, match="loss weights"):
         ObjectiveConfig(view_weight=-0.5)

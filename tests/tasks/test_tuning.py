@@ -31,8 +31,10 @@ def test_trial_pretrains_with_the_configured_objective_and_finetunes_with_the_he
         seen["dropout"] = job.encoder.dropout
         return {}, []
 
-    def fake_finetune(rows, valid, encoder, config, on_validation=None, head=None):
-        seen["rows"], seen["head"] = rows, head
+    def fake_finetune(
+        rows, valid, encoder, config, on_validation=None, head=None, exclude_history=False
+    ):
+        seen["rows"], seen["head"], seen["exclude_history"] = rows, head, exclude_history
         on_validation({"ndcg@10": 0.25})
         return None, SimpleNamespace(history=[{"ndcg@10": 0.25}])
 
@@ -52,6 +54,7 @@ def test_trial_pretrains_with_the_configured_objective_and_finetunes_with_the_he
         layout="prefix",
         objective=ObjectiveConfig(name="vicreg"),
         head=NextItemHead(readout="last_item"),
+        exclude_history=True,
     )
     study = optuna.create_study(direction="maximize")
     study.optimize(trial_value, n_trials=1)
@@ -59,5 +62,6 @@ def test_trial_pretrains_with_the_configured_objective_and_finetunes_with_the_he
     assert study.best_value == 0.25
     assert seen["objective"] == "vicreg"
     assert seen["head"].readout == "last_item"
+    assert seen["exclude_history"] is True  # validated on the protocol the test uses
     assert seen["rows"] == "prefix rows"
     assert 0.2 <= seen["dropout"] <= 0.3

@@ -6,11 +6,13 @@ the parameter path and the accepted form, before any training starts.
 
 from __future__ import annotations
 
-from dataclasses import fields
-from typing import Any, TypeVar
+from dataclasses import fields, is_dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from clue_pipeline.models.encoders import ENCODERS, EncoderConfig
-from clue_pipeline.training.loop import TrainConfig
+from clue_pipeline.config.training import TrainConfig
+
+if TYPE_CHECKING:  # the model side imports torch; this package does not
+    from clue_pipeline.models.encoders import EncoderConfig
 
 T = TypeVar("T")
 
@@ -25,13 +27,13 @@ def to_dataclass(
 
     ``check_ranges=False`` for blocks whose keys hold ranges, not values (search spaces).
     """
+    if isinstance(params, cls):
+        return params
     params = dict(params or {})
-    known = {f.name for f in fields(cls)}
+    known = {f.name for f in fields(cls)} - set(fixed)  # a fixed field is set elsewhere
     unknown = sorted(set(params) - known)
     if unknown:
-        raise ValueError(
-            f"{where}: unknown parameter(s) {unknown}; accepted: {sorted(known - set(fixed))}"
-        )
+        raise ValueError(f"{where}: unknown parameter(s) {unknown}; accepted: {sorted(known)}")
     for key, value in params.items() if check_ranges else ():
         _check_range(f"{where}.{key}", key, value)
     try:
@@ -49,7 +51,18 @@ def _check_range(path: str, key: str, value: Any) -> None:
         raise ValueError(f"{path} = {value!r}: expected a learning rate in (0, 10)")
 
 
-def encoder_config(params: dict[str, Any], num_items: int, where: str = "encoder") -> EncoderConfig:
+def encoder_config(
+    params: dict[str, Any] | EncoderConfig, num_items: int, where: str = "encoder"
+) -> EncoderConfig:
+    """``params:encoder`` and the item count -> the encoder's shape, checked by name.
+
+    ``kind`` is the method's backbone where a fine-tuning method names one
+    (``finetune.methods.<m>.backbone``): see :func:`method_encoder`.
+    """
+    from clue_pipeline.models.encoders import ENCODERS, EncoderConfig
+
+    if is_dataclass(params):
+        params = {f.name: getattr(params, f.name) for f in fields(params) if f.name != "num_items"}
     config = to_dataclass(EncoderConfig, params, where, num_items=int(num_items))
     if config.kind not in ENCODERS:
         raise ValueError(f"{where}.kind = {config.kind!r}: expected one of {sorted(ENCODERS)}")
@@ -61,4 +74,5 @@ def encoder_config(params: dict[str, Any], num_items: int, where: str = "encoder
 
 
 def train_config(params: dict[str, Any], where: str, **fixed: Any) -> TrainConfig:
+    """A ``train`` block (or a merge of them) -> :class:`TrainConfig`, checked by name."""
     return to_dataclass(TrainConfig, params, where, **fixed)

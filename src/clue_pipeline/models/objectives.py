@@ -29,52 +29,11 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from clue_pipeline.config.pretraining import ObjectiveConfig
 from clue_pipeline.models.clue import SimSiam, SimSiamOutput, simsiam_loss, z_std
 from clue_pipeline.models.encoders import SequenceEncoder
 from clue_pipeline.models.heads import info_nce_loss
 from clue_pipeline.models.item_pretraining import MaskedItemPretrainer, NextItemPretrainer
-
-
-@dataclass
-class ObjectiveConfig:
-    """``pretrain.objective`` in ``conf/``."""
-
-    name: str = "simsiam"
-    temperature: float = 0.2  # infonce
-    invariance_weight: float = 25.0  # vicreg (the VICReg paper's 25 / 25 / 1)
-    variance_weight: float = 25.0
-    covariance_weight: float = 1.0
-    masked_item_weight: float = 0.0  # lambda of the joint mode; 0 = off
-    masked_item_ratio: float = 0.2
-    next_item_weight: float = 0.0  # lambda of causal next-item cross-entropy; 0 = off
-    next_item_share: float = 1.0  # share of each row's (item, successor) pairs per step
-    view_weight: float = 1.0  # the view objective's own weight; 0 = item terms alone
-
-    def __post_init__(self) -> None:
-        if self.name not in OBJECTIVES:
-            raise ValueError(
-                f"pretrain.objective.name = {self.name!r}: expected one of {sorted(OBJECTIVES)}"
-            )
-        if self.temperature <= 0:
-            raise ValueError(f"pretrain.objective.temperature = {self.temperature}: expected > 0")
-        weights = (self.invariance_weight, self.variance_weight, self.covariance_weight)
-        item_weights = (self.masked_item_weight, self.next_item_weight)
-        if min(*weights, *item_weights, self.view_weight) < 0:
-            raise ValueError("pretrain.objective: loss weights must be >= 0")
-        if self.view_weight == 0 and max(item_weights) == 0:
-            raise ValueError(
-                "pretrain.objective.view_weight = 0 with masked_item_weight and next_item_weight "
-                "0 leaves nothing to train: give one of them a weight > 0"
-            )
-        if not 0.0 < self.next_item_share <= 1.0:
-            raise ValueError(
-                f"pretrain.objective.next_item_share = {self.next_item_share}: expected (0, 1]"
-            )
-        if not 0.0 < self.masked_item_ratio < 1.0:
-            raise ValueError(
-                f"pretrain.objective.masked_item_ratio = {self.masked_item_ratio}: expected (0, 1)"
-            )
-
 
 LossFn = Callable[[SimSiamOutput, ObjectiveConfig], tuple[torch.Tensor, dict[str, torch.Tensor]]]
 

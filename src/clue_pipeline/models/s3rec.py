@@ -22,33 +22,14 @@ items; SP on the sequence's last state, here the ``[UR]`` vector). Data without 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from clue_pipeline.augment import _random_block, mask_positions, real_lengths
+from clue_pipeline.config.pretraining import S3RecConfig
 from clue_pipeline.data.tokens import FIRST_ITEM, special_tokens
 from clue_pipeline.models.encoders import SequenceEncoder, item_positions
-
-
-@dataclass
-class S3RecConfig:
-    """S3-Rec's pre-training settings (its released defaults)."""
-
-    mask_ratio: float = 0.2  # share of items masked for MIP / MAP
-    aap_weight: float = 0.2
-    mip_weight: float = 1.0
-    map_weight: float = 1.0
-    sp_weight: float = 0.5
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.mask_ratio < 1.0:
-            raise ValueError(f"pretrain.s3rec.mask_ratio = {self.mask_ratio}: expected (0, 1)")
-        for name in ("aap_weight", "mip_weight", "map_weight", "sp_weight"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"pretrain.s3rec.{name} = {getattr(self, name)}: expected >= 0")
 
 
 class S3RecPretrainer(nn.Module):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import mlflow
@@ -18,6 +18,7 @@ import numpy as np
 import optuna
 
 from clue_pipeline.augment import validate_view_policy
+from clue_pipeline.config.blocks import SearchSpace
 from clue_pipeline.models.encoders import EncoderConfig
 from clue_pipeline.models.objectives import ObjectiveConfig
 from clue_pipeline.tasks.finetuning import MethodSpec, NextItemHead, make_encoder
@@ -27,16 +28,6 @@ from clue_pipeline.tasks.task_data import NextItemData
 from clue_pipeline.training.loop import TrainConfig
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class SearchSpace:
-    """Ranges Optuna samples from; ``None`` keeps the base value fixed."""
-
-    dropout: tuple[float, float] | None = (0.1, 0.9)
-    strategies: list[list[str]] | None = None
-    ratio: tuple[float, float] | None = None
-    lr: tuple[float, float] | None = None
 
 
 def sample_knobs(trial: optuna.Trial, space: SearchSpace) -> dict[str, Any]:
@@ -66,10 +57,12 @@ def make_objective(
     layout: str = "user",
     objective: ObjectiveConfig | None = None,
     head: NextItemHead | None = None,
+    exclude_history: bool = False,
 ) -> Callable[[optuna.Trial], float]:
     """The trial function: pre-train with sampled knobs, fine-tune, return validation metric.
 
-    ``layout``: the next-item training rows (``finetune.next_item_rows``), built once.
+    ``layout``: the next-item training rows (``finetune.next_item.rows``), built once;
+    ``exclude_history``: the ranking protocol of validation (``evaluate.exclude_history``).
     ``objective`` and ``head``: ``pretrain.objective`` and ``finetune.next_item``, so a trial
     trains what ``kedro run`` would with the same knobs.
     """
@@ -105,6 +98,7 @@ def make_objective(
                 replace(finetune, checkpoint_dir=None),
                 on_validation=pruned,
                 head=head,
+                exclude_history=exclude_history,
             )
             best = max(entry[finetune.monitor] for entry in result.history)
             if mlflow.active_run() is not None:

@@ -1,0 +1,142 @@
+"""``finetune`` and ``evaluate``: training per task and method, the next-item head and rows,
+the ranking protocol; parsed once by :func:`parse_finetune` and :func:`parse_evaluate`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from clue_pipeline.config.parse import to_dataclass, train_config
+from clue_pipeline.config.training import TrainConfig
+
+# The state that scores the next item; ``ur`` is the default everywhere (models, checkpoints
+# written before the readout was recorded).
+READOUTS = ("ur", "last_item")
+DEFAULT_READOUT = "ur"
+NEXT_ITEM_ROWS = ("user", "prefix")
+SOFTMAX_MATMUL = ("float32", "bfloat16")
+
+
+@dataclass(frozen=True)
+class NextItemHead:
+    """``finetune.next_item``: the training rows, which state scores the next item, the loss.
+
+    ``rows: user`` = one row per user, every position supervised; ``prefix`` = one per
+    (prefix, next item), supervised at ``[UR]``. ``readout: ur`` scores from the ``[UR]`` user
+    vector (CLUE's design); ``last_item`` from the most recent item's state, as SASRec does.
+    ``[UR]`` stays the transferred user vector.
+    """
+
+    rows: str = "user"
+    readout: str = DEFAULT_READOUT
+    label_smoothing: float = 0.0
+    # lambda x InfoNCE between two dropout passes of each row's query vector (DuoRec-style,
+    # in-batch negatives); 0 = off. Costs one more encoder pass per step.
+    contrastive_weight: float = 0.0
+    contrastive_temperature: float = 1.0
+    # float32 | bfloat16: the dtype of the item softmax's three products (models/heads.py);
+    # bf16 is several times faster on CPUs with bf16 units, its quality is measured per recipe
+    softmax_matmul: str = "float32"
+
+    def __post_init__(self) -> None:
+        for name, allowed in (
+            ("rows", NEXT_ITEM_ROWS),
+            ("readout", READOUTS),
+            ("softmax_matmul", SOFTMAX_MATMUL),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(
+                    f"finetune.next_item.{name} = {getattr(self, name)!r}: expected one of "
+                    f"{list(allowed)}"
+                )
+        if self.contrastive_weight < 0 or self.contrastive_temperature <= 0:
+            raise ValueError(
+                "finetune.next_item: contrastive_weight must be >= 0 and contrastive_temperature"
+                f" > 0, got {self.contrastive_weight!r} and {self.contrastive_temperature!r}"
+            )
+
+
+@dataclass(frozen=True)
+class FinetuneSettings:
+    """The whole ``finetune`` block, typed. ``tasks`` and ``overrides`` are open maps (task or
+    method name -> ``train`` keys), ``methods`` and ``baselines`` likewise (name -> spec)."""
+
+    train: TrainConfig
+    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    next_item: NextItemHead = field(default_factory=NextItemHead)
+    train_user_fraction: float = 1.0
+    methods: dict[str, dict[str, Any]] = field(default_factory=dict)
+    baselines: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def train_for(self, task: str, method: str) -> TrainConfig:
+        """Shared training knobs, then the task's (``tasks.<task>``), then the method's
+        (``overrides.<method>``)."""
+        changes = {**self.tasks.get(task, {}), **self.overrides.get(method, {})}
+        where = f"finetune (task {task}, method {method})"
+        return train_config({**_as_dict(self.train), **changes}, where)
+
+
+def parse_finetune(params: dict[str, Any] | FinetuneSettings) -> FinetuneSettings:
+    """``params:finetune`` -> :class:`FinetuneSettings` (already typed: returned as it is).
+
+    Every task and method override is checked here against the shared ``train`` block, so a
+    typo in one is named before any training starts.
+    """
+    if isinstance(params, FinetuneSettings):
+        return params
+    params = dict(params or {})
+    train = dict(params.get("train") or {})
+    settings = FinetuneSettings(
+        train=train_config(train, "finetune.train"),
+        tasks={k: dict(v or {}) for k, v in (params.get("tasks") or {}).items()},
+        overrides={k: dict(v or {}) for k, v in (params.get("overrides") or {}).items()},
+        next_item=to_dataclass(NextItemHead, params.get("next_item"), "finetune.next_item"),
+        train_user_fraction=float(params.get("train_user_fraction", 1.0)),
+        methods={k: dict(v or {}) for k, v in (params.get("methods") or {}).items()},
+        baselines={k: dict(v or {}) for k, v in (params.get("baselines") or {}).items()},
+    )
+    if not 0.0 < settings.train_user_fraction <= 1.0:
+        raise ValueError(
+            f"finetune.train_user_fraction = {settings.train_user_fraction}: expected (0, 1]"
+        )
+    for section in ("tasks", "overrides"):
+        for name, changes in getattr(settings, section).items():
+            train_config({**train, **changes}, f"finetune.{section}.{name}")
+    return settings
+
+
+@dataclass(frozen=True)
+class FiguresConfig:
+    """``evaluate.figures``: the PCA of user vectors."""
+
+    colour_by: list[str] = field(default_factory=lambda: ["gender", "age", "occupation"])
+    quality_users: int = 512
+    seed: int = 7
+
+
+@dataclass(frozen=True)
+class EvaluateSettings:
+    """``evaluate``: ``exclude_history`` is the one ranking protocol, used by fine-tuning's
+    model selection and by the test alike (both protocols are still reported)."""
+
+    exclude_history: bool = False
+    figures: FiguresConfig = field(default_factory=FiguresConfig)
+
+
+def parse_evaluate(params: dict[str, Any] | EvaluateSettings) -> EvaluateSettings:
+    """``params:evaluate`` -> :class:`EvaluateSettings`."""
+    if isinstance(params, EvaluateSettings):
+        return params
+    params = dict(params or {})
+    figures = to_dataclass(FiguresConfig, params.pop("figures", None), "evaluate.figures")
+    return to_dataclass(EvaluateSettings, params, "evaluate", figures=figures)
+
+
+def _as_dict(config: Any) -> dict[str, Any]:
+    return {name: getattr(config, name) for name in config.__dataclass_fields__}
+
+
+def with_head(settings: FinetuneSettings, **changes: Any) -> FinetuneSettings:
+    """``settings`` with ``next_item`` fields replaced."""
+    return replace(settings, next_item=replace(settings.next_item, **changes))
