@@ -18,15 +18,19 @@ def test_code_version_follows_the_sources(tmp_path: Path):
     root = tmp_path / "pkg"
     shutil.copytree(fp.PACKAGE_ROOT, root, ignore=shutil.ignore_patterns("__pycache__"))
     before = fp.code_version(root)
-    assert before == fp.code_version(root)
-    encoders = root / "models" / "encoders.py"
-    encoders.write_text(encoders.read_text().replace("x = x + attended", "x = attended + x"))
     fp._hash_sources.cache_clear()
-    assert fp.code_version(root) != before
+    assert fp.code_version(root) == before  # hashed afresh, the same sources give the same value
+    encoders = root / "models" / "encoders.py"
+    source = encoders.read_text()
+    assert "x = x + attended" in source
+    encoders.write_text(source.replace("x = x + attended", "x = attended + x"))
+    fp._hash_sources.cache_clear()
+    after_model_edit = fp.code_version(root)
+    assert after_model_edit != before
     # Files outside the training code (e.g. figures) do not retrain anything.
     (root / "figures.py").write_text("# changed\n")
     fp._hash_sources.cache_clear()
-    assert fp.code_version(root) == fp.code_version(root)
+    assert fp.code_version(root) == after_model_edit
 
 
 def test_a_changed_model_trains_afresh_instead_of_reloading(
