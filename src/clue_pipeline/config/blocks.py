@@ -77,6 +77,7 @@ class GenericConfig:
     )
     sep: str = ","
     encoding: str = "utf-8"
+    string_ids: bool = False  # ids read as text, each its own id (data/generic.py)
     users: dict[str, Any] | None = None  # {path, columns, sep}
     items: dict[str, Any] | None = None  # {path, columns, sep}
 

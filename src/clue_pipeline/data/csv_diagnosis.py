@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pv
 
-from clue_pipeline.data.errors import DataError
+from clue_pipeline.data.errors import MAX_NAMES_SHOWN, DataError, name_list
 
 _LINE_DELIMITER = "\x1e"  # a delimiter no text line holds: reads a file one line per row
 BLOCK_BYTES = 1 << 24  # pyarrow block size; also the unit of the streamed diagnosis
@@ -68,7 +68,8 @@ def _first_bad_line(
 ) -> DataError | None:
     text = pc.replace_substring_regex(lines, r'"[^"]*"', '""') if quoted else lines
     counts = pc.add(pc.count_substring(text, sep), 1).to_numpy()
-    expected_form = f"{len(names)} fields {sep.join(names)} separated by {sep!r}"
+    shown = sep.join(names) if len(names) <= MAX_NAMES_SHOWN else name_list(names)
+    expected_form = f"{len(names)} fields {shown} separated by {sep!r}"
     if (wrong := np.flatnonzero(counts != len(names))).size:
         first = wrong[0]
         line_text = lines[int(first)].as_py()

@@ -6,7 +6,27 @@ Bad input is reported where it enters, in terms a user can act on: which file, w
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from os import PathLike
+
+MAX_MESSAGE_CHARS = 1000  # a problem or expected form longer than this is cut, never printed whole
+MAX_NAMES_SHOWN = 10  # names a message lists before "... (n in all)"
+
+
+def shorten(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """``text`` cut to about ``limit`` characters: a value from a file (a header of a million
+    columns, a line of 10 MB) must not become a 10 MB error message."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... [{len(text) - limit} more characters cut]"
+
+
+def name_list(names: Sequence[str], limit: int = MAX_NAMES_SHOWN) -> str:
+    """``['a', 'b', ...] (n in all)``: the first ``limit`` names of a list, each shortened."""
+    shown = ", ".join(repr(shorten(str(n), 80)) for n in names[:limit])
+    if len(names) <= limit:
+        return f"[{shown}]"
+    return f"[{shown}, ...] ({len(names)} in all)"
 
 
 class DataError(ValueError):
@@ -27,13 +47,13 @@ class DataError(ValueError):
         parameter: str | None = None,
         expected: str | None = None,
     ) -> None:
-        self.problem = problem
-        self.file = None if file is None else str(file)
+        self.problem = shorten(problem)
+        self.file = None if file is None else shorten(str(file))
         self.line = line
         self.row = row
         self.column = column
         self.parameter = parameter
-        self.expected = expected
+        self.expected = None if expected is None else shorten(expected)
         super().__init__(self._render())
 
     def _render(self) -> str:

@@ -22,14 +22,16 @@ import pyarrow.compute as pc
 
 from clue_pipeline.data.csv_diagnosis import INT64_DIGITS, INT64_MAX, INT_PATTERN, separator_hint
 from clue_pipeline.data.errors import DataError
+from clue_pipeline.data.generic import read_generic_frames
 from clue_pipeline.data.tables import (
     EVENT_TYPES,
-    IDS_AND_TIME,
+    events_frame,
     nonblank_lines,
     read_header_csv,
     read_mapped_parquet,
     read_mapped_table,
     read_text_table,
+    sorted_unique,
 )
 from clue_pipeline.data.validation import IngestOptions
 
@@ -323,26 +325,8 @@ def read_peterrec(options: IngestOptions) -> RawDataset:
 
 
 def read_generic(options: IngestOptions) -> RawDataset:
-    """Any CSV/parquet event log, its columns named by ``ingest.generic.columns``."""
-    spec = options.generic_interactions
-    if spec is None:
-        raise DataError("is missing", parameter="ingest.generic", expected="{columns: {...}}")
-    unknown = sorted(set(spec.columns) - set(EVENT_TYPES))
-    if unknown:
-        raise DataError(
-            f"unknown contract column(s) {', '.join(unknown)}",
-            parameter="ingest.generic.columns",
-            expected=f"keys among {', '.join(EVENT_TYPES)}",
-        )
-    interactions = events_frame(read_mapped_table(spec, EVENT_TYPES))
-    users = _users_of(interactions)
-    if options.generic_users is not None:
-        users = read_mapped_table(options.generic_users, {"user_id": pa.int64()}).to_pandas()
-    items = _items_of(interactions)
-    if options.generic_items is not None:
-        types = {"item_id": pa.int64()} | _strings("title", "genres")
-        items = read_mapped_table(options.generic_items, types).to_pandas()
-    return RawDataset(interactions, users, items)
+    """Any CSV/parquet event log, its columns named by ``ingest.generic`` (``data.generic``)."""
+    return RawDataset(*read_generic_frames(options))
 
 
 # --- shared pieces of the formats ------------------------------------------------------------
@@ -377,30 +361,12 @@ def flags_to_genres(flags: np.ndarray, names: Sequence[str]) -> np.ndarray:
     return joined.str.rstrip("|").to_numpy()
 
 
-def events_frame(table: pa.Table) -> pd.DataFrame:
-    """Contract column order; file order stands in for time where there is no timestamp.
-
-    Pass the table as a temporary: its buffers are released column by column while pandas
-    takes them over, which keeps the peak near one copy of the events rather than two.
-    """
-    if "timestamp" not in table.column_names:
-        table = table.append_column("timestamp", pa.array(np.arange(table.num_rows)))
-    names = [n for n in (*IDS_AND_TIME, "rating", "domain") if n in table.column_names]
-    table = table.select(names)
-    return table.to_pandas(split_blocks=True, self_destruct=True)
-
-
 def _users_of(interactions: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"user_id": sorted_unique(interactions["user_id"].to_numpy())})
 
 
 def _items_of(interactions: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"item_id": sorted_unique(interactions["item_id"].to_numpy())})
-
-
-def sorted_unique(values: np.ndarray) -> np.ndarray:
-    """``np.unique`` by hashing first: on 25M ids it is an order of magnitude faster here."""
-    return np.sort(pd.unique(values))
 
 
 def _strings(*names: str) -> dict[str, pa.DataType]:

@@ -6,12 +6,16 @@ the line at fault. Parquet columns are cast to the contract types, bad values na
 
 from __future__ import annotations
 
+import codecs
 import gzip
+import os
+import stat
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pv
@@ -30,11 +34,18 @@ from clue_pipeline.data.csv_diagnosis import (
     undecodable,
     without_bom,
 )
-from clue_pipeline.data.errors import DataError
+from clue_pipeline.data.errors import DataError, name_list
 from clue_pipeline.data.validation import TableFile, check_values
 
 _UNIT_SEP = "\x1f"  # stands in for multi-character separators such as '::'
 _PARQUET_SUFFIXES = (".parquet", ".pq")
+_TEXT_PROBE_BYTES = 1 << 16  # how much of a text file is looked at for NUL bytes
+_SPECIAL_FILES = (
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
 
 EVENT_TYPES: dict[str, pa.DataType] = {
     "user_id": pa.int64(),
@@ -56,6 +67,7 @@ def read_text_table(
 ) -> pa.Table:
     """A header-less delimited file whose fields are ``names``; numbers checked on the way."""
     require_file(path)
+    require_text(path, encoding)
     types = {n: t for n, t in types.items() if n in names}
     table = _read_csv(path, sep, list(names), None, types, encoding, quoted=False)
     ids = [n for n in IDS_AND_TIME if n in names]
@@ -80,6 +92,7 @@ def read_header_csv(
             file=path,
             expected=f"a header naming {', '.join(columns.values())} separated by {sep!r}",
         )
+    require_text(path, encoding)
     header = _read_header(path, sep, encoding)
     if header == [""]:
         raise DataError(
@@ -91,13 +104,14 @@ def read_header_csv(
     for name, source in columns.items():
         if source not in header:
             raise DataError(
-                f"column {source!r} (for {name}) is missing; the header has {header}"
+                f"column {source!r} (for {name}) is missing; the header has {name_list(header)}"
                 + separator_hint(header[0] if len(header) == 1 else "", sep),
                 file=path,
                 line=1,
                 column=source,
                 expected=f"a header naming {', '.join(columns.values())} separated by {sep!r}",
             )
+    _refuse_repeated_columns(header, columns, path, line=1)
     file_types = {columns[n]: t for n, t in types.items() if n in columns}
     table = _read_csv(path, sep, None, list(columns.values()), file_types, encoding, quoted)
     ids = [columns[n] for n in IDS_AND_TIME if n in columns]
@@ -114,11 +128,12 @@ def read_mapped_parquet(
     for name, source in columns.items():
         if source not in found:
             raise DataError(
-                f"column {source!r} (for {name}) is missing; the file has {found}",
+                f"column {source!r} (for {name}) is missing; the file has {name_list(found)}",
                 file=path,
                 column=source,
                 expected=f"columns {', '.join(columns.values())}",
             )
+    _refuse_repeated_columns(found, columns, path)
     table = pq.read_table(path, columns=list(columns.values()))
     file_types = {columns[n]: t for n, t in types.items() if n in columns}
     for index, name in enumerate(table.column_names):
@@ -136,11 +151,51 @@ def read_mapped_parquet(
 
 
 def read_mapped_table(spec: TableFile, types: Mapping[str, pa.DataType]) -> pa.Table:
-    if spec.path.suffix.lower() in _PARQUET_SUFFIXES:
+    """A user-named CSV or parquet file (by its suffix), columns renamed to contract names."""
+    if is_parquet(spec.path):
         return read_mapped_parquet(spec.path, spec.columns, types)
     return read_header_csv(
         spec.path, spec.columns, sep=spec.sep, types=types, encoding=spec.encoding, quoted=True
     )
+
+
+def events_frame(table: pa.Table) -> pd.DataFrame:
+    """Contract column order; file order stands in for time where there is no timestamp.
+
+    Pass the table as a temporary: its buffers are released column by column while pandas
+    takes them over, which keeps the peak near one copy of the events rather than two.
+    """
+    if "timestamp" not in table.column_names:
+        table = table.append_column("timestamp", pa.array(np.arange(table.num_rows)))
+    names = [n for n in (*IDS_AND_TIME, "rating", "domain") if n in table.column_names]
+    table = table.select(names)
+    return table.to_pandas(split_blocks=True, self_destruct=True)
+
+
+def sorted_unique(values: np.ndarray) -> np.ndarray:
+    """``np.unique`` by hashing first: on 25M ids it is an order of magnitude faster here."""
+    return np.sort(pd.unique(values))
+
+
+def is_parquet(path: Path) -> bool:
+    return path.suffix.lower() in _PARQUET_SUFFIXES
+
+
+def _refuse_repeated_columns(
+    found: Sequence[str], columns: Mapping[str, str], path: Path, line: int | None = None
+) -> None:
+    """A mapped column named twice: which of the two holds the ids is anyone's guess."""
+    for name, source in columns.items():
+        positions = [i + 1 for i, found_name in enumerate(found) if found_name == source]
+        if len(positions) > 1:
+            raise DataError(
+                f"column {source!r} (for {name}) appears {len(positions)} times "
+                f"(fields {', '.join(map(str, positions[:5]))})",
+                file=path,
+                line=line,
+                column=source,
+                expected="each column named once",
+            )
 
 
 def _rename(columns: Mapping[str, str], source: str) -> str:
@@ -148,10 +203,57 @@ def _rename(columns: Mapping[str, str], source: str) -> str:
 
 
 def require_file(path: Path) -> None:
+    """An existing regular file; a pipe or device is named as such and never opened (a FIFO
+    would block the run, ``/dev/zero`` never ends)."""
     if path.is_dir():
         raise DataError("is a folder, not a file", file=path, expected="an existing file")
+    if problem := special_file(path):
+        raise DataError(problem, file=path, expected="a regular file")
     if not path.is_file():
         raise DataError("file not found", file=path, expected="an existing file")
+
+
+def special_file(path: Path) -> str | None:
+    """``is a named pipe (FIFO), not a regular file`` and the like, or None."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    for test, what in _SPECIAL_FILES:
+        if test(mode):
+            link = f" (a symbolic link to {os.readlink(path)})" if path.is_symlink() else ""
+            return f"is {what}{link}, not a regular file"
+    return None
+
+
+def require_text(path: Path, encoding: str) -> None:
+    """Refuse binary data before pyarrow sees it: a file of NUL bytes has no line breaks, and
+    pyarrow's answer to that ("straddling object straddles two block boundaries") names
+    nothing a user can act on. UTF-16 and UTF-32 text hold NUL bytes and are let through."""
+    if codecs.lookup(encoding).name.startswith(("utf-16", "utf-32")):
+        return
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as handle:
+        start = handle.read(_TEXT_PROBE_BYTES)
+    offset = start.find(b"\x00")
+    if offset < 0 or not _decodes(start[:offset], encoding):
+        return  # an earlier byte that is not text is reported by the reader, with its line
+    what = "only NUL bytes" if start.count(b"\x00") == len(start) else "a NUL byte"
+    raise DataError(
+        f"holds {what} (0x00, first at byte {offset}): binary data, which cannot be decoded "
+        f"as {encoding} text",
+        file=path,
+        line=start.count(b"\n", 0, offset) + 1,
+        expected=f"a {encoding} text file, or the file's real encoding in the parameters",
+    )
+
+
+def _decodes(data: bytes, encoding: str) -> bool:
+    try:
+        data.decode(encoding)
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _is_empty(path: Path) -> bool:
@@ -169,11 +271,14 @@ def nonblank_lines(path: Path, encoding: str) -> tuple[pa.Array, np.ndarray]:
     require_file(path)
     if _is_empty(path):
         raise DataError("is empty (0 bytes)", file=path, expected="one user per line")
+    require_text(path, encoding)
     try:
         table = pv.read_csv(str(path), **line_options(encoding))
     except (pa.ArrowInvalid, UnicodeDecodeError) as err:
         raise undecodable(path, encoding) or DataError(
-            f"cannot be read as {encoding} text: {err}", file=path, expected="one user per line"
+            f"cannot be read as {encoding} text: {_arrow_reason(err)}",
+            file=path,
+            expected="one user per line",
         ) from err
     lines = without_bom(table.column("line").combine_chunks())
     keep = nonblank(lines)
@@ -222,16 +327,30 @@ def _read_csv(
         header = names is None
         field_names = _read_header(path, sep, encoding) if header else names
         raise diagnose(path, sep, field_names, types, encoding, header, quoted) or DataError(
-            f"cannot be parsed: {err}",
+            f"cannot be parsed: {_arrow_reason(err)}",
             file=path,
-            expected=f"fields {sep.join(field_names)} separated by {sep!r}",
+            expected=f"fields {name_list(field_names)} separated by {sep!r}",
         ) from err
+
+
+def _arrow_reason(err: Exception) -> str:
+    """pyarrow's message, or what it means where it names only pyarrow's internals."""
+    if "straddl" in str(err):
+        return f"a line is longer than {BLOCK_BYTES >> 20} MiB (is it a text file?)"
+    return str(err)
 
 
 def _read_header(path: Path, sep: str, encoding: str) -> list[str]:
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rb") as handle:
-        raw = handle.readline()
+        raw = handle.readline(BLOCK_BYTES + 1)
+    if len(raw) > BLOCK_BYTES:
+        raise DataError(
+            f"the header line is longer than {BLOCK_BYTES >> 20} MiB",
+            file=path,
+            line=1,
+            expected="a header line naming the columns",
+        )
     try:
         first = raw.decode(encoding)
     except UnicodeDecodeError as err:
@@ -265,6 +384,13 @@ def _cast_column(
     """Cast a parquet column to its contract type; explain values that will not go."""
     if column.type == target:
         return column
+    if pa.types.is_boolean(column.type) and not pa.types.is_floating(target):
+        raise DataError(
+            f"holds booleans (true/false), not {target}",
+            file=path,
+            column=name,
+            expected=f"{target} values (true/false would silently become 1 and 0)",
+        )
     if pa.types.is_timestamp(column.type) and pa.types.is_integer(target):
         return pc.cast(pc.cast(column, pa.timestamp("s"), safe=False), pa.int64())
     if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):

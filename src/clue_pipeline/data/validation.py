@@ -52,6 +52,7 @@ class IngestOptions:
     generic_interactions: TableFile | None = None
     generic_users: TableFile | None = None
     generic_items: TableFile | None = None
+    string_ids: bool = False
 
 
 def parse_ingest_params(params: Mapping[str, Any], known_formats: Sequence[str]) -> IngestOptions:
@@ -84,12 +85,20 @@ def parse_ingest_params(params: Mapping[str, Any], known_formats: Sequence[str])
     pad = str(peterrec.get("pad_token", "0"))
     generic = params.get("generic") or {}
     interactions = users = items = None
+    string_ids = False
     if fmt == "generic":
         interactions = _table_file(
             {**generic, "path": str(path)}, "ingest.generic", ("user_id", "item_id")
         )
         users = _optional_table_file(generic.get("users"), "ingest.generic.users", ("user_id",))
         items = _optional_table_file(generic.get("items"), "ingest.generic.items", ("item_id",))
+        string_ids = generic.get("string_ids", False)
+        if not isinstance(string_ids, bool):
+            raise DataError(
+                f"{string_ids!r} is not true or false",
+                parameter="ingest.generic.string_ids",
+                expected="false (ids are integers) or true (ids are text, each its own id)",
+            )
     return IngestOptions(
         format=fmt,
         path=path,
@@ -101,6 +110,7 @@ def parse_ingest_params(params: Mapping[str, Any], known_formats: Sequence[str])
         generic_interactions=interactions,
         generic_users=users,
         generic_items=items,
+        string_ids=string_ids,
     )
 
 
