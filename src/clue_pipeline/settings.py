@@ -11,6 +11,7 @@ from clue_pipeline.hooks import (
     RunLockHook,
     ThreadBudgetHook,
 )
+from clue_pipeline.run_summary import RunSummaryHook
 
 # MLflow's usage telemetry is switched off by the environment only; the project's own
 # `.telemetry` file (consent: false) covers kedro-telemetry.
@@ -24,6 +25,7 @@ HOOKS = (
     FailedRunTagHook(),
     ThreadBudgetHook(),
     MlflowOutputsHook(),
+    RunSummaryHook(),
 )
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader

@@ -24,6 +24,7 @@ import pandas as pd
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
+from clue_pipeline.run_summary import rounded  # as metrics.md shows them
 from clue_pipeline.serving import (
     DEFAULT_ENCODER_LOADER,
     DEFAULT_MODEL_NAME,
@@ -221,7 +222,7 @@ def job_history_metrics(job: Job, history: Any, timestamp_ms: int | None = None)
 def job_test_metrics(record: Mapping[str, Any]) -> dict[str, float]:
     """An evaluation record's numbers as ``test/<metric>`` (``test/gender/accuracy``)."""
     return {
-        _metric_key("test", key.replace("@", "_at_").replace(".", "/")): float(value)
+        _metric_key("test", key.replace("@", "_at_").replace(".", "/")): rounded(value)
         for key, value in _flatten(record.get("metrics", {})).items()
         if isinstance(value, numbers.Real) and not isinstance(value, bool)
     }
@@ -385,7 +386,9 @@ def _history_rows(job: Job, history: list, infix: str, timestamp_ms: int) -> lis
             else:
                 name = f"train{infix}/{key}"
             rows.append(
-                Metric(_metric_key("", name.replace("@", "_at_")), float(value), timestamp_ms, step)
+                Metric(
+                    _metric_key("", name.replace("@", "_at_")), rounded(value), timestamp_ms, step
+                )
             )
     return rows
 

@@ -47,7 +47,22 @@ def test_mlflow_store_holds_params_histories_figures_and_model(finished_project:
     )
     assert run.data.params["encoder.hidden"] == "64"
     assert run.data.params["pretrain.train.epochs"] == "2"
-    assert run.data.metrics == {}, "job metrics belong to the child runs"
+    # the test table, one metric per task x method x score, rounded as metrics.md shows it
+    record = json.loads(
+        latest_version(
+            finished_project / "data/08_reporting/ml-latest-small/metrics/next_item/clue.json"
+        ).read_text()
+    )
+    assert run.data.metrics["next_item/clue/ndcg_at_10"] == round(record["metrics"]["ndcg@10"], 4)
+    assert {"coldstart/pop/mrr_at_10", "next_item/clue_zero/recall_at_10"} <= set(run.data.metrics)
+    assert not any(key.startswith(("train/", "valid/")) for key in run.data.metrics)
+    # tags a reader understands: no object repr, no second run id, the command as typed
+    tags = run.data.tags
+    assert tags["runner"] == "SequentialRunner"
+    assert "run_id" not in tags
+    assert tags["kedro_command"].startswith("kedro run")
+    assert "__default__" not in tags["kedro_command"]
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"pretraining_curves.png", "user_vectors_pca.png", "metrics.md"} <= artifacts
     versions = client.search_model_versions("name='clue-user-vectors'")

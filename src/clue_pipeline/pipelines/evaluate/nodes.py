@@ -11,6 +11,7 @@ import torch
 from clue_pipeline.augment import validate_view_policy
 from clue_pipeline.figures import loss_curves, user_vector_pca
 from clue_pipeline.models.encoders import encoder_from_checkpoint
+from clue_pipeline.run_summary import metric_name
 from clue_pipeline.tasks.batching import model_inputs
 from clue_pipeline.tasks.finetuning import (
     evaluate_coldstart as coldstart_metrics,
@@ -146,7 +147,8 @@ def _markdown(table: pd.DataFrame, skipped: list[str]) -> str:
         part = table.dropna(subset=[names[0]]) if names[0] in table else table.iloc[0:0]
         if part.empty:
             continue
-        lines += [f"## {kind}", "", "| task | method | " + " | ".join(names) + " |"]
+        header = " | ".join(metric_name(n) for n in names)  # the names MLflow shows
+        lines += [f"## {kind}", "", f"| task | method | {header} |"]
         lines.append("|" + " --- |" * (len(names) + 2))
         for _, row in part.iterrows():
             cells = [_cell(row.get(n)) for n in names]
