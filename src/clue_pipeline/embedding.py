@@ -20,8 +20,8 @@ import torch
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
+from clue_pipeline.models.representation import user_vectors
 from clue_pipeline.tasks.batching import model_inputs
-from clue_pipeline.tasks.finetuning import user_vectors
 from clue_pipeline.training.loop import DEVICES, resolve_device
 
 USER_ID = "user_id"

@@ -8,14 +8,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
 from clue_pipeline.augment import validate_view_policy
 from clue_pipeline.figures import pca_2d
 from clue_pipeline.models.encoders import encoder_from_checkpoint
+from clue_pipeline.models.representation import summarise_representation
 from clue_pipeline.tasks.batching import model_inputs
-from clue_pipeline.tasks.finetuning import user_vectors
-from clue_pipeline.tasks.pretraining import representation_quality
 
 
 @dataclass
@@ -43,18 +41,11 @@ def summarise_encoder(
     encoder = encoder_from_checkpoint(checkpoint).eval()
     enc = encoder.config
     tokens = model_inputs(sequences, enc.max_len, enc.tokens.user)
-    vectors = user_vectors(encoder, tokens).double().numpy()
-    points, explained = pca_2d(vectors)
+    policy = validate_view_policy(config.views or {"strategies": ["dropout"]})
+    summary = summarise_representation(encoder, tokens, policy, config.quality_users, config.seed)
+    points, explained = pca_2d(summary.vectors)
     rng = np.random.default_rng(config.seed)
     chosen = np.sort(rng.permutation(len(tokens))[: config.sample_users])
-    policy = validate_view_policy(config.views or {"strategies": ["dropout"]})
-    quality = representation_quality(
-        encoder,
-        torch.as_tensor(tokens[: config.quality_users]),
-        policy,
-        enc.tokens.mask,
-        seed=config.seed,
-    )
     lengths = (tokens != 0).sum(axis=1) - 1  # without [UR]
     label = _label(users, config.colour_by)
     return {
@@ -67,7 +58,7 @@ def summarise_encoder(
             **({} if label is None else {label.name: label.iloc[chosen].astype(str).tolist()}),
         },
         "label": None if label is None else label.name,
-        **quality,
+        **summary.quality,
     }
 
 

@@ -309,17 +309,6 @@ def evaluate_coldstart(
 # ---------------------------------------------------------------- shared helpers
 
 
-@torch.no_grad()
-def user_vectors(model: torch.nn.Module, tokens: np.ndarray, batch_size: int = 1024):
-    """[UR] vectors of every row of ``tokens`` in eval mode, batched, on the model's device.
-
-    ``model`` is a fine-tuning head (``user_vectors``) or a bare encoder.
-    """
-    model.eval()
-    encode = model.user_vectors if hasattr(model, "user_vectors") else lambda x: model(x).user
-    return by_length(encode, tokens, batch_size, next(model.parameters()).device)
-
-
 def export_checkpoint(model: torch.nn.Module, method: MethodSpec, **extra) -> dict:
     """A fine-tuned model as plain tensors and config (``torch.load(weights_only=True)``)."""
     state = {

@@ -17,10 +17,10 @@ import torch
 
 from clue_pipeline.augment import ViewPolicy, make_views, validate_view_policy
 from clue_pipeline.config.pretraining import HealthConfig, SimSiamConfig
-from clue_pipeline.models.clue import alignment, spectrum, uniformity, z_std
 from clue_pipeline.models.encoders import EncoderConfig, build_encoder, encoder_to_checkpoint
 from clue_pipeline.models.item_pretraining import MaskedItemPretrainer
 from clue_pipeline.models.objectives import ObjectiveConfig, SequencePretrainer
+from clue_pipeline.models.representation import representation_health
 from clue_pipeline.models.s3rec import S3RecConfig, S3RecPretrainer, attribute_matrix
 from clue_pipeline.training.distributed import (
     DistributedConfig,
@@ -202,64 +202,3 @@ def health_metrics(
             100 * health["top2_share"],
         )
     return health
-
-
-@torch.no_grad()
-def representation_health(
-    encoder: torch.nn.Module,
-    tokens: torch.Tensor,
-    policy,
-    mask_token: int,
-    seed: int,
-    projector: torch.nn.Module | None = None,
-) -> dict[str, float]:
-    """:func:`representation_quality` plus the spectrum of the eval-mode user vectors
-    (effective rank, top-2 PC share) and the std of their normalised projections."""
-    quality, users = _quality_and_users(encoder, tokens, policy, mask_token, seed)
-    effective_rank, top2_share = spectrum(users)
-    health = {
-        **quality,
-        "effective_rank": float(effective_rank),
-        "top2_share": float(top2_share),
-    }
-    if projector is not None:
-        projector_training = projector.training
-        projector.eval()
-        health["projection_std"] = float(z_std(projector(users)))
-        projector.train(projector_training)
-    return health
-
-
-@torch.no_grad()
-def representation_quality(
-    encoder: torch.nn.Module, tokens: torch.Tensor, policy, mask_token: int, seed: int
-) -> dict[str, float]:
-    """Alignment of two views' user vectors, uniformity (Wang & Isola 2020) and spread of users.
-
-    Views keep the model's dropout on (train mode), as in training; uniformity is measured on
-    the deterministic vectors (eval mode) that downstream tasks see. ``user_std`` is the std
-    of the l2-normalised user vectors across users: near 0 when the encoder has collapsed to
-    one vector whatever the input.
-    """
-    return _quality_and_users(encoder, tokens, policy, mask_token, seed)[0]
-
-
-def _quality_and_users(
-    encoder: torch.nn.Module, tokens: torch.Tensor, policy, mask_token: int, seed: int
-) -> tuple[dict[str, float], torch.Tensor]:
-    device = next(encoder.parameters()).device
-    tokens = tokens.to(device)
-    generator = torch.Generator(device=device).manual_seed(seed)
-    was_training = encoder.training
-    encoder.train()
-    view_a, view_b = make_views(tokens, policy, generator, mask_token)
-    aligned = alignment(encoder(view_a, last=1).user, encoder(view_b, last=1).user)
-    encoder.eval()
-    users = encoder(tokens, last=1).user
-    encoder.train(was_training)
-    quality = {
-        "alignment": float(aligned),
-        "uniformity": float(uniformity(users)),
-        "user_std": float(z_std(users)),
-    }
-    return quality, users
