@@ -1,5 +1,5 @@
-"""What every benchmark shares: the real data through the project's own functions, and
-results written as JSON + Markdown with the command, date, machine and thread count."""
+"""What every benchmark shares: the data as the project prepares it, and results written as
+JSON + Markdown with the command, date, machine and thread count."""
 
 from __future__ import annotations
 
@@ -11,59 +11,44 @@ import resource
 import shlex
 import statistics
 import sys
-import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import torch
 from scipy import stats
 
-from clue_pipeline.data.readers import read_dataset
-from clue_pipeline.data.sequences import (
-    build_item_index,
-    build_sequences,
-    filter_interactions,
-    order_interactions,
-)
-from clue_pipeline.data.splits import next_item_split
-from clue_pipeline.data.validation import IngestOptions
+from clue_pipeline.experiments.prepared import NextItemDataset, prepared_next_item
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
-SHARED = Path(os.environ.get("CLUE_SHARED_DATA", REPO.parent / "shared" / "data"))
-
-DATASETS = {
-    "beauty": ("s3rec", SHARED / "s3rec" / "Beauty.txt"),
-    "sports": ("s3rec", SHARED / "s3rec" / "Sports_and_Outdoors.txt"),
-    "ml-100k": ("ml-100k", SHARED / "movielens-100k"),
-    # the public part of ML-1M (conf/ml-1m: users 1..2999, real timestamps)
-    "ml-1m": ("ml-1m-partial", SHARED / "movielens-1m" / "partial"),
-    "ml-latest-small": ("ml-latest-small", REPO / "data" / "01_raw" / "ml-latest-small"),
-}
+# The RecBole reference of a timing: the peers study that measured RecBole 1.2.1's SASRec on
+# Beauty beside ours (one thread per side, same settings as the pipeline's recipe before the
+# ladder; its scripts are archived, see benchmarks/archive/README.md).
+RECBOLE_RESULTS = RESULTS / "peers_beauty.json"
 
 
-@dataclass
-class NextItemDataset:
-    name: str
-    item_index: pd.DataFrame
-    split: pd.DataFrame
-
-    @property
-    def num_items(self) -> int:
-        return len(self.item_index)
+def next_item_dataset(dataset: str) -> NextItemDataset:
+    """The dataset's next-item split and item index as its run-environment prepares them
+    (`kedro run --env <dataset> --pipelines ingest,sequences`; the default environment for the
+    embedded data)."""
+    env = None if dataset == "ml-latest-small" else dataset
+    return prepared_next_item(dataset, REPO, env)
 
 
-def load_next_item(name: str, max_len: int = 50, min_seq_len: int = 3) -> NextItemDataset:
-    """Read a dataset and build its leave-one-out split exactly as the pipelines do."""
-    fmt, path = DATASETS[name]
-    raw = read_dataset(IngestOptions(format=fmt, path=path))
-    ordered, _ = filter_interactions(order_interactions(raw.interactions), 0, min_seq_len)
-    item_index = build_item_index(ordered)
-    split, _ = next_item_split(build_sequences(ordered, item_index, max_len))
-    return NextItemDataset(name, item_index, split)
+def recbole_reference(path: Path = RECBOLE_RESULTS) -> dict[str, Any]:
+    """RecBole's median training epoch and full-ranking validation, as measured and stored by
+    the peers study, with the file and thread count they come from (None where not stored)."""
+    if not path.is_file():
+        return {"source": f"{path.relative_to(REPO)} (not found)", "epoch_s": None, "eval_s": None}
+    record = json.loads(path.read_text())
+    side = record["summary"]["sides"]["recbole"]
+    return {
+        "source": f"{path.relative_to(REPO)} ({record['date']}, "
+        f"{record['machine']['torch_threads']} thread(s) per side)",
+        "epoch_s": side["median_epoch_train_s"],
+        "eval_s": side["median_eval_s"],
+    }
 
 
 ALPHA = 0.05  # two-sided level of the seed comparisons
@@ -114,12 +99,6 @@ def machine() -> dict[str, Any]:
 
 def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-
-
-def timed(fn, *args, **kwargs) -> tuple[Any, float]:
-    start = time.perf_counter()
-    out = fn(*args, **kwargs)
-    return out, time.perf_counter() - start
 
 
 def write_results(name: str, payload: dict[str, Any], markdown_body: str) -> Path:

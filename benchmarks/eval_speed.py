@@ -1,7 +1,7 @@
 """Speed of full-ranking evaluation on Amazon Beauty (all users x all items, d = 64).
 
-Times ``clue_pipeline.metrics.ranking_metrics`` over every user of the S3-Rec Beauty file with
-random user vectors and item matrix of the real sizes (ranking cost does not depend on the
+Times ``clue_pipeline.metrics.ranking_metrics`` over every user of Beauty (as ``--env beauty``
+prepares it) with random user vectors and item matrix of the real sizes (ranking cost does not depend on the
 values), picks the fastest ``chunk_size`` from a grid, checks whether bf16 scores would keep
 the metrics identical, and times the transformer encoder forward pass for all users
 (``NextItemModel`` over ``max_len`` = 50, 2 blocks) separately from the ranking.
@@ -9,6 +9,8 @@ the metrics identical, and times the transformer encoder forward pass for all us
     .venv/bin/python -m benchmarks.eval_speed     # writes benchmarks/results/eval_speed.*
 
 (``.venv/bin/python benchmarks/eval_speed.py``, the form of the recorded command, works too.)
+RecBole's evaluation time beside it is read from the peers study's results file that measured it
+(``benchmarks.common.recbole_reference``).
 
 Thread count: ``--threads`` or ``CLUE_NUM_THREADS``, else torch's default (the cores torch
 sees); the machine may be shared, so the load average before and after is recorded.
@@ -26,18 +28,15 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
 import torch
 
 if not __package__:  # started by file path: make the `benchmarks` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import machine  # noqa: E402
-from clue_pipeline.data.tokens import special_tokens  # noqa: E402
+from benchmarks.common import machine, next_item_dataset, recbole_reference  # noqa: E402
 from clue_pipeline.metrics import metrics_from_ranks, ranking_metrics, target_ranks  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "s3rec" / "Beauty.txt"
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results"
 
 
@@ -52,14 +51,13 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     load_before = os.getloadavg()
 
-    sequences = read_s3rec(args.data)
-    num_items = int(max(int(s.max()) for s in sequences))
-    inputs = left_padded_inputs([s[:-1] for s in sequences], args.max_len, num_items)
-    targets = torch.tensor([int(s[-1]) - 1 for s in sequences])
-    history = history_csr([s[:-1] for s in sequences])
-    num_users = len(sequences)
+    data = next_item_dataset(args.dataset)
+    test = data.task(args.max_len).test  # the test input: training part + validation item
+    num_items, num_users = data.num_items, data.num_users
+    inputs, targets = torch.as_tensor(test.tokens), torch.as_tensor(test.targets)
+    history = tuple(torch.as_tensor(part) for part in test.history)
     print(
-        f"{args.data.name}: {num_users} users, {num_items} items, device {device}, {threads} threads"
+        f"{args.dataset}: {num_users} users, {num_items} items, device {device}, {threads} threads"
     )
 
     g = torch.Generator().manual_seed(args.seed)
@@ -93,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine_info(device, threads),
         "load_average_before": load_before,
         "load_average_after": os.getloadavg(),
-        "dataset": {"file": args.data.name, "users": num_users, "items": num_items},
+        "dataset": {"name": args.dataset, "users": num_users, "items": num_items},
         "hidden": args.hidden,
         "repeats": args.repeats,
         "chunk_grid": {str(c): v for c, v in grid.items()},
@@ -104,49 +102,13 @@ def main(argv: list[str] | None = None) -> int:
         "bf16": bf16,
         "encoder": encoder,
         "target_s": args.target_s,
-        "recbole_eval_s": args.recbole_s,
+        "recbole": recbole_reference(),
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "eval_speed.json").write_text(json.dumps(result, indent=2) + "\n")
     (args.out / "eval_speed.md").write_text(markdown(result))
     print(f"wrote {args.out / 'eval_speed.json'} and .md")
     return 0
-
-
-def read_s3rec(path: Path) -> list[np.ndarray]:
-    """S3-Rec format: one line per user, ``user item item ...`` (items 1..N, time order)."""
-    if not path.exists():
-        raise SystemExit(f"{path}: not found; pass --data PATH to an S3-Rec sequence file")
-    sequences = []
-    with path.open() as f:
-        for line_no, line in enumerate(f, 1):
-            fields = line.split()
-            if len(fields) < 3:
-                raise SystemExit(
-                    f"{path} line {line_no}: expected 'user item item ...' (>= 2 items)"
-                )
-            sequences.append(np.asarray(fields[1:], dtype=np.int64))
-    return sequences
-
-
-def left_padded_inputs(histories: list[np.ndarray], max_len: int, num_items: int) -> torch.Tensor:
-    """(U, max_len + 1) tokens: the last ``max_len`` items left-padded with 0, then [UR]."""
-    lengths = np.array([len(h) for h in histories])
-    flat = np.concatenate(histories)
-    user = np.repeat(np.arange(len(histories)), lengths)
-    from_end = np.arange(flat.size) - np.repeat(np.cumsum(lengths), lengths)  # -len..-1
-    keep = from_end >= -max_len
-    out = np.zeros((len(histories), max_len + 1), dtype=np.int64)
-    out[user[keep], max_len + from_end[keep]] = flat[keep]
-    out[:, -1] = special_tokens(num_items).user
-    return torch.from_numpy(out)
-
-
-def history_csr(histories: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Item indices (token - 1) already seen by each user, as CSR for history exclusion."""
-    lengths = np.array([len(h) for h in histories])
-    indptr = np.concatenate([[0], np.cumsum(lengths)])
-    return torch.from_numpy(indptr), torch.from_numpy(np.concatenate(histories) - 1)
 
 
 def time_repeats(fn: Callable[[], object], repeats: int, device: torch.device) -> dict:
@@ -201,7 +163,7 @@ def encoder_timing(inputs, targets, num_items, args, chunk: int, device) -> dict
     config = EncoderConfig(
         num_items=num_items, max_len=args.max_len, hidden=args.hidden, blocks=args.blocks
     )
-    from clue_pipeline.tasks.finetuning import user_vectors as evaluation_user_vectors
+    from clue_pipeline.models.representation import user_vectors as evaluation_user_vectors
 
     model = NextItemModel(build_encoder(config)).to(device).eval()
     tokens = inputs.cpu().numpy()
@@ -289,8 +251,8 @@ def markdown(r: dict) -> str:
         ]
     lines += [
         "",
-        f"Target: under {r['target_s']} s for the ranking (RecBole 1.2.1: {r['recbole_eval_s']} s "
-        f"per evaluation on these machines). Ranking took {r['ranking']['median_s']:.3f} s wall "
+        f"Target: under {r['target_s']} s for the ranking ({_recbole(r)}). "
+        f"Ranking took {r['ranking']['median_s']:.3f} s wall "
         f"and {r['ranking']['cpu_median_s']:.3f} s of process CPU time (median). With "
         f"{m['torch_threads']} thread(s) and no other load, wall time is about the CPU time; "
         "when the load average exceeds the core count, wall time mostly measures waiting for "
@@ -308,6 +270,20 @@ def markdown(r: dict) -> str:
     return "\n".join(lines)
 
 
+def _recbole(r: dict) -> str:
+    """RecBole's evaluation time with the file that measured it (older records: the figure
+    they were given, said to be unmeasured here)."""
+    recbole = r.get("recbole") or {}
+    if recbole.get("eval_s"):
+        return (
+            f"RecBole 1.2.1's median full-ranking validation: {recbole['eval_s']:.2f} s, "
+            f"measured in {recbole['source']}"
+        )
+    if "recbole_eval_s" in r:
+        return f"RecBole 1.2.1: {r['recbole_eval_s']} s, a figure given, not measured by this run"
+    return "no RecBole measurement found"
+
+
 def _load(values) -> str:
     return " / ".join(f"{v:.2f}" for v in values)
 
@@ -319,7 +295,7 @@ def _sync(device: torch.device) -> None:
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="S3-Rec sequence file")
+    p.add_argument("--dataset", default="beauty", help="run-environment that prepares the data")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for eval_speed.json/.md")
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--max-len", type=int, default=50)
@@ -331,7 +307,6 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--target-s", type=float, default=2.0)
-    p.add_argument("--recbole-s", type=float, default=7.5, help="RecBole's time, for the report")
     p.add_argument("--render-only", action="store_true", help="rewrite .md from the .json")
     return p.parse_args(argv)
 

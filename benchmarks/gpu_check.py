@@ -1,19 +1,18 @@
 """The GPU path end to end on Amazon Beauty: CLUE pre-training, next-item fine-tuning and one
 full-ranking evaluation, each for a fixed number of steps, timed on the given device.
 
-    bash benchmarks/gpu_check.sh [--device cuda|cpu|auto] [--steps N] [--data PATH] OUT_DIR
+    bash benchmarks/gpu_check.sh [--device cuda|cpu|auto] [--steps N] [--data PROJECT]
+        [--dataset beauty] OUT_DIR
 
 (the shell script sets ``PYTHONPATH=src`` and runs ``python -m benchmarks.gpu_check``). Writes
 ``OUT_DIR/gpu_check.json`` and ``OUT_DIR/gpu_check.md``: the card and library versions, the
 settings, sequences/s of each phase, peak GPU memory, the test metrics and wall times.
 
-Why a script of its own: a GPU machine often has PyTorch and numpy but not the pipeline's data
-stack (pandas, pyarrow, Kedro). So this module imports only the torch-side modules of the
-project (``models``, ``augment``, ``tasks``, ``training.loop``, ``metrics``), which need torch, numpy and
-tqdm, and reads the S3-Rec file and builds the model inputs with numpy. The preprocessing is
-the pipeline's for ``--env beauty`` (users with fewer than ``min_seq_len`` items dropped, items
-numbered by popularity, the last ``max_len + 2`` items kept, leave-one-out split); the tests
-check that its arrays equal those of ``clue_pipeline.data`` + ``clue_pipeline.tasks``.
+Why a script of its own: a GPU machine often has PyTorch but not Kedro or MLflow. So this
+module imports only the torch-side modules of the project and reads the dataset as its
+run-environment prepared it (``clue_pipeline.experiments.prepared``: pandas and pyarrow only).
+Prepare it first where Kedro runs, ``kedro run --env beauty --pipelines ingest,sequences``,
+and bring ``data/03_primary/beauty/`` and ``data/05_model_input/beauty/`` to the GPU machine.
 
 Training goes through the project's one loop (``training.loop.fit``) with the Beauty
 run-environment's settings: batch 256, Adam lr 1e-3, grad-clip 5, batches bucketed by length,
@@ -49,21 +48,17 @@ if str(REPO / "src") not in sys.path:  # run from a bare copy of the repository,
     sys.path.insert(0, str(REPO / "src"))
 
 from clue_pipeline.augment import validate_view_policy  # noqa: E402
-from clue_pipeline.data.tokens import special_tokens  # noqa: E402
+from clue_pipeline.experiments.prepared import read_prepared  # noqa: E402
 from clue_pipeline.metrics import DEFAULT_KS, ranking_metrics  # noqa: E402
 from clue_pipeline.models.encoders import EncoderConfig, build_encoder  # noqa: E402
 from clue_pipeline.models.heads import NextItemModel  # noqa: E402
 from clue_pipeline.models.objectives import ObjectiveConfig, SequencePretrainer  # noqa: E402
-from clue_pipeline.tasks.batching import trim_padding, window  # noqa: E402
 from clue_pipeline.tasks.finetuning import next_item_step  # noqa: E402
 from clue_pipeline.tasks.pretraining import clue_step  # noqa: E402
+from clue_pipeline.training.length_batching import trim_padding  # noqa: E402
 from clue_pipeline.training.loop import TrainConfig, fit, take  # noqa: E402
 
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "s3rec"
-BEAUTY_FILE = "Beauty.txt"
 RESULT_NAME = "gpu_check"
-HELD_OUT = 2  # leave-one-out: the validation item and the test item
-ALLOWED_BYTES = b"0123456789 \t\r\n"
 MIB = 2**20
 MAX_WARMUP_STEPS = 20
 
@@ -79,7 +74,6 @@ class CheckConfig:
     eval_batch_size: int = 1024
     precision: str = "bf16"  # bf16 autocast on CUDA; CPU always trains in fp32
     max_len: int = 50
-    min_seq_len: int = 5
     hidden: int = 64
     blocks: int = 2
     heads: int = 4
@@ -102,7 +96,6 @@ class CheckConfig:
         )
         _require(self.batch_size >= 2, "--batch-size", self.batch_size, "an integer >= 2")
         _require(self.precision in ("bf16", "fp32"), "--precision", self.precision, "bf16|fp32")
-        _require(self.min_seq_len >= 3, "--min-seq-len", self.min_seq_len, "an integer >= 3")
 
     @property
     def warmup(self) -> int:
@@ -113,50 +106,35 @@ class CheckConfig:
 
 @dataclass
 class CheckData:
-    """Model inputs of Beauty (or any S3-Rec file), as the pipeline builds them."""
+    """Model inputs of the prepared dataset, as the pipeline builds them."""
 
     num_users: int
     num_items: int
-    num_interactions: int
     pretrain_tokens: np.ndarray  # (U, max_len + 1): training part, left-padded, then [UR]
     train_tokens: np.ndarray  # (U, max_len + 1): next-item inputs
     train_targets: np.ndarray  # (U, max_len + 1): next token per position, 0 = none
     test_tokens: np.ndarray  # (U, max_len + 1): training part + validation item, then [UR]
     test_targets: np.ndarray  # (U,): 0-based index of the test item
-    items: np.ndarray  # flat item tokens; user u keeps items[starts[u]:ends[u]]
-    starts: np.ndarray
-    ends: np.ndarray  # the last two kept items are the validation and the test item
-
-    @property
-    def valid_targets(self) -> np.ndarray:
-        """(U,): 0-based index of the validation item (its input is ``pretrain_tokens``)."""
-        return self.items[self.ends - HELD_OUT] - 1
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     config = CheckConfig(
-        **{k: v for k, v in vars(args).items() if k not in ("out", "data", "threads")}
+        **{k: v for k, v in vars(args).items() if k not in ("out", "data", "dataset", "threads")}
     )
     device = _device(config.device)
     threads = args.threads or int(os.environ.get("CLUE_NUM_THREADS", "0") or 0)
     if threads:
         torch.set_num_threads(threads)
-    path = locate_data(args.data)
     started = time.perf_counter()
-    data = prepare(path, config.max_len, config.min_seq_len)
+    data = prepare(args.data, args.dataset, config.max_len)
     prepare_s = time.perf_counter() - started
-    print(
-        f"{path}: {data.num_users} users, {data.num_items} items, "
-        f"{data.num_interactions} interactions; device {device}",
-        flush=True,
-    )
+    print(f"{args.dataset}: {data.num_users} users, {data.num_items} items; device {device}")
     record = run_check(data, config, device)
     record["data"] = {
-        "file": path.name,
+        "dataset": args.dataset,
         "users": data.num_users,
         "items": data.num_items,
-        "interactions": data.num_interactions,
         "prepare_s": prepare_s,
     }
     record["total_wall_s"] = time.perf_counter() - started
@@ -172,122 +150,27 @@ def main(argv: list[str] | None = None) -> int:
 # ---------------------------------------------------------------- data
 
 
-def locate_data(path: Path | None) -> Path:
-    """The Beauty file: ``path`` itself, or ``Beauty.txt`` inside the folder ``path``."""
-    candidate = DEFAULT_DATA if path is None else path
-    if candidate.is_dir():
-        candidate = candidate / BEAUTY_FILE
-    if not candidate.is_file():
+def prepare(project: Path, dataset: str, max_len: int) -> CheckData:
+    """The dataset's split and item index as its run-environment prepared them, as model inputs
+    (``clue_pipeline.experiments.prepared``); a missing preparation says how to make it."""
+    try:
+        data = read_prepared(project, dataset)
+    except FileNotFoundError as error:
         raise SystemExit(
-            f"gpu_check: Beauty not found at {candidate}. Pass --data PATH: the S3-Rec file "
-            f"'{BEAUTY_FILE}' (lines 'user item item ...') or the folder holding it. On a machine "
-            "without ../shared, copy the file into a git-ignored folder of the repository "
-            "(e.g. benchmarks/.cache/) that travels with the working tree."
-        )
-    return candidate
-
-
-def read_s3rec(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(user per line, items flat, offsets)`` of an S3-Rec file, in file (= time) order.
-
-    Vectorised over bytes: token boundaries from a digit mask, each token's line from the count
-    of newlines before it. Anything but digits and whitespace, a line with a user and no item,
-    or a user on two lines is an error naming the line (and column).
-    """
-    raw = np.fromfile(path, dtype=np.uint8)
-    allowed = np.zeros(256, dtype=bool)
-    allowed[np.frombuffer(ALLOWED_BYTES, dtype=np.uint8)] = True
-    newline = raw == ord("\n")
-    bad = np.flatnonzero(~allowed[raw])
-    if bad.size:
-        at = int(bad[0])
-        line = int(newline[:at].sum()) + 1
-        column = at - (int(np.flatnonzero(newline[:at])[-1]) + 1 if line > 1 else 0) + 1
-        raise ValueError(
-            f"{path} line {line}, column {column}: unexpected character {chr(raw[at])!r}; "
-            "expected 'user item item ...' with integer ids separated by spaces"
-        )
-    digit = (raw >= ord("0")) & (raw <= ord("9"))
-    starts = np.flatnonzero(digit & ~np.concatenate(([False], digit[:-1])))
-    if starts.size == 0:
-        raise ValueError(f"{path}: no users; expected lines 'user item item ...'")
-    values = np.array(raw.tobytes().split(), dtype=np.bytes_).astype(np.int64)
-    line_of = np.cumsum(newline)[starts]  # 0-based line of each token
-    first = np.concatenate(([True], line_of[1:] != line_of[:-1]))
-    line_starts = np.flatnonzero(first)
-    counts = np.diff(np.concatenate((line_starts, [len(values)])))
-    if (empty := np.flatnonzero(counts < 2)).size:
-        raise ValueError(
-            f"{path} line {int(line_of[line_starts[empty[0]]]) + 1}: a user without items; "
-            "expected 'user item [item ...]' separated by spaces"
-        )
-    users = values[first]
-    _, first_seen, seen = np.unique(users, return_index=True, return_counts=True)
-    if (repeated := np.flatnonzero(seen > 1)).size:
-        user = users[first_seen[repeated[0]]]
-        lines = line_of[line_starts[users == user]] + 1
-        raise ValueError(
-            f"{path} lines {', '.join(map(str, lines[:3]))}: user {user} appears more than "
-            "once; expected one line per user"
-        )
-    offsets = np.concatenate(([0], np.cumsum(counts - 1)))
-    return users, values[~first], offsets
-
-
-def prepare(path: Path, max_len: int, min_seq_len: int) -> CheckData:
-    """The pipeline's next-item preprocessing of an S3-Rec file (see the module docstring)."""
-    users, items, offsets = read_s3rec(path)
-    items, offsets = by_user_id(users, items, offsets)
-    lengths = np.diff(offsets)
-    keep = lengths >= min_seq_len
-    if not keep.any():
-        raise ValueError(
-            f"{path}: no user has at least {min_seq_len} items (--min-seq-len); expected a "
-            "next-item dataset"
-        )
-    items = items[np.repeat(keep, lengths)]
-    lengths = lengths[keep]
-    uniques, inverse, counts = np.unique(items, return_inverse=True, return_counts=True)
-    token_of = np.empty(len(uniques), dtype=np.int64)
-    token_of[np.lexsort((uniques, -counts))] = np.arange(1, len(uniques) + 1)
-    tokens = token_of[inverse]
-    num_items = len(uniques)
-
-    ends = np.cumsum(lengths)
-    kept = np.minimum(lengths, max_len + HELD_OUT)
-    starts = ends - kept  # the most recent max_len + 2 items of each user
-    user_token = special_tokens(num_items).user
-    train_inputs = window(tokens, starts, ends - HELD_OUT - 1, max_len)
-    train_targets = window(tokens, starts + 1, ends - HELD_OUT, max_len)
-    last_train = tokens[ends - HELD_OUT - 1][:, None]
+            f"gpu_check: {error}. On a machine without Kedro, prepare it where Kedro runs and "
+            "bring data/03_primary/<dataset>/ and data/05_model_input/<dataset>/ along "
+            "(git-ignored folders that travel with the working tree), then pass --data there."
+        ) from error
+    task = data.task(max_len)
     return CheckData(
-        num_users=len(lengths),
-        num_items=num_items,
-        num_interactions=int(lengths.sum()),
-        pretrain_tokens=_with_user(window(tokens, starts, ends - HELD_OUT, max_len), user_token),
-        train_tokens=_with_user(train_inputs, user_token),
-        train_targets=np.concatenate([train_targets, last_train], axis=1),
-        test_tokens=_with_user(window(tokens, starts, ends - 1, max_len), user_token),
-        test_targets=tokens[ends - 1] - 1,
-        items=tokens,
-        starts=starts,
-        ends=ends,
+        num_users=data.num_users,
+        num_items=data.num_items,
+        pretrain_tokens=task.valid.tokens,
+        train_tokens=task.train_tokens,
+        train_targets=task.train_targets,
+        test_tokens=task.test.tokens,
+        test_targets=task.test.targets,
     )
-
-
-def by_user_id(
-    users: np.ndarray, items: np.ndarray, offsets: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Lines reordered by user id, as the pipeline orders its rows (whatever the file's order)."""
-    order = np.argsort(users, kind="stable")
-    lengths = np.diff(offsets)[order]
-    new_offsets = np.concatenate(([0], np.cumsum(lengths)))
-    shift = np.repeat(offsets[:-1][order] - new_offsets[:-1], lengths)
-    return items[np.arange(len(items)) + shift], new_offsets
-
-
-def _with_user(items: np.ndarray, user_token: int) -> np.ndarray:
-    return np.concatenate([items, np.full((len(items), 1), user_token, dtype=np.int64)], axis=1)
 
 
 # ---------------------------------------------------------------- the check
@@ -509,8 +392,8 @@ def markdown(record: dict[str, Any]) -> str:
         f"- date: {record['date']}",
         f"- device: {device['name']}; torch {device['torch']}, CUDA {device['cuda']}, "
         f"{device['cpu_threads']} CPU threads; {record['precision']}",
-        f"- data: {data['file']}, {data['users']} users, {data['items']} items, "
-        f"{data['interactions']} interactions",
+        f"- data: {data['dataset']} as its run-environment prepares it, {data['users']} users, "
+        f"{data['items']} items",
         f"- {record['steps']} steps per training phase (after {record['warmup_steps']} untimed "
         f"warm-up steps), batch {record['batch_size']}; total wall time "
         f"{record['total_wall_s']:.1f} s; peak GPU memory {_mib(record['peak_gpu_memory_mib'])}",
@@ -574,16 +457,16 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help=f"untimed steps before each phase; default steps/10, at most {MAX_WARMUP_STEPS}",
     )
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="Beauty.txt or its folder")
+    p.add_argument(
+        "--data", type=Path, default=REPO, help="project folder whose data/ holds the prepared set"
+    )
+    p.add_argument("--dataset", default="beauty", help="run-environment that prepared it")
     p.add_argument("--batch-size", type=int, default=defaults.batch_size, help="training batch")
     p.add_argument(
         "--eval-batch-size", type=int, default=defaults.eval_batch_size, help="users per pass"
     )
     p.add_argument("--precision", default=defaults.precision, help="bf16 (CUDA autocast) or fp32")
     p.add_argument("--max-len", type=int, default=defaults.max_len, help="items per sequence")
-    p.add_argument(
-        "--min-seq-len", type=int, default=defaults.min_seq_len, help="shorter users dropped"
-    )
     p.add_argument("--lr", type=float, default=defaults.lr, help="Adam learning rate")
     p.add_argument("--seed", type=int, default=defaults.seed, help="weights and batch order")
     p.add_argument("--threads", type=int, default=0, help="CPU threads; 0: CLUE_NUM_THREADS")

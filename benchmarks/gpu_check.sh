@@ -6,24 +6,26 @@
 # each phase, peak GPU memory, Recall/NDCG/MRR@{5,10,20}, wall times.
 #
 #   bash benchmarks/gpu_check.sh [--device cuda|cpu|auto] [--steps N] [--wheels DIR]
-#                                [--data PATH] [more options: --help] OUT_DIR
+#                                [--data PROJECT] [--dataset beauty] [more: --help] OUT_DIR
 #
 #   --device   cuda (default; fails if torch sees no GPU), cpu (a dry run), auto
 #   --steps    optimiser steps of each training phase (default 2000, batch 256: about 23
 #              epochs of Beauty's 22,363 users; a few minutes at most on one H100)
 #   --wheels   a folder of wheels; only the Python packages this check needs and the machine
-#              lacks (numpy, tqdm) are installed from it, with pip --no-index (no network),
-#              into a temporary folder put on PYTHONPATH. PyTorch must already be there.
-#   --data     Beauty.txt (S3-Rec lines 'user item item ...') or the folder holding it;
-#              default ../shared/data/s3rec. A machine that gets only a copy of the working
-#              tree can read a copy placed in a git-ignored folder that travels with it, e.g.
-#              --data benchmarks/.cache/Beauty.txt (never commit the data).
+#              lacks (numpy, tqdm, pandas, pyarrow) are installed from it, with pip
+#              --no-index (no network), into a temporary folder put on PYTHONPATH. PyTorch
+#              must already be there.
+#   --data     the project folder whose data/ holds the dataset as its run-environment
+#              prepared it (default: this checkout). Prepare it where Kedro runs:
+#                kedro run --env beauty --pipelines ingest,sequences
+#              and bring data/03_primary/beauty/ and data/05_model_input/beauty/ along (they
+#              are git-ignored; a machine given a copy of the working tree can carry them).
 #
-# Needs python3 with torch and numpy; not Kedro, MLflow, pandas or pyarrow: the check imports
+# Needs python3 with torch, numpy, pandas and pyarrow; not Kedro or MLflow: the check imports
 # only the torch-side modules of src/clue_pipeline. The interpreter is $PYTHON if set, else the
 # project's .venv/bin/python where it exists, else python3. CPU threads: CLUE_NUM_THREADS.
-# Dry run on CPU (what the tests run):
-#   bash benchmarks/gpu_check.sh --device cpu --steps 5 --data ../shared/data/s3rec /tmp/gpu_check
+# Dry run on CPU (what the tests run, on the embedded data):
+#   bash benchmarks/gpu_check.sh --device cpu --steps 5 --dataset ml-latest-small /tmp/gpu_check
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -53,7 +55,7 @@ if ! "$PYTHON" -c "import torch" 2>/dev/null; then
 fi
 
 missing=()
-for module in numpy tqdm; do
+for module in numpy tqdm pandas pyarrow; do
     "$PYTHON" -c "import $module" 2>/dev/null || missing+=("$module")
 done
 if ((${#missing[@]})); then

@@ -6,12 +6,12 @@
 
 Why: on 2 CPU cores a Beauty cell of the quality grid (``benchmarks/quality.py``) takes about
 an hour, so its three seeds per method and Sports take days. A lent GPU machine has PyTorch
-and numpy but not the pipeline's data stack (Kedro, pandas, pyarrow), so this runs the steps
-of those cells without it, with the run-environments' settings (``SETTINGS``, checked against
-``conf/beauty`` and ``conf/sports`` by the tests):
+but not Kedro, so this runs the steps of those cells without it, with the run-environments'
+settings (``SETTINGS``, checked against ``conf/beauty`` and ``conf/sports`` by the tests):
 
-- the S3-Rec file is read and split with numpy (``benchmarks.gpu_check.prepare``, whose
-  arrays the tests check equal to the pipeline's);
+- the split is the one the run-environment prepared (``kedro run --env <dataset> --pipelines
+  ingest,sequences`` where Kedro runs; ``--data`` is the project folder holding it, as for
+  ``benchmarks/gpu_check.py``);
 - CLUE (SimSiam over dropout views) and masked item prediction pre-train through
   ``tasks.pretraining.run_job``, for the methods that start from them (``INIT``);
 - every method (``SETTINGS["methods"]``: CLUE, CLUE-Zero, masked-item, GRU, CNN and Caser backbones,
@@ -22,8 +22,8 @@ of those cells without it, with the run-environments' settings (``SETTINGS``, ch
   marked as capped.
 
 ``--methods rung-<name>`` trains CLUE-Zero with a rung of the recipe ladder instead
-(``benchmarks/rungs.py``: its encoder, read-out, rows and optimiser settings, the ladder's
-patience), so the rungs the CPU ladder has not reached can run in parallel on a lent GPU:
+(``conf/recipes/ladder.yml``: its encoder, read-out, rows and optimiser settings, the
+ladder's patience), so the rungs the CPU ladder has not reached can run in parallel on a lent GPU:
 ``--methods rung-rb_li_smoothing rung-rb_li_contrast rung-filter_backbone ...``.
 
 Each (dataset, method, seed) runs in its own process, ``--parallel`` at once, and rewrites
@@ -50,27 +50,32 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO / "src") not in sys.path:  # run from a bare copy of the repository, not installed
     sys.path.insert(0, str(REPO / "src"))
 
-from benchmarks.gpu_check import device_facts, prepare  # noqa: E402
-from benchmarks.rungs import MAX_EPOCHS, PATIENCE, RUNGS, recipe  # noqa: E402
+from benchmarks.gpu_check import device_facts  # noqa: E402
 from clue_pipeline.augment import validate_view_policy  # noqa: E402
+from clue_pipeline.experiments.prepared import read_prepared  # noqa: E402
+from clue_pipeline.experiments.recipes import load_ladder  # noqa: E402
 from clue_pipeline.models.encoders import EncoderConfig  # noqa: E402
 from clue_pipeline.models.heads import NextItemModel  # noqa: E402
 from clue_pipeline.models.objectives import ObjectiveConfig  # noqa: E402
 from clue_pipeline.tasks.finetuning import (  # noqa: E402
     MethodSpec,
     NextItemHead,
-    RankingData,
     evaluate_next_item,
     finetune_next_item,
     make_encoder,
-    prefix_rows,
-    user_rows,
 )
-from clue_pipeline.tasks.pretraining import PretrainJob, SimSiamConfig, run_job  # noqa: E402
+from clue_pipeline.tasks.pretraining import (  # noqa: E402
+    ClueSettings,
+    MaskedItemSettings,
+    PretrainJob,
+    SimSiamConfig,
+    run_job,
+)
 from clue_pipeline.training.loop import TrainConfig  # noqa: E402
 
-FILES = {"beauty": "Beauty.txt", "sports": "Sports_and_Outdoors.txt"}
-HELD_OUT = 2
+DATASETS = ("beauty", "sports")
+LADDER = load_ladder()  # conf/recipes/ladder.yml
+PATIENCE, MAX_EPOCHS = LADDER.patience, LADDER.max_epochs
 # conf/base merged with conf/beauty and conf/sports (the same for both); see the tests.
 SETTINGS: dict[str, Any] = {
     "min_seq_len": 5,
@@ -121,14 +126,15 @@ SETTINGS: dict[str, Any] = {
 # method -> the pre-training it starts from (clue_pipeline.experiments.cells.INIT)
 INIT = {"clue": "clue", "clue_probe": "clue", "mip": "mip", "mip_probe": "mip"}
 HEADLINE = ("recall@10", "ndcg@10", "mrr@10")
-RUNG = "rung-"  # --methods rung-<name>: CLUE-Zero with a recipe-ladder rung (benchmarks/rungs.py)
+RUNG = (
+    "rung-"  # --methods rung-<name>: CLUE-Zero with a recipe-ladder rung (conf/recipes/ladder.yml)
+)
 
 
 def method_recipe(method: str) -> dict[str, Any]:
     """Encoder, head, training rows and fine-tuning settings of a grid method or a ladder rung.
 
-    A rung trains as the CPU ladder does (patience ``rungs.PATIENCE``, at most
-    ``rungs.MAX_EPOCHS`` epochs), so its GPU runs compare with the ladder's cells.
+    A rung trains as the CPU ladder does (the ladder's patience, at most its ``max_epochs``), so its GPU runs compare with the ladder's cells.
     """
     if not method.startswith(RUNG):
         return {
@@ -138,7 +144,7 @@ def method_recipe(method: str) -> dict[str, Any]:
             "train": {**SETTINGS["finetune"], **SETTINGS["overrides"].get(method, {})},
             "spec": MethodSpec(method, **SETTINGS["methods"][method]),
         }
-    rung = recipe(method.removeprefix(RUNG))
+    rung = LADDER.recipe(method.removeprefix(RUNG))
     return {
         "encoder": {k: v for k, v in rung["encoder"].items() if k != "kind"},
         "head": rung["head"],
@@ -159,9 +165,8 @@ def run_one(dataset: str, method: str, seed: int, args: argparse.Namespace, devi
     started = time.perf_counter()
     out, epochs = args.out, _epochs(args)
     settings = method_recipe(method)
-    data = prepare(
-        args.data / FILES[dataset], settings["encoder"]["max_len"], SETTINGS["min_seq_len"]
-    )
+    data = read_prepared(args.data, dataset)
+    task = data.task(settings["encoder"]["max_len"])
     encoder = EncoderConfig(num_items=data.num_items, **settings["encoder"])
     record: dict[str, Any] = {
         "dataset": dataset,
@@ -178,7 +183,7 @@ def run_one(dataset: str, method: str, seed: int, args: argparse.Namespace, devi
     if method in INIT:
         job = PretrainJob(
             method=INIT[method],
-            tokens=data.pretrain_tokens,
+            tokens=task.valid.tokens,
             encoder=encoder,
             train=TrainConfig(
                 **{**SETTINGS["pretrain"], "epochs": epochs["pretrain"]},
@@ -186,24 +191,21 @@ def run_one(dataset: str, method: str, seed: int, args: argparse.Namespace, devi
                 device=device,
                 bucket_by_length=True,
             ),
-            view_policy=validate_view_policy({"strategies": SETTINGS["views"]}),
-            simsiam=SimSiamConfig(**SETTINGS["simsiam"]),
-            objective=ObjectiveConfig(**SETTINGS["objective"]),
-            mask_ratio=SETTINGS["mask_ratio"],
+            settings=ClueSettings(
+                validate_view_policy({"strategies": SETTINGS["views"]}),
+                SimSiamConfig(**SETTINGS["simsiam"]),
+                ObjectiveConfig(**SETTINGS["objective"]),
+            )
+            if INIT[method] == "clue"
+            else MaskedItemSettings(SETTINGS["mask_ratio"]),
         )
         pretrained, pretrain_result = run_job(job)
         record["pretrain_s"] = time.perf_counter() - started
         record["pretrain_last_loss"] = pretrain_result.history[-1]["loss"]
     spec = settings["spec"]
     model_encoder = make_encoder(encoder, pretrained, spec)
-    if settings["rows"] == "prefix":
-        rows = prefix_rows(
-            data.items, data.starts, data.ends - HELD_OUT, encoder.max_len, encoder.tokens.user
-        )
-    else:
-        rows = user_rows(data.train_tokens, data.train_targets)
-    valid = RankingData(data.pretrain_tokens, data.valid_targets)
-    test = RankingData(data.test_tokens, data.test_targets)
+    rows = task.training_rows(settings["rows"])
+    valid, test = task.valid, task.test
     clock = {"epoch": time.perf_counter()}
 
     def on_validation(metrics: dict[str, float], model: NextItemModel) -> None:
@@ -358,9 +360,9 @@ def _mean_std(values: list[float]) -> str:
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, required=True, help="folder of the S3-Rec files")
+    parser.add_argument("--data", type=Path, default=REPO, help="project with the prepared data")
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--datasets", nargs="+", default=list(FILES), choices=list(FILES))
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
     parser.add_argument("--methods", nargs="+", default=["clue", "clue_zero"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--parallel", type=int, default=8)
@@ -371,7 +373,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    known = [*SETTINGS["methods"], *(RUNG + name for name in RUNGS)]
+    known = [*SETTINGS["methods"], *(RUNG + name for name in LADDER.rungs)]
     unknown = sorted(set(args.methods) - set(known))
     if unknown:
         parser.error(f"--methods {unknown}: expected some of {known}")
@@ -392,8 +394,7 @@ def main(argv: list[str] | None = None) -> int:
         run_one(dataset, method, int(seed), args, device)
         return 0
     for name in args.datasets:
-        if not (args.data / FILES[name]).is_file():
-            raise SystemExit(f"gpu_quality: {args.data / FILES[name]} not found (--data)")
+        read_prepared(args.data, name)  # fails early, saying how to prepare it
     (args.out / "runs").mkdir(parents=True, exist_ok=True)
     summary = launch(args)
     (args.out / "gpu_quality.json").write_text(json.dumps(summary, indent=1))

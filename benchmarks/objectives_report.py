@@ -1,8 +1,8 @@
 """The full report's section on pre-training objectives: health, frozen probe and transfer.
 
-Built only from stored results: ``objectives*.json`` (``benchmarks/objectives.py``, one file per
-run-environment) and ``transfer*.json`` (``benchmarks/transfer.py``, one file per CLUE
-objective or fine-tuning setting), so that the report shows side by side what each objective
+Built only from stored results: ``objectives*.json`` (the objectives study, one file per
+run-environment; its script is archived, benchmarks/archive/README.md) and ``transfer*.json``
+(``benchmarks/transfer.py``, one file per CLUE objective or fine-tuning setting), so that the report shows side by side what each objective
 does to the user vectors (effective rank, top-2 share, uniformity), what a frozen probe reads
 from them, and whether fine-tuning from them beats random initialisation.
 """
@@ -16,12 +16,14 @@ from clue_pipeline.figures import new_figure
 
 # transfer results file stem -> the objectives cell whose pre-training its CLUE cells used
 # (`transfer` runs the default objective, SimSiam + 1.0 x next items)
-TRANSFER_OBJECTIVES = {
-    "transfer": "simsiam_next",
-    "transfer_simsiam": "simsiam",
-    "transfer_joint": "simsiam_joint",
-    "transfer_next_only": "next_only",
-}
+TRANSFER_OBJECTIVES = dict(
+    [
+        ("transfer", "simsiam_next"),
+        ("transfer_simsiam", "simsiam"),
+        ("transfer_joint", "simsiam_joint"),
+        ("transfer_next_only", "next_only"),
+    ]
+)
 # transfer results file stem -> (its pre-training's objectives cell, what its fine-tuning
 # changes): a fine-tuning setting tried on a target, listed beside the objectives that tried it
 # but kept out of the objectives' own rows
@@ -253,7 +255,7 @@ def section(results: Path, figures: Path) -> str:
     lines = [
         "## Pre-training objectives: health, frozen probe and transfer",
         "",
-        "From `benchmarks/results/objectives*.json` (`benchmarks/objectives.py`, one seed per "
+        "From `benchmarks/results/objectives*.json` (the objectives study, one seed per "
         "cell) and `benchmarks/results/transfer*.json` (`benchmarks/transfer.py`, 3 seeds, "
         "Welch's t at p < 0.05). Health: eval-mode `[UR]` vectors of every user. Probe: frozen "
         "encoder, linear next-item head, test metrics, full ranking, history items not "

@@ -20,7 +20,7 @@ import statistics
 
 from benchmarks.common import REPO, RESULTS, show_cell_progress, write_results
 from clue_pipeline.experiments.cells import Cell
-from clue_pipeline.experiments.runner import RunnerConfig, prepare, run_cell, settings_resolver
+from clue_pipeline.experiments.runner import RunnerConfig, run_missing, settings_resolver
 from clue_pipeline.experiments.store import CellStore
 
 CELLS = RESULTS / "quality" / "cells"
@@ -253,22 +253,16 @@ def main() -> None:
             -c.fraction,
         )
     )
-    done = 0
     if not args.summary_only:
         show_cell_progress()
-        prepared = set(args.datasets) if args.skip_prepare else set()
-        config = runner(args.threads)
-        for cell in todo:
-            if STORE.has(cell) or (args.max_cells is not None and done >= args.max_cells):
-                continue
-            if cell.dataset not in prepared:
-                prepare(cell.dataset, config)
-                prepared.add(cell.dataset)
-            result = run_cell(cell, config)
-            path = STORE.save(cell, result)
-            done += 1
-            print(f"saved {path.relative_to(REPO)} ({result['wall_s']:.0f} s)", flush=True)
-            summarise(whole)
+        run_missing(
+            todo,
+            STORE,
+            runner(args.threads),
+            args.max_cells,
+            prepared=set(args.datasets) if args.skip_prepare else None,
+            on_saved=lambda *_: summarise(whole),
+        )
     summarise(whole)
 
 

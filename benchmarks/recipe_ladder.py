@@ -32,20 +32,21 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.common import ALPHA, REPO, RESULTS, load_next_item, welch, write_results
-from benchmarks.rungs import MAX_EPOCHS, PATIENCE, RUNGS, recipe
+from benchmarks.common import ALPHA, REPO, RESULTS, next_item_dataset, welch, write_results
 from clue_pipeline.config import encoder_config, train_config
+from clue_pipeline.experiments.recipes import load_ladder
 from clue_pipeline.models.encoders import build_encoder
 from clue_pipeline.tasks.finetuning import NextItemHead, evaluate_next_item, finetune_next_item
 from clue_pipeline.tasks.fingerprint import code_version, fingerprint, job_checkpoint_dir
-from clue_pipeline.tasks.task_data import next_item_data
 
 CELLS = RESULTS / "recipe_ladder" / "cells"
 CACHE = REPO / "benchmarks" / ".cache" / "recipe_ladder"
+LADDER = load_ladder()  # conf/recipes/ladder.yml
+PATIENCE, MAX_EPOCHS = LADDER.patience, LADDER.max_epochs
 
 
 def run_rung(name: str, seed: int, task, num_items: int, args) -> dict[str, Any]:
-    settings = recipe(name)
+    settings = LADDER.recipe(name)
     encoder = encoder_config(settings["encoder"], num_items, where=f"rung {name} encoder")
     head = NextItemHead(**settings["head"])
     config = train_config(
@@ -119,7 +120,7 @@ def cell_path(key: str, name: str, seed: int) -> Path:
 
 def is_current(cell: dict[str, Any]) -> bool:
     """Whether a saved cell was trained with its rung's present settings."""
-    return cell["settings_hash"] == fingerprint(recipe(cell["rung"]))
+    return cell["settings_hash"] == fingerprint(LADDER.recipe(cell["rung"]))
 
 
 def load_cells(key: str) -> list[dict[str, Any]]:
@@ -153,7 +154,8 @@ def summarise(dataset: str, patience: int = PATIENCE) -> None:
         "valid NDCG@10 kept / excl. | epoch s | eval s |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for name, (parent, _, what) in RUNGS.items():
+    for name, rung in LADDER.rungs.items():
+        parent, what = rung.parent, rung.what
         runs = by_rung.get(name)
         if not runs:
             lines.append(f"| {name} ({parent or '-'}) | {what} | 0 | not run yet |" + " |" * 9)
@@ -180,7 +182,7 @@ def summarise(dataset: str, patience: int = PATIENCE) -> None:
         {
             "dataset": dataset,
             "patience": patience,
-            "rungs": {k: v[1:] for k, v in RUNGS.items()},
+            "rungs": {k: [v.change, v.what] for k, v in LADDER.rungs.items()},
             "cells": cells,
         },
         "\n".join(lines),
@@ -200,7 +202,8 @@ def seed_comparisons(by_rung: dict[str, list[dict[str, Any]]]) -> list[str]:
     """Each rung with two or more seeds against its parent's seeds: difference and Welch's p
     (validation NDCG@10 chooses; the test columns show what the choice buys)."""
     rows = []
-    for name, (parent, _, _) in RUNGS.items():
+    for name, rung in LADDER.rungs.items():
+        parent = rung.parent
         runs, base = by_rung.get(name, []), by_rung.get(parent or "", [])
         if len(runs) < 2 or len(base) < 2:
             continue
@@ -230,20 +233,20 @@ def seed_comparisons(by_rung: dict[str, list[dict[str, Any]]]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dataset", default="beauty")
-    parser.add_argument("--rungs", nargs="*", default=list(RUNGS))
+    parser.add_argument("--rungs", nargs="*", default=list(LADDER.rungs))
     parser.add_argument("--seeds", nargs="*", type=int, default=[0])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--max-epochs", type=int, default=MAX_EPOCHS)
     parser.add_argument("--patience", type=int, default=PATIENCE)
     parser.add_argument("--summary-only", action="store_true")
     args = parser.parse_args(argv)
-    unknown = sorted(set(args.rungs) - set(RUNGS))
+    unknown = sorted(set(args.rungs) - set(LADDER.rungs))
     if unknown:
-        parser.error(f"unknown rungs {unknown}; known: {list(RUNGS)}")
+        parser.error(f"unknown rungs {unknown}; known: {list(LADDER.rungs)}")
     torch.set_num_threads(args.threads)
     if not args.summary_only:
-        data = load_next_item(args.dataset, 50, min_seq_len=5)
-        task = next_item_data(data.split, 50, data.num_items)
+        data = next_item_dataset(args.dataset)
+        task = data.task(50)
         for name in args.rungs:
             for seed in args.seeds:
                 path = cell_path(store_key(args.dataset, args.patience), name, seed)

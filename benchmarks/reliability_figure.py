@@ -12,6 +12,7 @@ that keep one event) must be read as their plain form.
 
 from __future__ import annotations
 
+import argparse
 import shutil
 import tempfile
 import time
@@ -22,6 +23,7 @@ from tests.reliability.cases import CASES, UNREADABLE, make_sandbox, run_case, s
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
     rows = []
     with tempfile.TemporaryDirectory(prefix="clue-reliability-") as folder:
         root = make_sandbox(Path(folder))

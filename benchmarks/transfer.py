@@ -36,9 +36,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import ALPHA, REPO, RESULTS, show_cell_progress, welch, write_results
-from benchmarks.objectives import parameters
 from clue_pipeline.experiments.cells import Cell
-from clue_pipeline.experiments.runner import RunnerConfig, prepare, run_cell, settings_resolver
+from clue_pipeline.experiments.runner import RunnerConfig, run_missing, settings_resolver
+from clue_pipeline.experiments.settings import resolved_settings
 from clue_pipeline.experiments.store import CellStore
 
 TASKS = {"beauty": "next_item", "ml-1m": "profiling", "ml-100k": "coldstart"}
@@ -59,9 +59,9 @@ def small_share(dataset: str, fraction: float) -> dict[str, Any]:
     """The overrides of a cell below 100 % of the users: the same budget in steps."""
     if fraction >= 1.0:
         return {}
-    train = parameters(dataset)["finetune"]["train"]
-    epochs = math.ceil(int(train["epochs"]) / fraction)
-    wait = math.ceil(int(train.get("patience") or 0) / fraction)
+    train = resolved_settings(REPO, ENVS[dataset], {}, ("finetune",))
+    epochs = math.ceil(int(train["finetune.train.epochs"]) / fraction)
+    wait = math.ceil(int(train.get("finetune.train.patience") or 0) / fraction)
     return {
         "finetune.train.drop_last": False,
         "finetune.train.epochs": epochs,
@@ -288,24 +288,16 @@ def main() -> None:
         note = f"Overrides: every cell {common or '{}'}; CLUE cells {clue_only or '{}'}."
     if not args.summary_only:
         show_cell_progress()
-        config = RunnerConfig(project_dir=REPO, envs=ENVS, threads=args.threads)
-        # the widest gap first: every method at the smallest share, seed by seed
-        todo = sorted(cells, key=lambda c: (c.seed, c.fraction, c.dataset))
-        prepared = {*args.datasets} if args.skip_prepare else set()
-        done = 0
-        for cell in todo:
-            if load(cell, store) is not None:
-                continue
-            if args.max_cells is not None and done >= args.max_cells:
-                break
-            if cell.dataset not in prepared:
-                prepare(cell.dataset, config)
-                prepared.add(cell.dataset)
-            result = run_cell(cell, config)
-            path = store.save(cell, result)
-            done += 1
-            print(f"saved {path} ({result['wall_s']:.0f} s)", flush=True)
-            summarise(cells, store, args.name, note, overrides)
+        run_missing(
+            # the widest gap first: every method at the smallest share, seed by seed
+            sorted(cells, key=lambda c: (c.seed, c.fraction, c.dataset)),
+            store,
+            RunnerConfig(project_dir=REPO, envs=ENVS, threads=args.threads),
+            args.max_cells,
+            also=[QUALITY_STORE],
+            prepared=set(args.datasets) if args.skip_prepare else None,
+            on_saved=lambda *_: summarise(cells, store, args.name, note, overrides),
+        )
     payload = summarise(cells, store, args.name, note, overrides)
     print(json.dumps({"cells": len(cells), "missing": len(payload["missing"])}))
 

@@ -1,5 +1,5 @@
 """The GPU quality run: its settings are the Beauty and Sports run-environments', and a CPU dry
-run works without Kedro, pandas or pyarrow and writes a summary that says what was capped."""
+run on prepared data works without Kedro and writes a summary that says what was capped."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from kedro.config import OmegaConfigLoader
 
 from benchmarks import gpu_quality, quality
 from clue_pipeline.experiments.cells import INIT
-from tests.benchmarks.test_gpu_check import BLOCKER, sample_file  # noqa: F401 (fixture)
+from clue_pipeline.experiments.recipes import load_ladder
+from tests.benchmarks.test_gpu_check import BLOCKER
 from tests.conftest import REPO_ROOT
 
 
@@ -56,11 +56,7 @@ def test_settings_are_the_run_environments(env):
     assert {m: i for m, i in INIT.items() if m != "s3rec"} == gpu_quality.INIT
 
 
-def test_cpu_dry_run_without_the_data_stack(sample_file, tmp_path):  # noqa: F811
-    data = tmp_path / "data"
-    data.mkdir()
-    for name in gpu_quality.FILES.values():
-        (data / name).write_text(Path(sample_file).read_text())
+def test_cpu_dry_run_without_kedro(prepared_project, tmp_path):
     blocker = tmp_path / "blocker"
     blocker.mkdir()
     (blocker / "sitecustomize.py").write_text(BLOCKER)
@@ -71,7 +67,7 @@ def test_cpu_dry_run_without_the_data_stack(sample_file, tmp_path):  # noqa: F81
         *("--datasets", "beauty", "--parallel", "3", "--budget-s", "240"),
         *("--methods", "clue", "clue_zero", "mip_probe"),
         *("--pretrain-epochs", "1", "--finetune-epochs", "2"),
-        *("--data", str(data), "--out", str(out)),
+        *("--data", str(prepared_project), "--out", str(out)),
     ]
     env = {**os.environ, "PYTHONPATH": f"{blocker}:{REPO_ROOT / 'src'}:{REPO_ROOT}"}
     result = subprocess.run(
@@ -94,17 +90,14 @@ def test_cpu_dry_run_without_the_data_stack(sample_file, tmp_path):  # noqa: F81
 
 
 @pytest.mark.parametrize("rung", ["rb_li_user_rows", "filter_backbone"])
-def test_ladder_rungs_train_clue_zero_with_their_recipe(rung, sample_file, tmp_path):  # noqa: F811
-    data = tmp_path / "data"
-    data.mkdir()
-    (data / gpu_quality.FILES["beauty"]).write_text(Path(sample_file).read_text())
+def test_ladder_rungs_train_clue_zero_with_their_recipe(rung, prepared_project, tmp_path):
     args = gpu_quality._parse(
-        ["--data", str(data), "--out", str(tmp_path), "--device", "cpu", "--methods"]
+        ["--data", str(prepared_project), "--out", str(tmp_path), "--device", "cpu", "--methods"]
         + [f"rung-{rung}", "--finetune-epochs", "1"]
     )
     gpu_quality.run_one("beauty", f"rung-{rung}", 0, args, "cpu")
     record = json.loads((tmp_path / "runs" / f"beauty_rung-{rung}_seed0.json").read_text())
-    wanted = gpu_quality.recipe(rung)
+    wanted = gpu_quality.LADDER.recipe(rung)
     assert record["status"] == "done" and len(record["curve"]) == 1
     assert record["recipe"]["rows"] == wanted["rows"]
     assert record["recipe"]["train"]["patience"] == gpu_quality.PATIENCE
@@ -114,14 +107,14 @@ def test_ladder_rungs_train_clue_zero_with_their_recipe(rung, sample_file, tmp_p
 
 
 def test_every_ladder_rung_builds_its_encoder_and_head():
-    from benchmarks.rungs import RUNGS
     from clue_pipeline.config import encoder_config
     from clue_pipeline.models.encoders import build_encoder
     from clue_pipeline.tasks.finetuning import NextItemHead
 
-    for name in RUNGS:
-        wanted = gpu_quality.recipe(name)
+    ladder = load_ladder()
+    for name in ladder.rungs:
+        wanted = ladder.recipe(name)
         encoder = build_encoder(encoder_config(wanted["encoder"], 30, where=f"rung {name}"))
         assert encoder.config.kind == wanted["encoder"]["kind"], name
         NextItemHead(**wanted["head"])
-    assert gpu_quality.recipe("caser_L10")["encoder"]["window"] == 10
+    assert ladder.recipe("caser_L10")["encoder"]["window"] == 10

@@ -1,9 +1,19 @@
-"""The ladder's summary compares a rung's seeds with its parent's."""
+"""The ladder's recipes come from conf; its summary compares a rung's seeds with its parent's."""
 
 from __future__ import annotations
 
-from benchmarks.recipe_ladder import COMPARED, cell_path, seed_comparisons, store_key
-from benchmarks.rungs import PATIENCE
+import json
+
+from benchmarks.recipe_ladder import (
+    COMPARED,
+    LADDER,
+    PATIENCE,
+    cell_path,
+    is_current,
+    seed_comparisons,
+    store_key,
+)
+from clue_pipeline.experiments.recipes import merge
 
 
 def _cell(rung: str, value: float) -> dict:
@@ -30,3 +40,19 @@ def test_another_patience_keeps_its_own_cells():
     assert store_key("beauty", PATIENCE) == "beauty"
     assert store_key("beauty", 10) == "beauty-patience10"
     assert cell_path("beauty", "bsarec", 0) != cell_path(store_key("beauty", 10), "bsarec", 0)
+
+
+def test_every_stored_cell_still_matches_its_rung_in_conf():
+    """The recipes moved from Python to conf/recipes/ladder.yml unchanged: each stored cell's
+    fingerprint is still its rung's (a cell whose rung changed would be retrained)."""
+    stored = sorted(cell_path("beauty", "x", 0).parents[1].glob("*/*.json"))
+    assert stored
+    for path in stored:
+        assert is_current(json.loads(path.read_text())), path
+
+
+def test_a_rung_is_its_parent_plus_its_change():
+    recipe = LADDER.recipe("bsarec")
+    assert recipe["encoder"]["heads"] == 1 and recipe["encoder"]["norm"] == "post"
+    assert recipe["train"] == {**LADDER.base["train"], "lr": 0.0005}
+    assert merge({"a": {"b": 1, "c": 2}}, {"a": {"c": None}}) == {"a": {"b": 1, "c": None}}

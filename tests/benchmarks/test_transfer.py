@@ -1,15 +1,13 @@
-"""The transfer protocol's grid, tests and stored-cell summary; one tiny objectives cell end to end."""
+"""The transfer protocol's grid, tests and stored-cell summary."""
 
 from __future__ import annotations
 
 import json
 
-import numpy as np
-import pandas as pd
 import pytest
 
-from benchmarks import objectives, transfer
-from benchmarks.common import NextItemDataset
+from benchmarks import transfer
+from clue_pipeline.experiments.settings import resolved_settings
 from clue_pipeline.experiments.store import CellStore
 
 
@@ -23,13 +21,12 @@ def test_grid_is_every_dataset_share_method_and_seed_with_small_shares_kept_whol
         if cell.fraction < 1.0:
             assert overrides["finetune.train.drop_last"] is False
             # the full-data budget and patience, counted in steps
-            train = objectives.parameters(cell.dataset)["finetune"]["train"]
+            train = resolved_settings(transfer.REPO, cell.dataset, {}, ("finetune",))
             epochs = overrides["finetune.train.epochs"]
-            assert epochs * cell.fraction == pytest.approx(train["epochs"], abs=1)
+            assert epochs * cell.fraction == pytest.approx(train["finetune.train.epochs"], abs=1)
             wait = overrides["finetune.train.min_epochs"]
-            assert (
-                wait * cell.fraction == pytest.approx(train["patience"], abs=1) and wait <= epochs
-            )
+            patience = train["finetune.train.patience"]
+            assert wait * cell.fraction == pytest.approx(patience, abs=1) and wait <= epochs
     objective = {"pretrain.objective.name": "infonce"}
     mixed = transfer.grid(["ml-100k"], (1.0,), (0,), clue_only=objective)
     assert {c.method: c.override_dict for c in mixed} == {
@@ -90,30 +87,3 @@ def test_profiling_values_are_per_attribute_accuracies():
     }
     assert transfer.values(record, "profiling") == {"gender/accuracy": 0.7, "age/accuracy": 0.4}
     assert transfer.values({"record": {"skipped": "no users"}}, "profiling") == {}
-
-
-@pytest.mark.parametrize("name", ["zero", "simsiam_paper", "vicreg_joint"])
-def test_a_tiny_objectives_cell_measures_health_and_a_probe(name):
-    rng = np.random.default_rng(0)
-    num_items, users = 30, 80
-    train = [list(rng.integers(1, num_items + 1, size=rng.integers(4, 12))) for _ in range(users)]
-    split = pd.DataFrame(
-        {
-            "train": train,
-            "valid_target": rng.integers(1, num_items + 1, users),
-            "test_target": rng.integers(1, num_items + 1, users),
-        }
-    )
-    data = NextItemDataset("tiny", pd.DataFrame({"item_id": range(num_items)}), split)
-    params = objectives.parameters()
-    params["encoder"] = {**params["encoder"], "max_len": 12, "hidden": 16, "heads": 2}
-    params["pretrain"]["train"]["batch_size"] = 32
-    params["finetune"]["train"]["batch_size"] = 32
-    cell = {c.name: c for c in objectives.CELLS}[name]
-    row = objectives.run_cell(cell, params, data, epochs=2, probe_epochs=2)
-    assert 1.0 <= row["health"]["effective_rank"] <= 16.0
-    assert 0.0 <= row["probe"]["test_ndcg@10"] <= row["probe"]["test_hr@10"] <= 1.0
-    assert len(row["rank_curve"]) == (0 if name == "zero" else 2)
-    text = objectives.markdown([row], 2, "tiny", users, params)
-    assert name in text and f"the tiny next-item corpus ({users} users" in text
-    assert "post-LN block, 2 heads" not in text  # ml-100k's block: pre-LN, as its conf says

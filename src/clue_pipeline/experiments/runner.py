@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ from clue_pipeline.experiments.cells import (
     kedro_params,
     uses_views,
 )
+from clue_pipeline.experiments.prepared import PREPARED_PATHS
 from clue_pipeline.experiments.representation import RepresentationConfig, summarise_encoder
 from clue_pipeline.experiments.settings import cell_settings
 from clue_pipeline.experiments.store import CellStore
@@ -45,7 +46,7 @@ DEFAULT_PATHS = {
     "metrics": "data/08_reporting/{dataset}/metrics/{task}/{method}.json",
     "encoder": "data/06_models/{dataset}/pretrained/{corpus}/{method}_encoder.pt",
     "pretrain_history": "data/07_model_output/{dataset}/pretrain/{corpus}/{method}_history.json",
-    "next_item_split": "data/05_model_input/{dataset}/next_item_split.parquet",
+    "next_item_split": PREPARED_PATHS["next_item_split"],
     "users": "data/02_intermediate/{dataset}/users.parquet",
 }
 
@@ -65,16 +66,28 @@ class RunnerConfig:
 
 
 def run_missing(
-    cells: list[Cell], store: CellStore, config: RunnerConfig, max_new: int | None = None
+    cells: list[Cell],
+    store: CellStore,
+    config: RunnerConfig,
+    max_new: int | None = None,
+    *,
+    also: Sequence[CellStore] = (),
+    prepared: set[str] | None = None,
+    on_saved: Callable[[Cell, Path], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Compute the cells the store lacks, in the given order, at most ``max_new`` of them.
+    """Compute the cells the store lacks, in the given order, at most ``max_new`` of them: the
+    one loop that every study (the report, the quality grid, the transfer study) runs.
 
-    A failing cell is logged and listed, and the sitting goes on: it stays missing, and the
-    report says so. Returns one entry per cell attempted.
+    A cell stored in one of the ``also`` stores (another study's cells of the same settings)
+    counts as present. Each dataset is prepared once per sitting unless it is in ``prepared``
+    already. A failing cell is logged and listed, and the sitting goes on: it stays missing,
+    and the summary says so. ``on_saved`` is called after each new cell (a study rewrites its
+    summary there). Returns one entry per cell attempted.
     """
-    log = []
-    prepared: set[str] = set()
-    for cell in store.missing(cells):
+    log: list[dict[str, Any]] = []
+    prepared = set(prepared or ())
+    missing = [c for c in store.missing(cells) if not any(other.has(c) for other in also)]
+    for cell in missing:
         if max_new is not None and len(log) >= max_new:
             break
         if cell.dataset not in prepared:
@@ -89,6 +102,8 @@ def run_missing(
         path = store.save(cell, result)
         logger.info("saved %s (%.0f s)", path, result["wall_s"])
         log.append({"cell": cell.as_dict(), "wall_s": result["wall_s"], "path": str(path)})
+        if on_saved is not None:
+            on_saved(cell, path)
     return log
 
 
