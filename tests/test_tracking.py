@@ -112,8 +112,9 @@ def test_logged_model_loads_predicts_like_the_encoder_and_is_registered(sqlite_s
     vectors = loaded.predict(requests)
 
     hidden = encoder.config.hidden
-    assert list(vectors.columns) == [f"u{i}" for i in range(hidden)]
-    assert vectors.shape == (3, hidden)
+    assert list(vectors.columns) == [*(f"u{i}" for i in range(hidden)), "unknown_items"]
+    assert vectors.shape == (3, hidden + 1)
+    assert vectors["unknown_items"].tolist() == [[], [], [424242]]
     batch, unknown = sequences_to_batch(
         requests["items"],
         pd.Index(item_index["item_id"]),
@@ -125,7 +126,8 @@ def test_logged_model_loads_predicts_like_the_encoder_and_is_registered(sqlite_s
     np.testing.assert_array_equal(unknown, [0, 0, 1])
     with torch.inference_mode():
         direct = encoder.eval()(torch.from_numpy(batch)).user.numpy()
-    np.testing.assert_allclose(vectors.to_numpy(), direct, rtol=1e-5, atol=1e-6)
+    served = vectors.drop(columns="unknown_items").to_numpy()
+    np.testing.assert_allclose(served, direct, rtol=1e-5, atol=1e-6)
     assert not np.allclose(direct[0], direct[1])  # the inputs really reach the encoder
 
     client = MlflowClient(sqlite_store)
@@ -133,7 +135,8 @@ def test_logged_model_loads_predicts_like_the_encoder_and_is_registered(sqlite_s
     assert [int(v.version) for v in versions] == [1]
     signature = loaded.metadata.signature
     assert signature.inputs.input_names() == ["items"]
-    assert len(signature.outputs.input_names()) == hidden
+    assert signature.outputs.input_names()[-1] == "unknown_items"
+    assert len(signature.outputs.input_names()) == hidden + 1
 
 
 def test_model_input_without_items_column_says_what_is_expected(tmp_path, item_index):

@@ -8,6 +8,7 @@ padding rule or the ``[UR]`` convention of ``docs/architecture.md``.
 from __future__ import annotations
 
 import logging
+import numbers
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -20,11 +21,20 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import torch
-from mlflow.models import infer_signature
+from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature, infer_signature
 from mlflow.models.model import ModelInfo
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from mlflow.types import ColSpec, DataType, Schema
+from mlflow.types.schema import Array
 
 from clue_pipeline.data.tokens import special_tokens
-from clue_pipeline.embedding import encode_tokens, reject_rows_without_known_items
+from clue_pipeline.embedding import (
+    MAX_IDS_NAMED,
+    MAX_ROWS_NAMED,
+    encode_tokens,
+    reject_rows_without_known_items,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +43,11 @@ ENCODER_ARTIFACT = "encoder"
 ITEM_INDEX_ARTIFACT = "item_index"
 DEFAULT_ENCODER_LOADER = "clue_pipeline.models.encoders:encoder_from_checkpoint"
 DEFAULT_MODEL_NAME = "user_vector_model"
+UNKNOWN_COLUMN = "unknown_items"  # per row, the ids the model skipped as unknown
+
+
+class ImpossibleIdsError(MlflowException, ValueError):
+    """Item ids no dataset holds (negative, fractional, text): HTTP 400 when served."""
 
 
 @dataclass(frozen=True)
@@ -52,11 +67,12 @@ class UserVectorModel(mlflow.pyfunc.PythonModel):
     """Maps sequences of original item ids to user vectors (columns ``u0..u{d-1}``).
 
     Input: a DataFrame with a column ``items`` holding, per user, a list of original item
-    ids in time order. A row with no known id (empty, or unknown ids only) is refused with an
-    error naming it (HTTP 400 when served). Other ids absent from the item index are skipped
-    (their count per row is in ``result.attrs["unknown_items"]`` and logged), the most recent
-    ``max_len`` known items are kept, left-padded with 0, and ``[UR]`` is appended, exactly
-    as in training.
+    ids in time order. An id no dataset holds (negative, fractional, not a number) is refused
+    naming it, even beside known ids, and so is a row with no known id (empty, or unknown ids
+    only): HTTP 400 when served. Other ids absent from the item index are skipped and
+    returned in the column ``unknown_items`` (their count per row also in
+    ``result.attrs["unknown_items"]``); the most recent ``max_len`` known items are kept,
+    left-padded with 0, and ``[UR]`` is appended, exactly as in training.
     """
 
     def __init__(self, config: UserVectorConfig | None = None) -> None:
@@ -94,15 +110,18 @@ class UserVectorModel(mlflow.pyfunc.PythonModel):
                 f"UserVectorModel input: column {ITEMS_COLUMN!r} is missing (got "
                 f"{list(model_input.columns)}); expected one list of original item ids per row"
             )
+        items = model_input[ITEMS_COLUMN]
+        ids, lengths = flat_item_ids(items)
         encoder_config = self._encoder.config
-        tokens, unknown = sequences_to_batch(
-            model_input[ITEMS_COLUMN],
+        tokens, known, unknown = _batch(
+            ids,
+            lengths,
             self._lookup,
             self._tokens,
             max_len=encoder_config.max_len,
             ur_token=ur_token(encoder_config.num_items),
         )
-        reject_rows_without_known_items(model_input[ITEMS_COLUMN], tokens, unknown, self._lookup)
+        reject_rows_without_known_items(items, tokens, unknown, self._lookup)
         if unknown.sum():
             logger.warning(
                 "UserVectorModel: skipped %d item ids absent from the item index (%d of %d rows)",
@@ -116,6 +135,8 @@ class UserVectorModel(mlflow.pyfunc.PythonModel):
             index=model_input.index,
             columns=[f"u{i}" for i in range(vectors.shape[1])],
         )
+        skipped = np.split(ids[~known], np.cumsum(unknown)[:-1]) if len(unknown) else []
+        result[UNKNOWN_COLUMN] = [part.tolist() for part in skipped]
         result.attrs["unknown_items"] = unknown.tolist()
         return result
 
@@ -150,7 +171,7 @@ def log_user_vector_model(
             UserVectorConfig(device="cpu", encoder_loader=config.encoder_loader)
         )
         probe.setup(encoder_path, item_index_path)
-        signature = infer_signature(input_example, probe.predict(None, input_example))
+        signature = _signature(input_example, probe.predict(None, input_example))
 
         owns_run = mlflow.active_run() is None
         if owns_run:
@@ -185,18 +206,89 @@ def sequences_to_batch(
     Returns the batch and the number of unknown ids per row. Rows that are null count as
     empty sequences (the user vector is then that of ``[UR]`` alone).
     """
-    try:
-        lists = pa.array(list(items), type=pa.list_(pa.int64()), from_pandas=True)
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
-        raise ValueError(
-            f"UserVectorModel input column {ITEMS_COLUMN!r}: expected lists of integer item "
-            f"ids, got {error}"
-        ) from error
-    lengths = lists.value_lengths().fill_null(0).to_numpy(zero_copy_only=False)
-    flat_ids = lists.flatten().to_numpy(zero_copy_only=False)
-    rows = np.repeat(np.arange(len(lengths)), lengths)
+    ids, lengths = flat_item_ids(items)
+    batch, _, unknown = _batch(ids, lengths, lookup, tokens, max_len, ur_token)
+    return batch, unknown
 
-    position = lookup.get_indexer(flat_ids)
+
+def flat_item_ids(items: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """All rows' ids, flattened (int64), and each row's length; impossible ids refused.
+
+    Original ids are non-negative integers (the ingest contract), so a negative, fractional
+    or non-numeric id is the client's mistake, not an item the model has not seen: skipped
+    beside known ids, it would silently answer another question than the one asked. The
+    check is vectorised; rows are scanned one by one only to name what is wrong.
+    """
+    try:
+        lists = pa.array(list(items), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        lists = None
+    if lists is None or not pa.types.is_list(lists.type):
+        raise _impossible_ids(items)
+    values, kind = lists.flatten(), lists.type.value_type
+    if pa.types.is_null(kind):
+        ids = np.zeros(0, np.int64)
+    elif not (pa.types.is_integer(kind) or pa.types.is_floating(kind)) or values.null_count:
+        raise _impossible_ids(items)
+    else:
+        numbers_ = values.to_numpy(zero_copy_only=False)
+        whole = np.isfinite(numbers_) & (np.floor(numbers_) == numbers_) & (numbers_ >= 0)
+        if not whole.all():
+            raise _impossible_ids(items)
+        ids = numbers_.astype(np.int64)
+    lengths = lists.value_lengths().fill_null(0).to_numpy(zero_copy_only=False)
+    return ids, lengths.astype(np.int64)
+
+
+def _impossible_ids(items: pd.Series) -> Exception:
+    """The error naming the rows that hold ids no dataset has, and those ids."""
+    described, rows = [], 0
+    for row, sequence in enumerate(items.to_numpy(dtype=object)):
+        if sequence is None or (isinstance(sequence, float) and np.isnan(sequence)):
+            continue
+        if isinstance(sequence, str) or not hasattr(sequence, "__len__"):
+            bad = [f"{sequence!r} (not a list)"]
+        else:
+            bad = [f"{v!r} ({why})" for v in list(sequence) if (why := _why_impossible(v))]
+        if bad:
+            rows += 1
+            if len(described) < MAX_ROWS_NAMED:
+                more = ", ..." if len(bad) > MAX_IDS_NAMED else ""
+                described.append(f"row {row}: {', '.join(bad[:MAX_IDS_NAMED])}{more}")
+    if not rows:
+        return ValueError(
+            f"UserVectorModel input column {ITEMS_COLUMN!r}: expected lists of integer item ids"
+        )
+    if rows > MAX_ROWS_NAMED:
+        described.append(f"... {rows - MAX_ROWS_NAMED} more row(s)")
+    return ImpossibleIdsError(
+        f"UserVectorModel input column {ITEMS_COLUMN!r}: expected lists of integer item ids "
+        f">= 0 (the training data's original ids); {rows} of {len(items)} row(s) hold ids "
+        f"that cannot be item ids ({'; '.join(described)})",
+        error_code=INVALID_PARAMETER_VALUE,
+    )
+
+
+def _why_impossible(value: Any) -> str | None:
+    if value is None or isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
+        return "not an integer"
+    if not np.isfinite(value) or value != int(value):
+        return "not a whole number"
+    return "negative" if value < 0 else None
+
+
+def _batch(
+    ids: np.ndarray,
+    lengths: np.ndarray,
+    lookup: pd.Index,
+    tokens: np.ndarray,
+    max_len: int,
+    ur_token: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ``(B, max_len + 1)`` batch of flattened ids, which ids the index knows, and how
+    many it does not know per row."""
+    rows = np.repeat(np.arange(len(lengths)), lengths)
+    position = lookup.get_indexer(ids)
     known = position >= 0
     unknown = np.bincount(rows[~known], minlength=len(lengths))
     rows, flat_tokens = rows[known], tokens[position[known]]
@@ -210,7 +302,15 @@ def sequences_to_batch(
     batch = np.zeros((len(lengths), max_len + 1), dtype=np.int64)
     batch[rows[keep], max_len - 1 - from_end[keep]] = flat_tokens[keep]
     batch[:, max_len] = ur_token
-    return batch, unknown
+    return batch, known, unknown
+
+
+def _signature(example: pd.DataFrame, prediction: pd.DataFrame) -> ModelSignature:
+    """Inferred from a real prediction (the true vector width); ``unknown_items`` stated, as
+    an example whose ids are all known would leave its type unknown."""
+    inferred = infer_signature(example, prediction.drop(columns=[UNKNOWN_COLUMN]))
+    outputs = Schema([*inferred.outputs.inputs, ColSpec(Array(DataType.long), UNKNOWN_COLUMN)])
+    return ModelSignature(inputs=inferred.inputs, outputs=outputs)
 
 
 def ur_token(num_items: int) -> int:

@@ -1,6 +1,7 @@
 """The registered user-vector model behind a real `mlflow models serve`: a user of whom the
 model knows no item (unknown ids, an empty sequence) gets HTTP 400 naming the row and ids,
-not the one plausible vector every such user would share."""
+not the one plausible vector every such user would share; an id no dataset holds (negative)
+gets 400 even beside known ids; unknown ids are answered back in `unknown_items`."""
 
 from __future__ import annotations
 
@@ -104,9 +105,18 @@ def served(tmp_path_factory) -> str:
 def test_known_ids_get_the_vector_the_model_gives_in_process(served):
     status, body = _invocations(served, [[501, 17], [42, 3, 77, 31337]])
     assert status == 200, body
-    vectors = np.array([list(row.values()) for row in json.loads(body)["predictions"]])
+    rows = json.loads(body)["predictions"]
+    assert [row.pop("unknown_items") for row in rows] == [[], [31337]]
+    vectors = np.array([list(row.values()) for row in rows])
     assert vectors.shape == (2, 8) and np.isfinite(vectors).all()
     assert not np.allclose(vectors[0], vectors[1])
+
+
+def test_an_impossible_id_beside_known_ids_is_refused_with_400_naming_it(served):
+    status, body = _invocations(served, [[501, 17], [42, -5, 77]])
+    assert status == 400, body
+    message = json.loads(body)["message"]
+    assert "row 1: -5 (negative)" in message
 
 
 @pytest.mark.parametrize(
