@@ -1,17 +1,23 @@
 """Project settings: hooks and the config loader's patterns."""
 
+import logging
 import os
 
-from kedro.config import OmegaConfigLoader
+# Python warnings (the libraries' deprecation notices) become log records of `py.warnings`, so
+# conf/logging.yml hides them and `VERBOSE=1` (conf/logging_verbose.yml) shows them. Kedro
+# imports this module first; the libraries below warn as they are imported.
+logging.captureWarnings(True)
 
-from clue_pipeline.hooks import (
+from clue_pipeline.config.hooks import StrictParametersHook  # noqa: E402
+from clue_pipeline.config_loader import ProjectConfigLoader  # noqa: E402
+from clue_pipeline.hooks import (  # noqa: E402
     FailedRunTagHook,
     MissingInputsHook,
     MlflowOutputsHook,
     RunLockHook,
     ThreadBudgetHook,
 )
-from clue_pipeline.run_summary import RunSummaryHook
+from clue_pipeline.run_summary import RunSummaryHook  # noqa: E402
 
 # MLflow's usage telemetry is switched off by the environment only; the project's own
 # `.telemetry` file (consent: false) covers kedro-telemetry.
@@ -20,6 +26,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 # RunLockHook before MissingInputsHook: both are tryfirst, and pluggy calls the later
 # registered first, so a run refused for missing inputs never takes the lock.
 HOOKS = (
+    StrictParametersHook(),  # unknown parameter keys stop the run before anything else
     RunLockHook(),
     MissingInputsHook(),
     FailedRunTagHook(),
@@ -28,7 +35,7 @@ HOOKS = (
     RunSummaryHook(),
 )
 
-CONFIG_LOADER_CLASS = OmegaConfigLoader
+CONFIG_LOADER_CLASS = ProjectConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",

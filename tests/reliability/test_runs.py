@@ -28,7 +28,7 @@ from tests.project import copy_project
 pytestmark = pytest.mark.slow
 
 BAD_FILE = "data/01_raw/bad/latin.txt"
-BAD_PARAMS = f"--params=ingest.format=s3rec,ingest.path={BAD_FILE}"
+BAD_PARAMS = f"--params=dataset_name=bad,ingest.format=s3rec,ingest.path={BAD_FILE}"
 DEAD_PID = 2**22 + 12345  # above Linux's pid_max default: never a running process
 RUN_TIMEOUT_S = 240
 EMBEDDED_EVENTS = 100_836  # ratings.csv of ml-latest-small
@@ -48,7 +48,7 @@ def mlflow_template(tmp_path_factory) -> Path:
     return store
 
 
-def _project(tmp_path_factory, name: str, template: Path) -> Path:
+def make_project(tmp_path_factory, name: str, template: Path) -> Path:
     project = copy_project(tmp_path_factory.mktemp(name))
     shutil.copy(template, project / "mlflow.db")
     with sqlite3.connect(project / "mlflow.db") as db:
@@ -58,13 +58,13 @@ def _project(tmp_path_factory, name: str, template: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, mlflow_template) -> dict[str, dict]:
-    cli = _project(tmp_path_factory, "cli", mlflow_template)
+    cli = make_project(tmp_path_factory, "cli", mlflow_template)
     (cli / BAD_FILE).parent.mkdir(parents=True)
     (cli / BAD_FILE).write_bytes(b"1 2 3\n2 caf\xe9 4\n")
     stale = run_lock.lock_path(cli, None)
     stale.write_text(json.dumps({"pid": DEAD_PID, "command": "kedro run (killed)"}))
 
-    pair = _project(tmp_path_factory, "pair", mlflow_template)
+    pair = make_project(tmp_path_factory, "pair", mlflow_template)
     twin = pair / "conf" / "twin"
     twin.mkdir()
     (twin / "globals.yml").write_text("dataset: twin\n")
@@ -72,14 +72,16 @@ def runs(tmp_path_factory, mlflow_template) -> dict[str, dict]:
 
     logs = tmp_path_factory.mktemp("logs")
     started = {
-        "unknown_pipeline": _start(cli, logs, "--pipelines=pretrainx"),
-        "unknown_node_verbose": _start(cli, logs, "--pipelines=ingest", "--nodes=x", "--verbose"),
-        "bad_input": _start(cli, logs, "--pipelines=ingest", BAD_PARAMS),
-        "pair_a": _start(pair, logs, "--pipelines=ingest"),
-        "pair_b": _start(pair, logs, "--pipelines=ingest"),
-        "other_env": _start(pair, logs, "--pipelines=ingest", "--env=twin"),
+        "unknown_pipeline": start_run(cli, logs, "--pipelines=pretrainx"),
+        "unknown_node_verbose": start_run(
+            cli, logs, "--pipelines=ingest", "--nodes=x", "--verbose"
+        ),
+        "bad_input": start_run(cli, logs, "--pipelines=ingest", BAD_PARAMS),
+        "pair_a": start_run(pair, logs, "--pipelines=ingest"),
+        "pair_b": start_run(pair, logs, "--pipelines=ingest"),
+        "other_env": start_run(pair, logs, "--pipelines=ingest", "--env=twin"),
     }
-    results = {name: _finish(*process) for name, process in started.items()}
+    results = {name: finish_run(*process) for name, process in started.items()}
     results["_projects"] = {"cli": cli, "pair": pair}
     return results
 
@@ -102,8 +104,7 @@ def test_unknown_node_is_named_and_verbose_shows_the_traceback(runs):
 def test_bad_input_is_one_line_and_the_failed_mlflow_run_carries_it(runs):
     result, project = runs["bad_input"], runs["_projects"]["cli"]
     assert result["returncode"] != 0
-    errors = [line for line in result["stderr"].splitlines() if line.startswith("Error:")]
-    assert errors == [
+    assert error_lines(result["stderr"]) == [
         f"Error: {BAD_FILE}, line 2: byte 0xe9 cannot be decoded as utf-8 (expected utf-8 "
         "text, or the file's real encoding in the parameters (e.g. encoding: latin-1)) "
         "(VERBOSE=1 or --verbose shows the traceback)"
@@ -148,7 +149,9 @@ def test_another_environment_is_not_blocked(runs):
     assert not run_lock.lock_path(project, "twin").exists()
 
 
-def _start(project: Path, logs: Path, *args: str) -> tuple[subprocess.Popen, Path]:
+def start_run(
+    project: Path, logs: Path, *args: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen, Path]:
     """Output goes to a file: pipes left unread while another run is awaited would fill up
     and stall a run in the middle of an MLflow write, holding sqlite's lock."""
     log = logs / f"{len(list(logs.iterdir()))}.log"
@@ -161,6 +164,7 @@ def _start(project: Path, logs: Path, *args: str) -> tuple[subprocess.Popen, Pat
                 "CLUE_NUM_THREADS": "1",
                 "COLUMNS": "200",
                 "PYTHONFAULTHANDLER": "1",
+                **(env or {}),
             },
             stdout=handle,
             stderr=subprocess.STDOUT,
@@ -168,7 +172,7 @@ def _start(project: Path, logs: Path, *args: str) -> tuple[subprocess.Popen, Pat
     return process, log
 
 
-def _finish(process: subprocess.Popen, log: Path) -> dict:
+def finish_run(process: subprocess.Popen, log: Path) -> dict:
     try:
         process.wait(timeout=RUN_TIMEOUT_S)
     except subprocess.TimeoutExpired:  # faulthandler writes every thread's stack to the log
@@ -180,3 +184,8 @@ def _finish(process: subprocess.Popen, log: Path) -> dict:
         "stderr": re.sub(r"\s+\n", "\n", log.read_text()),
         "pid": process.pid,
     }
+
+
+def error_lines(output: str) -> list[str]:
+    """The lines of a run's output that report an error to the user."""
+    return [line for line in output.splitlines() if line.startswith("Error:")]
