@@ -211,7 +211,7 @@ def test_the_bsarec_recipe_file_builds_bsarec_blocks():
     assert all(hasattr(block, "frequency") for block in encoder.blocks)
     # the causal filter: the default objective's next-item term can pre-train it
     assert config.frequency_causal and not config.sees_future
-    assert recipe["run"]["params"]["finetune"]["next_item_rows"] == "prefix"
+    assert recipe["run"]["params"]["finetune"]["next_item"]["rows"] == "prefix"
 
 
 def test_attention_mask_never_leaves_a_row_empty():

@@ -16,6 +16,7 @@ from clue_pipeline.models.objectives import (
     vicreg_terms,
 )
 from clue_pipeline.tasks.pretraining import (
+    ClueSettings,
     HealthConfig,
     PretrainJob,
     SimSiamConfig,
@@ -124,9 +125,9 @@ def fit_clue(tokens: torch.Tensor, objective: ObjectiveConfig, views: dict):
         tokens=tokens.numpy(),
         encoder=ENCODER,
         train=TrainConfig(epochs=6, batch_size=64, lr=3e-3, seed=0, device="cpu"),
-        view_policy=validate_view_policy(views),
-        simsiam=SimSiamConfig(proj_dim=16, pred_dim=8),
-        objective=objective,
+        settings=ClueSettings(
+            validate_view_policy(views), SimSiamConfig(proj_dim=16, pred_dim=8), objective
+        ),
         health=HealthConfig(users=64, min_effective_rank=None),
     )
     task = build_pretraining(job)
@@ -157,9 +158,11 @@ def test_each_objective_trains_on_cuda(name):
         tokens=tokens,
         encoder=ENCODER,
         train=TrainConfig(epochs=2, batch_size=64, seed=0, device="cuda"),
-        view_policy=validate_view_policy({"strategies": ["dropout"]}),
-        simsiam=SimSiamConfig(proj_dim=16, pred_dim=8),
-        objective=ObjectiveConfig(name=name, masked_item_weight=0.5, next_item_weight=0.0),
+        settings=ClueSettings(
+            validate_view_policy({"strategies": ["dropout"]}),
+            SimSiamConfig(proj_dim=16, pred_dim=8),
+            ObjectiveConfig(name=name, masked_item_weight=0.5, next_item_weight=0.0),
+        ),
         health=HealthConfig(users=64, min_effective_rank=None),
     )
     task = build_pretraining(job)
@@ -177,9 +180,13 @@ def test_fixed_predictor_lr_is_dropped_only_where_there_is_no_predictor():
             tokens=tokens_batch(rows=64).numpy(),
             encoder=ENCODER,
             train=TrainConfig(epochs=1, batch_size=32, device="cpu", fixed_lr_params=fixed),
-            view_policy=validate_view_policy({"strategies": ["dropout"]}),
-            simsiam=SimSiamConfig(proj_dim=16, pred_dim=8),
-            objective=ObjectiveConfig(name=name, next_item_weight=0.0),
+            settings=ClueSettings(
+                validate_view_policy({"strategies": ["dropout"]}),
+                SimSiamConfig(proj_dim=16, pred_dim=8),
+                ObjectiveConfig(name=name, next_item_weight=0.0),
+            )
+            if method == "clue"
+            else None,
         )
 
     assert heads_present(job("clue", "simsiam", ["predictor"])).train.fixed_lr_params == [
@@ -210,9 +217,11 @@ def test_a_few_steps_without_a_projector_lower_the_loss(name):
         tokens=tokens_batch(rows=128, seed=3).numpy(),
         encoder=ENCODER,
         train=TrainConfig(epochs=6, batch_size=64, lr=3e-3, seed=0, device="cpu"),
-        view_policy=validate_view_policy({"strategies": ["mask"], "mask_ratio": 0.3}),
-        simsiam=SimSiamConfig(proj_dim=16, pred_dim=8, projector=False),
-        objective=ObjectiveConfig(name=name, next_item_weight=0.0),
+        settings=ClueSettings(
+            validate_view_policy({"strategies": ["mask"], "mask_ratio": 0.3}),
+            SimSiamConfig(proj_dim=16, pred_dim=8, projector=False),
+            ObjectiveConfig(name=name, next_item_weight=0.0),
+        ),
         health=HealthConfig(users=128, min_effective_rank=None),
     )
     task = build_pretraining(job)

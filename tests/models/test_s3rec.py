@@ -6,7 +6,7 @@ import torch
 
 from clue_pipeline.models.encoders import EncoderConfig, build_encoder
 from clue_pipeline.models.s3rec import S3RecConfig, S3RecPretrainer, attribute_matrix
-from clue_pipeline.tasks.pretraining import PretrainJob, build_pretraining, run_job
+from clue_pipeline.tasks.pretraining import PretrainJob, S3RecSettings, build_pretraining, run_job
 from clue_pipeline.training.loop import TrainConfig
 
 NUM_ITEMS = 20
@@ -86,8 +86,7 @@ def test_job_pretrains_bidirectionally_and_exports_the_causal_encoder():
         tokens=tokens().numpy(),
         encoder=config,
         train=TrainConfig(epochs=2, batch_size=2, progress=False, device="cpu"),
-        attribute_pairs=pairs,
-        num_attributes=3,
+        settings=S3RecSettings(attribute_pairs=pairs, num_attributes=3),
     )
     assert build_pretraining(job).model.encoder.config.causal is False
     checkpoint, result = run_job(job)

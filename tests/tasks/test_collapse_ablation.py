@@ -13,10 +13,17 @@ import pytest
 from clue_pipeline.augment import validate_view_policy
 from clue_pipeline.data.readers import read_dataset
 from clue_pipeline.data.sequences import build_item_index, build_sequences, order_interactions
+from clue_pipeline.data.tokens import special_tokens
 from clue_pipeline.data.validation import IngestOptions
 from clue_pipeline.models.encoders import EncoderConfig
 from clue_pipeline.tasks.batching import model_inputs
-from clue_pipeline.tasks.pretraining import PretrainJob, SimSiamConfig, run_job
+from clue_pipeline.tasks.pretraining import (
+    ClueSettings,
+    ObjectiveConfig,
+    PretrainJob,
+    SimSiamConfig,
+    run_job,
+)
 from clue_pipeline.training.loop import TrainConfig
 
 
@@ -28,7 +35,7 @@ def tokens_and_items(tmp_path_factory):
     ordered = order_interactions(raw.interactions)
     index = build_item_index(ordered)
     sequences = build_sequences(ordered, index, max_len=20)
-    return model_inputs(sequences["items"], 20, len(index) + 2), len(index)
+    return model_inputs(sequences["items"], 20, special_tokens(len(index)).user), len(index)
 
 
 def final_epoch(tokens, num_items, stop_gradient: bool, predictor: bool) -> dict:
@@ -39,9 +46,12 @@ def final_epoch(tokens, num_items, stop_gradient: bool, predictor: bool) -> dict
             num_items=num_items, max_len=20, hidden=32, blocks=1, heads=2, dropout=0.2
         ),
         train=TrainConfig(epochs=15, batch_size=64, lr=0.01, seed=0),
-        view_policy=validate_view_policy({"strategies": ["mask"], "mask_ratio": 0.5}),
-        simsiam=SimSiamConfig(
-            proj_dim=64, pred_dim=16, stop_gradient=stop_gradient, predictor=predictor
+        settings=ClueSettings(
+            validate_view_policy({"strategies": ["mask"], "mask_ratio": 0.5}),
+            SimSiamConfig(
+                proj_dim=64, pred_dim=16, stop_gradient=stop_gradient, predictor=predictor
+            ),
+            ObjectiveConfig(next_item_weight=0.0),  # SimSiam alone: the ablation's subject
         ),
     )
     _, result = run_job(job)

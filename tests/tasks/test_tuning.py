@@ -27,7 +27,7 @@ def test_trial_pretrains_with_the_configured_objective_and_finetunes_with_the_he
     seen: dict = {}
 
     def fake_pretrain(job):
-        seen["objective"] = job.objective.name
+        seen["objective"] = job.settings.objective.name
         seen["dropout"] = job.encoder.dropout
         return {}, []
 

@@ -24,11 +24,16 @@ sees exactly the zeros Caser pads short sequences with, whatever the amount of p
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clue_pipeline.models.encoders import ENCODERS, EncoderConfig, SequenceEncoder, fast_dropout
+from clue_pipeline.models.sequence_encoder import SequenceEncoder, fast_dropout
+
+if TYPE_CHECKING:
+    from clue_pipeline.models.encoders import EncoderConfig
 
 
 class CaserEncoder(SequenceEncoder):
@@ -82,6 +87,3 @@ def _validate(config: EncoderConfig) -> None:
             raise ValueError(
                 f"encoder parameter '{name}' = {value!r}: expected a positive integer (Caser)"
             )
-
-
-ENCODERS["caser"] = CaserEncoder

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clue_pipeline.models.encoders import SequenceEncoder, user_vectors_by_length
+from clue_pipeline.models.sequence_encoder import SequenceEncoder, user_vectors_by_length
 
 
 class SimSiamOutput(NamedTuple):

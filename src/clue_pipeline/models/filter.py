@@ -19,17 +19,20 @@ transformer's (Amazon sequences hold ~9 items of 50).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
-from clue_pipeline.models.encoders import (
+from clue_pipeline.models.sequence_encoder import (
     ACTIVATIONS,
-    ENCODERS,
-    EncoderConfig,
     SequenceEncoder,
     circulant,
     fast_dropout,
 )
+
+if TYPE_CHECKING:
+    from clue_pipeline.models.encoders import EncoderConfig
 
 
 class FilterEncoder(SequenceEncoder):
@@ -78,6 +81,3 @@ class _FilterBlock(nn.Module):
         x = self.filter_norm(x + fast_dropout(filtered, self.dropout, self.training))
         ffn = self.ffn_out(self.activation(self.ffn_in(x)))
         return self.ffn_norm(x + fast_dropout(ffn, self.dropout, self.training))
-
-
-ENCODERS["filter"] = FilterEncoder

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from clue_pipeline.data.tokens import FIRST_ITEM
-from clue_pipeline.models.encoders import SequenceEncoder
+from clue_pipeline.models.sequence_encoder import SequenceEncoder
 
 
 def item_logits(encoder: SequenceEncoder, states: torch.Tensor) -> torch.Tensor:

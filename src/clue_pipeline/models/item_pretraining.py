@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from clue_pipeline.augment import choose_per_row, mask_positions, real_lengths
-from clue_pipeline.models.encoders import SequenceEncoder, item_positions
 from clue_pipeline.models.heads import item_cross_entropy, item_table
+from clue_pipeline.models.sequence_encoder import SequenceEncoder, item_positions
 from clue_pipeline.training.length_batching import length_groups
 
 

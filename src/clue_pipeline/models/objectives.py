@@ -31,9 +31,9 @@ import torch.nn.functional as F
 
 from clue_pipeline.config.pretraining import ObjectiveConfig
 from clue_pipeline.models.clue import SimSiam, SimSiamOutput, simsiam_loss, z_std
-from clue_pipeline.models.encoders import SequenceEncoder
 from clue_pipeline.models.heads import info_nce_loss
 from clue_pipeline.models.item_pretraining import MaskedItemPretrainer, NextItemPretrainer
+from clue_pipeline.models.sequence_encoder import SequenceEncoder
 
 LossFn = Callable[[SimSiamOutput, ObjectiveConfig], tuple[torch.Tensor, dict[str, torch.Tensor]]]
 

@@ -29,7 +29,7 @@ from torch import nn
 from clue_pipeline.augment import _random_block, mask_positions, real_lengths
 from clue_pipeline.config.pretraining import S3RecConfig
 from clue_pipeline.data.tokens import FIRST_ITEM, special_tokens
-from clue_pipeline.models.encoders import SequenceEncoder, item_positions
+from clue_pipeline.models.sequence_encoder import SequenceEncoder, item_positions
 
 
 class S3RecPretrainer(nn.Module):

@@ -2,13 +2,17 @@
 item prediction and S3-Rec.
 
 A job = a model, a dataset of model inputs and a step function, handed to the one training loop.
-The builders are module-level functions of plain arguments so that distributed workers can
-rebuild the same job in each process.
+One registry, ``PRETRAIN_METHODS``, maps a method name to its settings type and the builder of
+its model and step (as ``models.objectives.OBJECTIVES`` does for CLUE's losses), so a new
+method is one entry, not a branch in every function that asks what a job is. The builders are
+module-level functions of plain arguments so that distributed workers can rebuild the same job
+in each process.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 
@@ -16,12 +20,22 @@ import numpy as np
 import torch
 
 from clue_pipeline.augment import ViewPolicy, make_views, validate_view_policy
-from clue_pipeline.config.pretraining import HealthConfig, SimSiamConfig
-from clue_pipeline.models.encoders import EncoderConfig, build_encoder, encoder_to_checkpoint
+from clue_pipeline.config.pretraining import (
+    HealthConfig,
+    ObjectiveConfig,
+    S3RecConfig,
+    SimSiamConfig,
+)
+from clue_pipeline.models.encoders import (
+    EncoderConfig,
+    SequenceEncoder,
+    build_encoder,
+    encoder_to_checkpoint,
+)
 from clue_pipeline.models.item_pretraining import MaskedItemPretrainer
-from clue_pipeline.models.objectives import ObjectiveConfig, SequencePretrainer
+from clue_pipeline.models.objectives import SequencePretrainer
 from clue_pipeline.models.representation import representation_health
-from clue_pipeline.models.s3rec import S3RecConfig, S3RecPretrainer, attribute_matrix
+from clue_pipeline.models.s3rec import S3RecPretrainer, attribute_matrix
 from clue_pipeline.training.distributed import (
     DistributedConfig,
     TrainingTask,
@@ -35,67 +49,154 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class PretrainJob:
-    """Everything a worker needs to rebuild a pre-training run (plain, picklable data)."""
+class ClueSettings:
+    """CLUE's own part of a job: its views, the heads every objective shares, the objective."""
 
-    method: str  # "clue" | "mip" | "s3rec"
-    tokens: np.ndarray  # (U, max_len + 1) model inputs
-    encoder: EncoderConfig
-    train: TrainConfig
     view_policy: ViewPolicy | None = None
     simsiam: SimSiamConfig = field(default_factory=SimSiamConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+
+
+@dataclass
+class MaskedItemSettings:
+    """Masked-item pre-training's own part of a job."""
+
     mask_ratio: float = 0.2
-    health: HealthConfig = field(default_factory=HealthConfig)
+
+
+@dataclass
+class S3RecSettings:
+    """S3-Rec's own part of a job: its settings and the items' attributes."""
+
     s3rec: S3RecConfig = field(default_factory=S3RecConfig)
-    attribute_pairs: np.ndarray | None = None  # (K, 2) (token, attribute code), S3-Rec only
+    attribute_pairs: np.ndarray | None = None  # (K, 2) (token, attribute code)
     num_attributes: int = 0
 
 
+MethodSettings = ClueSettings | MaskedItemSettings | S3RecSettings
+
+
+@dataclass
+class PretrainJob:
+    """Everything a worker needs to rebuild a pre-training run (plain, picklable data).
+
+    The fields every method has, plus ``settings``: the method's own part (its type in
+    ``PRETRAIN_METHODS``; None = that type's defaults).
+    """
+
+    method: str  # a key of PRETRAIN_METHODS: "clue" | "mip" | "s3rec"
+    tokens: np.ndarray  # (U, max_len + 1) model inputs
+    encoder: EncoderConfig
+    train: TrainConfig
+    settings: MethodSettings | None = None
+    health: HealthConfig = field(default_factory=HealthConfig)
+
+    def __post_init__(self) -> None:
+        expected = pretrain_method(self.method).settings
+        if self.settings is None:
+            self.settings = expected()
+        elif not isinstance(self.settings, expected):
+            raise TypeError(
+                f"pretrain method '{self.method}': settings of type "
+                f"{type(self.settings).__name__}, expected {expected.__name__}"
+            )
+
+
+Builder = Callable[[PretrainJob, SequenceEncoder, torch.Tensor], TrainingTask]
+
+
+@dataclass(frozen=True)
+class PretrainMethod:
+    """A registered pre-training method: its settings type and its builder.
+
+    ``mixed_batches``: the model wants batches of mixed length whatever
+    ``pretrain.train.bucket_by_length`` (BatchNorm heads; see :func:`mixed_batches`).
+    """
+
+    settings: type
+    build: Builder
+    mixed_batches: bool = False
+
+
+def pretrain_method(name: str) -> PretrainMethod:
+    """The registered method ``name``, with an error naming the known ones."""
+    if name not in PRETRAIN_METHODS:
+        raise ValueError(
+            f"pretrain method: unknown '{name}'; expected one of {sorted(PRETRAIN_METHODS)}"
+        )
+    return PRETRAIN_METHODS[name]
+
+
 def build_pretraining(job: PretrainJob) -> TrainingTask:
-    """Model, dataset and step function of a job; called in every worker process."""
+    """Model, dataset and step function of a job; called in every worker process.
+
+    The configured encoder is built first for every method, right after seeding, so a seed
+    gives every method the same initial item embedding.
+    """
     torch.manual_seed(job.train.seed)
     encoder = build_encoder(job.encoder)
     tokens = torch.as_tensor(job.tokens, dtype=torch.long)
-    mask_token = job.encoder.tokens.mask
-    health = partial(
+    return pretrain_method(job.method).build(job, encoder, tokens)
+
+
+def build_clue(job: PretrainJob, encoder: SequenceEncoder, tokens: torch.Tensor) -> TrainingTask:
+    settings = job.settings
+    return TrainingTask(
+        model=SequencePretrainer(encoder, settings.objective, **asdict(settings.simsiam)),
+        dataset=(tokens,),
+        step_fn=partial(clue_step, policy=settings.view_policy, mask_token=job.encoder.tokens.mask),
+        epoch_metrics_fn=_health(job, tokens, settings.view_policy),
+    )
+
+
+def build_masked_item(
+    job: PretrainJob, encoder: SequenceEncoder, tokens: torch.Tensor
+) -> TrainingTask:
+    return TrainingTask(
+        model=MaskedItemPretrainer(encoder, mask_ratio=job.settings.mask_ratio),
+        dataset=(tokens,),
+        step_fn=masked_item_step,
+        epoch_metrics_fn=_health(job, tokens, None),
+    )
+
+
+def build_s3rec(job: PretrainJob, encoder: SequenceEncoder, tokens: torch.Tensor) -> TrainingTask:
+    """S3-Rec pre-trains bidirectionally: its encoder is built again, non-causal, after the
+    configured one (whose draw it follows); the checkpoint keeps the configured attention
+    (see :func:`run_job`), so fine-tuning is causal as for every other encoder."""
+    settings = job.settings
+    encoder = build_encoder(replace(job.encoder, causal=False))
+    pairs = torch.tensor(
+        settings.attribute_pairs if settings.attribute_pairs is not None else np.empty((0, 2)),
+        dtype=torch.long,
+    )
+    attributes = attribute_matrix(pairs, job.encoder.tokens.vocab_size, settings.num_attributes)
+    return TrainingTask(
+        model=S3RecPretrainer(encoder, attributes, settings.s3rec),
+        dataset=(tokens,),
+        step_fn=s3rec_step,
+    )
+
+
+PRETRAIN_METHODS: dict[str, PretrainMethod] = {
+    "clue": PretrainMethod(ClueSettings, build_clue, mixed_batches=True),
+    "mip": PretrainMethod(MaskedItemSettings, build_masked_item),
+    "s3rec": PretrainMethod(S3RecSettings, build_s3rec),
+}
+
+
+def _health(job: PretrainJob, tokens: torch.Tensor, policy: ViewPolicy | None):
+    """The per-epoch health callback on the first ``health.users`` users; the alignment pairs
+    are the method's own views, or two dropout passes for a method without views."""
+    return partial(
         health_metrics,
         tokens=tokens[: job.health.users],
-        policy=job.view_policy or validate_view_policy({"strategies": ["dropout"]}),
-        mask_token=mask_token,
+        policy=policy or validate_view_policy({"strategies": ["dropout"]}),
+        mask_token=job.encoder.tokens.mask,
         seed=job.train.seed,
         min_effective_rank=job.health.min_effective_rank,
         label=job.method,
     )
-    if job.method == "clue":
-        return TrainingTask(
-            model=SequencePretrainer(encoder, job.objective, **asdict(job.simsiam)),
-            dataset=(tokens,),
-            step_fn=partial(clue_step, policy=job.view_policy, mask_token=mask_token),
-            epoch_metrics_fn=health,
-        )
-    if job.method == "mip":
-        return TrainingTask(
-            model=MaskedItemPretrainer(encoder, mask_ratio=job.mask_ratio),
-            dataset=(tokens,),
-            step_fn=masked_item_step,
-            epoch_metrics_fn=health,
-        )
-    if job.method == "s3rec":
-        # S3-Rec pre-trains bidirectionally; the checkpoint keeps the configured attention
-        # (see run_job), so fine-tuning is causal as for every other encoder
-        encoder = build_encoder(replace(job.encoder, causal=False))
-        pairs = torch.tensor(
-            job.attribute_pairs if job.attribute_pairs is not None else np.empty((0, 2)),
-            dtype=torch.long,
-        )
-        attributes = attribute_matrix(pairs, job.encoder.tokens.vocab_size, job.num_attributes)
-        return TrainingTask(
-            model=S3RecPretrainer(encoder, attributes, job.s3rec),
-            dataset=(tokens,),
-            step_fn=s3rec_step,
-        )
-    raise ValueError(f"pretrain method: unknown '{job.method}'; expected 'clue', 'mip' or 's3rec'")
 
 
 HEADS = ("projector", "predictor")  # parameter prefixes that only some pre-training models have
@@ -127,12 +228,13 @@ def mixed_batches(job: PretrainJob) -> PretrainJob:
     batches of one length, but CLUE's BatchNorm heads would then normalise each length
     separately. CLUE gets the speed from ``simsiam.encode_by_length`` instead.
     """
-    if job.method != "clue" or not job.train.bucket_by_length:
+    if not pretrain_method(job.method).mixed_batches or not job.train.bucket_by_length:
         return job
+    grouped = job.settings.simsiam.encode_by_length
     logger.info(
         "clue pre-training draws batches of mixed length for its BatchNorm heads "
         "(pretrain.train.bucket_by_length applies to masked-item and S3-Rec)%s",
-        "; each batch is encoded in length groups" if job.simsiam.encode_by_length else "",
+        "; each batch is encoded in length groups" if grouped else "",
     )
     return replace(job, train=replace(job.train, bucket_by_length=False))
 

@@ -23,7 +23,7 @@ from clue_pipeline.models.encoders import EncoderConfig
 from clue_pipeline.models.objectives import ObjectiveConfig
 from clue_pipeline.tasks.finetuning import MethodSpec, NextItemHead, make_encoder
 from clue_pipeline.tasks.finetuning import finetune_next_item as train_next_item
-from clue_pipeline.tasks.pretraining import PretrainJob, SimSiamConfig, run_job
+from clue_pipeline.tasks.pretraining import ClueSettings, PretrainJob, SimSiamConfig, run_job
 from clue_pipeline.tasks.task_data import NextItemData
 from clue_pipeline.training.loop import TrainConfig
 
@@ -85,9 +85,7 @@ def make_objective(
                 tokens=pretrain_tokens,
                 encoder=trial_encoder,
                 train=trial_pretrain,
-                view_policy=validate_view_policy(views),
-                simsiam=simsiam,
-                objective=objective,
+                settings=ClueSettings(validate_view_policy(views), simsiam, objective),
             )
             checkpoint, _ = run_job(job)
             pruned = _PruningReporter(trial, finetune.monitor)
