@@ -2,7 +2,9 @@
 
 The model lets anyone holding an MLflow model URI turn raw behaviour sequences (original
 item ids, as in the source data) into CLUE user vectors without knowing the token map, the
-padding rule or the ``[UR]`` convention of ``docs/architecture.md``.
+padding rule or the ``[UR]`` convention of ``docs/architecture.md``. Logged with a user index
+(``clue_pipeline.neighbours``), it also answers the ``k`` nearest users of a known user id or
+of a sequence (see ``UserVectorModel``).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature, infer_signature
 from mlflow.models.model import ModelInfo
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
-from mlflow.types import ColSpec, DataType, Schema
+from mlflow.types import ColSpec, DataType, ParamSchema, ParamSpec, Schema
 from mlflow.types.schema import Array
 
 from clue_pipeline.data.tokens import special_tokens
@@ -35,6 +37,7 @@ from clue_pipeline.embedding import (
     encode_tokens,
     reject_rows_without_known_items,
 )
+from clue_pipeline.neighbours import IndexConfig, UnindexedUserError, UserIndex
 
 logger = logging.getLogger(__name__)
 
@@ -44,10 +47,23 @@ ITEM_INDEX_ARTIFACT = "item_index"
 DEFAULT_ENCODER_LOADER = "clue_pipeline.models.encoders:encoder_from_checkpoint"
 DEFAULT_MODEL_NAME = "user_vector_model"
 UNKNOWN_COLUMN = "unknown_items"  # per row, the ids the model skipped as unknown
+USER_INDEX_ARTIFACT = "user_index"
+USER_ID_COLUMN = "user_id"  # a request by user id: the users' neighbours from the index
+NEIGHBOUR_IDS_COLUMN = "neighbour_ids"  # per row, the nearest users, most similar first
+SIMILARITY_COLUMN = "neighbour_similarities"  # their cosine similarities
+NEIGHBOURS_PARAM, K_PARAM = "neighbours", "k"  # request params: ask for neighbours, how many
 
 
 class ImpossibleIdsError(MlflowException, ValueError):
     """Item ids no dataset holds (negative, fractional, text): HTTP 400 when served."""
+
+
+class NeighbourRequestError(MlflowException, ValueError):
+    """A neighbour request the model cannot answer (unknown user id, bad ``k``, no index):
+    HTTP 400 when served."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, error_code=INVALID_PARAMETER_VALUE)
 
 
 @dataclass(frozen=True)
@@ -56,11 +72,13 @@ class UserVectorConfig:
 
     ``device`` None picks CUDA where available, so one logged model serves on either.
     ``batch_size`` bounds memory when a caller sends many users at once.
+    ``k`` is how many neighbours a request gets when it does not say.
     """
 
     device: str | None = None
     batch_size: int = 1024
     encoder_loader: str = DEFAULT_ENCODER_LOADER
+    k: int = IndexConfig.k
 
 
 class UserVectorModel(mlflow.pyfunc.PythonModel):
@@ -73,6 +91,12 @@ class UserVectorModel(mlflow.pyfunc.PythonModel):
     returned in the column ``unknown_items`` (their count per row also in
     ``result.attrs["unknown_items"]``); the most recent ``max_len`` known items are kept,
     left-padded with 0, and ``[UR]`` is appended, exactly as in training.
+
+    Neighbours, when the model was logged with a user index: params ``{"neighbours": true,
+    "k": 5}`` add per row ``neighbour_ids`` and ``neighbour_similarities`` (cosine, most
+    similar first) of the sequence's vector; a frame with a column ``user_id`` instead of
+    ``items`` gets each user's ``k`` nearest other users (``k`` defaults to the index's
+    setting). An id the index lacks is HTTP 400 naming it.
     """
 
     def __init__(self, config: UserVectorConfig | None = None) -> None:
@@ -80,14 +104,19 @@ class UserVectorModel(mlflow.pyfunc.PythonModel):
         self._encoder: torch.nn.Module | None = None
         self._lookup: pd.Index | None = None
         self._tokens: np.ndarray | None = None
+        self._users: UserIndex | None = None
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+        user_index = context.artifacts.get(USER_INDEX_ARTIFACT)
         self.setup(
             Path(context.artifacts[ENCODER_ARTIFACT]),
             Path(context.artifacts[ITEM_INDEX_ARTIFACT]),
+            Path(user_index) if user_index else None,
         )
 
-    def setup(self, encoder_path: Path, item_index_path: Path) -> None:
+    def setup(
+        self, encoder_path: Path, item_index_path: Path, user_index_path: Path | None = None
+    ) -> None:
         """Loads the artifacts; split from ``load_context`` so logging can call it too."""
         device = torch.device(self.config.device or _default_device())
         checkpoint = torch.load(encoder_path, map_location=device, weights_only=True)
@@ -96,6 +125,7 @@ class UserVectorModel(mlflow.pyfunc.PythonModel):
         item_index = _read_item_index(item_index_path)
         self._lookup = pd.Index(item_index["item_id"].to_numpy(np.int64))
         self._tokens = item_index["token"].to_numpy(np.int64)
+        self._users = UserIndex.load(user_index_path) if user_index_path else None
 
     def predict(
         self,
@@ -105,6 +135,24 @@ class UserVectorModel(mlflow.pyfunc.PythonModel):
     ) -> pd.DataFrame:
         if self._encoder is None:
             raise RuntimeError("UserVectorModel.predict: call setup() or load the model first")
+        by_user = _has_values(model_input, USER_ID_COLUMN)
+        k = self._neighbour_count(params or {}, by_user)
+        if by_user:
+            if _has_values(model_input, ITEMS_COLUMN):
+                raise NeighbourRequestError(
+                    f"UserVectorModel input: columns {ITEMS_COLUMN!r} and {USER_ID_COLUMN!r} both "
+                    "hold values; send one: item sequences (vectors) or user ids (neighbours)"
+                )
+            return self._neighbours_of_users(model_input[USER_ID_COLUMN], k)
+        result = self._vectors(model_input)
+        if k:
+            vectors = result.drop(columns=[UNKNOWN_COLUMN]).to_numpy(np.float32)
+            ids, similarity = self._users.search(vectors, k)
+            _add_neighbours(result, ids, similarity)
+        return result
+
+    def _vectors(self, model_input: pd.DataFrame) -> pd.DataFrame:
+        """Each row's vector ``u0..`` and the ids it skipped as unknown."""
         if ITEMS_COLUMN not in model_input.columns:
             raise ValueError(
                 f"UserVectorModel input: column {ITEMS_COLUMN!r} is missing (got "
@@ -144,6 +192,57 @@ class UserVectorModel(mlflow.pyfunc.PythonModel):
         # The embed pipeline's function, so a served vector equals the one in `user_vectors`.
         return encode_tokens(self._encoder, tokens, self.config.batch_size)
 
+    def _neighbour_count(self, params: dict[str, Any], by_user: bool) -> int:
+        """``k`` when the request asks for neighbours (a ``user_id`` column always does),
+        else 0; 400 when it asks and the model has no index, or ``k`` is not >= 1."""
+        asked = by_user or bool(params.get(NEIGHBOURS_PARAM, False))
+        if not asked:
+            return 0
+        if self._users is None:
+            raise NeighbourRequestError(
+                "UserVectorModel: this model version was logged without a user index, so it "
+                "answers vectors only; ask again without 'neighbours' / 'user_id', or serve a "
+                "version logged with one (log_user_vector_model(..., user_index=...))"
+            )
+        k = params.get(K_PARAM, self.config.k)
+        if not isinstance(k, numbers.Integral) or isinstance(k, bool) or k < 1:
+            raise NeighbourRequestError(
+                f"UserVectorModel param k = {k!r}: expected an integer >= 1"
+            )
+        return int(k)
+
+    def _neighbours_of_users(self, user_ids: pd.Series, k: int) -> pd.DataFrame:
+        """Per requested user id, its ``k`` nearest other users of the index."""
+        if user_ids.isna().any():
+            rows = np.flatnonzero(user_ids.isna().to_numpy())[:MAX_ROWS_NAMED].tolist()
+            raise NeighbourRequestError(
+                f"UserVectorModel input column {USER_ID_COLUMN!r}: rows {rows} hold no user id"
+            )
+        try:
+            ids, similarity = self._users.neighbours_of(user_ids.tolist(), k)
+        except (UnindexedUserError, ValueError) as error:
+            message = f"UserVectorModel input column {USER_ID_COLUMN!r}: {error}"
+            raise NeighbourRequestError(message) from error
+        result = pd.DataFrame({USER_ID_COLUMN: user_ids.to_numpy(np.int64)}, index=user_ids.index)
+        _add_neighbours(result, ids, similarity)
+        return result
+
+
+def _has_values(frame: pd.DataFrame, column: str) -> bool:
+    """The column is there and not all null (the scoring server may add optional columns)."""
+    return column in frame.columns and bool(frame[column].notna().any())
+
+
+def _add_neighbours(result: pd.DataFrame, ids: np.ndarray, similarity: np.ndarray) -> None:
+    """Per row, the found neighbours as lists (an index with fewer users gives shorter ones)."""
+    found = ids >= 0
+    result[NEIGHBOUR_IDS_COLUMN] = [
+        row[keep].tolist() for row, keep in zip(ids, found, strict=True)
+    ]
+    result[SIMILARITY_COLUMN] = [
+        row[keep].astype(float).tolist() for row, keep in zip(similarity, found, strict=True)
+    ]
+
 
 def log_user_vector_model(
     encoder_checkpoint: Mapping[str, Any] | Path | str,
@@ -152,13 +251,15 @@ def log_user_vector_model(
     input_example: pd.DataFrame,
     config: UserVectorConfig | None = None,
     name: str = DEFAULT_MODEL_NAME,
+    user_index: UserIndex | None = None,
 ) -> ModelInfo:
     """Logs (and registers, if a name is given) the encoder as a pyfunc model.
 
     ``encoder_checkpoint`` is ``encoder_to_checkpoint(encoder)`` or a file ``torch.save``
     wrote from it. Logs into the active run (kedro-mlflow's, inside a node), else into a new
     run. The signature is inferred from a real prediction on ``input_example``, so it
-    states the true vector width.
+    states the true vector width. With ``user_index`` (built from this encoder's vectors:
+    the ``embed`` stage's ``user_index``) the model also answers neighbours.
     """
     config = config or UserVectorConfig()
     with tempfile.TemporaryDirectory(prefix="clue-user-vector-") as tmp:
@@ -166,12 +267,18 @@ def log_user_vector_model(
         item_index_path = Path(tmp) / "item_index.parquet"
         _validate_item_index(item_index, "item_index argument")
         item_index.to_parquet(item_index_path, index=False)
+        artifacts = {ENCODER_ARTIFACT: str(encoder_path), ITEM_INDEX_ARTIFACT: str(item_index_path)}
+        if user_index is not None:
+            artifacts[USER_INDEX_ARTIFACT] = str(Path(tmp) / "user_index.npz")
+            user_index.save(artifacts[USER_INDEX_ARTIFACT])
 
         probe = UserVectorModel(
             UserVectorConfig(device="cpu", encoder_loader=config.encoder_loader)
         )
         probe.setup(encoder_path, item_index_path)
         signature = _signature(input_example, probe.predict(None, input_example))
+        if user_index is not None:
+            signature = _with_neighbours(signature, config.k)
 
         owns_run = mlflow.active_run() is None
         if owns_run:
@@ -180,10 +287,7 @@ def log_user_vector_model(
             return mlflow.pyfunc.log_model(
                 name=name,
                 python_model=UserVectorModel(config),
-                artifacts={
-                    ENCODER_ARTIFACT: str(encoder_path),
-                    ITEM_INDEX_ARTIFACT: str(item_index_path),
-                },
+                artifacts=artifacts,
                 signature=signature,
                 input_example=input_example,
                 registered_model_name=registered_model_name,
@@ -311,6 +415,29 @@ def _signature(example: pd.DataFrame, prediction: pd.DataFrame) -> ModelSignatur
     inferred = infer_signature(example, prediction.drop(columns=[UNKNOWN_COLUMN]))
     outputs = Schema([*inferred.outputs.inputs, ColSpec(Array(DataType.long), UNKNOWN_COLUMN)])
     return ModelSignature(inputs=inferred.inputs, outputs=outputs)
+
+
+def _with_neighbours(signature: ModelSignature, k: int) -> ModelSignature:
+    """The signature of a model with a user index: ``items`` or ``user_id`` (each optional,
+    one per request), the params that ask for neighbours, and the neighbour columns."""
+    items = signature.inputs.input_dict()[ITEMS_COLUMN]
+    inputs = Schema(
+        [
+            ColSpec(items.type, ITEMS_COLUMN, required=False),
+            ColSpec(DataType.long, USER_ID_COLUMN, required=False),
+        ]
+    )
+    outputs = Schema(
+        [
+            *signature.outputs.inputs,
+            ColSpec(Array(DataType.long), NEIGHBOUR_IDS_COLUMN, required=False),
+            ColSpec(Array(DataType.double), SIMILARITY_COLUMN, required=False),
+        ]
+    )
+    params = ParamSchema(
+        [ParamSpec(NEIGHBOURS_PARAM, DataType.boolean, False), ParamSpec(K_PARAM, DataType.long, k)]
+    )
+    return ModelSignature(inputs=inputs, outputs=outputs, params=params)
 
 
 def ur_token(num_items: int) -> int:
