@@ -3,6 +3,8 @@ readable tags, and the experiment marked as machine learning, not GenAI."""
 
 from __future__ import annotations
 
+import json
+
 import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
@@ -11,6 +13,7 @@ from clue_pipeline.pipelines.evaluate.nodes import summarise_metrics
 from clue_pipeline.run_summary import (
     EXPERIMENT_KIND,
     EXPERIMENT_KIND_TAG,
+    VIEW_TAG,
     RunSummaryHook,
     metric_name,
     parent_metrics,
@@ -18,6 +21,7 @@ from clue_pipeline.run_summary import (
     rounded,
     runner_name,
     runs_table_url,
+    runs_table_view,
     typed_command,
 )
 from clue_pipeline.tracking import job_test_metrics
@@ -102,7 +106,20 @@ def test_a_session_started_from_python_drops_the_default_pipeline_from_the_comma
 
 def test_the_runs_table_link_asks_for_the_machine_learning_view():
     url = runs_table_url("127.0.0.1", "5000", "1")
-    assert url == "http://127.0.0.1:5000/#/experiments/1/runs?workflowType=machine_learning"
+    assert url == (
+        "http://127.0.0.1:5000/#/experiments/1/runs"
+        "?workflowType=machine_learning&viewStateShareKey=test-metrics"
+    )
+
+
+def test_the_runs_table_view_shows_test_metrics_as_columns():
+    view = json.loads(runs_table_view(["next_item/clue/ndcg_at_10", "next_item/clue/mrr_at_10"]))
+
+    assert view["selectedColumns"] == [
+        "metrics.`test/ndcg_at_10`",
+        "metrics.`test/recall_at_10`",
+        "metrics.`next_item/clue/ndcg_at_10`",
+    ]
 
 
 @pytest.fixture
@@ -133,4 +150,6 @@ def test_the_hook_rewrites_tags_marks_the_experiment_and_logs_the_table(tracking
     assert "run_id" not in logged.data.tags
     assert logged.data.tags["runner"] == "SequentialRunner"
     assert "__default__" not in logged.data.tags["kedro_command"]
-    assert client.get_experiment(experiment).tags[EXPERIMENT_KIND_TAG] == EXPERIMENT_KIND
+    tags = client.get_experiment(experiment).tags
+    assert tags[EXPERIMENT_KIND_TAG] == EXPERIMENT_KIND
+    assert "metrics.`next_item/clue/ndcg_at_10`" in json.loads(tags[VIEW_TAG])["selectedColumns"]

@@ -13,11 +13,14 @@
 - The experiment opens on its runs table: MLflow 3 UIs up to about 3.10 read the
   experiment's ``mlflow.experimentKind`` tag; later ones (3.17 here) decide by the sidebar's
   "GenAI / Model training" switch, remembered by the browser, or the URL's
-  ``workflowType=machine_learning``, so the run ends by logging that link.
+  ``workflowType=machine_learning``, so the run ends by logging that link. 3.17's runs table
+  shows no metric column until a user picks one; the link also names a view (an experiment
+  tag MLflow's "share view" writes) whose columns are the test metrics.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import shlex
@@ -42,6 +45,10 @@ NOT_SCORES = frozenset({"n_users", "n", "majority_rate", "history_excluded"})
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"  # "Machine learning", not "GenAI apps & agents"
 RUNS_TABLE_QUERY = "workflowType=machine_learning"
+VIEW_KEY = "test-metrics"  # ?viewStateShareKey=...
+VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
+CHILD_COLUMNS = ("test/ndcg_at_10", "test/recall_at_10")  # every fine-tuning child run has them
+HEADLINE = ("ndcg_at_10", "accuracy")  # the parent's column per task x method: ranking, profiling
 # Kedro's session id: MLflow's run id is the run's id; a second one only confuses.
 DROPPED_TAGS = ("run_id",)
 DEFAULT_UI = ("127.0.0.1", "5000")  # conf/base/mlflow.yml `ui`
@@ -75,6 +82,7 @@ class RunSummaryHook:
         self._experiment_id = run.info.experiment_id
         client = MlflowClient()
         client.set_experiment_tag(self._experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+        client.set_experiment_tag(self._experiment_id, VIEW_TAG, runs_table_view(()))
         written = client.get_run(self._run_id).data.tags
         fallback = written.get("kedro_command", "kedro run")
         for key, value in readable_tags(run_params, sys.argv, fallback).items():
@@ -92,7 +100,9 @@ class RunSummaryHook:
         if metrics:
             stamp = int(time.time() * 1000)
             rows = [Metric(key, value, stamp, 0) for key, value in sorted(metrics.items())]
-            MlflowClient().log_batch(self._run_id, metrics=rows)
+            client = MlflowClient()
+            client.log_batch(self._run_id, metrics=rows)
+            client.set_experiment_tag(self._experiment_id, VIEW_TAG, runs_table_view(metrics))
 
     @hook_impl
     def after_pipeline_run(self, run_params, run_result, pipeline, catalog) -> None:
@@ -179,8 +189,25 @@ def typed_command(argv: Sequence[str], fallback: str) -> str:
 
 
 def runs_table_url(host: str, port: str, experiment_id: str) -> str:
-    """The experiment's runs table in the MLflow UI, whatever view the browser last used."""
-    return f"http://{host}:{port}/#/experiments/{experiment_id}/runs?{RUNS_TABLE_QUERY}"
+    """The experiment's runs table in the MLflow UI, whatever view the browser last used, with
+    the test metrics as columns (``runs_table_view``)."""
+    query = f"{RUNS_TABLE_QUERY}&viewStateShareKey={VIEW_KEY}"
+    return f"http://{host}:{port}/#/experiments/{experiment_id}/runs?{query}"
+
+
+def runs_table_view(parent_keys: Iterable[str]) -> str:
+    """The runs table's view as MLflow's UI reads a shared view (plain JSON is accepted): the
+    child runs' test metrics, then the parent's headline metric of every task x method."""
+    headline = [key for key in sorted(parent_keys) if key.rsplit("/", 1)[-1] in HEADLINE]
+    columns = [f"metrics.`{key}`" for key in (*CHILD_COLUMNS, *headline)]
+    return json.dumps(
+        {
+            "selectedColumns": columns,
+            "orderByKey": "attributes.start_time",
+            "orderByAsc": False,
+            "searchFilter": "",
+        }
+    )
 
 
 def _flatten(values: Mapping, parent: str = "") -> dict[str, Any]:

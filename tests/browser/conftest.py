@@ -59,11 +59,17 @@ def chromium() -> Path:
     pytest.skip(message)
 
 
-def dump_dom(chromium: Path, url: str, profile_dir: Path) -> str:
-    """The DOM of ``url`` after its scripts ran, as HTML text."""
+def dump_dom(
+    chromium: Path, url: str, profile_dir: Path, window: tuple[int, int] | None = None
+) -> str:
+    """The DOM of ``url`` after its scripts ran, as HTML text.
+
+    ``window`` (width, height) matters to tables that draw only the columns in view.
+    """
     command = [
         str(chromium),
         *CHROMIUM_FLAGS,
+        *([f"--window-size={window[0]},{window[1]}"] if window else []),
         f"--user-data-dir={profile_dir}",
         f"--virtual-time-budget={VIRTUAL_TIME_BUDGET_MS}",
         "--dump-dom",
