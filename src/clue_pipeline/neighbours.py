@@ -49,9 +49,9 @@ class IndexConfig:
 
     method: str = "auto"
     exact_below: int = 50_000
-    hnsw_m: int = 32
-    ef_construction: int = 100
-    ef_search: int = 128
+    hnsw_m: int = 16
+    ef_construction: int = 64
+    ef_search: int = 64
     k: int = 10
     build_threads: int = 1
 

@@ -17,6 +17,7 @@ from kedro_datasets.pandas import ParquetDataset
 
 from clue_pipeline.embedding import vector_columns
 from clue_pipeline.models.encoders import EncoderConfig, build_encoder, encoder_to_checkpoint
+from clue_pipeline.neighbours import UserIndex
 from clue_pipeline.pipelines.embed import create_pipeline
 from clue_pipeline.pipelines.embed.nodes import embed_users
 from clue_pipeline.pipelines.embed.pipeline import ENCODERS
@@ -63,8 +64,10 @@ def _run(sequences: pd.DataFrame, params: dict) -> DataCatalog:
             "sequences": MemoryDataset(sequences),
             "params:embed": MemoryDataset(params),
             "params:embed.similar_users": MemoryDataset(params["similar_users"]),
+            "params:embed.index": MemoryDataset({"method": "exact", "k": 2}),
             "user_vectors": KeptDataset(),
             "similar_users": KeptDataset(),
+            "user_index": KeptDataset(),
             **encoders,
         }
     )
@@ -91,6 +94,8 @@ def test_pipeline_embeds_every_user_with_the_chosen_encoder(sequences, chosen):
     neighbours = catalog.load("similar_users")
     assert neighbours["query_user_id"].tolist() == [101, 101, 55, 55]
     assert not (neighbours["query_user_id"] == neighbours["user_id"]).any()
+    index = UserIndex.from_bytes(catalog.load("user_index"))
+    assert index.neighbours_of([101], 2)[0].ravel().tolist() == neighbours["user_id"][:2].tolist()
 
 
 def test_similar_users_node_takes_the_listed_users(sequences):

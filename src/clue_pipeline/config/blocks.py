@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from clue_pipeline.neighbours import IndexConfig
+
 
 @dataclass(frozen=True)
 class SamplesConfig:
@@ -51,6 +53,7 @@ class EmbedSettings:
     batch_size: int = 1024
     device: str = "auto"
     similar_users: SimilarUsersConfig = field(default_factory=SimilarUsersConfig)
+    index: IndexConfig = field(default_factory=IndexConfig)
 
 
 @dataclass(frozen=True)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import pandas as pd
 
 from clue_pipeline.config import to_dataclass
-from clue_pipeline.embedding import EmbedConfig, nearest_users, user_vector_table
+from clue_pipeline.embedding import EmbedConfig, nearest_users, user_vector_table, vector_columns
 from clue_pipeline.models.encoders import encoder_from_checkpoint
+from clue_pipeline.neighbours import IndexConfig, build_index
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +28,7 @@ def embed_users(sequences: pd.DataFrame, embed_params: dict, **encoders: dict) -
     params = dict(embed_params)
     chosen = params.pop("encoder", None)
     params.pop("similar_users", None)
+    params.pop("index", None)
     available = dict(encoders)
     if isinstance(chosen, str) and chosen.replace(OLD_SEP, SEP) in available:
         chosen = chosen.replace(OLD_SEP, SEP)
@@ -58,3 +61,22 @@ def find_similar_users(user_vectors: pd.DataFrame, similar_params: dict) -> pd.D
         count = int(similar_params["first_users"])
         user_ids = user_vectors["user_id"].head(count).tolist()
     return nearest_users(user_vectors, user_ids, int(similar_params["k"]))
+
+
+def build_user_index(user_vectors: pd.DataFrame, index_params: dict) -> bytes:
+    """``user_index``: every user's vector in a nearest-user index (exact or HNSW by size).
+
+    Returned as ``UserIndex.to_bytes()`` (faiss index and user ids), which
+    ``clue_pipeline.neighbours.UserIndex.from_bytes`` reads back and the served model loads.
+    """
+    config = to_dataclass(IndexConfig, index_params, "embed.index")
+    vectors = user_vectors[vector_columns(user_vectors)].to_numpy(np.float32)
+    index = build_index(user_vectors["user_id"].to_numpy(np.int64), vectors, config)
+    logger.info("indexed %d users (%s, d = %d)", len(index), index.method, index.dim)
+    return index.to_bytes()
+
+
+def log_user_index(user_index: bytes) -> bytes:
+    """``user_index_artifact``: the index again, for the run's MLflow artifacts (see
+    conf/base/catalog_embed.yml for why the versioned file and the artifact are two entries)."""
+    return user_index

@@ -9,7 +9,7 @@ from kedro.pipeline import Node, Pipeline
 
 from clue_pipeline.pipelines.pretrain.pipeline import CORPORA, encoder_name
 
-from .nodes import embed_users, find_similar_users
+from .nodes import build_user_index, embed_users, find_similar_users, log_user_index
 
 PRETRAIN_METHODS = ("clue", "mip")  # the `{method}_encoder` outputs of the pretrain pipeline
 ENCODERS = [encoder_name(corpus, method) for corpus in CORPORA for method in PRETRAIN_METHODS]
@@ -30,6 +30,18 @@ def create_pipeline(**kwargs) -> Pipeline:
                 inputs=["user_vectors", "params:embed.similar_users"],
                 outputs="similar_users",
                 name="find_similar_users",
+            ),
+            Node(
+                build_user_index,
+                inputs=["user_vectors", "params:embed.index"],
+                outputs="user_index",
+                name="build_user_index",
+            ),
+            Node(
+                log_user_index,
+                inputs="user_index",
+                outputs="user_index_artifact",
+                name="log_user_index",
             ),
         ],
         tags="embed",
