@@ -18,7 +18,7 @@ from kedro.io import AbstractDataset
 from kedro.pipeline import Pipeline
 from mlflow.tracking import MlflowClient
 
-from clue_pipeline import run_lock
+from clue_pipeline import lineage, run_lock
 from clue_pipeline.tracking import (
     PHASE_EVALUATE,
     PHASE_TRAIN,
@@ -74,6 +74,72 @@ class MissingInputsHook:
             raise MissingInputsError(
                 describe_missing(missing, catalog, dict(registered), run_params.get("env"))
             )
+
+
+class StaleInputsError(click.ClickException):
+    """A run's inputs built from data that has changed since; printed without a traceback."""
+
+
+class LineageHook:
+    """Records what each saved file was built from, and refuses a run reading stale files.
+
+    See ``lineage``: a stage-only run after a run that stopped half-way would otherwise read
+    one stage's new outputs beside another's old ones. ``tryfirst`` and registered before
+    ``MissingInputsHook``: the missing inputs are named first, and nothing (lock, MLflow run)
+    is opened for a refused run.
+    """
+
+    def __init__(self) -> None:
+        self._catalog = None
+        self._memory: dict[str, dict[str, str | None]] = {}  # in-memory output -> its sources
+        self._sources: dict[str, dict[str, str | None]] = {}  # node name -> its sources
+
+    @hook_impl(tryfirst=True)
+    def before_pipeline_run(self, run_params, pipeline, catalog) -> None:
+        from kedro.framework.project import pipelines as registered
+
+        self._catalog, self._memory, self._sources = catalog, {}, {}
+        keys = [lineage.file_key(catalog.get(name)) for name in _data_inputs(pipeline)]
+        found = lineage.stale([key for key in keys if key is not None])
+        if found.causes:
+            registered.set_requested(None)  # as MissingInputsHook: the run ends here
+            env = run_params.get("env")
+            env_option = f" --env={env}" if env else ""
+            raise StaleInputsError(
+                f"stage(s) {', '.join(sorted(found.stages))} must run again before this run "
+                f"reads their outputs: {'; '.join(found.causes[:3])}. Run `kedro run{env_option} "
+                f"--pipelines={','.join(sorted(found.stages))}` (or the whole chain) first."
+            )
+
+    @hook_impl
+    def before_node_run(self, node, catalog, inputs) -> None:
+        self._catalog = catalog  # a ParallelRunner's worker saw no before_pipeline_run
+        sources: dict[str, str | None] = {}
+        for name in node.inputs:
+            if name == "parameters" or name.startswith("params:"):
+                continue
+            key = lineage.file_key(catalog.get(name))
+            if key is None:
+                sources.update(self._memory.get(name, {}))
+            else:
+                sources[lineage.source_name(key)] = lineage.content_hash(key)
+        self._sources[node.name] = sources
+
+    @hook_impl
+    def after_dataset_saved(self, dataset_name, data, node) -> None:
+        if self._catalog is None:
+            return
+        sources = self._sources.get(node.name, {})
+        key = lineage.file_key(self._catalog.get(dataset_name))
+        if key is None:
+            self._memory[dataset_name] = sources
+        else:
+            stage = (node.namespace or node.name).split(".")[0]
+            lineage.record(key, stage, node.name, sources)
+
+
+def _data_inputs(pipeline: Pipeline) -> list[str]:
+    return sorted(n for n in pipeline.inputs() if n != "parameters" and not n.startswith("params:"))
 
 
 class RunLockHook:

@@ -12,6 +12,7 @@ from clue_pipeline.config.hooks import StrictParametersHook  # noqa: E402
 from clue_pipeline.config_loader import ProjectConfigLoader  # noqa: E402
 from clue_pipeline.hooks import (  # noqa: E402
     FailedRunTagHook,
+    LineageHook,
     MissingInputsHook,
     MlflowOutputsHook,
     RunLockHook,
@@ -23,11 +24,13 @@ from clue_pipeline.run_summary import RunSummaryHook  # noqa: E402
 # `.telemetry` file (consent: false) covers kedro-telemetry.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-# RunLockHook before MissingInputsHook: both are tryfirst, and pluggy calls the later
-# registered first, so a run refused for missing inputs never takes the lock.
+# RunLockHook, LineageHook, MissingInputsHook: all tryfirst, and pluggy calls the later
+# registered first, so missing inputs are named before stale ones, and a refused run never
+# takes the lock.
 HOOKS = (
     StrictParametersHook(),  # unknown parameter keys stop the run before anything else
     RunLockHook(),
+    LineageHook(),
     MissingInputsHook(),
     FailedRunTagHook(),
     ThreadBudgetHook(),
