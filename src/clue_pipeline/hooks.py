@@ -105,9 +105,10 @@ class LineageHook:
             registered.set_requested(None)  # as MissingInputsHook: the run ends here
             env = run_params.get("env")
             env_option = f" --env={env}" if env else ""
+            more = f" (and {len(found.causes) - 1} more)" if len(found.causes) > 1 else ""
             raise StaleInputsError(
                 f"stage(s) {', '.join(sorted(found.stages))} must run again before this run "
-                f"reads their outputs: {'; '.join(found.causes[:3])}. Run `kedro run{env_option} "
+                f"reads their outputs: {found.causes[0]}{more}. Run `kedro run{env_option} "
                 f"--pipelines={','.join(sorted(found.stages))}` (or the whole chain) first."
             )
 

@@ -47,15 +47,16 @@ def current_file(key: Path) -> Path | None:
 
 
 def content_hash(key: Path) -> str | None:
-    """sha256 of what a load of ``key`` reads now (the version's folder name included), or None
-    when nothing is there."""
+    """sha256 of what a load of ``key`` reads now, or None when nothing is there. Content only:
+    a new version with the same bytes (a pre-training resumed from finished checkpoints) is the
+    same data."""
     file = current_file(key)
     if file is None:
         return None
     stat = file.stat()
     cache_key = (str(file.resolve()), stat.st_size, stat.st_mtime_ns)
     if cache_key not in _hashes:
-        digest = hashlib.sha256(file.relative_to(key).as_posix().encode())
+        digest = hashlib.sha256()
         with file.open("rb") as stream:
             while chunk := stream.read(_CHUNK):
                 digest.update(chunk)
