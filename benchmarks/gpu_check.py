@@ -190,7 +190,10 @@ def run_check(data: CheckData, config: CheckConfig, device: torch.device) -> dic
     encoder = build_encoder(encoder_config)
     policy = validate_view_policy({"strategies": ["dropout"]})
     simsiam = SequencePretrainer(
-        encoder, ObjectiveConfig(), proj_dim=config.proj_dim, pred_dim=config.pred_dim
+        encoder,
+        ObjectiveConfig(next_item_weight=0.0),  # SimSiam alone, as this check has measured
+        proj_dim=config.proj_dim,
+        pred_dim=config.pred_dim,
     )
     clue = partial(clue_step, policy=policy, mask_token=encoder_config.tokens.mask)
     pretrain = train_phase(simsiam, (torch.as_tensor(data.pretrain_tokens),), clue, config, device)

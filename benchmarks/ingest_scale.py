@@ -107,6 +107,10 @@ def run_stages(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
     from clue_pipeline.data.splits import next_item_split, profile_split
 
     params = yaml.safe_load((ROOT / "conf/base/parameters_sequences.yml").read_text())["sequences"]
+    # the sequence length is encoder.max_len (one value for every stage)
+    params["max_len"] = yaml.safe_load((ROOT / "conf/base/parameters.yml").read_text())["encoder"][
+        "max_len"
+    ]
     params["k_core"] = args.k_core
     load_before = os.getloadavg()
     stages: list[dict[str, Any]] = []

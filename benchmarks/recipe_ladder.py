@@ -22,6 +22,7 @@ after every cell.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import time
@@ -63,8 +64,14 @@ def run_rung(name: str, seed: int, task, num_items: int, args) -> dict[str, Any]
         },
         f"rung {name}",
     )
-    config.checkpoint_dir = job_checkpoint_dir(
-        str(CACHE), f"{store_key(args.dataset, args.patience)}/{name}/seed{seed}", settings, config
+    config = dataclasses.replace(  # TrainConfig is frozen
+        config,
+        checkpoint_dir=job_checkpoint_dir(
+            str(CACHE),
+            f"{store_key(args.dataset, args.patience)}/{name}/seed{seed}",
+            settings,
+            config,
+        ),
     )
     rows = task.training_rows(settings["rows"])
 

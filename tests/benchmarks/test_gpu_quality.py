@@ -39,8 +39,9 @@ def test_settings_are_the_run_environments(env):
     finetune = {**params["finetune"]["train"], **params["finetune"]["tasks"]["next_item"]}
     assert {k: finetune[k] for k in settings["finetune"]} == settings["finetune"]
     assert finetune["bucket_by_length"] is True
-    assert params["finetune"]["next_item_rows"] == settings["next_item_rows"]
-    assert params["finetune"]["next_item"] == settings["next_item"]
+    head = params["finetune"]["next_item"]
+    assert head["rows"] == settings["next_item_rows"]
+    assert {k: head[k] for k in settings["next_item"]} == settings["next_item"]
     assert params["sequences"]["min_seq_len"] == settings["min_seq_len"]
     assert params["pretrain"]["masked_item"]["mask_ratio"] == settings["mask_ratio"]
     methods = {

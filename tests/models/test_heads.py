@@ -224,7 +224,7 @@ def test_filter_encoder_learns_next_items_from_prefix_rows_only():
         model.loss(tokens, targets).backward()
         optimizer.step()
     assert model.loss(tokens, targets).item() < first.item()
-    with pytest.raises(ValueError, match="next_item_rows: prefix"):
+    with pytest.raises(ValueError, match="next_item.rows: prefix"):
         finetune_next_item(
             user_rows(tokens.numpy(), targets.numpy()),
             None,

@@ -106,7 +106,7 @@ def test_next_item_trains_and_ranks_all_items(params, tables, method, layout):
         pretrained = encoder_to_checkpoint(
             build_encoder(encoder_config(params["encoder"], NUM_ITEMS))
         )
-    settings = {**params["finetune"], "next_item_rows": layout}
+    settings = {**params["finetune"], "next_item": {"rows": layout}}
     model, history = finetune.finetune_next_item(
         split, item_index, params["encoder"], settings, spec, pretrained
     )
@@ -140,8 +140,8 @@ def test_next_item_readout_is_a_parameter_and_travels_with_the_model(params, tab
 
 def test_next_item_rows_of_unknown_layout_name_the_parameter(params, tables):
     item_index, _, _, _, split = tables
-    settings = {**params["finetune"], "next_item_rows": "session"}
-    with pytest.raises(ValueError, match=r"finetune.next_item_rows = 'session'"):
+    settings = {**params["finetune"], "next_item": {"rows": "session"}}
+    with pytest.raises(ValueError, match=r"finetune.next_item.rows = 'session'"):
         finetune.finetune_next_item(
             split, item_index, params["encoder"], settings, params["finetune"]["methods"]["clue"]
         )

@@ -55,11 +55,12 @@ def test_catalog_declares_every_output(config):
 
 def test_pipeline_runs_on_embedded_data(config, embedded_data):
     params = config["parameters"]["sequences"]
-    assert params["dataset"] == "ml-latest-small" and params["max_len"] == 50
+    max_len = config["parameters"]["encoder"]["max_len"]  # the one sequence length
+    assert params["dataset"] == "ml-latest-small" and max_len == 50 and "max_len" not in params
     tables = _embedded_tables(embedded_data)
     catalog = DataCatalog(
         {name: MemoryDataset(frame) for name, frame in tables.items()}
-        | {"params:sequences": MemoryDataset(params)}
+        | {"params:sequences": MemoryDataset(params), "params:encoder.max_len": MemoryDataset(50)}
         | {name: KeptDataset() for name in OUTPUTS}
     )
     pipeline = create_pipeline()
@@ -101,7 +102,9 @@ def test_tables_survive_parquet(embedded_data, config, tmp_path):
     filtered = filter_and_order_interactions(
         _embedded_tables(embedded_data)["interactions"], params
     )
-    index, sequences = index_items_and_build_sequences(filtered, params)
+    index, sequences = index_items_and_build_sequences(
+        filtered, params, config["parameters"]["encoder"]["max_len"]
+    )
     split = split_next_item(sequences)
     for name, frame in {"item_index": index, "sequences": sequences, "split": split}.items():
         frame.to_parquet(tmp_path / f"{name}.parquet")

@@ -150,6 +150,7 @@ class ColdstartConfig:
     target_domain: str = "target"
     max_targets: int = 3
     min_source_items: int = 5
+    candidates: str = "labels"  # labels | catalogue (data/coldstart.py)
     ratios: RatiosConfig = field(default_factory=RatiosConfig)
 
 

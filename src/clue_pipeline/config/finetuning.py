@@ -58,10 +58,12 @@ class NextItemHead:
 
 @dataclass(frozen=True)
 class FinetuneSettings:
-    """The whole ``finetune`` block, typed. ``tasks`` and ``overrides`` are open maps (task or
-    method name -> ``train`` keys), ``methods`` and ``baselines`` likewise (name -> spec)."""
+    """The whole ``finetune`` block, typed. ``train`` holds the shared ``TrainConfig`` keys
+    (a task adds its ``monitor``, so they are a whole config only per task: :meth:`train_for`);
+    ``tasks`` and ``overrides`` are open maps (task or method name -> ``train`` keys),
+    ``methods`` and ``baselines`` likewise (name -> spec)."""
 
-    train: TrainConfig
+    train: dict[str, Any] = field(default_factory=dict)
     tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     next_item: NextItemHead = field(default_factory=NextItemHead)
@@ -74,7 +76,11 @@ class FinetuneSettings:
         (``overrides.<method>``)."""
         changes = {**self.tasks.get(task, {}), **self.overrides.get(method, {})}
         where = f"finetune (task {task}, method {method})"
-        return train_config({**_as_dict(self.train), **changes}, where)
+        return train_config({**self.train, **changes}, where)
+
+    @property
+    def seed(self) -> int:
+        return int(self.train.get("seed", TrainConfig.__dataclass_fields__["seed"].default))
 
 
 def parse_finetune(params: dict[str, Any] | FinetuneSettings) -> FinetuneSettings:
@@ -88,7 +94,7 @@ def parse_finetune(params: dict[str, Any] | FinetuneSettings) -> FinetuneSetting
     params = dict(params or {})
     train = dict(params.get("train") or {})
     settings = FinetuneSettings(
-        train=train_config(train, "finetune.train"),
+        train=train,
         tasks={k: dict(v or {}) for k, v in (params.get("tasks") or {}).items()},
         overrides={k: dict(v or {}) for k, v in (params.get("overrides") or {}).items()},
         next_item=to_dataclass(NextItemHead, params.get("next_item"), "finetune.next_item"),
@@ -100,10 +106,20 @@ def parse_finetune(params: dict[str, Any] | FinetuneSettings) -> FinetuneSetting
         raise ValueError(
             f"finetune.train_user_fraction = {settings.train_user_fraction}: expected (0, 1]"
         )
-    for section in ("tasks", "overrides"):
-        for name, changes in getattr(settings, section).items():
-            train_config({**train, **changes}, f"finetune.{section}.{name}")
+    _check_train(settings)
     return settings
+
+
+def _check_train(settings: FinetuneSettings) -> None:
+    """Every task's and method's training config is built once here: a bad key or value is
+    named before any node trains."""
+    tasks = settings.tasks or {"": {}}
+    for task, changes in tasks.items():
+        where = f"finetune.tasks.{task}" if task else "finetune.train"
+        train_config({**settings.train, **changes}, where)
+        for method, override in settings.overrides.items():
+            merged = {**settings.train, **changes, **override}
+            train_config(merged, f"finetune.overrides.{method}")
 
 
 @dataclass(frozen=True)
@@ -131,10 +147,6 @@ def parse_evaluate(params: dict[str, Any] | EvaluateSettings) -> EvaluateSetting
     params = dict(params or {})
     figures = to_dataclass(FiguresConfig, params.pop("figures", None), "evaluate.figures")
     return to_dataclass(EvaluateSettings, params, "evaluate", figures=figures)
-
-
-def _as_dict(config: Any) -> dict[str, Any]:
-    return {name: getattr(config, name) for name in config.__dataclass_fields__}
 
 
 def with_head(settings: FinetuneSettings, **changes: Any) -> FinetuneSettings:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from clue_pipeline.config.renames import renamed
+
 FINETUNE_TASKS = ("next_item", "profiling", "coldstart")
 # A pre-training-only cell: per-epoch history and a summary of the user vectors, no fine-tuning.
 PRETRAIN_TASK = "pretrain"
@@ -136,7 +138,7 @@ def kedro_params(cell: Cell) -> dict[str, Any]:
         "pretrain.train.seed": cell.seed,
         "finetune.train.seed": cell.seed,
         "finetune.train_user_fraction": cell.fraction,
-        **cell.override_dict,
+        **renamed(cell.override_dict),  # a cell named by an old key runs today's
     }
     return nest(flat)
 

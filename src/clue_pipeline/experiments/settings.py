@@ -17,7 +17,8 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from clue_pipeline.experiments.cells import INIT, PRETRAIN_TASK, Cell, flatten
+from clue_pipeline.config.renames import renamed
+from clue_pipeline.experiments.cells import INIT, PRETRAIN_TASK, Cell, flatten, nest
 
 # The parameter sections that shape a cell's numbers (not reporting, tuning or serving).
 CELL_SECTIONS = (
@@ -65,6 +66,7 @@ def resolved_settings(
     """Flat {dotted.key: value} of what `kedro run --env env --config <params>` resolves to,
     restricted to ``sections``."""
     base = json.loads(_environment_parameters(str(Path(project_dir) / "conf"), env))
+    params = nest(renamed(flatten(params)))  # a cell's overrides may use an old name
     merged = OmegaConf.to_container(OmegaConf.unsafe_merge(base, params), resolve=True)
     kept = {key: merged[key] for key in sections if key in merged}
     return {
@@ -78,7 +80,13 @@ def resolved_settings(
 PER_METHOD = ("methods", "overrides", "baselines")
 # pre-training sections that one pre-training method reads (the others, such as `train` and
 # `health`, every one): CLUE's objective does not touch a masked-item cell, nor its views
-PRETRAIN_OWNER = {"objective": "clue", "simsiam": "clue", "masked_item": "mip", "s3rec": "s3rec"}
+# (`masked_item.mask_ratio` is also the ratio of CLUE's masked-item term)
+PRETRAIN_OWNER = {
+    "objective": ("clue",),
+    "simsiam": ("clue",),
+    "masked_item": ("mip", "clue"),
+    "s3rec": ("s3rec",),
+}
 SECTION_OWNER = {"augment": "clue"}
 
 
@@ -106,12 +114,17 @@ def _concerns(key: str, method: str, pretraining: str | None) -> bool:
     if parts[0] == "finetune" and len(parts) > 1 and parts[1] in PER_METHOD:
         return len(parts) > 2 and parts[2] == method
     if parts[0] == "pretrain" and len(parts) > 1 and parts[1] in PRETRAIN_OWNER:
-        return PRETRAIN_OWNER[parts[1]] == pretraining
+        return pretraining in PRETRAIN_OWNER[parts[1]]
     return SECTION_OWNER.get(parts[0], pretraining) == pretraining
 
 
 def settings_changes(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """``key: old -> new`` for each setting both sides have and that differs, sorted."""
+    """``key: old -> new`` for each setting both sides have and that differs, sorted.
+
+    ``recorded`` is read under today's names (:data:`RENAMED_KEYS`): a cell stored before a
+    key was renamed or merged still compares with the key's value today.
+    """
+    recorded = renamed(recorded)
     return [
         f"{key}: {json.dumps(recorded[key])} -> {json.dumps(current[key])}"
         for key in sorted(recorded.keys() & current.keys())

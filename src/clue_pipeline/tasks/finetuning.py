@@ -163,7 +163,7 @@ def finetune_next_item(
         raise ValueError(
             f"encoder kind '{encoder.config.kind}' (causal: {encoder.config.causal}) lets a state "
             "see later items, so user rows would train it on the items it must predict; set "
-            "finetune.next_item_rows: prefix"
+            "finetune.next_item.rows: prefix"
         )
     torch.manual_seed(config.seed)
     model = next_item_model(encoder, head or NextItemHead(), freeze_encoder)

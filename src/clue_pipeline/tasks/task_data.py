@@ -47,7 +47,7 @@ class NextItemData:
                 self.train_flat, self.train_starts, self.train_ends, self.max_len, self.user_token
             )
         raise ValueError(
-            f"finetune.next_item_rows = {layout!r}: expected one of {list(NEXT_ITEM_LAYOUTS)}"
+            f"finetune.next_item.rows = {layout!r}: expected one of {list(NEXT_ITEM_LAYOUTS)}"
         )
 
 

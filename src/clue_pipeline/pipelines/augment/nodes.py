@@ -24,15 +24,20 @@ def build_view_policy(view_params: dict) -> dict:
 
 
 def sample_views(
-    sequences: pd.DataFrame, item_index: pd.DataFrame, view_policy: dict, sample_params: dict
+    sequences: pd.DataFrame,
+    item_index: pd.DataFrame,
+    view_policy: dict,
+    sample_params: dict,
+    max_len: int,
 ) -> pd.DataFrame:
-    """A few users' sequences beside their two views, in original item ids, for inspection."""
+    """A few users' sequences beside their two views, in original item ids, for inspection
+    (the model's ``encoder.max_len`` most recent items)."""
     num_items = len(item_index)
     rng = np.random.default_rng(sample_params["seed"])
     count = min(int(sample_params["users"]), len(sequences))
     chosen = sequences.iloc[np.sort(rng.choice(len(sequences), size=count, replace=False))]
     tokens = torch.as_tensor(
-        model_inputs(chosen["items"], int(sample_params["max_len"]), special_tokens(num_items).user)
+        model_inputs(chosen["items"], int(max_len), special_tokens(num_items).user)
     )
     generator = torch.Generator().manual_seed(int(sample_params["seed"]))
     view_a, view_b = make_views(

@@ -16,7 +16,13 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 sample_views,
-                inputs=["sequences", "item_index", "view_policy", "params:augment.samples"],
+                inputs=[
+                    "sequences",
+                    "item_index",
+                    "view_policy",
+                    "params:augment.samples",
+                    "params:encoder.max_len",
+                ],
                 outputs="view_samples",
                 name="sample_views_for_inspection",
             ),

@@ -6,11 +6,12 @@ import logging
 
 import numpy as np
 import pandas as pd
-import torch
 
 from clue_pipeline.augment import validate_view_policy
+from clue_pipeline.config import DEFAULT_READOUT, EvaluateSettings, parse_evaluate
 from clue_pipeline.figures import loss_curves, user_vector_pca
 from clue_pipeline.models.encoders import encoder_from_checkpoint
+from clue_pipeline.models.representation import summarise_representation
 from clue_pipeline.run_summary import metric_name
 from clue_pipeline.tasks.batching import model_inputs
 from clue_pipeline.tasks.finetuning import (
@@ -20,8 +21,6 @@ from clue_pipeline.tasks.finetuning import (
     evaluate_profiling as profiling_metrics,
 )
 from clue_pipeline.tasks.finetuning import rank_next_items, restore_model
-from clue_pipeline.tasks.finetuning import user_vectors as batched_user_vectors
-from clue_pipeline.tasks.pretraining import representation_quality
 from clue_pipeline.tasks.task_data import classification_data, next_item_data
 
 logger = logging.getLogger(__name__)
@@ -31,7 +30,7 @@ def evaluate_next_item(
     model_checkpoint: dict,
     split: pd.DataFrame,
     item_index: pd.DataFrame,
-    evaluate_params: dict,
+    evaluate_params: dict | EvaluateSettings,
     dataset_name: str,
 ) -> dict:
     """Leave-one-out test: full ranking over all items after train + valid.
@@ -44,13 +43,14 @@ def evaluate_next_item(
     data = next_item_data(split, int(model_checkpoint["max_len"]), len(item_index))
     kept, excluded = rank_next_items(model, data.test, (False, True))
     protocols = {"history_kept": kept, "history_excluded": excluded}
-    chosen = "history_excluded" if evaluate_params["exclude_history"] else "history_kept"
+    exclude_history = parse_evaluate(evaluate_params).exclude_history
+    chosen = "history_excluded" if exclude_history else "history_kept"
     record = _record(
         model_checkpoint, "next_item", dataset_name, protocols[chosen], "leave-one-out"
     )
     record["protocols"] = protocols
     record["training_rows"] = model_checkpoint.get("training_rows", "user")
-    record["readout"] = model_checkpoint.get("readout", "ur")
+    record["readout"] = model_checkpoint.get("readout", DEFAULT_READOUT)
     return record
 
 
@@ -206,17 +206,17 @@ def plot_user_vectors(
     encoder = encoder_from_checkpoint(encoder_checkpoint).eval()
     config = encoder.config
     tokens = model_inputs(sequences["items"], config.max_len, config.tokens.user)
-    vectors = batched_user_vectors(encoder, tokens)
-    quality = representation_quality(
+    summary = summarise_representation(
         encoder,
-        torch.as_tensor(tokens[: int(figure_params["quality_users"])]),
+        tokens,
         validate_view_policy(view_policy),
-        config.tokens.mask,
+        quality_users=int(figure_params["quality_users"]),
         seed=int(figure_params["seed"]),
     )
     labels, label_name = _user_labels(sequences, users, figure_params["colour_by"])
+    quality = summary.quality
     return user_vector_pca(
-        vectors.numpy(), labels, label_name, quality["alignment"], quality["uniformity"]
+        summary.vectors, labels, label_name, quality["alignment"], quality["uniformity"]
     )
 
 

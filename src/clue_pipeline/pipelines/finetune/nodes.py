@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 
-from clue_pipeline.config import encoder_config, to_dataclass, train_config
+from clue_pipeline.config import FinetuneSettings, encoder_config, parse_finetune, to_dataclass
 from clue_pipeline.models.popularity import PopularityModel, counts_of
 from clue_pipeline.tasks.finetuning import (
     MethodSpec,
-    NextItemHead,
     build_classifier,
     evaluate_coldstart,
     evaluate_next_item,
@@ -36,22 +36,23 @@ def finetune_next_item(
     split: pd.DataFrame,
     item_index: pd.DataFrame,
     encoder_params: dict,
-    finetune_params: dict,
+    finetune_params: dict | FinetuneSettings,
     method_params: dict,
     pretrained: dict | None = None,
+    exclude_history: bool = False,
 ) -> tuple[dict, list[dict]]:
     """Whole-network fine-tuning for next-item recommendation; early stopping on validation.
 
-    ``finetune.next_item_rows`` picks the training rows: one per user (``user``) or one per
-    prefix (``prefix``); see :class:`clue_pipeline.tasks.finetuning.NextItemRows`.
+    ``finetune.next_item.rows`` picks the training rows: one per user (``user``) or one per
+    prefix (``prefix``); see :class:`clue_pipeline.tasks.finetuning.NextItemRows`. Models are
+    selected on the ranking protocol the test uses (``evaluate.exclude_history``).
     """
-    method = to_dataclass(MethodSpec, method_params, "finetune.methods")
+    settings = parse_finetune(finetune_params)
+    method = _method(method_params)
     encoder_cfg = encoder_config(encoder_params, num_items=len(item_index))
-    data = _sparsify(
-        next_item_data(split, encoder_cfg.max_len, encoder_cfg.num_items), finetune_params
-    )
-    layout = str(finetune_params.get("next_item_rows", "user"))
-    exclude_history = bool(finetune_params.get("exclude_history", False))
+    data = _sparsify(next_item_data(split, encoder_cfg.max_len, encoder_cfg.num_items), settings)
+    head = settings.next_item
+    layout = head.rows
     if method.is_popularity:
         model = PopularityModel(counts_of(_training_items(data), encoder_cfg.num_items, offset=1))
         history = [{"epoch": 0, **evaluate_next_item(model, data.valid, exclude_history)}]
@@ -59,10 +60,9 @@ def finetune_next_item(
             model, method, task="next_item", max_len=encoder_cfg.max_len, training_rows=layout
         )
         return checkpoint, history
-    head = to_dataclass(NextItemHead, finetune_params.get("next_item"), "finetune.next_item")
     rows = data.training_rows(layout)
     config = _train_config(
-        finetune_params,
+        settings,
         "next_item",
         method,
         data.train_tokens,
@@ -100,12 +100,13 @@ def finetune_profiling(
     profile_classes: dict,
     item_index: pd.DataFrame,
     encoder_params: dict,
-    finetune_params: dict,
+    finetune_params: dict | FinetuneSettings,
     method_params: dict,
     pretrained: dict | None = None,
 ) -> tuple[dict, dict]:
     """One classifier per profile attribute (gender, age, ...), each fine-tuned separately."""
-    method = to_dataclass(MethodSpec, method_params, "finetune.methods")
+    settings = parse_finetune(finetune_params)
+    method = _method(method_params)
     if profile_split.empty:
         reason = "profiling skipped: this dataset has no user attributes (profile_split is empty)"
         logger.warning("%s (%s)", reason, method.name)
@@ -124,11 +125,11 @@ def finetune_profiling(
                 encoder_cfg.num_items,
                 len(classes),
             ),
-            finetune_params,
+            settings,
         )
         announce_part(task)
         model, result = _fit_classifier(
-            data, encoder_cfg, pretrained, method, finetune_params, "profiling", evaluate_profiling
+            data, encoder_cfg, pretrained, method, settings, "profiling", evaluate_profiling
         )
         models[task] = export_checkpoint(
             model, method, task=task, num_classes=len(classes), max_len=encoder_cfg.max_len
@@ -143,12 +144,13 @@ def finetune_coldstart(
     target_index: pd.DataFrame,
     item_index: pd.DataFrame,
     encoder_params: dict,
-    finetune_params: dict,
+    finetune_params: dict | FinetuneSettings,
     method_params: dict,
     pretrained: dict | None = None,
 ) -> tuple[dict, list[dict]]:
     """Source-domain user vector -> softmax over target-domain items; one instance per pair."""
-    method = to_dataclass(MethodSpec, method_params, "finetune.methods")
+    settings = parse_finetune(finetune_params)
+    method = _method(method_params)
     encoder_cfg = encoder_config(encoder_params, num_items=len(item_index))
     data = _sparsify(
         classification_data(
@@ -159,10 +161,10 @@ def finetune_coldstart(
             encoder_cfg.num_items,
             num_classes=len(target_index),
         ),
-        finetune_params,
+        settings,
     )
     model, result = _fit_classifier(
-        data, encoder_cfg, pretrained, method, finetune_params, "coldstart", evaluate_coldstart
+        data, encoder_cfg, pretrained, method, settings, "coldstart", evaluate_coldstart
     )
     checkpoint = export_checkpoint(
         model, method, task="coldstart", num_classes=data.num_classes, max_len=encoder_cfg.max_len
@@ -170,7 +172,7 @@ def finetune_coldstart(
     return checkpoint, result.history
 
 
-def _fit_classifier(data, encoder_cfg, pretrained, method, finetune_params, task, evaluate):
+def _fit_classifier(data, encoder_cfg, pretrained, method, settings, task, evaluate):
     if method.is_popularity:
         model = PopularityModel(counts_of(data.labels["train"], data.num_classes))
         metrics = evaluate(model, data.tokens["valid"], data.labels["valid"], data.num_classes)
@@ -182,14 +184,14 @@ def _fit_classifier(data, encoder_cfg, pretrained, method, finetune_params, task
         encoder_cfg,
         pretrained,
         data.num_classes,
-        baseline_params=finetune_params.get("baselines", {}).get(method.backbone),
+        baseline_params=settings.baselines.get(method.backbone),
     )
 
     def validate(m):
         return evaluate(m, data.tokens["valid"], data.labels["valid"], data.num_classes)
 
     config = _train_config(
-        finetune_params,
+        settings,
         task,
         method,
         data.tokens["train"],
@@ -200,20 +202,23 @@ def _fit_classifier(data, encoder_cfg, pretrained, method, finetune_params, task
     return finetune_classifier(model, data.tokens["train"], data.labels["train"], validate, config)
 
 
-def _train_config(finetune_params: dict, task: str, method: MethodSpec, *parts):
+def _train_config(settings: FinetuneSettings, task: str, method: MethodSpec, *parts):
     """Shared training knobs, then the task's, then the method's overrides.
 
     ``parts`` (data arrays, initial weights) go into the checkpoint folder's fingerprint.
     """
-    merged = {
-        **finetune_params["train"],
-        **finetune_params.get("tasks", {}).get(task, {}),
-        **finetune_params.get("overrides", {}).get(method.name, {}),
-    }
-    base_dir = merged.pop("checkpoint_dir", None)
-    config = train_config(merged, f"finetune (task {task}, method {method.name})")
-    config.checkpoint_dir = job_checkpoint_dir(base_dir, f"{task}/{method.name}", config, *parts)
-    return config
+    config = settings.train_for(task, method.name)
+    base_dir = config.checkpoint_dir
+    return replace(
+        config,
+        checkpoint_dir=job_checkpoint_dir(base_dir, f"{task}/{method.name}", config, *parts),
+    )
+
+
+def _method(method_params: dict) -> MethodSpec:
+    """``finetune.methods.<m>``: its ``backbone`` is the encoder kind for that method (it
+    replaces ``encoder.kind``, by design: a GRU method trains a GRU whatever the default)."""
+    return to_dataclass(MethodSpec, method_params, "finetune.methods")
 
 
 def _training_items(data) -> np.ndarray:
@@ -230,6 +235,5 @@ def _weights_id(checkpoint: dict | None) -> str:
     return fingerprint(*(state[k].float().numpy() for k in sorted(state)))
 
 
-def _sparsify(data, finetune_params: dict):
-    fraction = float(finetune_params.get("train_user_fraction", 1.0))
-    return keep_training_users(data, fraction, int(finetune_params["train"]["seed"]))
+def _sparsify(data, settings: FinetuneSettings):
+    return keep_training_users(data, settings.train_user_fraction, settings.seed)

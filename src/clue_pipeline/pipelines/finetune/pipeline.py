@@ -6,6 +6,8 @@ In Kedro-Viz the stage is one box (namespace `finetune`) with a box per task
 (`finetune.next_item`, ...); dataset names join task and method by `__` (`next_item__clue_model`).
 """
 
+import inspect
+
 from kedro.pipeline import Node, Pipeline
 
 from clue_pipeline.pipelines.pretrain.pipeline import SEP, encoder_name
@@ -61,17 +63,27 @@ def create_pipeline(**kwargs) -> Pipeline:
     for task, (function, data, corpus) in TASKS.items():
         task_nodes = []
         for method, init in methods_of(task).items():
-            inputs = [
-                *data,
-                "params:encoder",
-                "params:finetune",
-                f"params:finetune.methods.{method}",
-            ]
+            node_fn = getattr(nodes, function)
+            names = list(inspect.signature(node_fn).parameters)
+            inputs = dict(
+                zip(
+                    names,
+                    [
+                        *data,
+                        "params:encoder",
+                        "params:finetune",
+                        f"params:finetune.methods.{method}",
+                    ],
+                    strict=False,
+                )
+            )
             if init is not None:
-                inputs.append(encoder_name(corpus, init))
+                inputs["pretrained"] = encoder_name(corpus, init)
+            if "exclude_history" in names:  # the one ranking protocol: selection follows the test
+                inputs["exclude_history"] = "params:evaluate.exclude_history"
             task_nodes.append(
                 Node(
-                    getattr(nodes, function),
+                    node_fn,
                     inputs=inputs,
                     outputs=[f"{task}{SEP}{method}_model", f"{task}{SEP}{method}_history"],
                     name=f"finetune_{task}_{method}",

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict, replace
 
 import numpy as np
 import pandas as pd
 
 from clue_pipeline.augment import validate_view_policy
-from clue_pipeline.config import encoder_config, to_dataclass, train_config
+from clue_pipeline.config import PretrainSettings, encoder_config, parse_pretrain
 from clue_pipeline.data.attributes import attribute_codes, load_attributes
-from clue_pipeline.models.objectives import ObjectiveConfig
-from clue_pipeline.models.s3rec import S3RecConfig
 from clue_pipeline.tasks.batching import model_inputs
 from clue_pipeline.tasks.fingerprint import job_checkpoint_dir
-from clue_pipeline.tasks.pretraining import HealthConfig, PretrainJob, SimSiamConfig, run_job
+from clue_pipeline.tasks.pretraining import (
+    ClueSettings,
+    MaskedItemSettings,
+    PretrainJob,
+    S3RecSettings,
+    run_job,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -38,35 +43,38 @@ def pretrain_clue(
     item_index: pd.DataFrame,
     view_policy: dict,
     encoder_params: dict,
-    pretrain_params: dict,
+    pretrain_params: dict | PretrainSettings,
 ) -> tuple[dict, list[dict]]:
     """CLUE: ``pretrain.objective`` over two views of every user's sequence (SimSiam by default).
 
     Returns (encoder, history); the history holds the per-epoch health of the user vectors.
     """
-    job = _job("clue", corpus, item_index, encoder_params, pretrain_params, view_policy)
-    job.view_policy = validate_view_policy(view_policy)
-    job.simsiam = to_dataclass(SimSiamConfig, pretrain_params.get("simsiam"), "pretrain.simsiam")
-    job.objective = to_dataclass(
-        ObjectiveConfig, pretrain_params.get("objective"), "pretrain.objective"
+    settings = parse_pretrain(pretrain_params)
+    job = _job("clue", corpus, item_index, encoder_params, settings, view_policy)
+    job.settings = ClueSettings(
+        validate_view_policy(view_policy), settings.simsiam, settings.objective
     )
-    return _run(job, pretrain_params)
+    return _run(job, settings)
 
 
 def pretrain_masked_items(
-    corpus: pd.DataFrame, item_index: pd.DataFrame, encoder_params: dict, pretrain_params: dict
+    corpus: pd.DataFrame,
+    item_index: pd.DataFrame,
+    encoder_params: dict,
+    pretrain_params: dict | PretrainSettings,
 ) -> tuple[dict, list[dict]]:
     """Item-level rival (PeterRec-style masked item prediction) on the same corpus and budget."""
-    job = _job("mip", corpus, item_index, encoder_params, pretrain_params)
-    job.mask_ratio = float(pretrain_params["masked_item"]["mask_ratio"])
-    return _run(job, pretrain_params)
+    settings = parse_pretrain(pretrain_params)
+    job = _job("mip", corpus, item_index, encoder_params, settings)
+    job.settings = MaskedItemSettings(settings.masked_item.mask_ratio)
+    return _run(job, settings)
 
 
 def item_attributes(
-    items: pd.DataFrame, item_index: pd.DataFrame, pretrain_params: dict
+    items: pd.DataFrame, item_index: pd.DataFrame, pretrain_params: dict | PretrainSettings
 ) -> pd.DataFrame:
     """``(token, attribute)`` codes of the indexed items, from ``pretrain.s3rec.attributes``."""
-    params = pretrain_params.get("s3rec", {}).get("attributes") or {"source": "none"}
+    params = asdict(parse_pretrain(pretrain_params).attributes)
     codes = attribute_codes(load_attributes(params, items), item_index)
     logger.info(
         "item attributes (%s): %d attributes on %d of %d items",
@@ -83,31 +91,38 @@ def pretrain_s3rec(
     item_index: pd.DataFrame,
     attributes: pd.DataFrame,
     encoder_params: dict,
-    pretrain_params: dict,
+    pretrain_params: dict | PretrainSettings,
 ) -> tuple[dict, list[dict]]:
     """S3-Rec's four objectives (AAP, MIP, MAP, SP) on the same corpus, encoder and budget."""
+    settings = parse_pretrain(pretrain_params)
     pairs = attributes[["token", "attribute"]].to_numpy(np.int64)
-    job = _job("s3rec", corpus, item_index, encoder_params, pretrain_params, pairs)
-    settings = {k: v for k, v in pretrain_params["s3rec"].items() if k != "attributes"}
-    job.s3rec = to_dataclass(S3RecConfig, settings, "pretrain.s3rec")
-    job.attribute_pairs = pairs
-    job.num_attributes = int(attributes["attribute"].max()) + 1 if len(attributes) else 0
-    return _run(job, pretrain_params)
+    job = _job("s3rec", corpus, item_index, encoder_params, settings, pairs)
+    num_attributes = int(attributes["attribute"].max()) + 1 if len(attributes) else 0
+    job.settings = S3RecSettings(settings.s3rec, pairs, num_attributes)
+    return _run(job, settings)
 
 
-def _job(method, corpus, item_index, encoder_params, pretrain_params, inputs=None) -> PretrainJob:
+def _job(
+    method: str,
+    corpus: pd.DataFrame,
+    item_index: pd.DataFrame,
+    encoder_params: dict,
+    settings: PretrainSettings,
+    inputs=None,
+) -> PretrainJob:
     """``inputs``: what the method reads besides the corpus (view policy, attributes), which
     goes into the checkpoint folder's fingerprint."""
     encoder = encoder_config(encoder_params, num_items=len(item_index))
     sequences = corpus_sequences(corpus)
     if len(sequences) == 0:
         raise ValueError("pre-training corpus is empty: check the sequences pipeline's filters")
-    train_params = dict(pretrain_params["train"])
-    base_dir = train_params.pop("checkpoint_dir", None)
-    train = train_config(train_params, "pretrain.train")
+    train = settings.train
     tokens = model_inputs(sequences, encoder.max_len, encoder.tokens.user)
-    train.checkpoint_dir = job_checkpoint_dir(
-        base_dir, method, tokens, encoder, train, pretrain_params, inputs
+    train = replace(
+        train,
+        checkpoint_dir=job_checkpoint_dir(
+            train.checkpoint_dir, method, tokens, encoder, train, settings, inputs
+        ),
     )
     logger.info(
         "pre-training %s on %d sequences, %d items, %d epochs",
@@ -116,13 +131,13 @@ def _job(method, corpus, item_index, encoder_params, pretrain_params, inputs=Non
         encoder.num_items,
         train.epochs,
     )
-    health = to_dataclass(HealthConfig, pretrain_params.get("health"), "pretrain.health")
-    return PretrainJob(method=method, tokens=tokens, encoder=encoder, train=train, health=health)
+    return PretrainJob(
+        method=method, tokens=tokens, encoder=encoder, train=train, health=settings.health
+    )
 
 
-def _run(job: PretrainJob, pretrain_params: dict) -> tuple[dict, list[dict]]:
-    nproc = int(pretrain_params.get("distributed", {}).get("nproc_per_node", 1))
-    checkpoint, result = run_job(job, nproc_per_node=nproc)
+def _run(job: PretrainJob, settings: PretrainSettings) -> tuple[dict, list[dict]]:
+    checkpoint, result = run_job(job, nproc_per_node=settings.distributed.nproc_per_node)
     return checkpoint, result.history
 
 

@@ -46,10 +46,12 @@ def filter_and_order_interactions(
 
 
 def index_items_and_build_sequences(
-    filtered_interactions: pd.DataFrame, params: dict[str, Any]
+    filtered_interactions: pd.DataFrame, params: dict[str, Any], max_len: int
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Items indexed by popularity, and each user's most recent ``max_len + 2`` items
+    (``encoder.max_len``: the one sequence length of every stage)."""
     item_index = build_item_index(filtered_interactions)
-    sequences = build_sequences(filtered_interactions, item_index, params["max_len"])
+    sequences = build_sequences(filtered_interactions, item_index, max_len)
     lengths = np.diff(list_values_offsets(sequences["items"])[1])
     logger.info(
         "sequences: %d users, %d items (tokens 1..%d), mean length %.1f after keeping the "
@@ -58,7 +60,7 @@ def index_items_and_build_sequences(
         len(item_index),
         len(item_index),
         float(lengths.mean()),
-        params["max_len"] + 2,
+        max_len + 2,
     )
     return item_index, sequences
 
@@ -101,8 +103,9 @@ def build_coldstart_tables(
     items: pd.DataFrame,
     item_index: pd.DataFrame,
     params: dict[str, Any],
+    max_len: int,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    settings = ColdStartSettings.from_params(params)
+    settings = ColdStartSettings.from_params({**params, "max_len": max_len})
     data = build_coldstart(filtered_interactions, items, item_index, settings, params["dataset"])
     if data.skipped_reason is None:
         logger.info(

@@ -22,7 +22,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 index_items_and_build_sequences,
-                inputs=["filtered_interactions", "params:sequences"],
+                inputs=["filtered_interactions", "params:sequences", "params:encoder.max_len"],
                 outputs=["item_index", "sequences"],
                 name="index_items_and_build_sequences",
             ),
@@ -40,7 +40,13 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 build_coldstart_tables,
-                inputs=["filtered_interactions", "items", "item_index", "params:sequences"],
+                inputs=[
+                    "filtered_interactions",
+                    "items",
+                    "item_index",
+                    "params:sequences",
+                    "params:encoder.max_len",
+                ],
                 outputs=["coldstart_source", "coldstart_targets", "coldstart_target_index"],
                 name="build_coldstart_tables",
             ),

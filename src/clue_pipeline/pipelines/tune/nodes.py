@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import logging
 import sys
+from dataclasses import asdict, replace
 
 import mlflow
 import pandas as pd
 
-from clue_pipeline.config import encoder_config, to_dataclass, train_config
+from clue_pipeline.config import (
+    FinetuneSettings,
+    PretrainSettings,
+    SearchSpace,
+    encoder_config,
+    parse_finetune,
+    parse_pretrain,
+    to_dataclass,
+)
 from clue_pipeline.figures import dropout_sensitivity
-from clue_pipeline.models.objectives import ObjectiveConfig
 from clue_pipeline.pipelines.pretrain.nodes import corpus_sequences
 from clue_pipeline.tasks.batching import model_inputs
-from clue_pipeline.tasks.finetuning import NextItemHead
-from clue_pipeline.tasks.pretraining import SimSiamConfig
 from clue_pipeline.tasks.task_data import next_item_data
-from clue_pipeline.tasks.tuning import SearchSpace, make_objective, run_study
+from clue_pipeline.tasks.tuning import make_objective, run_study
 
 logger = logging.getLogger(__name__)
 
@@ -26,25 +32,26 @@ def tune_clue(
     item_index: pd.DataFrame,
     encoder_params: dict,
     view_params: dict,
-    pretrain_params: dict,
-    finetune_params: dict,
+    pretrain_params: dict | PretrainSettings,
+    finetune_params: dict | FinetuneSettings,
     tune_params: dict,
+    exclude_history: bool = False,
 ):
-    """Run (or resume) the study; returns best parameters, all trials and the sensitivity plot."""
+    """Run (or resume) the study; returns best parameters, all trials and the sensitivity plot.
+
+    A trial trains what ``kedro run`` would (the same objective, heads, rows and ranking
+    protocol), at ``tune.budget``'s epochs and without checkpoints.
+    """
     encoder = encoder_config(encoder_params, num_items=len(item_index))
     data = next_item_data(split, encoder.max_len, encoder.num_items)
+    pretraining, finetuning = parse_pretrain(pretrain_params), parse_finetune(finetune_params)
     budget = tune_params["budget"]
-    pretrain = train_config(
-        {**_without_checkpoints(pretrain_params["train"]), "epochs": budget["pretrain_epochs"]},
-        "pretrain.train",
-    )
-    finetune = train_config(
-        {
-            **_without_checkpoints(finetune_params["train"]),
-            **finetune_params["tasks"]["next_item"],
-            "epochs": budget["finetune_epochs"],
-        },
-        "finetune.train",
+    no_checkpoints = {"checkpoint_dir": None, "checkpoint_every_steps": None, "resume": False}
+    pretrain = replace(pretraining.train, epochs=budget["pretrain_epochs"], **no_checkpoints)
+    finetune = replace(
+        finetuning.train_for("next_item", "clue"),
+        epochs=budget["finetune_epochs"],
+        **no_checkpoints,
     )
     space = to_dataclass(
         SearchSpace, tune_params["search_space"], "tune.search_space", check_ranges=False
@@ -58,14 +65,13 @@ def tune_clue(
         view_params=view_params,
         pretrain=pretrain,
         finetune=finetune,
-        simsiam=to_dataclass(SimSiamConfig, pretrain_params.get("simsiam"), "pretrain.simsiam"),
+        simsiam=pretraining.simsiam,
         space=space,
         parent_run_id=parent.info.run_id if parent else None,
-        layout=str(finetune_params.get("next_item_rows", "user")),
-        objective=to_dataclass(
-            ObjectiveConfig, pretrain_params.get("objective"), "pretrain.objective"
-        ),
-        head=to_dataclass(NextItemHead, finetune_params.get("next_item"), "finetune.next_item"),
+        layout=finetuning.next_item.rows,
+        objective=pretraining.objective,
+        head=finetuning.next_item,
+        exclude_history=exclude_history,
     )
     study = run_study(
         objective,
@@ -81,11 +87,11 @@ def tune_clue(
     trials = study.trials_dataframe(attrs=("number", "value", "params", "state", "duration"))
     trials["duration"] = trials["duration"].dt.total_seconds()
     trials["state"] = trials["state"].astype(str)
-    best = _best_parameters(study, encoder_params, view_params, pretrain_params)
+    best = _best_parameters(study, encoder_params, view_params, asdict(pretraining.train))
     return best, trials, dropout_sensitivity(trials)
 
 
-def _best_parameters(study, encoder_params, view_params, pretrain_params) -> dict:
+def _best_parameters(study, encoder_params, view_params, pretrain_train: dict) -> dict:
     """The best trial's knobs in the shape of conf/ parameters, ready to copy there."""
     completed = [t for t in study.trials if t.value is not None and t.state.name == "COMPLETE"]
     if not completed:
@@ -97,7 +103,7 @@ def _best_parameters(study, encoder_params, view_params, pretrain_params) -> dic
         views["strategies"] = knobs["strategies"].split("+")
     if "ratio" in knobs:
         views.update({f"{s}_ratio": knobs["ratio"] for s in ("mask", "crop", "permute")})
-    train = dict(pretrain_params["train"])
+    train = dict(pretrain_train)
     if "lr" in knobs:
         train["lr"] = knobs["lr"]
     return {
@@ -111,10 +117,6 @@ def _best_parameters(study, encoder_params, view_params, pretrain_params) -> dic
             "trials": len(study.trials),
         },
     }
-
-
-def _without_checkpoints(train: dict) -> dict:
-    return {k: v for k, v in train.items() if k not in ("checkpoint_dir", "checkpoint_every_steps")}
 
 
 def _check_search_space(space: SearchSpace) -> None:

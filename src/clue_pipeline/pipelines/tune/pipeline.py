@@ -18,6 +18,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "params:pretrain",
                     "params:finetune",
                     "params:tune",
+                    "params:evaluate.exclude_history",
                 ],
                 outputs=["best_parameters", "tuning_trials", "dropout_sensitivity_plot"],
                 name="tune_clue_with_optuna",
