@@ -6,6 +6,7 @@ file, line/row or column at fault and the form that was expected.
 
 from __future__ import annotations
 
+import codecs
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -167,11 +168,20 @@ def _table_file(block: Mapping[str, Any], prefix: str, needed: Sequence[str]) ->
             parameter=f"{prefix}.sep",
             expected="one or more characters other than newline and quote",
         )
+    encoding = str(block.get("encoding", "utf-8"))
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise DataError(
+            f"{encoding!r} is not a text encoding Python knows",
+            parameter=f"{prefix}.encoding",
+            expected="an encoding name such as utf-8, latin-1 or cp1252",
+        ) from None
     return TableFile(
         path=path,
         columns={str(k): str(v) for k, v in columns.items() if v is not None},
         sep=sep,
-        encoding=str(block.get("encoding", "utf-8")),
+        encoding=encoding,
     )
 
 

@@ -22,40 +22,10 @@ def create_pipeline(**kwargs) -> Pipeline:
     from .nodes import (
         item_attributes,
         plot_pretraining_health,
-        pretrain_clue,
-        pretrain_masked_items,
-        pretrain_s3rec,
         register_user_vector_model,
     )
 
-    template = Pipeline(
-        [
-            Node(
-                pretrain_clue,
-                inputs=["corpus", "item_index", "view_policy", "params:encoder", "params:pretrain"],
-                outputs=["clue_encoder", "clue_pretrain_history"],
-                name="pretrain_clue",
-            ),
-            Node(
-                pretrain_masked_items,
-                inputs=["corpus", "item_index", "params:encoder", "params:pretrain"],
-                outputs=["mip_encoder", "mip_pretrain_history"],
-                name="pretrain_masked_item_prediction",
-            ),
-            Node(
-                pretrain_s3rec,
-                inputs=[
-                    "corpus",
-                    "item_index",
-                    "item_attributes",
-                    "params:encoder",
-                    "params:pretrain",
-                ],
-                outputs=["s3rec_encoder", "s3rec_pretrain_history"],
-                name="pretrain_s3rec",
-            ),
-        ]
-    )
+    template = _methods_template()
     attributes = Node(
         item_attributes,
         inputs=["items", "item_index", "params:pretrain"],
@@ -103,4 +73,38 @@ def create_pipeline(**kwargs) -> Pipeline:
             for corpus, table in CORPORA.items()
         ),
         Pipeline([registration, health, attributes]),
+    )
+
+
+def _methods_template() -> Pipeline:
+    """One corpus's pre-training, a node per method, instantiated per corpus below."""
+    from .nodes import pretrain_clue, pretrain_masked_items, pretrain_s3rec
+
+    return Pipeline(
+        [
+            Node(
+                pretrain_clue,
+                inputs=["corpus", "item_index", "view_policy", "params:encoder", "params:pretrain"],
+                outputs=["clue_encoder", "clue_pretrain_history"],
+                name="pretrain_clue",
+            ),
+            Node(
+                pretrain_masked_items,
+                inputs=["corpus", "item_index", "params:encoder", "params:pretrain"],
+                outputs=["mip_encoder", "mip_pretrain_history"],
+                name="pretrain_masked_item_prediction",
+            ),
+            Node(
+                pretrain_s3rec,
+                inputs=[
+                    "corpus",
+                    "item_index",
+                    "item_attributes",
+                    "params:encoder",
+                    "params:pretrain",
+                ],
+                outputs=["s3rec_encoder", "s3rec_pretrain_history"],
+                name="pretrain_s3rec",
+            ),
+        ]
     )
