@@ -6,12 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from clue_pipeline.models.bag_of_items import (
-    BagSettings,
-    bag_matrix,
-    bag_settings,
-    fit_bag_of_items,
-)
+from clue_pipeline.config import LinearFloorConfig, parse_finetune
+from clue_pipeline.models.bag_of_items import bag_matrix, fit_bag_of_items
 
 ITEMS_END = 41  # items 1..40; 41 = [MASK], 42 = [UR]
 
@@ -46,7 +42,7 @@ def test_the_floor_learns_what_the_bag_says_and_picks_c_on_validation(classes, w
         labels,
         ITEMS_END,
         classes,
-        BagSettings(weighting=weighting, c_grid=(0.01, 1.0)),
+        LinearFloorConfig(weighting=weighting, c_grid=(0.01, 1.0)),
         score=lambda m: _accuracy(m, tokens["valid"], labels["valid"]),
         monitor="accuracy",
     )
@@ -72,7 +68,7 @@ def test_the_module_scores_as_scikit_learn_does():
         {"train": labels},
         ITEMS_END,
         3,
-        BagSettings(weighting="binary", c_grid=(1.0,)),
+        LinearFloorConfig(weighting="binary", c_grid=(1.0,)),
         score,
         "accuracy",
     )
@@ -94,11 +90,16 @@ def test_special_tokens_and_padding_are_not_items():
     assert bags.sum() == 1.0
 
 
+def _linear(block: dict) -> LinearFloorConfig:
+    return parse_finetune({"train": {"epochs": 1, "batch_size": 8}, "linear": block}).linear
+
+
 def test_settings_name_the_bad_parameter():
-    with pytest.raises(ValueError, match="unknown parameter.*'cgrid'"):
-        bag_settings({"cgrid": [1.0]})
-    with pytest.raises(ValueError, match="weighting = 'bm25'"):
-        bag_settings({"weighting": "bm25"})
-    with pytest.raises(ValueError, match="c_grid"):
-        bag_settings({"c_grid": [0.0]})
-    assert bag_settings({"c_grid": 2}).c_grid == (2.0,)
+    with pytest.raises(ValueError, match="cgrid"):
+        _linear({"cgrid": [1.0]})
+    with pytest.raises(ValueError, match="finetune.linear.weighting = 'bm25'"):
+        _linear({"weighting": "bm25"})
+    with pytest.raises(ValueError, match="finetune.linear.c_grid"):
+        _linear({"c_grid": [0.0]})
+    assert _linear({"c_grid": 2}).c_grid == (2.0,)
+    assert _linear({"c_grid": [1, 3]}).c_grid == (1.0, 3.0)

@@ -56,6 +56,47 @@ class NextItemHead:
             )
 
 
+LINEAR_WEIGHTINGS = ("tfidf", "binary")
+
+
+@dataclass(frozen=True)
+class LinearFloorConfig:
+    """``finetune.linear``: the bag-of-items floor (method ``linear``, backbone ``bag``).
+
+    Each user is the bag of the items in their whole history (``weighting``: TF-IDF or binary,
+    L2-normalised) into scikit-learn's logistic regression; ``C`` is chosen from ``c_grid`` on
+    the validation users by the task's monitored metric.
+    """
+
+    weighting: str = "tfidf"
+    c_grid: tuple[float, ...] = (0.3, 1.0, 3.0, 10.0)
+    max_iter: int = 1000
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "c_grid", tuple(float(c) for c in _as_list(self.c_grid)))
+        if self.weighting not in LINEAR_WEIGHTINGS:
+            raise ValueError(
+                f"finetune.linear.weighting = {self.weighting!r}: expected one of "
+                f"{list(LINEAR_WEIGHTINGS)}"
+            )
+        if not self.c_grid or any(not c > 0 for c in self.c_grid):
+            raise ValueError(
+                f"finetune.linear.c_grid = {list(self.c_grid)}: expected positive values"
+            )
+        if (
+            isinstance(self.max_iter, bool)
+            or not isinstance(self.max_iter, int)
+            or self.max_iter < 1
+        ):
+            raise ValueError(
+                f"finetune.linear.max_iter = {self.max_iter!r}: expected an integer >= 1"
+            )
+
+
+def _as_list(value: Any) -> list:
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
 @dataclass(frozen=True)
 class FinetuneSettings:
     """The whole ``finetune`` block, typed. ``train`` holds the shared ``TrainConfig`` keys
@@ -70,6 +111,7 @@ class FinetuneSettings:
     train_user_fraction: float = 1.0
     methods: dict[str, dict[str, Any]] = field(default_factory=dict)
     baselines: dict[str, dict[str, Any]] = field(default_factory=dict)
+    linear: LinearFloorConfig = field(default_factory=LinearFloorConfig)
 
     def train_for(self, task: str, method: str) -> TrainConfig:
         """Shared training knobs, then the task's (``tasks.<task>``), then the method's
@@ -101,6 +143,9 @@ def parse_finetune(params: dict[str, Any] | FinetuneSettings) -> FinetuneSetting
         train_user_fraction=float(params.get("train_user_fraction", 1.0)),
         methods={k: dict(v or {}) for k, v in (params.get("methods") or {}).items()},
         baselines={k: dict(v or {}) for k, v in (params.get("baselines") or {}).items()},
+        linear=to_dataclass(
+            LinearFloorConfig, params.get("linear"), "finetune.linear", check_ranges=False
+        ),
     )
     if not 0.0 < settings.train_user_fraction <= 1.0:
         raise ValueError(

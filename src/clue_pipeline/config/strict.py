@@ -15,7 +15,7 @@ from dataclasses import fields, is_dataclass
 from typing import Any
 
 from clue_pipeline.config import blocks
-from clue_pipeline.config.finetuning import EvaluateSettings, NextItemHead
+from clue_pipeline.config.finetuning import EvaluateSettings, LinearFloorConfig, NextItemHead
 from clue_pipeline.config.pretraining import (
     AttributesConfig,
     DistributedSettings,
@@ -89,6 +89,7 @@ def schema() -> dict[str, Any]:
             "train_user_fraction": LEAF,
             "methods": OpenMap(_of(MethodSpec)),
             "baselines": OpenMap(_of(BaselineConfig, drop=("num_items", "num_classes"))),
+            "linear": _of(LinearFloorConfig),
         },
     }
 

@@ -4,6 +4,7 @@ Each user's items become a TF-IDF (or binary) vector over the catalogue, and sci
 logistic regression maps it to the labels, its inverse regularisation ``C`` chosen on the
 validation users. No order, no encoder: whatever a learned user vector adds has to beat this.
 Profiling classifies the bag; cold-start scores the target-domain classes from the source bag.
+Settings: ``finetune.linear`` (:class:`clue_pipeline.config.LinearFloorConfig`).
 
 The fitted weights sit in a torch module that speaks the fine-tuning heads' interface
 (``logits``), so the evaluation code scores it like every other model.
@@ -12,32 +13,16 @@ The fitted weights sit in a torch module that speaks the fine-tuning heads' inte
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 
 import numpy as np
 import torch
 from scipy import sparse
 from torch import nn
 
+from clue_pipeline.config import LinearFloorConfig
+
 logger = logging.getLogger(__name__)
-
-WEIGHTINGS = ("tfidf", "binary")
-
-
-@dataclass(frozen=True)
-class BagSettings:
-    """``finetune.linear``: how the bag is weighted and which ``C`` values are tried."""
-
-    weighting: str = "tfidf"
-    c_grid: tuple[float, ...] = (0.3, 1.0, 3.0, 10.0)
-    max_iter: int = 1000
-
-    def __post_init__(self) -> None:
-        if self.weighting not in WEIGHTINGS:
-            raise ValueError(f"weighting = {self.weighting!r}: expected one of {WEIGHTINGS}")
-        if not self.c_grid or any(not (c > 0) for c in self.c_grid):
-            raise ValueError(f"c_grid = {self.c_grid!r}: expected positive values")
 
 
 class BagOfItemsModel(nn.Module):
@@ -94,7 +79,7 @@ def fit_bag_of_items(
     labels: dict[str, np.ndarray],
     items_end: int,
     num_classes: int,
-    settings: BagSettings,
+    settings: LinearFloorConfig,
     score: Callable[[nn.Module], dict],
     monitor: str,
     seed: int = 0,
@@ -154,21 +139,3 @@ def _to_module(model, idf: np.ndarray, items_end: int, num_classes: int) -> BagO
 
 def _short(metrics: dict) -> str:
     return ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
-
-
-def bag_settings(params: dict | None) -> BagSettings:
-    """``finetune.linear`` as settings, naming an unknown key."""
-    params = dict(params or {})
-    known = set(BagSettings.__dataclass_fields__)
-    unknown = sorted(set(params) - known)
-    if unknown:
-        raise ValueError(
-            f"finetune.linear: unknown parameter(s) {unknown}; accepted {sorted(known)}"
-        )
-    if "c_grid" in params:
-        params["c_grid"] = tuple(float(c) for c in _as_sequence(params["c_grid"]))
-    return BagSettings(**params)
-
-
-def _as_sequence(value) -> Sequence:
-    return value if isinstance(value, list | tuple) else [value]

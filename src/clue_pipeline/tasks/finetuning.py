@@ -21,6 +21,7 @@ from clue_pipeline.metrics import (
     metrics_from_ranks,
     ranking_metrics,
 )
+from clue_pipeline.models.bag_of_items import BagOfItemsModel
 from clue_pipeline.models.baselines import BASELINES, BaselineConfig
 from clue_pipeline.models.encoders import (
     EncoderConfig,
@@ -39,6 +40,7 @@ from clue_pipeline.training.loop import StepFn, TrainConfig, TrainResult, fit
 
 NEXT_ITEM_LAYOUTS = ("user", "prefix")
 POPULARITY = "pop"  # the most-popular baseline's backbone: counted, not trained
+BAG_OF_ITEMS = "bag"  # the linear floor's backbone: a logistic regression over the item bag
 
 
 @dataclass
@@ -46,7 +48,8 @@ class MethodSpec:
     """How a method builds its model: which backbone, from which weights, frozen or not."""
 
     name: str
-    backbone: str = "transformer"  # encoder kind, a baseline name ("nfm", "deepfm") or "pop"
+    # encoder kind, a baseline name ("nfm", "deepfm"), "pop" or "bag" (the linear floor)
+    backbone: str = "transformer"
     freeze_encoder: bool = False
 
     @property
@@ -56,6 +59,10 @@ class MethodSpec:
     @property
     def is_popularity(self) -> bool:
         return self.backbone == POPULARITY
+
+    @property
+    def is_linear(self) -> bool:
+        return self.backbone == BAG_OF_ITEMS
 
 
 @dataclass
@@ -321,6 +328,8 @@ def export_checkpoint(model: torch.nn.Module, method: MethodSpec, **extra) -> di
         state["baseline_config"] = asdict(model.config)
     elif hasattr(model, "encoder"):
         state["encoder"] = encoder_to_checkpoint(model.encoder)
+    if method.is_linear:
+        state["items_end"] = model.items_end
     state["state_dict"] = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     return state
 
@@ -330,6 +339,11 @@ def restore_model(checkpoint: dict) -> torch.nn.Module:
     frozen = bool(checkpoint.get("freeze_encoder", False))
     if checkpoint.get("backbone") == POPULARITY:
         return PopularityModel(checkpoint["state_dict"]["counts"]).eval()
+    if checkpoint.get("backbone") == BAG_OF_ITEMS:
+        state = checkpoint["state_dict"]
+        return BagOfItemsModel(
+            state["idf"], state["weight"], state["bias"], int(checkpoint["items_end"])
+        ).eval()
     if checkpoint.get("task") == "next_item":
         model = NextItemModel(
             encoder_from_checkpoint(checkpoint["encoder"]),

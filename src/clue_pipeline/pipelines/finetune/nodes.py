@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 
 from clue_pipeline.config import FinetuneSettings, encoder_config, parse_finetune, to_dataclass
+from clue_pipeline.data.tokens import special_tokens
+from clue_pipeline.models.bag_of_items import fit_bag_of_items
 from clue_pipeline.models.popularity import PopularityModel, counts_of
 from clue_pipeline.tasks.finetuning import (
     MethodSpec,
@@ -113,17 +115,13 @@ def finetune_profiling(
         return {"skipped": reason}, {"skipped": reason}
     encoder_cfg = encoder_config(encoder_params, num_items=len(item_index))
     sequences = profile_split.drop_duplicates("user_id")[["user_id", "items"]]
+    max_len = _longest(sequences) if method.is_linear else encoder_cfg.max_len
     models, histories = {}, {}
     for task, classes in profile_classes.items():
         instances = profile_split[profile_split["task"] == task]
         data = _sparsify(
             classification_data(
-                sequences,
-                instances,
-                "label",
-                encoder_cfg.max_len,
-                encoder_cfg.num_items,
-                len(classes),
+                sequences, instances, "label", max_len, encoder_cfg.num_items, len(classes)
             ),
             settings,
         )
@@ -132,7 +130,7 @@ def finetune_profiling(
             data, encoder_cfg, pretrained, method, settings, "profiling", evaluate_profiling
         )
         models[task] = export_checkpoint(
-            model, method, task=task, num_classes=len(classes), max_len=encoder_cfg.max_len
+            model, method, task=task, num_classes=len(classes), max_len=max_len
         )
         histories[task] = result.history
     return models, histories
@@ -152,12 +150,13 @@ def finetune_coldstart(
     settings = parse_finetune(finetune_params)
     method = _method(method_params)
     encoder_cfg = encoder_config(encoder_params, num_items=len(item_index))
+    max_len = _longest(coldstart_source) if method.is_linear else encoder_cfg.max_len
     data = _sparsify(
         classification_data(
             coldstart_source,
             coldstart_targets,
             "target",
-            encoder_cfg.max_len,
+            max_len,
             encoder_cfg.num_items,
             num_classes=len(target_index),
         ),
@@ -167,12 +166,14 @@ def finetune_coldstart(
         data, encoder_cfg, pretrained, method, settings, "coldstart", evaluate_coldstart
     )
     checkpoint = export_checkpoint(
-        model, method, task="coldstart", num_classes=data.num_classes, max_len=encoder_cfg.max_len
+        model, method, task="coldstart", num_classes=data.num_classes, max_len=max_len
     )
     return checkpoint, result.history
 
 
 def _fit_classifier(data, encoder_cfg, pretrained, method, settings, task, evaluate):
+    if method.is_linear:
+        return _fit_linear(data, encoder_cfg, settings, task, evaluate)
     if method.is_popularity:
         model = PopularityModel(counts_of(data.labels["train"], data.num_classes))
         metrics = evaluate(model, data.tokens["valid"], data.labels["valid"], data.num_classes)
@@ -200,6 +201,34 @@ def _fit_classifier(data, encoder_cfg, pretrained, method, settings, task, evalu
         _weights_id(pretrained),
     )
     return finetune_classifier(model, data.tokens["train"], data.labels["train"], validate, config)
+
+
+def _fit_linear(data, encoder_cfg, settings: FinetuneSettings, task: str, evaluate):
+    """The bag-of-items floor: one logistic regression per ``C``, chosen on validation by the
+    task's monitored metric (the checkpoint's history holds one row per ``C``)."""
+    monitor = settings.train_for(task, "linear").monitor
+
+    def validate(model):
+        return evaluate(model, data.tokens["valid"], data.labels["valid"], data.num_classes)
+
+    model, history = fit_bag_of_items(
+        data.tokens,
+        data.labels,
+        special_tokens(encoder_cfg.num_items).items_end,
+        data.num_classes,
+        settings.linear,
+        validate,
+        monitor,
+        seed=settings.seed,
+    )
+    best = max(range(len(history)), key=lambda i: history[i][monitor])
+    return model, TrainResult(best_state=None, history=history, best_epoch=best, steps=0)
+
+
+def _longest(sequences: pd.DataFrame) -> int:
+    """The longest row's length: the linear floor reads each user's whole stored history."""
+    lengths = sequences["items"].map(len)
+    return max(int(lengths.max()) if len(lengths) else 1, 1)
 
 
 def _train_config(settings: FinetuneSettings, task: str, method: MethodSpec, *parts):

@@ -35,6 +35,7 @@ USER_TASK_METHODS = {
     "clue_probe": "clue",
     "mip_probe": "mip",
     "pop": None,
+    "linear": None,
 }
 # task -> (node function name, its data inputs, the pre-training corpus whose encoders it uses)
 TASKS = {
