@@ -142,6 +142,8 @@ class ProfilingConfig:
     )
     ratios: RatiosConfig = field(default_factory=RatiosConfig)
     stratify_min_users: int = 20
+    folds: int = 1  # > 1: k-fold over users, ``fold`` tested (data/splits.py profile_split)
+    fold: int = 0
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,8 @@ def split_profiles(
         seed=params["seed"],
         stratify_min_users=profiling["stratify_min_users"],
         dataset=params["dataset"],
+        folds=profiling["folds"],
+        fold=profiling["fold"],
     )
     for task, names in classes.items():
         rows = table[table["task"] == task]
