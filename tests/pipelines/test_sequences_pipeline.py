@@ -105,7 +105,7 @@ def test_tables_survive_parquet(embedded_data, config, tmp_path):
     index, sequences = index_items_and_build_sequences(
         filtered, params, config["parameters"]["encoder"]["max_len"]
     )
-    split = split_next_item(sequences)
+    split = split_next_item(sequences, params)
     for name, frame in {"item_index": index, "sequences": sequences, "split": split}.items():
         frame.to_parquet(tmp_path / f"{name}.parquet")
     schema = pq.read_schema(tmp_path / "sequences.parquet")

@@ -147,6 +147,14 @@ class ProfilingConfig:
 
 
 @dataclass(frozen=True)
+class TransferConfig:
+    """``sequences.transfer``: which users pre-training reads (data/transfer.py)."""
+
+    protocol: str = "transductive"
+    pretrain_share: float = 0.5
+
+
+@dataclass(frozen=True)
 class ColdstartConfig:
     target_genre: str = "Comedy"
     target_domain: str = "target"
@@ -165,6 +173,7 @@ class SequencesSettings:
     k_core: int = 0
     seed: int = 42
     profiling: ProfilingConfig = field(default_factory=ProfilingConfig)
+    transfer: TransferConfig = field(default_factory=TransferConfig)
     coldstart: ColdstartConfig = field(default_factory=ColdstartConfig)
 
 

@@ -9,6 +9,7 @@ import pandas as pd
 
 from clue_pipeline.augment import validate_view_policy
 from clue_pipeline.config import DEFAULT_READOUT, EvaluateSettings, parse_evaluate
+from clue_pipeline.data.transfer import downstream_rows
 from clue_pipeline.figures import loss_curves, user_vector_pca
 from clue_pipeline.models.encoders import encoder_from_checkpoint
 from clue_pipeline.models.representation import summarise_representation
@@ -40,6 +41,7 @@ def evaluate_next_item(
     two results can be compared under the same protocol.
     """
     model = restore_model(model_checkpoint)
+    split = downstream_rows(split)
     data = next_item_data(split, int(model_checkpoint["max_len"]), len(item_index))
     kept, excluded = rank_next_items(model, data.test, (False, True))
     protocols = {"history_kept": kept, "history_excluded": excluded}
@@ -69,6 +71,7 @@ def evaluate_profiling(
             "dataset": dataset_name,
             "skipped": model_checkpoints["skipped"],
         }
+    profile_split = downstream_rows(profile_split)
     sequences = profile_split.drop_duplicates("user_id")[["user_id", "items"]]
     per_attribute = {}
     method = None
@@ -107,7 +110,7 @@ def evaluate_coldstart(
     """Full ranking of all target-domain items for every (test user, target item) pair."""
     model = restore_model(model_checkpoint)
     data = classification_data(
-        coldstart_source,
+        downstream_rows(coldstart_source),
         coldstart_targets,
         "target",
         int(model_checkpoint["max_len"]),

@@ -10,6 +10,7 @@ import pandas as pd
 
 from clue_pipeline.config import FinetuneSettings, encoder_config, parse_finetune, to_dataclass
 from clue_pipeline.data.tokens import special_tokens
+from clue_pipeline.data.transfer import downstream_rows
 from clue_pipeline.models.bag_of_items import fit_bag_of_items
 from clue_pipeline.models.popularity import PopularityModel, counts_of
 from clue_pipeline.tasks.finetuning import (
@@ -52,6 +53,7 @@ def finetune_next_item(
     settings = parse_finetune(finetune_params)
     method = _method(method_params)
     encoder_cfg = encoder_config(encoder_params, num_items=len(item_index))
+    split = downstream_rows(split)  # the inductive protocol's downstream users only
     data = _sparsify(next_item_data(split, encoder_cfg.max_len, encoder_cfg.num_items), settings)
     head = settings.next_item
     layout = head.rows
@@ -114,6 +116,7 @@ def finetune_profiling(
         logger.warning("%s (%s)", reason, method.name)
         return {"skipped": reason}, {"skipped": reason}
     encoder_cfg = encoder_config(encoder_params, num_items=len(item_index))
+    profile_split = downstream_rows(profile_split)
     sequences = profile_split.drop_duplicates("user_id")[["user_id", "items"]]
     max_len = _longest(sequences) if method.is_linear else encoder_cfg.max_len
     models, histories = {}, {}
@@ -150,6 +153,7 @@ def finetune_coldstart(
     settings = parse_finetune(finetune_params)
     method = _method(method_params)
     encoder_cfg = encoder_config(encoder_params, num_items=len(item_index))
+    coldstart_source = downstream_rows(coldstart_source)
     max_len = _longest(coldstart_source) if method.is_linear else encoder_cfg.max_len
     data = _sparsify(
         classification_data(

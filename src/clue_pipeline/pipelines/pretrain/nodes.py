@@ -11,6 +11,7 @@ import pandas as pd
 from clue_pipeline.augment import validate_view_policy
 from clue_pipeline.config import PretrainSettings, encoder_config, parse_pretrain
 from clue_pipeline.data.attributes import attribute_codes, load_attributes
+from clue_pipeline.data.transfer import pretraining_rows
 from clue_pipeline.tasks.batching import model_inputs
 from clue_pipeline.tasks.fingerprint import job_checkpoint_dir
 from clue_pipeline.tasks.pretraining import (
@@ -30,6 +31,7 @@ def corpus_sequences(corpus: pd.DataFrame) -> pd.Series:
     For next-item data that is the training part (validation and test items are never seen);
     for cold-start data the source-domain sequence.
     """
+    corpus = pretraining_rows(corpus)  # under the inductive protocol, its own users only
     for column in ("train", "items"):
         if column in corpus.columns:
             return corpus[column]

@@ -17,6 +17,7 @@ from clue_pipeline.data.sequences import (
     order_interactions,
 )
 from clue_pipeline.data.splits import next_item_split, profile_split
+from clue_pipeline.data.transfer import mark_users
 
 logger = logging.getLogger(__name__)
 
@@ -65,12 +66,18 @@ def index_items_and_build_sequences(
     return item_index, sequences
 
 
-def split_next_item(sequences: pd.DataFrame) -> pd.DataFrame:
+def split_next_item(sequences: pd.DataFrame, params: dict[str, Any]) -> pd.DataFrame:
     table, dropped = next_item_split(sequences)
     logger.info(
         "next-item leave-one-out: %d users, %d dropped with fewer than 3 items", len(table), dropped
     )
-    return table
+    return _mark_users(table, params)
+
+
+def _mark_users(table: pd.DataFrame, params: dict[str, Any]) -> pd.DataFrame:
+    """Under ``sequences.transfer.protocol: inductive``, which users pre-training may read."""
+    transfer = params["transfer"]
+    return mark_users(table, transfer["protocol"], transfer["pretrain_share"], params["seed"])
 
 
 def split_profiles(
@@ -88,6 +95,7 @@ def split_profiles(
         folds=profiling["folds"],
         fold=profiling["fold"],
     )
+    table = _mark_users(table, params)
     for task, names in classes.items():
         rows = table[table["task"] == task]
         logger.info(
@@ -123,4 +131,4 @@ def build_coldstart_tables(
             len(data.targets),
             len(data.target_index),
         )
-    return data.source, data.targets, data.target_index
+    return _mark_users(data.source, params), data.targets, data.target_index

@@ -28,7 +28,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 split_next_item,
-                inputs="sequences",
+                inputs=["sequences", "params:sequences"],
                 outputs="next_item_split",
                 name="split_next_item_leave_one_out",
             ),
