@@ -102,3 +102,43 @@ def test_flatten_and_nest_are_inverse():
     tree = {"a": {"b": 1, "c": {"d": [1, 2]}}, "e": "x"}
     assert flatten(tree) == {"a.b": 1, "a.c.d": [1, 2], "e": "x"}
     assert nest(flatten(tree)) == tree
+
+
+def test_cells_that_reshape_the_data_rebuild_the_sequences_stage_around_them(monkeypatch):
+    from clue_pipeline.experiments import runner
+    from clue_pipeline.experiments.cells import reshapes_sequences
+
+    folds = Cell.create("d", "profiling", "linear", 0, overrides={"sequences.profiling.fold": 2})
+    longer = Cell.create("d", "profiling", "clue_zero", 0, overrides={"encoder.max_len": 200})
+    plain = Cell.create("d", "profiling", "clue_zero", 0, overrides={"encoder.dropout": 0.3})
+    assert reshapes_sequences(folds) and reshapes_sequences(longer)
+    assert not reshapes_sequences(plain)
+
+    calls = []
+    monkeypatch.setattr(
+        runner,
+        "kedro",
+        lambda config, dataset, args, params, log_name: calls.append((args, params)),
+    )
+    monkeypatch.setattr(runner, "cell_settings", lambda *a: {})
+    monkeypatch.setattr(runner, "_versions", lambda output: set())
+
+    class Path_:
+        name = "x"
+
+        def __truediv__(self, other):
+            return self
+
+        def read_text(self):
+            return "{}"
+
+    monkeypatch.setattr(runner, "_new_version", lambda output, before: Path_())
+    config = runner.RunnerConfig(project_dir=".", envs={"d": None})
+    runner.run_cell(folds, config)
+    pipelines = [args for args, _ in calls]
+    assert (
+        pipelines[0] == ["--pipelines", "sequences"]
+        and calls[0][1]["sequences"]["profiling"]["fold"] == 2
+    )
+    assert pipelines[1][0] == "--nodes"
+    assert pipelines[-1] == ["--pipelines", "sequences"] and calls[-1][1] == {}

@@ -143,6 +143,17 @@ def kedro_params(cell: Cell) -> dict[str, Any]:
     return nest(flat)
 
 
+# Overrides that change what the sequences stage writes (its own block, and the one
+# sequence length it keeps): a cell with one rebuilds that stage with its parameters first.
+SEQUENCE_KEYS = ("sequences.", "encoder.max_len")
+
+
+def reshapes_sequences(cell: Cell) -> bool:
+    """Whether the cell's data differ from the dataset's prepared tables (a k-fold split, the
+    inductive protocol, a longer history), so the sequences stage must run inside it."""
+    return any(key.startswith(SEQUENCE_KEYS) for key in cell.override_dict)
+
+
 def uses_views(cell: Cell) -> bool:
     """Whether the cell changes the view policy (which must be restored after it)."""
     return any(key.startswith("augment.") for key in cell.override_dict)

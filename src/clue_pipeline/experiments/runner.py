@@ -30,6 +30,7 @@ from clue_pipeline.experiments.cells import (
     Cell,
     kedro_nodes,
     kedro_params,
+    reshapes_sequences,
     uses_views,
 )
 from clue_pipeline.experiments.prepared import PREPARED_PATHS
@@ -148,6 +149,8 @@ def run_cell(cell: Cell, config: RunnerConfig) -> dict[str, Any]:
     log_name = cell_log_name(cell)
     logger.info("cell %s: progress in %s", cell.label(), log_path(config, log_name))
     nodes = ["--nodes", ",".join(kedro_nodes(cell))]
+    if reshapes_sequences(cell):
+        kedro(config, cell.dataset, ["--pipelines", "sequences"], params, log_name=log_name)
     kedro(config, cell.dataset, nodes, params, log_name=log_name)
     wall_s = time.perf_counter() - started
     version = _new_version(output, before)
@@ -157,6 +160,8 @@ def run_cell(cell: Cell, config: RunnerConfig) -> dict[str, Any]:
         record = json.loads((version / output.name).read_text())
     if uses_views(cell):  # leave the dataset's view policy as its parameters say
         kedro(config, cell.dataset, ["--nodes", VIEW_POLICY_NODE], {}, log_name=log_name)
+    if reshapes_sequences(cell):  # and its tables
+        kedro(config, cell.dataset, ["--pipelines", "sequences"], {}, log_name=log_name)
     return {
         "cell": cell.as_dict(),
         "wall_s": wall_s,
