@@ -1,0 +1,178 @@
+"""User profiling on MovieLens-1M with 5 folds over users: do user vectors carry what the bag
+of a user's items carries?
+
+Every user is tested once (each fold tests a fifth, ``sequences.profiling.folds``), so an
+accuracy rests on all 2,999 users, not one 450-user test share. Rows: the linear floor
+(``linear``: the bag of the user's items into a logistic regression) reading the last 50, the
+last 200 or every item, the majority rate (``pop``), and the encoder methods reading the last
+200 items. Comparisons: each method against the floor over the 200 most recent items, paired
+by fold (the same users on both sides), Holm-corrected across the study.
+
+    .venv/bin/python -m benchmarks.profiling_folds [--max-cells N] [--threads 1] [--summary-only]
+
+Cells are `kedro run`s of the project's own nodes (``clue_pipeline.experiments``), stored as
+they finish under benchmarks/results/profiling_folds/cells/ and never recomputed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+
+from benchmarks.common import REPO, RESULTS, show_cell_progress, write_results
+from clue_pipeline.experiments.cells import Cell
+from clue_pipeline.experiments.runner import RunnerConfig, run_missing, settings_resolver
+from clue_pipeline.experiments.statistics import corrected, paired
+from clue_pipeline.experiments.store import CellStore
+
+DATASET, FOLDS, SEED = "ml-1m", 5, 0
+ATTRIBUTES = ("gender", "age", "occupation")
+# (row name, method, history read): cheap rows first, so a short sitting still has the floor
+VARIANTS = (
+    ("linear, last 50", "linear", 50),
+    ("linear, last 200", "linear", 200),
+    ("linear, every item", "linear", 2000),
+    ("majority (pop)", "pop", 200),
+    ("CLUE-Zero, last 200", "clue_zero", 200),
+    ("CLUE probe (frozen), last 200", "clue_probe", 200),
+    ("CLUE, last 200", "clue", 200),
+)
+FLOOR = "linear, last 200"
+STORE = CellStore(
+    RESULTS / "profiling_folds" / "cells", settings_resolver(REPO, {DATASET: DATASET})
+)
+
+
+def cells() -> dict[str, list[Cell]]:
+    """Row name -> its five fold cells."""
+    return {
+        row: [
+            Cell.create(
+                DATASET,
+                "profiling",
+                method,
+                SEED,
+                overrides={
+                    "encoder.max_len": max_len,
+                    "sequences.profiling.folds": FOLDS,
+                    "sequences.profiling.fold": fold,
+                },
+            )
+            for fold in range(FOLDS)
+        ]
+        for row, method, max_len in VARIANTS
+    }
+
+
+def fold_accuracies(row_cells: list[Cell]) -> dict[str, list[float | None]]:
+    """Attribute -> accuracy per fold (None where the fold's cell is missing)."""
+    out: dict[str, list[float | None]] = {a: [] for a in ATTRIBUTES}
+    for cell in row_cells:
+        stored = STORE.load(cell)
+        metrics = stored["record"].get("metrics", {}) if stored else {}
+        for attribute in ATTRIBUTES:
+            value = metrics.get(attribute, {}).get("accuracy")
+            out[attribute].append(None if value is None else float(value))
+    return out
+
+
+def summarise(grid: dict[str, list[Cell]]) -> dict:
+    folds = {row: fold_accuracies(row_cells) for row, row_cells in grid.items()}
+    rows = [
+        {
+            "row": row,
+            "attribute": attribute,
+            "folds_done": sum(v is not None for v in values),
+            "mean": statistics.mean(values) if None not in values else None,
+            "folds": values,
+        }
+        for row, by_attribute in folds.items()
+        for attribute, values in by_attribute.items()
+    ]
+    tests, keys = [], []
+    for row, by_attribute in folds.items():
+        for attribute in ATTRIBUTES if row != FLOOR else ():
+            ours, floor = by_attribute[attribute], folds[FLOOR][attribute]
+            if None in ours or None in floor:
+                continue
+            tests.append(paired(ours, floor))
+            keys.append({"row": row, "attribute": attribute, "against": FLOOR})
+    comparisons = [{**k, **c} for k, c in zip(keys, corrected(tests), strict=True)]
+    missing = [c.label() for cs in grid.values() for c in cs if not STORE.has(c)]
+    payload = {
+        "protocol": {
+            "dataset": DATASET,
+            "folds": FOLDS,
+            "seed": SEED,
+            "test": "paired t over folds (same users per fold), two-sided",
+            "correction": "Holm-Bonferroni across this study's comparisons",
+        },
+        "rows": rows,
+        "comparisons": comparisons,
+        "missing": missing,
+    }
+    write_results("profiling_folds", payload, markdown(rows, comparisons, missing))
+    return payload
+
+
+def markdown(rows: list[dict], comparisons: list[dict], missing: list[str]) -> str:
+    def pct(x):
+        return "-" if x is None else f"{x:.3f}"
+
+    lines = [
+        f"MovieLens-1M (users 1..2999, the `ml-1m` environment), {FOLDS} folds over users, seed "
+        f"{SEED}: every user tested once. Accuracy per attribute, mean over folds (folds "
+        "done). Comparisons: paired t over the 5 folds against the floor "
+        f"({FLOOR}), two-sided; `p_holm` Holm-corrected across the comparisons below; a "
+        "difference that does not survive the correction is `not shown`.",
+        "",
+        "| row | " + " | ".join(ATTRIBUTES) + " |",
+        "| --- |" + " --- |" * len(ATTRIBUTES),
+    ]
+    by_row: dict[str, dict[str, dict]] = {}
+    for r in rows:
+        by_row.setdefault(r["row"], {})[r["attribute"]] = r
+    for row, cols in by_row.items():
+        cells_text = [f"{pct(cols[a]['mean'])} ({cols[a]['folds_done']})" for a in ATTRIBUTES]
+        lines.append(f"| {row} | " + " | ".join(cells_text) + " |")
+    lines += [
+        "",
+        "| row | attribute | diff vs floor | 95 % interval | p | p_holm | verdict |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for c in comparisons:
+        interval = "-" if c["low"] is None else f"[{c['low']:+.3f}, {c['high']:+.3f}]"
+        p = "-" if c["p"] is None else f"{c['p']:.3f}"
+        p_holm = "-" if c["p_holm"] is None else f"{c['p_holm']:.3f}"
+        lines.append(
+            f"| {c['row']} | {c['attribute']} | {c['diff']:+.3f} | {interval} | {p} "
+            f"| {p_holm} | {c['verdict_holm']} |"
+        )
+    lines += ["", f"## Missing cells ({len(missing)})", ""]
+    lines += [f"- {label}" for label in missing] or ["- none"]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--max-cells", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--summary-only", action="store_true")
+    args = parser.parse_args()
+    grid = cells()
+    if not args.summary_only:
+        show_cell_progress()
+        run_missing(
+            [cell for row_cells in grid.values() for cell in row_cells],
+            STORE,
+            RunnerConfig(project_dir=REPO, envs={DATASET: DATASET}, threads=args.threads),
+            args.max_cells,
+            on_saved=lambda *_: summarise(grid),
+        )
+    payload = summarise(grid)
+    print(json.dumps({"missing": len(payload["missing"])}))
+
+
+if __name__ == "__main__":
+    main()
