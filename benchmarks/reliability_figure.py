@@ -3,7 +3,7 @@
 Every bad input of ``tests/reliability/cases.py`` goes through the project's own ingest (and
 sequences) pipelines in a throw-away project; a case counts as a clear error when it ends in
 its stated error type, the message names the file and line, column or parameter (every
-fragment the case lists) and holds no traceback. A partial output is any file under data/
+fragment the case lists), holds no traceback and is one line of at most ``MESSAGE_CHARS``. A partial output is any file under data/
 that the failed run changed or added. Odd but valid inputs (BOM, CRLF, duplicate policies
 that keep one event) must be read as their plain form.
 
@@ -19,7 +19,14 @@ import time
 from pathlib import Path
 
 from benchmarks.common import write_results
-from tests.reliability.cases import CASES, UNREADABLE, make_sandbox, run_case, snapshot
+from tests.reliability.cases import (
+    CASES,
+    MESSAGE_CHARS,
+    UNREADABLE,
+    make_sandbox,
+    run_case,
+    snapshot,
+)
 
 
 def main() -> None:
@@ -85,10 +92,13 @@ def _run(case, root: Path) -> dict:
         clear = error is None and failure is None
         message = failure or (message if error is not None else "")
     else:
+        text = str(error)
         clear = (
             isinstance(error, case.error)
-            and all(fragment in str(error) for fragment in case.fragments)
-            and "Traceback" not in str(error)
+            and all(fragment in text for fragment in case.fragments)
+            and "Traceback" not in text
+            and "\n" not in text
+            and len(text) <= MESSAGE_CHARS
         )
     return {
         "case": case.name,

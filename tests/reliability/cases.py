@@ -35,7 +35,9 @@ from tests.conftest import EMBEDDED_DATA, REPO_ROOT
 
 BAD = "data/01_raw/bad"
 EVENTS_HEADER = b"user_id,item_id,timestamp,rating\n"
+GENERIC_COLUMNS = {"user_id": "user_id", "item_id": "item_id", "timestamp": "timestamp"}
 NOBODY_UID = 65534
+MESSAGE_CHARS = 500  # a clear error is one line a terminal shows whole, whatever the input
 UNREADABLE = Path(tempfile.gettempdir()) / f"clue-reliability-{os.getpid()}" / "unreadable.txt"
 
 
@@ -91,7 +93,7 @@ def peterrec(name: str, text: bytes, error, *fragments: str, **extra) -> Case:
 def generic(name: str, text: bytes, error, *fragments: str, **extra) -> Case:
     suffix = extra.pop("suffix", ".csv")
     path = f"{BAD}/{name}{suffix}"
-    columns = {"user_id": "user_id", "item_id": "item_id", "timestamp": "timestamp"}
+    columns = dict(GENERIC_COLUMNS)
     if b"rating" in text.split(b"\n", 1)[0]:
         columns["rating"] = "rating"
     return Case(
@@ -99,14 +101,22 @@ def generic(name: str, text: bytes, error, *fragments: str, **extra) -> Case:
         error,
         (f"{name}{suffix}", *fragments),
         files={path: text},
-        ingest={
-            "format": "generic",
-            "path": path,
-            "generic": {"columns": columns},
-            **extra.pop("ingest", {}),
-        },
+        ingest=_merge(
+            {"format": "generic", "path": path, "generic": {"columns": columns}},
+            extra.pop("ingest", {}),
+        ),
         **extra,
     )
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def _events(*rows: str) -> bytes:
@@ -131,6 +141,20 @@ def _symlink_loop(root: Path) -> None:
     (folder / "loop-b.txt").symlink_to(folder / "loop-a.txt")
 
 
+def _fifo(root: Path) -> None:
+    """A named pipe: opening it would wait for a writer forever."""
+    folder = root / BAD
+    folder.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(folder / "fifo.csv")
+
+
+def _link_to_dev_zero(root: Path) -> None:
+    """Endless NUL bytes behind an ordinary-looking name."""
+    folder = root / BAD
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "dev-zero.csv").symlink_to("/dev/zero")
+
+
 def _unreadable(root: Path) -> None:
     """A file nobody may read, in a folder everybody may enter (the sandbox itself is 0700)."""
     UNREADABLE.parent.mkdir(exist_ok=True)
@@ -148,6 +172,14 @@ def _kept(expected_rows: int) -> Callable[[dict[str, pd.DataFrame]], None]:
     return check
 
 
+def _distinct_spellings(outputs: dict[str, pd.DataFrame]) -> None:
+    """Under ``string_ids``, 7, 007 and 0007 are three users, each kept under its own text."""
+    users = dict(zip(outputs["users"]["source_user_id"], outputs["users"]["user_id"], strict=True))
+    assert sorted(users) == ["0007", "007", "7"], sorted(users)
+    spelt = [users[text] for text in ("7", "007", "0007")]
+    assert outputs["interactions"]["user_id"].tolist() == spelt
+
+
 def _same_as_plain(outputs: dict[str, pd.DataFrame]) -> None:
     events = outputs["interactions"]
     assert events["user_id"].tolist() == [1, 1, 2]
@@ -156,12 +188,19 @@ def _same_as_plain(outputs: dict[str, pd.DataFrame]) -> None:
 
 _ONE_EVENT_USERS = "".join(f"{user} {user + 100}\n" for user in range(1, 40)).encode()
 _DUPLICATED = _events("1,10,5,4.0", "1,10,5,3.0", "2,11,6,2.0")
+_LEADING_ZEROS = b"user_id,item_id,timestamp\n7,1,10\n007,2,11\n0007,3,12\n"
+_SECONDS_THEN_MILLISECONDS = (
+    b"user_id,item_id,timestamp\n1,1,1577836800\n1,2,1577836900\n2,1,1577837000000\n"
+)
+_WIDE_HEADER = ",".join(f"c{i}" for i in range(200_000)).encode() + b"\n1,2,3\n"
+_LONG_NAME = f"{BAD}/{'a' * 300}.csv"  # over the 255 bytes a file name may have
 
 CASES: list[Case] = [
     # --- S3-Rec: one user per line, ids separated by spaces ---------------------------------
     s3rec("empty", b"", DataError, "empty"),
     s3rec("blank-lines", b"\n   \n\t\n", DataError, "only blank lines"),
     s3rec("binary", b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe\x00", DataError, "line 1", "decoded"),
+    s3rec("all-nul", b"\x00" * (3 << 20), DataError, "line 1", "NUL bytes"),
     s3rec("latin-1", b"1 2 3\n2 caf\xe9 4\n", DataError, "line 2", "0xe9", "utf-8"),
     s3rec("comma-separated", b"1,2,3\n", DataError, "line 1", "','-separated"),
     s3rec("non-integer-id", b"1 2 3\n2 x7 4\n", DataError, "line 2", "'x7'"),
@@ -286,6 +325,56 @@ CASES: list[Case] = [
             "generic": {"columns": {"user_id": "user_id", "item_id": "item_id"}},
         },
     ),
+    # ids that would silently merge or change meaning, and files that are not event logs
+    generic("leading-zeros", _LEADING_ZEROS, DataError, "line 3", "'007'", "string_ids"),
+    generic(
+        "boolean-ids",
+        _parquet_bytes(
+            pd.DataFrame({"user_id": [True, False], "item_id": [1, 2], "timestamp": [10, 11]})
+        ),
+        DataError,
+        "column 'user_id'",
+        "booleans",
+        suffix=".parquet",
+    ),
+    generic(
+        "duplicated-header",
+        b"user_id,item_id,user_id,timestamp\n1,2,3,10\n",
+        DataError,
+        "line 1",
+        "column 'user_id'",
+        "appears 2 times",
+    ),
+    generic(
+        "seconds-then-milliseconds",
+        _SECONDS_THEN_MILLISECONDS,
+        DataError,
+        "line 4",
+        "column 'timestamp'",
+        "milliseconds",
+    ),
+    generic("all-nul", b"\x00" * (3 << 20), DataError, "line 1", "NUL bytes"),
+    generic("wide-header", _WIDE_HEADER, DataError, "column 'user_id'", "(200000 in all)"),
+    Case(
+        "generic: named pipe (FIFO)",
+        DataError,
+        ("fifo.csv", "named pipe (FIFO)", "not a regular file"),
+        ingest={"format": "generic", "path": f"{BAD}/fifo.csv"},
+        prepare=_fifo,
+    ),
+    Case(
+        "generic: symbolic link to /dev/zero",
+        DataError,
+        ("dev-zero.csv", "character device", "/dev/zero"),
+        ingest={"format": "generic", "path": f"{BAD}/dev-zero.csv"},
+        prepare=_link_to_dev_zero,
+    ),
+    Case(
+        "generic: 300-character file name",
+        OSError,
+        ("File name too long", "aaa.csv"),
+        ingest={"format": "generic", "path": _LONG_NAME},
+    ),
     # --- MovieLens folders ------------------------------------------------------------------
     Case(
         "ml-latest-small: file given for the folder",
@@ -319,6 +408,17 @@ CASES: list[Case] = [
         DataError,
         ("ingest.duplicate_key",),
         ingest={"duplicate_key": ["user_id"]},
+    ),
+    Case(
+        "ingest.generic.encoding unknown",
+        DataError,
+        ("ingest.generic.encoding", "'klingon'"),
+        files={f"{BAD}/klingon.csv": _events("1,2,3,4.0")},
+        ingest={
+            "format": "generic",
+            "path": f"{BAD}/klingon.csv",
+            "generic": {"encoding": "klingon"},
+        },
     ),
     Case(
         "pretrain.encoder.hidden = 0",
@@ -364,6 +464,13 @@ CASES: list[Case] = [
         b"user_id,item_id,timestamp\r\n1,10,1\r\n1,11,2\r\n2,12,3\r\n",
         None,
         accepted=_same_as_plain,
+    ),
+    generic(
+        "leading-zeros-as-strings",
+        _LEADING_ZEROS,
+        None,
+        accepted=_distinct_spellings,
+        ingest={"generic": {"string_ids": True}},
     ),
     generic("duplicates-keep-last", _DUPLICATED, None, accepted=_kept(2)),
     generic(
@@ -457,16 +564,6 @@ def _project_config(root: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """The sandbox's catalog and parameters, read once: conf/ does not change between cases."""
     config = OmegaConfigLoader(str(root / "conf"), base_env="base", default_run_env="local")
     return config["catalog"], config["parameters"]
-
-
-def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
 
 
 @contextlib.contextmanager

@@ -1,5 +1,5 @@
 """Every bad input of the table ends in its stated error, naming the file and the line, column
-or parameter at fault, and leaves every file under data/ exactly as it was."""
+or parameter at fault in one short line, and leaves every file under data/ exactly as it was."""
 
 from __future__ import annotations
 
@@ -9,7 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.cases import CASES, UNREADABLE, Case, make_sandbox, run_case, snapshot
+from tests.reliability.cases import (
+    CASES,
+    MESSAGE_CHARS,
+    UNREADABLE,
+    Case,
+    make_sandbox,
+    run_case,
+    snapshot,
+)
 
 BAD_INPUTS = [case for case in CASES if case.error is not None]
 ACCEPTED = [case for case in CASES if case.error is None]
@@ -22,7 +30,7 @@ def sandbox(tmp_path_factory) -> Iterator[Path]:
 
 
 def test_the_table_covers_at_least_thirty_bad_inputs():
-    assert len(BAD_INPUTS) >= 30
+    assert len(BAD_INPUTS) >= 55
     assert len({case.name for case in CASES}) == len(CASES), "case names must be unique"
 
 
@@ -35,6 +43,7 @@ def test_bad_input_is_a_clear_error_and_writes_nothing(case: Case, sandbox: Path
     for fragment in case.fragments:
         assert fragment in message, f"{fragment!r} not in: {message}"
     assert "Traceback" not in message
+    assert "\n" not in message and len(message) <= MESSAGE_CHARS, f"not one short line: {message}"
     after = snapshot(sandbox / "data")
     assert after == _without_case_files(before, after, case), "data/ changed"
 
