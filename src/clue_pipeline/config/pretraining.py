@@ -131,9 +131,33 @@ class AttributesConfig:
 
 @dataclass(frozen=True)
 class DistributedSettings:
-    """``pretrain.distributed``: > 1 starts that many worker processes."""
+    """``pretrain.distributed``: worker processes on this machine, and the machines of a
+    multi-node run (each runs the same ``kedro run`` with its own ``node_rank``)."""
 
     nproc_per_node: int = 1
+    nnodes: int = 1
+    node_rank: int = 0
+    rdzv_endpoint: str | None = None
+    rdzv_id: str = "clue-pretrain"
+    join_timeout_s: int = 600
+    max_restarts: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("nproc_per_node", "nnodes", "join_timeout_s"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} = {value!r}: expected a positive integer")
+        if not isinstance(self.node_rank, int) or not 0 <= self.node_rank < self.nnodes:
+            raise ValueError(
+                f"node_rank = {self.node_rank!r}: expected 0 to nnodes - 1 = {self.nnodes - 1}"
+            )
+        if self.nnodes > 1 and not (self.rdzv_endpoint and ":" in str(self.rdzv_endpoint)):
+            raise ValueError(
+                f"nnodes = {self.nnodes} needs rdzv_endpoint = 'host:port' (an address of "
+                f"node_rank 0 every machine reaches), got {self.rdzv_endpoint!r}"
+            )
+        if not isinstance(self.max_restarts, int) or self.max_restarts < 0:
+            raise ValueError(f"max_restarts = {self.max_restarts!r}: expected an integer >= 0")
 
 
 @dataclass(frozen=True)

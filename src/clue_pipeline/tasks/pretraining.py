@@ -21,6 +21,7 @@ import torch
 
 from clue_pipeline.augment import ViewPolicy, make_views, validate_view_policy
 from clue_pipeline.config.pretraining import (
+    DistributedSettings,
     HealthConfig,
     ObjectiveConfig,
     S3RecConfig,
@@ -36,6 +37,7 @@ from clue_pipeline.models.item_pretraining import MaskedItemPretrainer
 from clue_pipeline.models.objectives import SequencePretrainer
 from clue_pipeline.models.representation import representation_health
 from clue_pipeline.models.s3rec import S3RecPretrainer, attribute_matrix
+from clue_pipeline.tasks.fingerprint import fingerprint
 from clue_pipeline.training.distributed import (
     DistributedConfig,
     TrainingTask,
@@ -239,15 +241,23 @@ def mixed_batches(job: PretrainJob) -> PretrainJob:
     return replace(job, train=replace(job.train, bucket_by_length=False))
 
 
-def run_job(job: PretrainJob, nproc_per_node: int = 1) -> tuple[dict, TrainResult]:
-    """Train in this process or in ``nproc_per_node`` workers; returns (encoder checkpoint, result)."""
+def run_job(
+    job: PretrainJob, nproc_per_node: int = 1, distributed: DistributedSettings | None = None
+) -> tuple[dict, TrainResult]:
+    """Train in this process or in ``nproc_per_node`` workers, or as ``distributed``
+    (``pretrain.distributed``, machines included) says; returns (encoder checkpoint, result)."""
     job = mixed_batches(heads_present(job))
     spec = WorkerSpec(
         builder="clue_pipeline.tasks.pretraining:build_pretraining",
         train=job.train,
         kwargs={"job": job},
     )
-    result = run_training(spec, DistributedConfig(nproc_per_node=nproc_per_node))
+    config = DistributedConfig(nproc_per_node=nproc_per_node)
+    if distributed is not None:  # machines meet only on the same job: its fingerprint
+        many = distributed.nnodes > 1
+        key = fingerprint(job.method, job.tokens, job.encoder, job.train) if many else ""
+        config = DistributedConfig.from_settings(distributed, job_key=key)
+    result = run_training(spec, config)
     model = build_pretraining(job).model
     model.load_state_dict(result.best_state)
     checkpoint = encoder_to_checkpoint(model.encoder)

@@ -6,6 +6,10 @@ keyword arguments). Every worker runs the same :func:`fit` on its shard of each 
 gradients averaged by DistributedDataParallel and batch statistics of the BatchNorm heads taken over
 the global batch, so the result matches single-process training with the same global batch.
 
+Several machines (``nnodes``) meet at a c10d rendezvous (``rdzv_endpoint``), each starting its
+own elastic agent; every rank gets the global result at the end, so each machine's run writes the
+same model. A worker whose peers vanish says which node was lost (:class:`PeerLostError`).
+
 ``torch.nn.SyncBatchNorm`` refuses CPU tensors (torch 2.13 raises "SyncBatchNorm expected input
 tensor to be on GPU"), so on CPU/gloo the BatchNorm layers become :class:`AllReduceBatchNorm`, a
 small synchronised BatchNorm built on two all-reduces; on CUDA the stock SyncBatchNorm is used.
@@ -20,7 +24,7 @@ import socket
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
@@ -39,6 +43,15 @@ from clue_pipeline.training.loop import (
     fit,
     resolve_device,
 )
+from clue_pipeline.training.peers import (
+    LOST_MARK,
+    PeerWatch,
+    check_same_checkpoint,
+    die_with_parent,
+)
+
+if TYPE_CHECKING:
+    from clue_pipeline.config.pretraining import DistributedSettings
 
 BACKENDS = ("auto", "gloo", "nccl")
 
@@ -82,7 +95,8 @@ class WorkerSpec:
 
 @dataclass
 class DistributedConfig:
-    """How to start workers on this machine; ``nproc_per_node <= 1`` trains in-process."""
+    """How to start workers: ``nproc_per_node`` on this machine, on each of ``nnodes`` machines
+    that meet at ``rdzv_endpoint``; one process on one machine trains in-process."""
 
     nproc_per_node: int = 1
     backend: str = "auto"
@@ -92,23 +106,58 @@ class DistributedConfig:
     join_timeout_s: int = 120
     start_method: str = "spawn"
     cores: int | None = None
+    nnodes: int = 1
+    node_rank: int = 0  # names this machine in errors; c10d orders the ranks itself
+    max_restarts: int = 0
 
     def __post_init__(self) -> None:
-        if self.nproc_per_node < 1:
-            raise ValueError(
-                f"DistributedConfig.nproc_per_node={self.nproc_per_node!r} is invalid; "
-                "expected an integer >= 1"
-            )
+        for name in ("nproc_per_node", "nnodes"):
+            if getattr(self, name) < 1:
+                raise ValueError(
+                    f"DistributedConfig.{name}={getattr(self, name)!r} is invalid; "
+                    "expected an integer >= 1"
+                )
         if self.backend not in BACKENDS:
             raise ValueError(
                 f"DistributedConfig.backend={self.backend!r} is invalid; expected one of {BACKENDS}"
             )
+        if not 0 <= self.node_rank < self.nnodes:
+            raise ValueError(
+                f"DistributedConfig.node_rank={self.node_rank!r} is invalid; expected "
+                f"0 <= node_rank < nnodes={self.nnodes}"
+            )
+        if self.nnodes > 1 and not self.rdzv_endpoint:
+            raise ValueError(
+                f"DistributedConfig.nnodes={self.nnodes} needs rdzv_endpoint 'host:port', an "
+                "address every machine reaches (usually node_rank 0's)"
+            )
+        if self.max_restarts < 0:
+            raise ValueError(f"DistributedConfig.max_restarts={self.max_restarts!r}: expected >= 0")
+
+    @property
+    def in_process(self) -> bool:
+        return self.nproc_per_node <= 1 and self.nnodes <= 1
+
+    @classmethod
+    def from_settings(cls, settings: DistributedSettings, job_key: str = "") -> DistributedConfig:
+        """``pretrain.distributed`` for one job; ``job_key`` (the same on every machine, e.g. a
+        fingerprint of the job) keeps the rendezvous of successive jobs apart, and machines
+        given different data or parameters never meet."""
+        return cls(
+            nproc_per_node=settings.nproc_per_node,
+            nnodes=settings.nnodes,
+            node_rank=settings.node_rank,
+            rdzv_endpoint=settings.rdzv_endpoint,
+            run_id=f"{settings.rdzv_id}-{job_key}" if settings.nnodes > 1 else None,
+            join_timeout_s=settings.join_timeout_s,
+            max_restarts=settings.max_restarts,
+        )
 
 
 def run_training(spec: WorkerSpec, config: DistributedConfig | None = None) -> TrainResult:
-    """Train in this process, or in ``nproc_per_node`` workers; either way return rank 0's result."""
+    """Train in this process, or in workers on one or more machines; return rank 0's result."""
     config = config or DistributedConfig()
-    if config.nproc_per_node <= 1:
+    if config.in_process:
         task = build_task(spec)
         return fit(
             task.model,
@@ -122,31 +171,44 @@ def run_training(spec: WorkerSpec, config: DistributedConfig | None = None) -> T
 
 
 def launch(spec: WorkerSpec, config: DistributedConfig) -> TrainResult:
-    """Start the workers with elastic_launch on this machine and return rank 0's result."""
+    """Run this machine's elastic agent: rendezvous with the other ``nnodes - 1`` machines, start
+    the local workers, and return the global result (rank 0's, shared with every node)."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.elastic.rendezvous.api import RendezvousError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
+    endpoint = config.rdzv_endpoint or f"127.0.0.1:{free_port()}"
+    run_id = config.run_id or uuid.uuid4().hex
     launch_config = LaunchConfig(
-        min_nodes=1,
-        max_nodes=1,
+        min_nodes=config.nnodes,
+        max_nodes=config.nnodes,
         nproc_per_node=config.nproc_per_node,
         rdzv_backend="c10d",
-        rdzv_endpoint=config.rdzv_endpoint or f"127.0.0.1:{free_port()}",
+        rdzv_endpoint=endpoint,
         rdzv_configs={"join_timeout": config.join_timeout_s},
-        run_id=config.run_id or uuid.uuid4().hex,
-        max_restarts=0,
+        run_id=run_id,
+        max_restarts=config.max_restarts,
         monitor_interval=config.monitor_interval_s,
         start_method=config.start_method,
     )
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-
     threads = max(1, (config.cores or os.cpu_count() or 1) // config.nproc_per_node)
+    backend = resolve_backend(config.backend, spec.train.device)
     try:
         outputs = elastic_launch(launch_config, worker)(
-            spec.to_dict(), resolve_backend(config.backend, spec.train.device), threads
+            spec.to_dict(), backend, threads, config.node_rank
         )
     except ChildFailedError as error:
         raise WorkerFailedError(describe_worker_failure(error.failures, spec.train)) from error
-    return result_from_bytes(outputs[0])
+    except RendezvousError as error:
+        raise WorkerFailedError(
+            f"node_rank {config.node_rank}: rendezvous {run_id!r} at {endpoint} failed "
+            f"({type(error).__name__}: {error}); start the same run, with its own node_rank, on "
+            f"each of the {config.nnodes} machines within {config.join_timeout_s} s"
+        ) from error
+    payload = next((outputs[rank] for rank in sorted(outputs) if outputs[rank] is not None), None)
+    if payload is None:
+        raise WorkerFailedError(f"node_rank {config.node_rank}: no worker returned a result")
+    return result_from_bytes(payload)
 
 
 class WorkerFailedError(RuntimeError):
@@ -154,59 +216,66 @@ class WorkerFailedError(RuntimeError):
 
 
 def describe_worker_failure(failures: Mapping[int, Any], train: TrainConfig) -> str:
-    """Which rank failed and how (a signal first: the others die of its absence), and where the
-    run can resume from.
+    """One line: what stopped the run (a lost node, a killed or failing worker) and where the run
+    can resume from.
 
-    ``failures`` maps global rank to torch elastic's ``ProcessFailure``. When one worker is
-    killed, its peers fail in the next collective ("connection closed"): that is an effect,
-    so ranks ended by a signal are named first.
+    ``failures`` maps global rank to torch elastic's ``ProcessFailure``. When a worker dies,
+    its peers fail in the next collective: ranks ended by a signal come first, the others died
+    of their absence. A survivor's :class:`PeerLostError` names the lost node; it replaces the
+    local echoes (exits, and the SIGTERM the agent sends the other local workers after it).
     """
-
-    def order(item: tuple[int, Any]) -> tuple[bool, int]:
-        rank, failure = item
-        return failure.exitcode >= 0, rank
-
+    lost = [_last_line(f) for f in failures.values() if LOST_MARK in _last_line(f)]
     parts = []
-    for rank, failure in sorted(failures.items(), key=order):
-        if failure.exitcode < 0:
+    for rank, failure in sorted(failures.items(), key=lambda i: (i[1].exitcode >= 0, i[0])):
+        line = _last_line(failure)
+        if failure.exitcode < 0 and not (lost and failure.signal_name() == "SIGTERM"):
             parts.append(
                 f"worker rank {rank} (pid {failure.pid}) was killed by {failure.signal_name()}"
             )
-        else:
-            message = failure.message
-            if isinstance(message, dict):
-                message = message.get("message", "")
-            first_line = str(message).strip().splitlines()[-1:] or [""]
+        elif failure.exitcode >= 0 and not lost:
             parts.append(
                 f"worker rank {rank} (pid {failure.pid}) exited with code {failure.exitcode}"
-                + (f": {first_line[0]}" if first_line[0] else "")
+                + (f": {line}" if line else "")
             )
-    text = "distributed training stopped: " + "; ".join(parts) + ". "
+    parts += [line[line.index(LOST_MARK) + len(LOST_MARK) :] for line in lost]
+    text = "distributed training stopped: " + "; ".join(dict.fromkeys(parts)) + ". "
+    return text + _resume_hint(train)
+
+
+def _last_line(failure: Any) -> str:
+    message = failure.message
+    if isinstance(message, dict):
+        message = message.get("message", "")
+    lines = str(message).strip().splitlines()
+    return lines[-1].strip() if lines else ""
+
+
+def _resume_hint(train: TrainConfig) -> str:
     if not train.checkpoint_dir:
-        return text + "No checkpoint_dir was set, so a new run starts from the beginning."
-    last = checkpoint_path(train.checkpoint_dir)
+        return "No checkpoint_dir was set, so a new run starts from the beginning."
     try:
-        state = load_latest_checkpoint(last)
+        state = load_latest_checkpoint(checkpoint_path(train.checkpoint_dir))
     except ValueError as error:
-        return text + str(error)
+        return str(error)
     if state is None:
-        return (
-            text
-            + f"No checkpoint was written yet in {train.checkpoint_dir}; a new run starts over."
-        )
+        return f"No checkpoint was written yet in {train.checkpoint_dir}; a new run starts over."
     return (
-        text + f"The checkpoint in {train.checkpoint_dir} holds step {state['global_step']}: "
+        f"The checkpoint in {train.checkpoint_dir} holds step {state['global_step']}: "
         "run again with resume: true to continue from it, with the same number of workers "
         "for the same result as an unbroken run."
     )
 
 
-def worker(spec_data: Mapping[str, Any], backend: str, threads: int) -> bytes | None:
+def worker(
+    spec_data: Mapping[str, Any], backend: str, threads: int, node_rank: int | None = None
+) -> bytes | None:
     """One process of the group; started by elastic_launch or torchrun (env RANK, WORLD_SIZE, ...).
 
-    Returns the serialised :class:`TrainResult` on rank 0 (plain bytes cross process boundaries
-    safely, unlike tensors shared through file descriptors) and ``None`` elsewhere.
+    Returns the serialised :class:`TrainResult` on each node's local rank 0 (plain bytes cross
+    process boundaries safely, unlike tensors shared through file descriptors), else ``None``.
+    ``node_rank`` names this machine in errors (default: the agent's ``GROUP_RANK``).
     """
+    die_with_parent()
     torch.set_num_threads(threads)
     spec = WorkerSpec.from_dict(spec_data)
     ctx = context_from_env()
@@ -214,11 +283,13 @@ def worker(spec_data: Mapping[str, Any], backend: str, threads: int) -> bytes | 
     if device.type == "cuda":
         torch.cuda.set_device(device)
     dist.init_process_group(backend=backend, init_method="env://")
+    watch = PeerWatch(ctx, node_rank)
     try:
+        watch.start()
+        check_same_checkpoint(spec.train, watch.layout)
         task = build_task(spec)
-        model = prepare_model(task.model, device)
         result = fit(
-            model,
+            prepare_model(task.model, device),
             task.dataset,
             task.step_fn,
             spec.train,
@@ -226,10 +297,25 @@ def worker(spec_data: Mapping[str, Any], backend: str, threads: int) -> bytes | 
             epoch_metrics_fn=task.epoch_metrics_fn,
             distributed=ctx,
         )
-        dist.barrier()
+        payload = share_result(result, ctx)
+    except Exception as error:
+        watch.explain(error)
+        raise
     finally:
+        watch.stop()
         dist.destroy_process_group()
-    return result_to_bytes(result) if ctx.is_main else None
+    return payload if ctx.local_rank == 0 else None
+
+
+def share_result(result: TrainResult, ctx: DistributedContext) -> bytes | None:
+    """Rank 0's result as bytes; on several machines every node receives it (a collective)."""
+    payload = result_to_bytes(result) if ctx.is_main else None
+    if ctx.world_size > int(os.environ.get("LOCAL_WORLD_SIZE", ctx.world_size)):
+        box = [payload]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+    dist.barrier()
+    return payload
 
 
 def prepare_model(model: nn.Module, device: torch.device) -> nn.Module:

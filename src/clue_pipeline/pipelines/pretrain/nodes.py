@@ -139,7 +139,7 @@ def _job(
 
 
 def _run(job: PretrainJob, settings: PretrainSettings) -> tuple[dict, list[dict]]:
-    checkpoint, result = run_job(job, nproc_per_node=settings.distributed.nproc_per_node)
+    checkpoint, result = run_job(job, distributed=settings.distributed)
     return checkpoint, result.history
 
 
