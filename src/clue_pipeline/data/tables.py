@@ -385,11 +385,17 @@ def _cast_column(
     if column.type == target:
         return column
     if pa.types.is_boolean(column.type) and not pa.types.is_floating(target):
+        ids = pa.types.is_string(target) or pa.types.is_large_string(target)
+        wanted = (
+            "integer ids, or text ids with ingest.generic.string_ids: true"
+            if ids
+            else (f"{target} values")
+        )
         raise DataError(
-            f"holds booleans (true/false), not {target}",
+            f"holds booleans (true/false), not {'ids' if ids else target}",
             file=path,
             column=name,
-            expected=f"{target} values (true/false would silently become 1 and 0)",
+            expected=f"{wanted} (true/false would silently become 1 and 0)",
         )
     if pa.types.is_timestamp(column.type) and pa.types.is_integer(target):
         return pc.cast(pc.cast(column, pa.timestamp("s"), safe=False), pa.int64())
