@@ -12,6 +12,18 @@ from typing import Any
 
 from kedro.config import OmegaConfigLoader
 
+# settings.py's; here, so that reading conf/ (``experiments.settings``, the GPU scripts) does
+# not import the hooks and MLflow.
+CONFIG_LOADER_ARGS = {
+    "base_env": "base",
+    "default_run_env": "local",
+    "config_patterns": {
+        "mlflow": ["mlflow*", "mlflow*/**"],
+    },
+    # conf/local and conf/<env> files need only name the keys they change.
+    "merge_strategy": {"mlflow": "soft", "parameters": "soft"},
+}
+
 
 class ProjectConfigLoader(OmegaConfigLoader):
     """``OmegaConfigLoader`` whose globals take ``dataset`` from a runtime ``dataset_name``."""

@@ -9,7 +9,7 @@ import os
 logging.captureWarnings(True)
 
 from clue_pipeline.config.hooks import StrictParametersHook  # noqa: E402
-from clue_pipeline.config_loader import ProjectConfigLoader  # noqa: E402
+from clue_pipeline.config_loader import CONFIG_LOADER_ARGS, ProjectConfigLoader  # noqa: E402,F401
 from clue_pipeline.hooks import (  # noqa: E402
     FailedRunTagHook,
     LineageHook,
@@ -39,12 +39,3 @@ HOOKS = (
 )
 
 CONFIG_LOADER_CLASS = ProjectConfigLoader
-CONFIG_LOADER_ARGS = {
-    "base_env": "base",
-    "default_run_env": "local",
-    "config_patterns": {
-        "mlflow": ["mlflow*", "mlflow*/**"],
-    },
-    # conf/local and conf/<env> files need only name the keys they change.
-    "merge_strategy": {"mlflow": "soft", "parameters": "soft"},
-}

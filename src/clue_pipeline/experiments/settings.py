@@ -43,7 +43,7 @@ def _environment_parameters(conf_source: str, env: str | None) -> str:
     cache hands out fresh copies."""
     from kedro.config import OmegaConfigLoader
 
-    from clue_pipeline.settings import CONFIG_LOADER_ARGS
+    from clue_pipeline.config_loader import CONFIG_LOADER_ARGS
 
     loader = OmegaConfigLoader(conf_source, env=env, **CONFIG_LOADER_ARGS)
     return json.dumps(loader["parameters"])
