@@ -1,5 +1,5 @@
-"""What every benchmark shares: the data as the project prepares it, and results written as
-JSON + Markdown with the command, date, machine and thread count."""
+"""What every benchmark shares: the data and settings as the project prepares and parses them,
+and results written as JSON + Markdown with the command, date, machine and thread count."""
 
 from __future__ import annotations
 
@@ -9,16 +9,30 @@ import os
 import platform
 import resource
 import shlex
-import statistics
 import sys
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import torch
-from scipy import stats
 
+from clue_pipeline.augment import validate_view_policy
+from clue_pipeline.config import (
+    FinetuneSettings,
+    PretrainSettings,
+    TrainConfig,
+    encoder_config,
+    parse_finetune,
+    parse_pretrain,
+    to_dataclass,
+)
 from clue_pipeline.experiments.prepared import NextItemDataset, prepared_next_item
+from clue_pipeline.experiments.settings import _environment_parameters
+from clue_pipeline.experiments.statistics import ALPHA, corrected, paired
+from clue_pipeline.models.encoders import EncoderConfig
+from clue_pipeline.tasks.finetuning import MethodSpec
+from clue_pipeline.tasks.pretraining import ClueSettings
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -26,14 +40,60 @@ RESULTS = REPO / "benchmarks" / "results"
 # Beauty beside ours (one thread per side, same settings as the pipeline's recipe before the
 # ladder; its scripts are archived, see benchmarks/archive/README.md).
 RECBOLE_RESULTS = RESULTS / "peers_beauty.json"
+EMBEDDED = "ml-latest-small"  # the data of the default run-environment
+# A benchmark neither writes checkpoints into the pipelines' folders nor resumes from them.
+NO_CHECKPOINTS = {"checkpoint_dir": None, "resume": False}
 
 
 def next_item_dataset(dataset: str) -> NextItemDataset:
     """The dataset's next-item split and item index as its run-environment prepares them
     (`kedro run --env <dataset> --pipelines ingest,sequences`; the default environment for the
     embedded data)."""
-    env = None if dataset == "ml-latest-small" else dataset
-    return prepared_next_item(dataset, REPO, env)
+    return prepared_next_item(dataset, REPO, None if dataset == EMBEDDED else dataset)
+
+
+def run_environment(dataset: str, project: Path = REPO) -> dict[str, Any]:
+    """The parameters `kedro run --env <dataset>` resolves (conf/base soft-merged with the
+    dataset's folder), read by Kedro's config loader without a session: the GPU scripts run
+    where the pipelines' other packages are absent."""
+    env = None if dataset == EMBEDDED else dataset
+    return json.loads(_environment_parameters(str(Path(project) / "conf"), env))
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """A run-environment's blocks, parsed by the config package as the nodes parse them; a
+    benchmark changes only its own knobs (steps, batch, device, seed) with ``replace``."""
+
+    params: dict[str, Any]
+    pretrain: PretrainSettings
+    finetune: FinetuneSettings
+
+    def encoder(self, num_items: int, **changes: Any) -> EncoderConfig:
+        return replace(encoder_config(self.params["encoder"], num_items), **changes)
+
+    def clue(self) -> ClueSettings:
+        views = validate_view_policy(self.params["augment"]["views"])
+        return ClueSettings(views, self.pretrain.simsiam, self.pretrain.objective)
+
+    def pretrain_train(self, **changes: Any) -> TrainConfig:
+        return replace(self.pretrain.train, **{**NO_CHECKPOINTS, **changes})
+
+    def finetune_train(self, method: str = "clue_zero", **changes: Any) -> TrainConfig:
+        """``finetune.train``, then ``tasks.next_item``, then the method's overrides."""
+        train = self.finetune.train_for("next_item", method)
+        return replace(train, **{**NO_CHECKPOINTS, **changes})
+
+    def method(self, name: str) -> MethodSpec:
+        return to_dataclass(MethodSpec, self.finetune.methods[name], f"finetune.methods.{name}")
+
+
+def run_settings(dataset: str, project: Path = REPO) -> RunSettings:
+    """The dataset's run-environment, parsed (:class:`RunSettings`)."""
+    params = run_environment(dataset, project)
+    return RunSettings(
+        params, parse_pretrain(params["pretrain"]), parse_finetune(params["finetune"])
+    )
 
 
 def recbole_reference(path: Path = RECBOLE_RESULTS) -> dict[str, Any]:
@@ -51,20 +111,51 @@ def recbole_reference(path: Path = RECBOLE_RESULTS) -> dict[str, Any]:
     }
 
 
-ALPHA = 0.05  # two-sided level of the seed comparisons
+Label = dict[str, Any]
 
 
-def welch(a: list[float], b: list[float]) -> dict[str, Any]:
-    """Mean difference a - b, Welch's t and its two-sided p, and the verdict at ``ALPHA``."""
-    if len(a) < 2 or len(b) < 2:
-        return {"verdict": f"not testable ({len(a)} vs {len(b)} seeds)"}
-    diff = statistics.mean(a) - statistics.mean(b)
-    if statistics.pvariance(a) == 0 and statistics.pvariance(b) == 0:
-        t, p = (0.0, 1.0) if diff == 0 else (float("inf"), 0.0)
-    else:
-        t, p = stats.ttest_ind(a, b, equal_var=False)
-    verdict = ("better" if diff > 0 else "worse") if p < ALPHA else "level"
-    return {"diff": diff, "t": float(t), "p": float(p), "verdict": verdict}
+def paired_by_seed(pairs: list[tuple[Label, dict[int, float], dict[int, float]]]) -> list[Label]:
+    """Each (label, a by seed, b by seed): the paired t-test of a - b over the seeds both sides
+    have (one seed draws the same users and initial weights for both), then Holm's correction
+    across all of them, the study's family of comparisons."""
+    tests = []
+    for _, a, b in pairs:
+        seeds = sorted(a.keys() & b.keys())
+        tests.append(paired([a[s] for s in seeds], [b[s] for s in seeds]))
+    rows = corrected(tests)
+    return [
+        {**label, "seeds": sorted(a.keys() & b.keys()), **row}
+        for (label, a, b), row in zip(pairs, rows, strict=True)
+    ]
+
+
+COMPARISON_HEAD = "seeds | diff | 95 % CI | p | p_holm | verdict | verdict_holm"
+
+
+def comparison_cells(row: Label) -> str:
+    """The test columns of one :func:`paired_by_seed` row (``COMPARISON_HEAD``)."""
+    seeds = ", ".join(map(str, row["seeds"])) or "-"
+    if row["p"] is None:
+        diff = "-" if row["diff"] is None else f"{row['diff']:+.4f}"
+        return f"{seeds} | {diff} | - | - | - | {row['verdict']} | {row['verdict_holm']}"
+    return (
+        f"{seeds} | {row['diff']:+.4f} | [{row['low']:+.4f}, {row['high']:+.4f}] | "
+        f"{row['p']:.3f} | {row['p_holm']:.3f} | {row['verdict']} | {row['verdict_holm']}"
+    )
+
+
+def comparison_note(rows: list[Label]) -> str:
+    """What the comparison table's columns mean: the test, the seeds, the correction."""
+    seeds = sorted({s for row in rows for s in row["seeds"]})
+    return (
+        "Test: paired t-test of the difference at each seed both sides ran (seeds "
+        f"{', '.join(map(str, seeds)) or 'none'}; a seed draws the same users and initial "
+        f"weights for both), two-sided, with its 95 % interval; `better` / `worse` at p < "
+        f"{ALPHA}, `level` otherwise; identical differences at every seed, or fewer than two "
+        f"seeds, are `not testable`. p_holm: Holm's correction across the {len(rows)} "
+        "comparisons of this table; verdict_holm is the verdict that survives it (`not shown` "
+        "otherwise)."
+    )
 
 
 def show_cell_progress() -> None:

@@ -4,7 +4,8 @@ Times ``clue_pipeline.metrics.ranking_metrics`` over every user of Beauty (as ``
 prepares it) with random user vectors and item matrix of the real sizes (ranking cost does not depend on the
 values), picks the fastest ``chunk_size`` from a grid, checks whether bf16 scores would keep
 the metrics identical, and times the transformer encoder forward pass for all users
-(``NextItemModel`` over ``max_len`` = 50, 2 blocks) separately from the ranking.
+(``NextItemModel`` with the run-environment's encoder, ``conf/beauty``) separately from the
+ranking; ``--hidden``, ``--max-len`` and ``--blocks`` change the encoder's.
 
     .venv/bin/python -m benchmarks.eval_speed     # writes benchmarks/results/eval_speed.*
 
@@ -33,7 +34,7 @@ import torch
 if not __package__:  # started by file path: make the `benchmarks` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import machine, next_item_dataset, recbole_reference  # noqa: E402
+from benchmarks.common import machine, next_item_dataset, recbole_reference, run_settings  # noqa: E402
 from clue_pipeline.metrics import metrics_from_ranks, ranking_metrics, target_ranks  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -52,7 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
 
     data = next_item_dataset(args.dataset)
-    test = data.task(args.max_len).test  # the test input: training part + validation item
+    shape = {"max_len": args.max_len, "hidden": args.hidden, "blocks": args.blocks}
+    encoder_shape = run_settings(args.dataset).encoder(
+        data.num_items, **{k: v for k, v in shape.items() if v is not None}
+    )
+    test = data.task(encoder_shape.max_len).test  # the test input: training part + validation item
     num_items, num_users = data.num_items, data.num_users
     inputs, targets = torch.as_tensor(test.tokens), torch.as_tensor(test.targets)
     history = tuple(torch.as_tensor(part) for part in test.history)
@@ -61,8 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     g = torch.Generator().manual_seed(args.seed)
-    users = (torch.randn(num_users, args.hidden, generator=g) * 0.1).to(device)
-    items = (torch.randn(num_items, args.hidden, generator=g) * 0.1).to(device)
+    users = (torch.randn(num_users, encoder_shape.hidden, generator=g) * 0.1).to(device)
+    items = (torch.randn(num_items, encoder_shape.hidden, generator=g) * 0.1).to(device)
     targets = targets.to(device)
 
     def rank(chunk: int, exclude=None) -> Callable[[], dict]:
@@ -81,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
 
     bf16 = bf16_check(users, items, targets, best_chunk, device)
     print(f"bf16 scores: identical ranks = {bf16['ranks_identical']}, {bf16['median_s']:.3f} s")
-    encoder = encoder_timing(inputs, targets, num_items, args, best_chunk, device)
+    encoder = encoder_timing(inputs, targets, encoder_shape, args, best_chunk, device)
     if encoder:
         print(f"encoder forward: {encoder['forward']['median_s']:.3f} s")
 
@@ -92,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_average_before": load_before,
         "load_average_after": os.getloadavg(),
         "dataset": {"name": args.dataset, "users": num_users, "items": num_items},
-        "hidden": args.hidden,
+        "hidden": encoder_shape.hidden,
         "repeats": args.repeats,
         "chunk_grid": {str(c): v for c, v in grid.items()},
         "best_chunk_size": best_chunk,
@@ -151,19 +156,13 @@ def bf16_check(users, items, targets, chunk: int, device) -> dict:
     }
 
 
-def encoder_timing(inputs, targets, num_items, args, chunk: int, device) -> dict | None:
+def encoder_timing(inputs, targets, config, args, chunk: int, device) -> dict:
     """Encoder forward for every user (eval mode), then ranking of its user vectors."""
-    try:
-        from clue_pipeline.models.encoders import EncoderConfig, build_encoder
-        from clue_pipeline.models.heads import NextItemModel
-    except ImportError as err:  # the model may be absent in a stripped checkout
-        print(f"encoder timing skipped: {err}")
-        return None
-    torch.manual_seed(args.seed)
-    config = EncoderConfig(
-        num_items=num_items, max_len=args.max_len, hidden=args.hidden, blocks=args.blocks
-    )
+    from clue_pipeline.models.encoders import build_encoder
+    from clue_pipeline.models.heads import NextItemModel
     from clue_pipeline.models.representation import user_vectors as evaluation_user_vectors
+
+    torch.manual_seed(args.seed)
 
     model = NextItemModel(build_encoder(config)).to(device).eval()
     tokens = inputs.cpu().numpy()
@@ -182,8 +181,8 @@ def encoder_timing(inputs, targets, num_items, args, chunk: int, device) -> dict
         device,
     )
     return {
-        "blocks": args.blocks,
-        "max_len": args.max_len,
+        "blocks": config.blocks,
+        "max_len": config.max_len,
         "batch_size": args.batch_size,
         "forward": forward,
         "ranking_of_encoder_vectors": ranking,
@@ -297,9 +296,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--dataset", default="beauty", help="run-environment that prepares the data")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for eval_speed.json/.md")
-    p.add_argument("--hidden", type=int, default=64)
-    p.add_argument("--max-len", type=int, default=50)
-    p.add_argument("--blocks", type=int, default=2)
+    p.add_argument("--hidden", type=int, default=None, help="default: the run-environment's")
+    p.add_argument("--max-len", type=int, default=None, help="default: the run-environment's")
+    p.add_argument("--blocks", type=int, default=None, help="default: the run-environment's")
     p.add_argument("--batch-size", type=int, default=1024, help="users per encoder forward")
     p.add_argument("--chunk-sizes", type=int, nargs="+", default=[64, 256, 1024])
     p.add_argument("--repeats", type=int, default=5)

@@ -8,15 +8,17 @@ full-ranking evaluation, each for a fixed number of steps, timed on the given de
 ``OUT_DIR/gpu_check.json`` and ``OUT_DIR/gpu_check.md``: the card and library versions, the
 settings, sequences/s of each phase, peak GPU memory, the test metrics and wall times.
 
-Why a script of its own: a GPU machine often has PyTorch but not Kedro or MLflow. So this
-module imports only the torch-side modules of the project and reads the dataset as its
-run-environment prepared it (``clue_pipeline.experiments.prepared``: pandas and pyarrow only).
+Why a script of its own: a GPU machine often has PyTorch but not the pipelines' packages
+(MLflow, Optuna...). So this module imports only the torch-side modules of the project, reads
+the run-environment's parameters with Kedro's config loader (kedro and omegaconf, no session)
+and the dataset as that environment prepared it (``clue_pipeline.experiments.prepared``).
 Prepare it first where Kedro runs, ``kedro run --env beauty --pipelines ingest,sequences``,
 and bring ``data/03_primary/beauty/`` and ``data/05_model_input/beauty/`` to the GPU machine.
 
-Training goes through the project's one loop (``training.loop.fit``) with the Beauty
-run-environment's settings: batch 256, Adam lr 1e-3, grad-clip 5, batches bucketed by length,
-SimSiam 256/64 over dropout views; bf16 autocast on CUDA, fp32 on CPU. Each phase runs
+Training goes through the project's one loop (``training.loop.fit``) with the
+run-environment's settings parsed by ``clue_pipeline.config`` (``conf/beauty``: its encoder,
+objective, views, optimiser, next-item head and rows); the check sets only the steps, batch,
+seed, device and precision (bf16 autocast on CUDA, fp32 on CPU). Each phase runs
 ``--warmup-steps`` untimed steps on a throw-away copy of its model first, so sequences/s is the
 steady rate, not CUDA's start-up. Evaluation scores in fp32 (bf16 scores tie, see
 benchmarks/results/eval_speed.md), all items ranked, history not excluded, ties pessimistic.
@@ -36,7 +38,6 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -47,16 +48,21 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO / "src") not in sys.path:  # run from a bare copy of the repository, not installed
     sys.path.insert(0, str(REPO / "src"))
 
-from clue_pipeline.augment import validate_view_policy  # noqa: E402
+from benchmarks.common import RunSettings, run_settings  # noqa: E402
+from clue_pipeline.config import NextItemHead, TrainConfig  # noqa: E402
 from clue_pipeline.experiments.prepared import read_prepared  # noqa: E402
 from clue_pipeline.metrics import DEFAULT_KS, ranking_metrics  # noqa: E402
-from clue_pipeline.models.encoders import EncoderConfig, build_encoder  # noqa: E402
 from clue_pipeline.models.heads import NextItemModel  # noqa: E402
-from clue_pipeline.models.objectives import ObjectiveConfig, SequencePretrainer  # noqa: E402
-from clue_pipeline.tasks.finetuning import next_item_step  # noqa: E402
-from clue_pipeline.tasks.pretraining import clue_step  # noqa: E402
+from clue_pipeline.tasks.finetuning import next_item_model  # noqa: E402
+from clue_pipeline.tasks.pretraining import (  # noqa: E402
+    PretrainJob,
+    build_pretraining,
+    heads_present,
+    mixed_batches,
+)
+from clue_pipeline.tasks.task_data import NextItemData  # noqa: E402
 from clue_pipeline.training.length_batching import trim_padding  # noqa: E402
-from clue_pipeline.training.loop import TrainConfig, fit, take  # noqa: E402
+from clue_pipeline.training.loop import fit, take  # noqa: E402
 
 RESULT_NAME = "gpu_check"
 MIB = 2**20
@@ -65,7 +71,7 @@ MAX_WARMUP_STEPS = 20
 
 @dataclass
 class CheckConfig:
-    """Settings of one check; defaults are the Beauty run-environment's (conf/beauty)."""
+    """The check's own knobs; everything else is the run-environment's (``conf/<dataset>``)."""
 
     device: str = "cuda"
     steps: int = 2000
@@ -73,16 +79,8 @@ class CheckConfig:
     batch_size: int = 256
     eval_batch_size: int = 1024
     precision: str = "bf16"  # bf16 autocast on CUDA; CPU always trains in fp32
-    max_len: int = 50
-    hidden: int = 64
-    blocks: int = 2
-    heads: int = 4
-    dropout: float = 0.5
-    lr: float = 1e-3
-    grad_clip: float = 5.0
-    proj_dim: int = 256
-    pred_dim: int = 64
-    bucket_by_length: bool = True
+    max_len: int | None = None  # None: the run-environment's
+    lr: float | None = None  # None: the run-environment's
     seed: int = 42
 
     def __post_init__(self) -> None:
@@ -103,18 +101,26 @@ class CheckConfig:
             return self.warmup_steps
         return min(MAX_WARMUP_STEPS, self.steps // 10)
 
+    def changes(self, device: torch.device) -> dict[str, Any]:
+        """The training fields this check sets: one pass over its fixed steps."""
+        changes = {"epochs": 1, "batch_size": self.batch_size, "seed": self.seed}
+        changes.update(device=device.type, bf16=self.precision == "bf16")
+        changes.update(patience=None, monitor=None)  # no validation: a fixed number of steps
+        return {**changes, **({"lr": self.lr} if self.lr else {})}
+
 
 @dataclass
 class CheckData:
-    """Model inputs of the prepared dataset, as the pipeline builds them."""
+    """The prepared dataset's model inputs, as the pipeline builds them."""
 
     num_users: int
     num_items: int
-    pretrain_tokens: np.ndarray  # (U, max_len + 1): training part, left-padded, then [UR]
-    train_tokens: np.ndarray  # (U, max_len + 1): next-item inputs
-    train_targets: np.ndarray  # (U, max_len + 1): next token per position, 0 = none
-    test_tokens: np.ndarray  # (U, max_len + 1): training part + validation item, then [UR]
-    test_targets: np.ndarray  # (U,): 0-based index of the test item
+    task: NextItemData  # fine-tuning rows, validation and test inputs
+
+    @property
+    def pretrain_tokens(self) -> np.ndarray:
+        """(U, max_len + 1): each user's training part, then [UR] (the validation input)."""
+        return self.task.valid.tokens
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -127,10 +133,11 @@ def main(argv: list[str] | None = None) -> int:
     if threads:
         torch.set_num_threads(threads)
     started = time.perf_counter()
-    data = prepare(args.data, args.dataset, config.max_len)
+    settings = run_settings(args.dataset)
+    data = prepare(args.data, args.dataset, config.max_len or settings.params["encoder"]["max_len"])
     prepare_s = time.perf_counter() - started
     print(f"{args.dataset}: {data.num_users} users, {data.num_items} items; device {device}")
-    record = run_check(data, config, device)
+    record = run_check(data, settings, config, device)
     record["data"] = {
         "dataset": args.dataset,
         "users": data.num_users,
@@ -161,45 +168,29 @@ def prepare(project: Path, dataset: str, max_len: int) -> CheckData:
             "bring data/03_primary/<dataset>/ and data/05_model_input/<dataset>/ along "
             "(git-ignored folders that travel with the working tree), then pass --data there."
         ) from error
-    task = data.task(max_len)
-    return CheckData(
-        num_users=data.num_users,
-        num_items=data.num_items,
-        pretrain_tokens=task.valid.tokens,
-        train_tokens=task.train_tokens,
-        train_targets=task.train_targets,
-        test_tokens=task.test.tokens,
-        test_targets=task.test.targets,
-    )
+    return CheckData(data.num_users, data.num_items, data.task(max_len))
 
 
 # ---------------------------------------------------------------- the check
 
 
-def run_check(data: CheckData, config: CheckConfig, device: torch.device) -> dict[str, Any]:
+def run_check(
+    data: CheckData, settings: RunSettings, config: CheckConfig, device: torch.device
+) -> dict[str, Any]:
     """Pre-train, fine-tune and evaluate; every phase timed and its peak memory taken."""
-    torch.manual_seed(config.seed)
-    encoder_config = EncoderConfig(
-        num_items=data.num_items,
-        max_len=config.max_len,
-        hidden=config.hidden,
-        blocks=config.blocks,
-        heads=config.heads,
-        dropout=config.dropout,
+    encoder = settings.encoder(data.num_items, max_len=data.task.max_len)
+    pretrain_train = settings.pretrain_train(**config.changes(device))
+    job = PretrainJob("clue", data.pretrain_tokens, encoder, pretrain_train, settings.clue())
+    job = mixed_batches(heads_present(job))  # as run_job trains CLUE
+    clue = build_pretraining(job)  # seeded; the encoder is built first
+    pretrain = train_phase(clue.model, clue.dataset, clue.step_fn, job.train, device, config)
+    head: NextItemHead = settings.finetune.next_item
+    model = next_item_model(clue.model.encoder, head)
+    rows = data.task.training_rows(head.rows)
+    finetune_train = settings.finetune_train(**config.changes(device))
+    finetune = train_phase(
+        model, rows.dataset, rows.step, finetune_train, device, config, rows.lengths
     )
-    encoder = build_encoder(encoder_config)
-    policy = validate_view_policy({"strategies": ["dropout"]})
-    simsiam = SequencePretrainer(
-        encoder,
-        ObjectiveConfig(next_item_weight=0.0),  # SimSiam alone, as this check has measured
-        proj_dim=config.proj_dim,
-        pred_dim=config.pred_dim,
-    )
-    clue = partial(clue_step, policy=policy, mask_token=encoder_config.tokens.mask)
-    pretrain = train_phase(simsiam, (torch.as_tensor(data.pretrain_tokens),), clue, config, device)
-    model = NextItemModel(simsiam.encoder)
-    finetune_data = (torch.as_tensor(data.train_tokens), torch.as_tensor(data.train_targets))
-    finetune = train_phase(model, finetune_data, next_item_step, config, device)
     metrics, evaluate = evaluate_phase(model, data, config.eval_batch_size, device)
     autocast = config.precision == "bf16" and device.type == "cuda"
     return {
@@ -210,7 +201,12 @@ def run_check(data: CheckData, config: CheckConfig, device: torch.device) -> dic
         "steps": config.steps,
         "warmup_steps": config.warmup,
         "batch_size": config.batch_size,
-        "settings": asdict(config),
+        "settings": {
+            "check": asdict(config),
+            "encoder": asdict(encoder),
+            "pretrain": {"train": asdict(job.train), **asdict(job.settings)},
+            "finetune": {"train": asdict(finetune_train), "next_item": asdict(head)},
+        },
         "phases": {"pretrain": pretrain, "finetune": finetune, "evaluate": evaluate},
         "peak_gpu_memory_mib": _max_peak([pretrain, finetune, evaluate]),
         "metrics": metrics,
@@ -221,27 +217,21 @@ def train_phase(
     model: torch.nn.Module,
     dataset: tuple[torch.Tensor, ...],
     step_fn: Callable,
-    config: CheckConfig,
+    train: TrainConfig,
     device: torch.device,
+    config: CheckConfig,
+    lengths: torch.Tensor | None = None,
 ) -> dict[str, Any]:
-    """``config.steps`` optimiser steps through ``fit``, after untimed warm-up steps on a copy."""
-    train = TrainConfig(
-        epochs=1,
-        batch_size=config.batch_size,
-        lr=config.lr,
-        grad_clip=config.grad_clip,
-        seed=config.seed,
-        device=device.type,
-        bf16=config.precision == "bf16",
-        bucket_by_length=config.bucket_by_length,
-    )
+    """``config.steps`` optimiser steps through ``fit``, after untimed warm-up steps on a copy;
+    ``lengths`` (prefix rows) bucket rows that are not token matrices."""
     if config.warmup:
-        fit(copy.deepcopy(model), _steps_of(dataset, config.warmup, config), step_fn, train)
-    rows = _steps_of(dataset, config.steps, config)
+        warm, warm_lengths = _steps_of(dataset, lengths, config.warmup, config)
+        fit(copy.deepcopy(model), warm, step_fn, train, lengths=warm_lengths)
+    rows_of_steps, lengths_of_steps = _steps_of(dataset, lengths, config.steps, config)
     _reset_peak(device)
     _sync(device)
     start = time.perf_counter()
-    result = fit(model, rows, step_fn, train)
+    result = fit(model, rows_of_steps, step_fn, train, lengths=lengths_of_steps)
     _sync(device)
     seconds = time.perf_counter() - start
     losses = result.step_losses
@@ -257,24 +247,25 @@ def train_phase(
 
 
 def _steps_of(
-    dataset: tuple[torch.Tensor, ...], steps: int, config: CheckConfig
-) -> tuple[torch.Tensor, ...]:
-    """Exactly ``steps`` batches of rows: seeded passes over the users, one after another.
-
-    ``fit`` trains whole epochs; an epoch over this many rows is the fixed number of steps.
-    """
+    dataset: tuple[torch.Tensor, ...], lengths: torch.Tensor | None, steps: int, config: CheckConfig
+) -> tuple[tuple[torch.Tensor, ...], torch.Tensor | None]:
+    """Exactly ``steps`` batches of rows (and their lengths): seeded passes over the rows, one
+    after another. ``fit`` trains whole epochs; an epoch over this many rows is the fixed
+    number of steps."""
     rows = steps * config.batch_size
-    users = len(dataset[0])
+    count = len(dataset[0])
     generator = torch.Generator().manual_seed(config.seed)
-    passes = [torch.randperm(users, generator=generator) for _ in range(math.ceil(rows / users))]
-    return take(dataset, torch.cat(passes)[:rows])
+    passes = [torch.randperm(count, generator=generator) for _ in range(math.ceil(rows / count))]
+    index = torch.cat(passes)[:rows]
+    return take(dataset, index), None if lengths is None else lengths[index]
 
 
 @torch.no_grad()
 def evaluate_phase(
     model: NextItemModel, data: CheckData, batch_size: int, device: torch.device
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Full ranking of all items for every user's test item, from fp32 [UR] vectors.
+    """Full ranking of all items for every user's test item, from fp32 query vectors (the
+    head's read-out: [UR] or the last item's state).
 
     Users go through the encoder sorted by length, each batch cut to its longest row (the
     pipeline's evaluation does the same), then back in their order.
@@ -283,14 +274,14 @@ def evaluate_phase(
     _reset_peak(device)
     _sync(device)
     start = time.perf_counter()
-    tokens = torch.as_tensor(data.test_tokens)
+    tokens = torch.as_tensor(data.task.test.tokens)
     order = torch.argsort((tokens != 0).sum(dim=1), stable=True)
     vectors = torch.empty((len(tokens), model.encoder.config.hidden), device=device)
     for part in torch.split(order, batch_size):
         (batch,) = trim_padding(tokens[part].to(device))
-        vectors[part.to(device)] = model.user_vectors(batch).float()
+        vectors[part.to(device)] = model.query_vectors(batch).float()
     metrics = ranking_metrics(
-        vectors, model.item_matrix().detach().float(), torch.as_tensor(data.test_targets)
+        vectors, model.item_matrix().detach().float(), torch.as_tensor(data.task.test.targets)
     )
     _sync(device)
     seconds = time.perf_counter() - start
@@ -469,8 +460,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--eval-batch-size", type=int, default=defaults.eval_batch_size, help="users per pass"
     )
     p.add_argument("--precision", default=defaults.precision, help="bf16 (CUDA autocast) or fp32")
-    p.add_argument("--max-len", type=int, default=defaults.max_len, help="items per sequence")
-    p.add_argument("--lr", type=float, default=defaults.lr, help="Adam learning rate")
+    own = "; default: the run-environment's"
+    p.add_argument("--max-len", type=int, default=None, help="items per sequence" + own)
+    p.add_argument("--lr", type=float, default=None, help="learning rate" + own)
     p.add_argument("--seed", type=int, default=defaults.seed, help="weights and batch order")
     p.add_argument("--threads", type=int, default=0, help="CPU threads; 0: CLUE_NUM_THREADS")
     return p.parse_args(argv)

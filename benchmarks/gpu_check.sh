@@ -12,7 +12,7 @@
 #   --steps    optimiser steps of each training phase (default 2000, batch 256: about 23
 #              epochs of Beauty's 22,363 users; a few minutes at most on one H100)
 #   --wheels   a folder of wheels; only the Python packages this check needs and the machine
-#              lacks (numpy, tqdm, pandas, pyarrow) are installed from it, with pip
+#              lacks (numpy, tqdm, pandas, pyarrow, kedro, omegaconf) are installed from it, with pip
 #              --no-index (no network), into a temporary folder put on PYTHONPATH. PyTorch
 #              must already be there.
 #   --data     the project folder whose data/ holds the dataset as its run-environment
@@ -21,8 +21,9 @@
 #              and bring data/03_primary/beauty/ and data/05_model_input/beauty/ along (they
 #              are git-ignored; a machine given a copy of the working tree can carry them).
 #
-# Needs python3 with torch, numpy, pandas and pyarrow; not Kedro or MLflow: the check imports
-# only the torch-side modules of src/clue_pipeline. The interpreter is $PYTHON if set, else the
+# Needs python3 with torch, numpy, pandas and pyarrow, and Kedro's config loader (kedro and
+# omegaconf: it reads conf/<dataset> without a Kedro session); not MLflow or the pipelines: the
+# check imports only the torch-side modules of src/clue_pipeline. The interpreter is $PYTHON if set, else the
 # project's .venv/bin/python where it exists, else python3. CPU threads: CLUE_NUM_THREADS.
 # Dry run on CPU (what the tests run, on the embedded data):
 #   bash benchmarks/gpu_check.sh --device cpu --steps 5 --dataset ml-latest-small /tmp/gpu_check
@@ -55,7 +56,7 @@ if ! "$PYTHON" -c "import torch" 2>/dev/null; then
 fi
 
 missing=()
-for module in numpy tqdm pandas pyarrow; do
+for module in numpy tqdm pandas pyarrow kedro omegaconf; do
     "$PYTHON" -c "import $module" 2>/dev/null || missing+=("$module")
 done
 if ((${#missing[@]})); then

@@ -6,17 +6,19 @@
 
 Why: on 2 CPU cores a Beauty cell of the quality grid (``benchmarks/quality.py``) takes about
 an hour, so its three seeds per method and Sports take days. A lent GPU machine has PyTorch
-but not Kedro, so this runs the steps of those cells without it, with the run-environments'
-settings (``SETTINGS``, checked against ``conf/beauty`` and ``conf/sports`` by the tests):
+but not the pipelines' packages, so this runs the steps of those cells without a Kedro session,
+with the run-environments' settings: ``conf/beauty`` and ``conf/sports`` read by Kedro's config
+loader (kedro and omegaconf) and parsed by ``clue_pipeline.config`` (``benchmarks.common``):
 
 - the split is the one the run-environment prepared (``kedro run --env <dataset> --pipelines
   ingest,sequences`` where Kedro runs; ``--data`` is the project folder holding it, as for
   ``benchmarks/gpu_check.py``);
-- CLUE (SimSiam over dropout views) and masked item prediction pre-train through
+- CLUE (the run-environment's objective and views) and masked items pre-train through
   ``tasks.pretraining.run_job``, for the methods that start from them (``INIT``);
-- every method (``SETTINGS["methods"]``: CLUE, CLUE-Zero, masked-item, GRU, CNN and Caser backbones,
-  the frozen-encoder probes) fine-tunes through ``tasks.finetuning.finetune_next_item`` on one
-  row per prefix (``finetune.next_item_rows: prefix``), early stopping on validation NDCG@10;
+- every method (``METHODS``: CLUE, CLUE-Zero, masked-item, GRU, CNN and Caser backbones, the
+  frozen-encoder probes; their specs are ``finetune.methods``) fine-tunes through
+  ``tasks.finetuning.finetune_next_item`` with ``finetune.next_item``'s rows and head, early
+  stopping on validation NDCG@10;
 - every epoch also scores the test items (all items ranked, history not excluded), so a run
   cut by ``--budget-s`` still reports the test metrics at its best validation epoch so far,
   marked as capped.
@@ -40,6 +42,7 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -50,111 +53,60 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO / "src") not in sys.path:  # run from a bare copy of the repository, not installed
     sys.path.insert(0, str(REPO / "src"))
 
+from benchmarks.common import RunSettings, run_settings  # noqa: E402
 from benchmarks.gpu_check import device_facts  # noqa: E402
-from clue_pipeline.augment import validate_view_policy  # noqa: E402
+from clue_pipeline.config import NextItemHead, encoder_config  # noqa: E402
+from clue_pipeline.experiments.cells import INIT as CELL_INIT  # noqa: E402
 from clue_pipeline.experiments.prepared import read_prepared  # noqa: E402
 from clue_pipeline.experiments.recipes import load_ladder  # noqa: E402
-from clue_pipeline.models.encoders import EncoderConfig  # noqa: E402
+from clue_pipeline.experiments.settings import resolved_settings  # noqa: E402
 from clue_pipeline.models.heads import NextItemModel  # noqa: E402
-from clue_pipeline.models.objectives import ObjectiveConfig  # noqa: E402
 from clue_pipeline.tasks.finetuning import (  # noqa: E402
     MethodSpec,
-    NextItemHead,
     evaluate_next_item,
     finetune_next_item,
     make_encoder,
 )
-from clue_pipeline.tasks.pretraining import (  # noqa: E402
-    ClueSettings,
-    MaskedItemSettings,
-    PretrainJob,
-    SimSiamConfig,
-    run_job,
-)
-from clue_pipeline.training.loop import TrainConfig  # noqa: E402
+from clue_pipeline.tasks.pretraining import MaskedItemSettings, PretrainJob, run_job  # noqa: E402
 
 DATASETS = ("beauty", "sports")
 LADDER = load_ladder()  # conf/recipes/ladder.yml
 PATIENCE, MAX_EPOCHS = LADDER.patience, LADDER.max_epochs
-# conf/base merged with conf/beauty and conf/sports (the same for both); see the tests.
-SETTINGS: dict[str, Any] = {
-    "min_seq_len": 5,
-    "encoder": {
-        "max_len": 50,
-        "hidden": 64,
-        "blocks": 2,
-        "heads": 2,
-        "dropout": 0.5,
-        # the recipe ladder's best block on Beauty (benchmarks/results/recipe_ladder.md)
-        "norm": "post",
-        "embedding_norm": True,
-        "attn_output_dropout": True,
-        "ffn_hidden": 256,
-        "activation": "gelu",
-        "linear_init_std": 0.02,
-    },
-    "next_item": {"readout": "last_item", "label_smoothing": 0.0, "softmax_matmul": "float32"},
-    "views": ["dropout"],
-    "simsiam": {"proj_dim": 256, "pred_dim": 64},
-    # pretrain.objective: the default (SimSiam + 1.0 x next items), so a GPU `clue` cell is
-    # the grid's `clue`, not the paper's SimSiam alone (`clue_simsiam`)
-    "objective": {"name": "simsiam", "next_item_weight": 1.0, "masked_item_weight": 0.0},
-    "pretrain": {"epochs": 20, "batch_size": 256, "lr": 1e-3, "grad_clip": 5.0},
-    "finetune": {
-        "epochs": 100,
-        "batch_size": 256,
-        "lr": 1e-3,
-        "grad_clip": 5.0,
-        "patience": 10,
-        "monitor": "ndcg@10",
-    },
-    "next_item_rows": "prefix",
-    # finetune.methods, finetune.overrides and pretrain.masked_item of conf/base
-    "methods": {
-        "clue": {"backbone": "transformer", "freeze_encoder": False},
-        "clue_zero": {"backbone": "transformer", "freeze_encoder": False},
-        "mip": {"backbone": "transformer", "freeze_encoder": False},
-        "gru": {"backbone": "gru", "freeze_encoder": False},
-        "cnn": {"backbone": "cnn", "freeze_encoder": False},
-        "caser": {"backbone": "caser", "freeze_encoder": False},
-        "clue_probe": {"backbone": "transformer", "freeze_encoder": True},
-        "mip_probe": {"backbone": "transformer", "freeze_encoder": True},
-    },
-    "overrides": {"clue_probe": {"lr": 0.01}, "mip_probe": {"lr": 0.01}},
-    "mask_ratio": 0.2,
-}
-# method -> the pre-training it starts from (clue_pipeline.experiments.cells.INIT)
-INIT = {"clue": "clue", "clue_probe": "clue", "mip": "mip", "mip_probe": "mip"}
+# The quality grid's next-item methods that train here: pop is counted, not trained, and
+# S3-Rec needs the attributes the Kedro pipeline reads, so both run through Kedro only.
+METHODS = ("clue", "clue_zero", "mip", "gru", "cnn", "caser", "clue_probe", "mip_probe")
+# method -> the pre-training it starts from
+INIT = {method: start for method, start in CELL_INIT.items() if method in METHODS}
 HEADLINE = ("recall@10", "ndcg@10", "mrr@10")
 RUNG = (
     "rung-"  # --methods rung-<name>: CLUE-Zero with a recipe-ladder rung (conf/recipes/ladder.yml)
 )
 
 
-def method_recipe(method: str) -> dict[str, Any]:
-    """Encoder, head, training rows and fine-tuning settings of a grid method or a ladder rung.
+def settings_of(dataset: str) -> dict[str, Any]:
+    """What a run's numbers depend on: the run-environment's parameters as a cell records them
+    (``experiments.settings``), so a stored run counts while they are unchanged."""
+    return resolved_settings(REPO, dataset, {})
 
-    A rung trains as the CPU ladder does (the ladder's patience, at most its ``max_epochs``), so its GPU runs compare with the ladder's cells.
-    """
+
+def method_recipe(settings: RunSettings, method: str, num_items: int) -> dict[str, Any]:
+    """Encoder, head, fine-tuning settings and spec of a grid method (the run-environment's,
+    parsed) or of a ladder rung (CLUE-Zero trained as the CPU ladder trains it: the ladder's
+    patience, at most its ``max_epochs``, so its GPU runs compare with the ladder's cells)."""
     if not method.startswith(RUNG):
         return {
-            "encoder": SETTINGS["encoder"],
-            "head": SETTINGS["next_item"],
-            "rows": SETTINGS["next_item_rows"],
-            "train": {**SETTINGS["finetune"], **SETTINGS["overrides"].get(method, {})},
-            "spec": MethodSpec(method, **SETTINGS["methods"][method]),
+            "encoder": settings.encoder(num_items),
+            "head": settings.finetune.next_item,
+            "train": settings.finetune_train(method),
+            "spec": settings.method(method),
         }
-    rung = LADDER.recipe(method.removeprefix(RUNG))
+    name = method.removeprefix(RUNG)
+    rung = LADDER.recipe(name)
+    train = {"patience": PATIENCE, "epochs": MAX_EPOCHS, **rung["train"]}
     return {
-        "encoder": {k: v for k, v in rung["encoder"].items() if k != "kind"},
-        "head": rung["head"],
-        "rows": rung["rows"],
-        "train": {
-            **SETTINGS["finetune"],
-            "patience": PATIENCE,
-            "epochs": MAX_EPOCHS,
-            **rung["train"],
-        },
+        "encoder": encoder_config(rung["encoder"], num_items, where=f"rung {name} encoder"),
+        "head": NextItemHead(**{**rung["head"], "rows": rung["rows"]}),
+        "train": replace(settings.finetune_train("clue_zero"), **train),
         "spec": MethodSpec("clue_zero", backbone=rung["encoder"]["kind"]),
     }
 
@@ -163,11 +115,11 @@ def run_one(dataset: str, method: str, seed: int, args: argparse.Namespace, devi
     """One (dataset, method, seed): pre-train (if the method starts from pre-trained weights),
     fine-tune, score the test items every epoch; the JSON is rewritten after every epoch."""
     started = time.perf_counter()
-    out, epochs = args.out, _epochs(args)
-    settings = method_recipe(method)
+    settings = run_settings(dataset)
     data = read_prepared(args.data, dataset)
-    task = data.task(settings["encoder"]["max_len"])
-    encoder = EncoderConfig(num_items=data.num_items, **settings["encoder"])
+    recipe = method_recipe(settings, method, data.num_items)
+    task = data.task(recipe["encoder"].max_len)
+    head: NextItemHead = recipe["head"]
     record: dict[str, Any] = {
         "dataset": dataset,
         "method": method,
@@ -176,37 +128,27 @@ def run_one(dataset: str, method: str, seed: int, args: argparse.Namespace, devi
         "items": data.num_items,
         "status": "running",
         "curve": [],
-        "recipe": {k: v for k, v in settings.items() if k != "spec"},
+        "recipe": {k: asdict(v) for k, v in recipe.items() if k != "spec"} | {"rows": head.rows},
     }
-    path = out / "runs" / f"{dataset}_{method}_seed{seed}.json"
+    path = args.out / "runs" / f"{dataset}_{method}_seed{seed}.json"
     pretrained = None
     if method in INIT:
+        train = settings.pretrain_train(epochs=_epochs(args, settings)["pretrain"])
+        start = INIT[method]
         job = PretrainJob(
-            method=INIT[method],
-            tokens=task.valid.tokens,
-            encoder=encoder,
-            train=TrainConfig(
-                **{**SETTINGS["pretrain"], "epochs": epochs["pretrain"]},
-                seed=seed,
-                device=device,
-                bucket_by_length=True,
-            ),
-            settings=ClueSettings(
-                validate_view_policy({"strategies": SETTINGS["views"]}),
-                SimSiamConfig(**SETTINGS["simsiam"]),
-                ObjectiveConfig(**SETTINGS["objective"]),
-            )
-            if INIT[method] == "clue"
-            else MaskedItemSettings(SETTINGS["mask_ratio"]),
+            start,
+            task.valid.tokens,
+            recipe["encoder"],
+            replace(train, seed=seed, device=device),
+            settings.clue()
+            if start == "clue"
+            else MaskedItemSettings(settings.pretrain.masked_item.mask_ratio),
         )
         pretrained, pretrain_result = run_job(job)
         record["pretrain_s"] = time.perf_counter() - started
         record["pretrain_last_loss"] = pretrain_result.history[-1]["loss"]
-    spec = settings["spec"]
-    model_encoder = make_encoder(encoder, pretrained, spec)
-    rows = task.training_rows(settings["rows"])
-    valid, test = task.valid, task.test
-    clock = {"epoch": time.perf_counter()}
+    spec = recipe["spec"]
+    rows, test, clock = task.training_rows(head.rows), task.test, {"epoch": time.perf_counter()}
 
     def on_validation(metrics: dict[str, float], model: NextItemModel) -> None:
         scored = evaluate_next_item(model, test)
@@ -221,28 +163,27 @@ def run_one(dataset: str, method: str, seed: int, args: argparse.Namespace, devi
         _write(path, {**record, "best": _best(record["curve"])})
         clock["epoch"] = time.perf_counter()
 
-    train = dict(settings["train"])
+    config = replace(recipe["train"], seed=seed, device=device)
     if args.finetune_epochs:  # a dry run caps every method and rung
-        train["epochs"] = args.finetune_epochs
-    config = TrainConfig(**train, seed=seed, device=device, bucket_by_length=True)
+        config = replace(config, epochs=args.finetune_epochs, min_epochs=0)
     finetune_next_item(
         rows,
-        valid,
-        model_encoder,
+        task.valid,
+        make_encoder(recipe["encoder"], pretrained, spec),
         config,
         freeze_encoder=spec.freeze_encoder,
         on_validation=on_validation,
-        head=NextItemHead(**settings["head"]),
+        head=head,
     )
     record.update(status="done", wall_s=time.perf_counter() - started, training_rows=rows.count)
     _write(path, {**record, "best": _best(record["curve"])})
 
 
-def _epochs(args: argparse.Namespace) -> dict[str, int]:
+def _epochs(args: argparse.Namespace, settings: RunSettings) -> dict[str, int]:
     """The settings' epochs, or fewer for a dry run (--pretrain-epochs, --finetune-epochs)."""
     return {
-        "pretrain": args.pretrain_epochs or SETTINGS["pretrain"]["epochs"],
-        "finetune": args.finetune_epochs or SETTINGS["finetune"]["epochs"],
+        "pretrain": args.pretrain_epochs or settings.pretrain.train.epochs,
+        "finetune": args.finetune_epochs or settings.finetune_train().epochs,
     }
 
 
@@ -305,11 +246,12 @@ def summarise(args: argparse.Namespace, runs: list[tuple], threads: int) -> dict
         "command": " ".join(["python3 -m benchmarks.gpu_quality", *sys.argv[1:]]),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "device": device_facts(device),
-        "epochs": _epochs(args),
+        "epochs": {d: _epochs(args, run_settings(d)) for d in args.datasets},
+        "patience": {d: run_settings(d).finetune_train().patience for d in args.datasets},
         "parallel": args.parallel,
         "threads_per_run": threads,
         "budget_s": args.budget_s,
-        "settings": SETTINGS,
+        "settings": {d: settings_of(d) for d in args.datasets},
         "runs": records,
     }
 
@@ -322,8 +264,11 @@ def markdown(summary: dict[str, Any]) -> str:
         f"- date: {summary['date']}",
         f"- device: {summary['device']['name']}, torch {summary['device']['torch']}, "
         f"Python {summary['device']['python']}",
-        f"- epochs at most: pre-training {summary['epochs']['pretrain']}, fine-tuning "
-        f"{summary['epochs']['finetune']} (patience {SETTINGS['finetune']['patience']})",
+        *(
+            f"- {dataset}: epochs at most: pre-training {epochs['pretrain']}, fine-tuning "
+            f"{epochs['finetune']} (patience {summary['patience'][dataset]})"
+            for dataset, epochs in summary["epochs"].items()
+        ),
         f"- {summary['parallel']} runs at once, {summary['threads_per_run']} CPU threads each, "
         f"budget {summary['budget_s']} s",
         "",
@@ -373,7 +318,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    known = [*SETTINGS["methods"], *(RUNG + name for name in LADDER.rungs)]
+    known = [*METHODS, *(RUNG + name for name in LADDER.rungs)]
     unknown = sorted(set(args.methods) - set(known))
     if unknown:
         parser.error(f"--methods {unknown}: expected some of {known}")

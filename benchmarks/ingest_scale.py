@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 if not __package__:  # started by file path: make the `benchmarks` package importable
@@ -97,6 +97,65 @@ def main() -> None:
 
 
 def run_stages(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
+    params = _parameters(args.k_core)
+    load_before = os.getloadavg()
+    stages: list[dict[str, Any]] = []
+    outputs = _measure(folder, params, partial(_stage, stages))
+    total, peak = round(sum(item["seconds"] for item in stages), 2), _peak_gib()
+    return {
+        "command": " ".join([".venv/bin/python", "benchmarks/ingest_scale.py", *sys.argv[1:]]),
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": _machine(),
+        "threads": {
+            "pyarrow_cpu_count": pa.cpu_count(),
+            "numpy_pandas": 1,
+            "CLUE_NUM_THREADS": os.environ.get("CLUE_NUM_THREADS"),
+        },
+        "load_average_1m": {
+            "before": round(load_before[0], 2),
+            "after": round(os.getloadavg()[0], 2),
+        },
+        "reader": outputs.pop("reader"),
+        "data": outputs,
+        "parameters": {key: params[key] for key in ("max_len", "min_seq_len", "k_core", "seed")},
+        "stages": stages,
+        "total_seconds": total,
+        "total_cpu_seconds": round(sum(item["cpu_seconds"] for item in stages), 2),
+        "peak_rss_gib": peak,
+        "targets": {"seconds": TARGET_SECONDS, "peak_rss_gib": TARGET_PEAK_GIB},
+        "met": total < TARGET_SECONDS and peak < TARGET_PEAK_GIB,
+    }
+
+
+def _parameters(k_core: int) -> dict[str, Any]:
+    """The default run-environment's ``sequences`` block as the pipeline receives it, with its
+    sequence length (``encoder.max_len``, one value for every stage) and this run's k-core."""
+    from clue_pipeline.experiments.settings import _environment_parameters
+
+    params = json.loads(_environment_parameters(str(ROOT / "conf"), None))
+    return {**params["sequences"], "max_len": params["encoder"]["max_len"], "k_core": k_core}
+
+
+def _stage(stages: list[dict[str, Any]], name: str, work: Callable[[], Any]) -> Any:
+    """``work()``, its wall and CPU time and the peak memory so far appended to ``stages``."""
+    started, cpu_started = time.perf_counter(), time.process_time()
+    out = work()
+    done = {
+        "stage": name,
+        "seconds": round(time.perf_counter() - started, 2),
+        "cpu_seconds": round(time.process_time() - cpu_started, 2),
+        "peak_rss_gib": _peak_gib(),
+    }
+    stages.append(done)
+    print(
+        f"{name:<28} {done['seconds']:>7.2f} s wall {done['cpu_seconds']:>7.2f} s cpu  "
+        f"peak {done['peak_rss_gib']:.2f} GiB"
+    )
+    return out
+
+
+def _measure(folder: Path, params: dict[str, Any], stage: Callable) -> dict[str, Any]:
+    """Every function of the ingest checks and the ``sequences`` pipeline, each a stage."""
     from clue_pipeline.data.coldstart import ColdStartSettings, build_coldstart
     from clue_pipeline.data.sequences import (
         build_item_index,
@@ -106,34 +165,7 @@ def run_stages(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
     )
     from clue_pipeline.data.splits import next_item_split, profile_split
 
-    params = yaml.safe_load((ROOT / "conf/base/parameters_sequences.yml").read_text())["sequences"]
-    # the sequence length is encoder.max_len (one value for every stage)
-    params["max_len"] = yaml.safe_load((ROOT / "conf/base/parameters.yml").read_text())["encoder"][
-        "max_len"
-    ]
-    params["k_core"] = args.k_core
-    load_before = os.getloadavg()
-    stages: list[dict[str, Any]] = []
     state: dict[str, Any] = {}
-
-    def stage(name: str, work: Callable[[], Any]) -> Any:
-        started, cpu_started = time.perf_counter(), time.process_time()
-        out = work()
-        stages.append(
-            {
-                "stage": name,
-                "seconds": round(time.perf_counter() - started, 2),
-                "cpu_seconds": round(time.process_time() - cpu_started, 2),
-                "peak_rss_gib": _peak_gib(),
-            }
-        )
-        done = stages[-1]
-        print(
-            f"{name:<28} {done['seconds']:>7.2f} s wall {done['cpu_seconds']:>7.2f} s cpu  "
-            f"peak {done['peak_rss_gib']:.2f} GiB"
-        )
-        return out
-
     reader = stage("read (ingest reader)", lambda: _read(folder))
     state["interactions"], state["users"], state["items"], reader_name = reader
     stage("validate (ingest checks)", lambda: _validate(state))
@@ -167,44 +199,20 @@ def run_stages(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
         "cold-start tables",
         lambda: build_coldstart(filtered, state["items"], index, settings, "ml25m-like"),
     )
-    total = round(sum(item["seconds"] for item in stages), 2)
-    total_cpu = round(sum(item["cpu_seconds"] for item in stages), 2)
-    peak = _peak_gib()
     return {
-        "command": " ".join([".venv/bin/python", "benchmarks/ingest_scale.py", *sys.argv[1:]]),
-        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": _machine(),
-        "threads": {
-            "pyarrow_cpu_count": pa.cpu_count(),
-            "numpy_pandas": 1,
-            "CLUE_NUM_THREADS": os.environ.get("CLUE_NUM_THREADS"),
-        },
-        "load_average_1m": {
-            "before": round(load_before[0], 2),
-            "after": round(os.getloadavg()[0], 2),
-        },
         "reader": reader_name,
-        "data": {
-            "interactions_read": report.interactions_before,
-            "users": report.users_before,
-            "items": report.items_before,
-            "interactions_kept": report.interactions_after,
-            "sequences": len(sequences),
-            "next_item_users": len(loo),
-            "next_item_dropped": dropped,
-            "profile_rows": len(profiles),
-            "profile_tasks": {task: len(names) for task, names in classes.items()},
-            "coldstart_users": len(coldstart.source),
-            "coldstart_instances": len(coldstart.targets),
-            "coldstart_classes": len(coldstart.target_index),
-        },
-        "parameters": {key: params[key] for key in ("max_len", "min_seq_len", "k_core", "seed")},
-        "stages": stages,
-        "total_seconds": total,
-        "total_cpu_seconds": total_cpu,
-        "peak_rss_gib": peak,
-        "targets": {"seconds": TARGET_SECONDS, "peak_rss_gib": TARGET_PEAK_GIB},
-        "met": total < TARGET_SECONDS and peak < TARGET_PEAK_GIB,
+        "interactions_read": report.interactions_before,
+        "users": report.users_before,
+        "items": report.items_before,
+        "interactions_kept": report.interactions_after,
+        "sequences": len(sequences),
+        "next_item_users": len(loo),
+        "next_item_dropped": dropped,
+        "profile_rows": len(profiles),
+        "profile_tasks": {task: len(names) for task, names in classes.items()},
+        "coldstart_users": len(coldstart.source),
+        "coldstart_instances": len(coldstart.targets),
+        "coldstart_classes": len(coldstart.target_index),
     }
 
 

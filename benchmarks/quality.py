@@ -18,9 +18,19 @@ import argparse
 import json
 import statistics
 
-from benchmarks.common import REPO, RESULTS, show_cell_progress, write_results
+from benchmarks.common import (
+    COMPARISON_HEAD,
+    REPO,
+    RESULTS,
+    comparison_cells,
+    comparison_note,
+    paired_by_seed,
+    show_cell_progress,
+    write_results,
+)
 from clue_pipeline.experiments.cells import Cell
 from clue_pipeline.experiments.runner import RunnerConfig, run_missing, settings_resolver
+from clue_pipeline.experiments.settings import settings_changes
 from clue_pipeline.experiments.store import CellStore
 
 CELLS = RESULTS / "quality" / "cells"
@@ -79,17 +89,18 @@ def headline(record: dict, task: str) -> dict[str, float]:
 
 def gpu_runs() -> dict[tuple, dict]:
     """Runs of ``benchmarks/gpu_quality.py`` (the Amazon next-item cells with the same settings,
-    measured on a GPU machine without Kedro), by (dataset, method, seed). A file run with other
-    settings than today's ``SETTINGS`` (an earlier recipe) does not count."""
-    from benchmarks.gpu_quality import SETTINGS
+    measured on a GPU machine without Kedro), by (dataset, method, seed). A run whose recorded
+    run-environment settings differ from today's (an earlier recipe) does not count."""
+    from benchmarks.gpu_quality import settings_of
 
     runs = {}
     for path in sorted((RESULTS / "gpu_quality").glob("*.json")):
         record = json.loads(path.read_text())
-        if record.get("settings") != SETTINGS:
-            continue
         for run in record.get("runs", []):
-            if run.get("best"):
+            recorded = (record.get("settings") or {}).get(run["dataset"])
+            if not run.get("best") or not isinstance(recorded, dict):
+                continue
+            if not settings_changes(recorded, settings_of(run["dataset"])):
                 runs[(run["dataset"], run["method"], run["seed"])] = run
     return runs
 
@@ -111,14 +122,27 @@ def paper_twins(cells: list[Cell]) -> list[Cell]:
 
 
 def summarise(cells: list[Cell]) -> None:
-    """Mean ± std per (dataset, task, method, share of users) over the saved cells; a cell not
-    run through Kedro but measured by ``benchmarks/gpu_quality.py`` counts, and says so."""
+    """Mean ± std per (dataset, task, method, share of users) over the saved cells, and CLUE
+    against CLUE-Zero seed by seed; a cell not run through Kedro but measured by
+    ``benchmarks/gpu_quality.py`` counts, and says so."""
+    groups, missing = collect(cells)
+    rows = [summary_row(key, values) for key, values in sorted(groups.items())]
+    compared = comparisons(groups)
+    lines = [NOTE, "", *tables(rows), *comparison_table(compared)]
+    lines += ["", f"## Missing cells ({len(missing)} of {len(cells)})", ""]
+    lines += [f"- {STORE.missing_label(c)}" for c in missing] or ["- none"]
+    payload = {"rows": rows, "comparisons": compared, "missing": [c.as_dict() for c in missing]}
+    write_results("quality", {**payload, "cells_total": len(cells)}, "\n".join(lines))
+
+
+def collect(cells: list[Cell]) -> tuple[dict[tuple, list[dict]], list[Cell]]:
+    """Each (dataset, task, method, share)'s seeds, as headline values (``_seed``, ``_wall_s``,
+    ``_gpu``, ``_capped`` say where they come from), and the cells measured nowhere."""
     groups: dict[tuple, list[dict]] = {}
     missing = []
     on_gpu = gpu_runs()
     for cell in [*cells, *paper_twins(cells)]:
         method = cell.method + (PAPER_SUFFIX if cell.overrides else "")
-        key = (cell.dataset, cell.task, method, cell.fraction)
         record = STORE.load(cell)
         gpu = on_gpu.get((cell.dataset, method, cell.seed)) if cell.fraction == 1.0 else None
         if record is not None:
@@ -129,89 +153,121 @@ def summarise(cells: list[Cell]) -> None:
         else:
             missing.append(cell)
             continue
-        groups.setdefault(key, []).append(values)
-    rows = []
-    for (dataset, task, method, fraction), values in sorted(groups.items()):
-        # metrics every seed has (cells scored before both protocols were recorded lack some)
-        shared = set.intersection(*(set(v) for v in values))
-        names = sorted(k for k in shared if not k.startswith("_"))
-        row = {
-            "dataset": dataset,
-            "task": task,
-            "method": method,
-            "users": fraction,
-            "seeds": len(values),
-        }
-        for name in names:
-            series = [v[name] for v in values]
-            row[name] = statistics.mean(series)
-            row[f"{name}_std"] = statistics.stdev(series) if len(series) > 1 else None
-        walls = [v["_wall_s"] for v in values if "_wall_s" in v]
-        row["wall_s"] = statistics.mean(walls) if walls else None
-        row["history_excluded"] = False  # the headline metrics; "excl. *" columns: True
-        row["on_gpu"] = sum(bool(v.get("_gpu")) for v in values)
-        row["capped"] = sum(bool(v.get("_capped")) for v in values)
-        rows.append(row)
-    lines = [
-        "Full ranking over all items (no sampled negatives), history items not excluded "
-        "(`history_excluded: false` in the JSON rows); columns `excl. *` give the same metric "
-        "with the user's own history removed from the ranking (the protocol of published "
-        "numbers on the S3-Rec files), for cells evaluated since both are recorded. "
-        "Profiling: accuracy and macro-F1 on the 15 % test users. Mean (± std over seeds). "
-        "Seeds 'on GPU' were measured by `benchmarks/gpu_quality.py` with the same settings "
-        "(`benchmarks/results/gpu_quality/`), not through Kedro; 'capped' ones stopped at that "
-        "run's time budget, before early stopping. Wall s: Kedro cells only. `clue` and "
-        "`clue_probe` pre-train with the default objective (SimSiam + 1.0 x next items); "
-        "`clue_simsiam` and `clue_probe_simsiam` with the paper's, SimSiam alone "
-        "(`pretrain.objective.next_item_weight: 0.0`), the cells the report's experiments read.",
-        "",
-    ]
+        key = (cell.dataset, cell.task, method, cell.fraction)
+        groups.setdefault(key, []).append({**values, "_seed": cell.seed})
+    return groups, missing
+
+
+def summary_row(key: tuple, values: list[dict]) -> dict:
+    dataset, task, method, fraction = key
+    row = {"dataset": dataset, "task": task, "method": method, "users": fraction}
+    row["seeds"] = len(values)
+    # metrics every seed has (cells scored before both protocols were recorded lack some)
+    shared = set.intersection(*(set(v) for v in values))
+    for name in sorted(k for k in shared if not k.startswith("_")):
+        series = [v[name] for v in values]
+        row[name] = statistics.mean(series)
+        row[f"{name}_std"] = statistics.stdev(series) if len(series) > 1 else None
+    walls = [v["_wall_s"] for v in values if "_wall_s" in v]
+    row["wall_s"] = statistics.mean(walls) if walls else None
+    row["history_excluded"] = False  # the headline metrics; "excl. *" columns: True
+    row["on_gpu"] = sum(bool(v.get("_gpu")) for v in values)
+    row["capped"] = sum(bool(v.get("_capped")) for v in values)
+    return row
+
+
+NOTE = (
+    "Full ranking over all items (no sampled negatives), history items not excluded "
+    "(`history_excluded: false` in the JSON rows); columns `excl. *` give the same metric "
+    "with the user's own history removed from the ranking (the protocol of published "
+    "numbers on the S3-Rec files), for cells evaluated since both are recorded. "
+    "Profiling: accuracy and macro-F1 on the 15 % test users. Mean (± std over seeds). "
+    "Seeds 'on GPU' were measured by `benchmarks/gpu_quality.py` with the same settings "
+    "(`benchmarks/results/gpu_quality/`), not through Kedro; 'capped' ones stopped at that "
+    "run's time budget, before early stopping. Wall s: Kedro cells only. `clue` and "
+    "`clue_probe` pre-train with the default objective (SimSiam + 1.0 x next items); "
+    "`clue_simsiam` and `clue_probe_simsiam` with the paper's, SimSiam alone "
+    "(`pretrain.objective.next_item_weight: 0.0`), the cells the report's experiments read."
+)
+META = {"dataset", "task", "method", "users", "seeds", "wall_s", "on_gpu", "capped"}
+
+
+def tables(rows: list[dict]) -> list[str]:
+    lines = []
     for task in ("next_item", "coldstart", "profiling"):
         part = [r for r in rows if r["task"] == task]
         if not part:
             continue
         names = sorted(
-            {
-                k
-                for r in part
-                for k in r
-                if k not in {"dataset", "task", "method", "users", "seeds", "wall_s"}
-                and k not in {"on_gpu", "capped", "history_excluded"}
-                and not k.endswith("_std")
-            }
+            {k for r in part for k in r if k not in META | {"history_excluded"}}
+            - {k for r in part for k in r if k.endswith("_std")}
         )
-        lines += [
-            f"## {task}",
-            "",
-            "| dataset | method | users | seeds | " + " | ".join(names) + " | wall s |",
-        ]
+        lines += [f"## {task}", "", "| dataset | method | users | seeds | " + " | ".join(names)]
+        lines[-1] += " | wall s |"
         lines.append("|" + " --- |" * (len(names) + 5))
-        for r in part:
-            cells_text = [
-                f"{r[n]:.4f}" + (f" ± {r[n + '_std']:.4f}" if r.get(n + "_std") is not None else "")
-                if n in r
-                else ""
-                for n in names
-            ]
-            seeds = str(r["seeds"])
-            if r["on_gpu"]:
-                seeds += f" ({r['on_gpu']} on GPU" + (
-                    f", {r['capped']} capped)" if r["capped"] else ")"
-                )
-            wall = f"{r['wall_s']:.0f}" if r["wall_s"] is not None else "-"
-            lines.append(
-                f"| {r['dataset']} | {r['method']} | {int(r['users'] * 100)} % | {seeds} | "
-                + " | ".join(cells_text)
-                + f" | {wall} |"
-            )
-        lines.append("")
-    lines += [f"## Missing cells ({len(missing)} of {len(cells)})", ""]
-    lines += [f"- {STORE.missing_label(c)}" for c in missing] or ["- none"]
-    write_results(
-        "quality",
-        {"rows": rows, "missing": [c.as_dict() for c in missing], "cells_total": len(cells)},
-        "\n".join(lines),
+        lines += [table_line(r, names) for r in part] + [""]
+    return lines
+
+
+def table_line(r: dict, names: list[str]) -> str:
+    cells_text = [
+        f"{r[n]:.4f}" + (f" ± {r[n + '_std']:.4f}" if r.get(n + "_std") is not None else "")
+        if n in r
+        else ""
+        for n in names
+    ]
+    seeds = str(r["seeds"])
+    if r["on_gpu"]:
+        seeds += f" ({r['on_gpu']} on GPU" + (f", {r['capped']} capped)" if r["capped"] else ")")
+    wall = f"{r['wall_s']:.0f}" if r["wall_s"] is not None else "-"
+    return (
+        f"| {r['dataset']} | {r['method']} | {int(r['users'] * 100)} % | {seeds} | "
+        + " | ".join(cells_text)
+        + f" | {wall} |"
     )
+
+
+# CLUE (both objectives) against CLUE-Zero at the same seeds, on each task's primary metric
+# (per attribute for profiling), one family for Holm's correction
+COMPARED = (("clue", "clue_zero"), ("clue_simsiam", "clue_zero"))
+PRIMARY = {"next_item": "ndcg@10", "coldstart": "mrr@10", "profiling": "accuracy"}
+
+
+def comparisons(groups: dict[tuple, list[dict]]) -> list[dict]:
+    pairs = []
+    for (dataset, task, method, fraction), values in sorted(groups.items()):
+        for rival in (b for a, b in COMPARED if a == method):
+            other = groups.get((dataset, task, rival, fraction))
+            if not other:
+                continue
+            mine, theirs = {v["_seed"]: v for v in values}, {v["_seed"]: v for v in other}
+            if len(mine.keys() & theirs.keys()) < 2:  # one seed (the sparsity cells): no test
+                continue
+            metric = PRIMARY[task]
+            shared = set.intersection(*(set(v) for v in [*values, *other]))
+            for name in sorted(k for k in shared if k.split("/")[-1] == metric):
+                label = {"dataset": dataset, "task": task, "users": fraction, "method": method}
+                label.update(against=rival, metric=name)
+                pairs.append((label, _by_seed(mine, name), _by_seed(theirs, name)))
+    return paired_by_seed(pairs)
+
+
+def _by_seed(values: dict[int, dict], name: str) -> dict[int, float]:
+    return {seed: v[name] for seed, v in values.items()}
+
+
+def comparison_table(rows: list[dict]) -> list[str]:
+    if not rows:
+        return []
+    lines = ["## CLUE against CLUE-Zero", "", comparison_note(rows), ""]
+    lines += [f"| dataset | task | users | metric | method | vs | {COMPARISON_HEAD} |"]
+    lines.append("|" + " --- |" * (6 + COMPARISON_HEAD.count("|") + 1))
+    for c in rows:
+        lines.append(
+            f"| {c['dataset']} | {c['task']} | {int(c['users'] * 100)} % | {c['metric']} | "
+            f"{c['method']} | {c['against']} | {comparison_cells(c)} |"
+        )
+    return [*lines, ""]
 
 
 def main() -> None:

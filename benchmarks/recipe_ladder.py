@@ -33,9 +33,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.common import ALPHA, REPO, RESULTS, next_item_dataset, welch, write_results
+from benchmarks.common import REPO, RESULTS, next_item_dataset, write_results
 from clue_pipeline.config import encoder_config, train_config
 from clue_pipeline.experiments.recipes import load_ladder
+from clue_pipeline.experiments.statistics import ALPHA, welch
 from clue_pipeline.models.encoders import build_encoder
 from clue_pipeline.tasks.finetuning import NextItemHead, evaluate_next_item, finetune_next_item
 from clue_pipeline.tasks.fingerprint import code_version, fingerprint, job_checkpoint_dir
@@ -220,7 +221,8 @@ def seed_comparisons(by_rung: dict[str, list[dict[str, Any]]]) -> list[str]:
                 [r["scores"][split][metric] for r in runs],
                 [r["scores"][split][metric] for r in base],
             )
-            cells.append(f"{test['diff']:+.4f} (p {test['p']:.2f}, {test['verdict']})")
+            p = "-" if test.p is None else f"{test.p:.2f}"
+            cells.append(f"{test.diff:+.4f} (p {p}, {test.verdict})")
         rows.append(
             f"| {name} | {parent} | {len(runs)} vs {len(base)} | " + " | ".join(cells) + " |"
         )
@@ -253,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     if not args.summary_only:
         data = next_item_dataset(args.dataset)
-        task = data.task(50)
+        task = data.task(LADDER.base["encoder"]["max_len"])
         for name in args.rungs:
             for seed in args.seeds:
                 path = cell_path(store_key(args.dataset, args.patience), name, seed)

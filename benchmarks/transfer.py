@@ -6,7 +6,8 @@ training users (``finetune.train_user_fraction``, seeded), while validation and 
 whole. Next-item recommendation on Amazon Beauty, user profiling on MovieLens-1M and
 cold-start recommendation on MovieLens-100K, each in its run-environment; CLUE against
 CLUE-Zero (random initialisation) and masked-item pre-training, 3 seeds each, compared by
-Welch's t-test.
+a paired t-test over seeds (a seed draws the same share of users for every method), with
+Holm's correction across the study's comparisons.
 
     .venv/bin/python -m benchmarks.transfer [--datasets beauty ml-1m ml-100k] [--max-cells N]
     .venv/bin/python -m benchmarks.transfer --summary-only
@@ -35,10 +36,20 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import ALPHA, REPO, RESULTS, show_cell_progress, welch, write_results
+from benchmarks.common import (
+    COMPARISON_HEAD,
+    REPO,
+    RESULTS,
+    comparison_cells,
+    comparison_note,
+    paired_by_seed,
+    show_cell_progress,
+    write_results,
+)
 from clue_pipeline.experiments.cells import Cell
 from clue_pipeline.experiments.runner import RunnerConfig, run_missing, settings_resolver
 from clue_pipeline.experiments.settings import resolved_settings
+from clue_pipeline.experiments.statistics import ALPHA
 from clue_pipeline.experiments.store import CellStore
 
 TASKS = {"beauty": "next_item", "ml-1m": "profiling", "ml-100k": "coldstart"}
@@ -132,7 +143,7 @@ def summarise(
     overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Mean ± std per (dataset, method, share) and the CLUE comparisons, written as ``name``."""
-    series: dict[tuple, dict[str, list[float]]] = {}
+    series: dict[tuple, dict[str, dict[int, float]]] = {}
     missing = []
     for cell in cells:
         record = load(cell, store)
@@ -141,44 +152,42 @@ def summarise(
             continue
         key = (cell.dataset, cell.task, cell.fraction, cell.method)
         for metric, value in values(record, cell.task).items():
-            series.setdefault(key, {}).setdefault(metric, []).append(value)
-    rows, comparisons = [], []
-    for (dataset, task, fraction, method), by_metric in sorted(series.items()):
-        for metric, xs in sorted(by_metric.items()):
-            rows.append(
-                {
-                    "dataset": dataset,
-                    "task": task,
-                    "users": fraction,
-                    "method": method,
-                    "metric": metric,
-                    "seeds": len(xs),
-                    "mean": statistics.mean(xs),
-                    "std": statistics.stdev(xs) if len(xs) > 1 else None,
-                    "values": xs,
-                }
+            series.setdefault(key, {}).setdefault(metric, {})[cell.seed] = value
+    rows = [
+        {
+            "dataset": dataset,
+            "task": task,
+            "users": fraction,
+            "method": method,
+            "metric": metric,
+            "seeds": len(by_seed),
+            "mean": statistics.mean(by_seed.values()),
+            "std": statistics.stdev(by_seed.values()) if len(by_seed) > 1 else None,
+            "values": [by_seed[s] for s in sorted(by_seed)],
+        }
+        for (dataset, task, fraction, method), by_metric in sorted(series.items())
+        for metric, by_seed in sorted(by_metric.items())
+    ]
+    comparisons = paired_by_seed(
+        [
+            (
+                {"dataset": d, "task": t, "users": f, "metric": metric, "against": rival},
+                by_metric[metric],
+                series[(d, t, f, rival)][metric],
             )
-        if method != "clue":
-            continue
-        for rival in ("clue_zero", "mip"):
-            other = series.get((dataset, task, fraction, rival), {})
-            for metric in METRICS[task]:
-                if metric in by_metric and metric in other:
-                    comparisons.append(
-                        {
-                            "dataset": dataset,
-                            "task": task,
-                            "users": fraction,
-                            "metric": metric,
-                            "against": rival,
-                            **welch(by_metric[metric], other[metric]),
-                        }
-                    )
+            for (d, t, f, method), by_metric in sorted(series.items())
+            if method == "clue"
+            for rival in ("clue_zero", "mip")
+            for metric in METRICS[t]
+            if metric in by_metric and metric in series.get((d, t, f, rival), {})
+        ]
+    )
     payload = {
         "protocol": {
             "fractions": list(FRACTIONS),
             "seeds": list(SEEDS),
             "alpha": ALPHA,
+            "test": "paired t over seeds, Holm-corrected across the comparisons",
             "tasks": TASKS,
         },
         "rows": rows,
@@ -195,9 +204,7 @@ def summarise(
 def markdown(rows, comparisons, missing, total: int, note: str) -> str:
     lines = [
         "Pre-training on every user's training sequence; fine-tuning on a seeded share of the "
-        "training users' labels (validation and test whole). Mean ± std over seeds. Verdict: "
-        f"Welch's t-test of CLUE against the rival over seeds, two-sided, `better` / `worse` "
-        f"at p < {ALPHA}, `level` otherwise (3 seeds: only large, steady gaps pass). "
+        "training users' labels (validation and test whole). Mean ± std over seeds. "
         "Next-item metrics rank every item, history items not excluded.",
     ]
     if note:
@@ -206,14 +213,15 @@ def markdown(rows, comparisons, missing, total: int, note: str) -> str:
         "",
         "## Comparisons",
         "",
-        "| dataset | task | users | metric | CLUE vs | diff | t | p | verdict |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        comparison_note(comparisons),
+        "",
+        f"| dataset | task | users | metric | CLUE vs | {COMPARISON_HEAD} |",
+        "|" + " --- |" * (5 + COMPARISON_HEAD.count("|") + 1),
     ]
     for c in comparisons:
-        numbers = f"{c['diff']:+.4f} | {c['t']:.2f} | {c['p']:.3f}" if "p" in c else "- | - | -"
         lines.append(
             f"| {c['dataset']} | {c['task']} | {c['users']:.0%} | {c['metric']} "
-            f"| {c['against']} | {numbers} | {c['verdict']} |"
+            f"| {c['against']} | {comparison_cells(c)} |"
         )
     lines += [
         "",

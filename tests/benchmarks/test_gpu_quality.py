@@ -12,6 +12,7 @@ import pytest
 from kedro.config import OmegaConfigLoader
 
 from benchmarks import gpu_quality, quality
+from clue_pipeline.config import encoder_config, parse_finetune
 from clue_pipeline.experiments.cells import INIT
 from clue_pipeline.experiments.recipes import load_ladder
 from tests.benchmarks.test_gpu_check import BLOCKER
@@ -26,34 +27,26 @@ def test_settings_are_the_run_environments(env):
         default_run_env=env,
         merge_strategy={"parameters": "soft"},
     )["parameters"]
-    settings = gpu_quality.SETTINGS
-    assert {k: params["encoder"][k] for k in settings["encoder"]} == settings["encoder"]
-    assert params["augment"]["views"]["strategies"] == settings["views"]
-    simsiam = params["pretrain"]["simsiam"]
-    assert {k: simsiam[k] for k in settings["simsiam"]} == settings["simsiam"]
-    objective = params["pretrain"]["objective"]
-    assert {k: objective[k] for k in settings["objective"]} == settings["objective"]
-    pretrain = params["pretrain"]["train"]
-    assert {k: pretrain[k] for k in settings["pretrain"]} == settings["pretrain"]
-    assert pretrain["bucket_by_length"] is True
-    finetune = {**params["finetune"]["train"], **params["finetune"]["tasks"]["next_item"]}
-    assert {k: finetune[k] for k in settings["finetune"]} == settings["finetune"]
-    assert finetune["bucket_by_length"] is True
-    head = params["finetune"]["next_item"]
-    assert head["rows"] == settings["next_item_rows"]
-    assert {k: head[k] for k in settings["next_item"]} == settings["next_item"]
-    assert params["sequences"]["min_seq_len"] == settings["min_seq_len"]
-    assert params["pretrain"]["masked_item"]["mask_ratio"] == settings["mask_ratio"]
-    methods = {
-        name: {"backbone": spec["backbone"], "freeze_encoder": spec.get("freeze_encoder", False)}
-        for name, spec in params["finetune"]["methods"].items()
-        if name in settings["methods"]
-    }
-    assert methods == settings["methods"]
+    settings = gpu_quality.run_settings(env)
+    for method in gpu_quality.METHODS:
+        recipe = gpu_quality.method_recipe(settings, method, 30)
+        assert recipe["encoder"] == encoder_config(params["encoder"], 30)
+        assert recipe["head"] == parse_finetune(params["finetune"]).next_item
+        assert recipe["head"].rows == params["finetune"]["next_item"]["rows"]
+        train = {**params["finetune"]["train"], **params["finetune"]["tasks"]["next_item"]}
+        train.update(params["finetune"]["overrides"].get(method, {}))
+        wanted = {k: v for k, v in train.items() if k not in ("checkpoint_dir", "resume")}
+        assert {k: getattr(recipe["train"], k) for k in wanted} == wanted
+        spec = params["finetune"]["methods"][method]
+        assert recipe["spec"].backbone == spec["backbone"]
+        assert recipe["spec"].freeze_encoder == spec.get("freeze_encoder", False)
+    assert (
+        settings.clue().objective.next_item_weight
+        == (params["pretrain"]["objective"]["next_item_weight"])
+    )
     # pop is counted, not trained: nothing of it to run on a GPU; S3-Rec needs the attributes
     # the Kedro pipeline reads, so it runs through Kedro only
-    assert set(settings["methods"]) == set(quality.NEXT_ITEM) - {"pop", "s3rec"}
-    assert params["finetune"]["overrides"] == settings["overrides"]
+    assert set(gpu_quality.METHODS) == set(quality.NEXT_ITEM) - {"pop", "s3rec"}
     assert {m: i for m, i in INIT.items() if m != "s3rec"} == gpu_quality.INIT
 
 

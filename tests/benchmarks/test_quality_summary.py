@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from benchmarks import quality
-from benchmarks.gpu_quality import SETTINGS
+from benchmarks.gpu_quality import settings_of
 from clue_pipeline.experiments.cells import Cell
 from clue_pipeline.experiments.store import CellStore
 
@@ -42,7 +42,8 @@ def test_gpu_runs_fill_missing_cells_and_say_so(tmp_path, monkeypatch):
             (2, "capped by --budget-s", {"test": _metrics(0.06)}),
         )
     ] + [{"dataset": "beauty", "method": "gru", "seed": 0, "status": "running", "best": None}]
-    (gpu / "beauty.json").write_text(json.dumps({"settings": SETTINGS, "runs": runs}))
+    settings = {"beauty": settings_of("beauty")}
+    (gpu / "beauty.json").write_text(json.dumps({"settings": settings, "runs": runs}))
     written = _summarise_beauty(store, tmp_path, monkeypatch)
 
     (row,) = [r for r in written["data"]["rows"] if r["method"] == "clue"]
@@ -74,7 +75,7 @@ def test_rows_name_their_protocol_and_carry_the_excluded_ranking(tmp_path, monke
 def test_gpu_runs_of_an_earlier_recipe_do_not_count(tmp_path, monkeypatch):
     gpu = tmp_path / "gpu_quality"
     gpu.mkdir()
-    earlier = {**SETTINGS, "encoder": {**SETTINGS["encoder"], "norm": "pre"}}
+    earlier = {"beauty": {**settings_of("beauty"), "encoder.norm": "pre"}}
     run = {"dataset": "beauty", "method": "clue", "seed": 0, "status": "done"}
     run["best"] = {"test": _metrics(0.05)}
     (gpu / "beauty.json").write_text(json.dumps({"settings": earlier, "runs": [run]}))
@@ -97,3 +98,18 @@ def test_seeds_scored_before_and_after_both_protocols_average_what_they_share(
     (row,) = [r for r in written["data"]["rows"] if r["method"] == "clue"]
     assert row["seeds"] == 2 and abs(row["ndcg@10"] - 0.04) < 1e-12
     assert "excl. ndcg@10" not in row
+
+
+def test_clue_and_clue_zero_are_compared_seed_by_seed_with_holm(tmp_path, monkeypatch):
+    store = CellStore(tmp_path / "cells")
+    for seed in (0, 1, 2):
+        for method, ndcg in (("clue", 0.05 + 0.002 * seed**2), ("clue_zero", 0.04 + 0.001 * seed)):
+            cell = Cell.create("beauty", "next_item", method, seed)
+            record = {"task": "next_item", "metrics": _metrics(ndcg)}
+            store.save(cell, {"cell": cell.as_dict(), "wall_s": 1.0, "record": record})
+    written = _summarise_beauty(store, tmp_path, monkeypatch)
+    (test,) = written["data"]["comparisons"]
+    assert (test["method"], test["against"], test["metric"]) == ("clue", "clue_zero", "ndcg@10")
+    assert test["test"] == "paired t" and test["seeds"] == [0, 1, 2]
+    assert test["p_holm"] == test["p"] and test["verdict_holm"] in ("better", "not shown")
+    assert "paired t-test" in written["text"] and "Holm" in written["text"]
