@@ -291,7 +291,7 @@ def log_user_vector_model(
                 signature=signature,
                 input_example=input_example,
                 registered_model_name=registered_model_name,
-                pip_requirements=_pip_requirements(),
+                pip_requirements=_pip_requirements(with_index=user_index is not None),
             )
         finally:
             if owns_run:
@@ -481,8 +481,12 @@ def _resolve(dotted: str) -> Callable[[dict[str, Any]], torch.nn.Module]:
     return getattr(import_module(module_name), attribute)
 
 
-def _pip_requirements() -> list[str]:
+def _pip_requirements(with_index: bool = False) -> list[str]:
     """Pinned to the running versions; skips MLflow's slow requirement inference."""
+    if with_index:
+        import faiss
+
+        return [*_pip_requirements(), f"faiss-cpu=={faiss.__version__}"]
     return [
         f"mlflow=={mlflow.__version__}",
         f"torch=={torch.__version__.split('+')[0]}",
