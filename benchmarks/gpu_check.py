@@ -41,7 +41,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -86,12 +85,7 @@ class CheckConfig:
     def __post_init__(self) -> None:
         _require(self.device in ("cuda", "cpu", "auto"), "--device", self.device, "cuda|cpu|auto")
         _require(self.steps >= 1, "--steps", self.steps, "an integer >= 1")
-        _require(
-            self.warmup_steps is None or self.warmup_steps >= 0,
-            "--warmup-steps",
-            self.warmup_steps,
-            "an integer >= 0",
-        )
+        _require((self.warmup_steps or 0) >= 0, "--warmup-steps", self.warmup_steps, ">= 0")
         _require(self.batch_size >= 2, "--batch-size", self.batch_size, "an integer >= 2")
         _require(self.precision in ("bf16", "fp32"), "--precision", self.precision, "bf16|fp32")
 
@@ -116,11 +110,6 @@ class CheckData:
     num_users: int
     num_items: int
     task: NextItemData  # fine-tuning rows, validation and test inputs
-
-    @property
-    def pretrain_tokens(self) -> np.ndarray:
-        """(U, max_len + 1): each user's training part, then [UR] (the validation input)."""
-        return self.task.valid.tokens
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -180,7 +169,8 @@ def run_check(
     """Pre-train, fine-tune and evaluate; every phase timed and its peak memory taken."""
     encoder = settings.encoder(data.num_items, max_len=data.task.max_len)
     pretrain_train = settings.pretrain_train(**config.changes(device))
-    job = PretrainJob("clue", data.pretrain_tokens, encoder, pretrain_train, settings.clue())
+    tokens = data.task.valid.tokens  # (U, max_len + 1): each user's training part, then [UR]
+    job = PretrainJob("clue", tokens, encoder, pretrain_train, settings.clue())
     job = mixed_batches(heads_present(job))  # as run_job trains CLUE
     clue = build_pretraining(job)  # seeded; the encoder is built first
     pretrain = train_phase(clue.model, clue.dataset, clue.step_fn, job.train, device, config)

@@ -217,17 +217,10 @@ def _measure(folder: Path, params: dict[str, Any], stage: Callable) -> dict[str,
 
 
 def _read(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, str]:
-    """The project's `generic` reader when present, else plain pandas (named in the result)."""
-    try:
-        from clue_pipeline.data.readers import known_formats, read_dataset
-        from clue_pipeline.data.validation import parse_ingest_params
-    except ImportError:
-        return (
-            pd.read_parquet(folder / "interactions.parquet"),
-            pd.read_parquet(folder / "users.parquet"),
-            pd.read_parquet(folder / "items.parquet"),
-            "pandas.read_parquet",
-        )
+    """The project's `generic` reader (named in the result)."""
+    from clue_pipeline.data.readers import known_formats, read_dataset
+    from clue_pipeline.data.validation import parse_ingest_params
+
     params = {
         "format": "generic",
         "path": str(folder / "interactions.parquet"),
@@ -258,11 +251,9 @@ def _read(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, str]:
 
 
 def _validate(state: dict[str, Any]) -> None:
-    """The ingest pipeline's checks (duplicate policy, contract dtypes) when present."""
-    try:
-        from clue_pipeline.data.validation import check_contract, drop_duplicate_events
-    except ImportError:
-        return
+    """The ingest pipeline's checks (duplicate policy, contract dtypes)."""
+    from clue_pipeline.data.validation import check_contract, drop_duplicate_events
+
     key = ("user_id", "item_id", "timestamp")
     state["interactions"] = drop_duplicate_events(state["interactions"], "keep_last", key, "bench")
     check_contract(state["interactions"], state["users"], state["items"])

@@ -248,12 +248,9 @@ def comparisons(groups: dict[tuple, list[dict]]) -> list[dict]:
             for name in sorted(k for k in shared if k.split("/")[-1] == metric):
                 label = {"dataset": dataset, "task": task, "users": fraction, "method": method}
                 label.update(against=rival, metric=name)
-                pairs.append((label, _by_seed(mine, name), _by_seed(theirs, name)))
+                a, b = ({s: v[name] for s, v in side.items()} for side in (mine, theirs))
+                pairs.append((label, a, b))
     return paired_by_seed(pairs)
-
-
-def _by_seed(values: dict[int, dict], name: str) -> dict[int, float]:
-    return {seed: v[name] for seed, v in values.items()}
 
 
 def comparison_table(rows: list[dict]) -> list[str]:
