@@ -1,11 +1,15 @@
-"""Entry point for clusters: ``torchrun --nproc_per_node=N -m clue_pipeline.training.torchrun_worker
+"""Entry point for a launcher of your own: ``torchrun --nnodes=N --nproc_per_node=P
+--rdzv_backend=c10d --rdzv_endpoint=HOST:PORT -m clue_pipeline.training.torchrun_worker
 --spec spec.json [--output result.pt]``.
 
-Rank 0 writes ``result.pt`` (read it with ``distributed.result_from_bytes``).
-
-It runs the very worker function that the in-process launcher starts, so a multi-node job trains
-exactly as a single-machine one. ``spec.json`` is ``WorkerSpec.to_dict()``:
+``kedro run --pipelines=pretrain`` needs none of this (``pretrain.distributed.nnodes`` starts an
+agent on each machine); this module serves schedulers that start ``torchrun`` themselves, with a
+spec your code writes: ``spec.json`` is ``WorkerSpec.to_dict()``,
 ``{"builder": "module:function", "kwargs": {...}, "train": {TrainConfig fields}}``.
+
+It runs the very worker function that the in-process launcher starts, so training is the same.
+Each node's local rank 0 writes ``result.pt``, rank 0's result (read it with
+``distributed.result_from_bytes``); errors name a lost node by its rendezvous ``GROUP_RANK``.
 """
 
 from __future__ import annotations
