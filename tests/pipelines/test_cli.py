@@ -26,7 +26,7 @@ def test_pretrain_from_the_command_line_resumes_finished_checkpoints(
     started = time.perf_counter()
     result = kedro_run(finished_project, option, f"--params={SAME_BUDGET}")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "Completed node: pretrain.next_item.pretrain_clue" in result.stderr
+    assert "Completed node: learn.pretrain.next_item.pretrain_clue" in result.stderr
     # a new version of every encoder, from the checkpoints of the first run: no training
     assert len(list((encoders / "next_item" / "clue_encoder.pt").iterdir())) == before + 1
     assert "epoch 1/" not in result.stderr  # the log's line per trained epoch
@@ -36,7 +36,10 @@ def test_pretrain_from_the_command_line_resumes_finished_checkpoints(
 def test_unknown_parameter_names_the_parameter(finished_project: Path):
     result = kedro_run(finished_project, "--pipelines=pretrain", "--params=pretrain.train.epoch=3")
     assert result.returncode != 0
-    assert "pretrain.train: unknown parameter(s) ['epoch']" in result.stderr
+    assert (
+        "Error: unknown parameter 'pretrain.train.epoch' (did you mean 'pretrain.train.epochs'?)"
+        in result.stderr
+    )
 
 
 def test_a_stage_before_its_inputs_names_them_and_opens_no_mlflow_run(tmp_path: Path):

@@ -20,6 +20,9 @@ pytestmark = pytest.mark.slow
 
 GOLDEN = Path(__file__).parents[1] / "golden" / "default_chain_tiny_budget.md"
 USERS_OF_SLACK = 2
+# Methods added to the default chain after the golden file was recorded: their rows are new,
+# every row the file holds must still be there with its values.
+ADDED_METHODS = {"linear"}
 
 
 def metric_rows(markdown: str) -> dict[tuple[str, str], dict[str, float]]:
@@ -50,7 +53,9 @@ def test_default_chain_metrics_equal_the_golden_file(finished_project: Path):
         (finished_project / "data" / "08_reporting" / "ml-latest-small" / "metrics.md").read_text()
     )
     assert golden, "the golden file holds no metric row"
-    assert set(produced) == set(golden), "the table's task x method rows changed"
+    assert set(golden) <= set(produced), "rows of the golden file are gone"
+    added = {method for _, method in set(produced) - set(golden)}
+    assert added <= ADDED_METHODS, f"rows of methods {added - ADDED_METHODS} are new"
     moved = []
     for key, expected in golden.items():
         slack = USERS_OF_SLACK / expected["n_users"] + 1e-9

@@ -90,17 +90,19 @@ def test_each_training_job_is_a_child_run_with_the_same_metric_names(finished_pr
         for m in ("clue", "clue_zero", "mip", "gru", "cnn", "caser", "s3rec", "pop")
     }
     coldstart = {
-        ("finetune", "coldstart", m) for m in ("clue", "clue_zero", "nfm", "deepfm", "s3rec", "pop")
+        ("finetune", "coldstart", m)
+        for m in ("clue", "clue_zero", "nfm", "deepfm", "s3rec", "pop", "linear")
     }
     assert pretraining | next_item | coldstart <= jobs
-    assert len(children) == len(jobs) == 6 + 10 + 9
+    assert len(children) == len(jobs) == 6 + 10 + 10
     for child in children:
         tags = child.data.tags
         assert tags["dataset"] == "ml-latest-small" and tags["seed"] == "42", tags
         assert child.info.status == "FINISHED"
         history = client.get_metric_history(child.info.run_id, "train/loss")
-        # the popularity floor counts items and trains nothing: no loss to log
-        assert [m.step for m in history] == ([] if tags["method"] == "pop" else [0, 1])
+        # the popularity floor counts items, the linear floor fits per C: no loss to log
+        untrained = tags["method"] in ("pop", "linear")
+        assert [m.step for m in history] == ([] if untrained else [0, 1])
         if tags["stage"] == "finetune":
             assert {"test/ndcg_at_10", "valid/ndcg_at_10", "test/recall_at_10"} <= set(
                 child.data.metrics
