@@ -4,11 +4,12 @@ of a user's items carries?
 Every user is tested once (each fold tests a fifth, ``sequences.profiling.folds``), so an
 accuracy rests on all 2,999 users, not one 450-user test share. Rows: the linear floor
 (``linear``: the bag of the user's items into a logistic regression) reading the last 50, the
-last 200 or every item, the majority rate (``pop``), and the encoder methods reading the last
-200 items. Comparisons: each method against the floor over the 200 most recent items, paired
+last 200 or every item, and the encoder methods reading the last 200 items; the majority
+rate comes with every record. Comparisons: each method against the floor over the 200 most recent items, paired
 by fold (the same users on both sides), Holm-corrected across the study.
 
-    .venv/bin/python -m benchmarks.profiling_folds [--max-cells N] [--threads 1] [--summary-only]
+    .venv/bin/python -m benchmarks.profiling_folds [--rows linear200 clue_zero ...] [--max-cells N]
+    .venv/bin/python -m benchmarks.profiling_folds --summary-only
 
 Cells are `kedro run`s of the project's own nodes (``clue_pipeline.experiments``), stored as
 they finish under benchmarks/results/profiling_folds/cells/ and never recomputed.
@@ -28,24 +29,24 @@ from clue_pipeline.experiments.store import CellStore
 
 DATASET, FOLDS, SEED = "ml-1m", 5, 0
 ATTRIBUTES = ("gender", "age", "occupation")
-# (row name, method, history read): cheap rows first, so a short sitting still has the floor
-VARIANTS = (
-    ("linear, last 50", "linear", 50),
-    ("linear, last 200", "linear", 200),
-    ("linear, every item", "linear", 2000),
-    ("majority (pop)", "pop", 200),
-    ("CLUE-Zero, last 200", "clue_zero", 200),
-    ("CLUE probe (frozen), last 200", "clue_probe", 200),
-    ("CLUE, last 200", "clue", 200),
-)
+# key -> (row name, method, history read); the majority rate is in every profiling record
+VARIANTS = {
+    "linear50": ("linear, last 50", "linear", 50),
+    "linear200": ("linear, last 200", "linear", 200),
+    "clue_zero": ("CLUE-Zero, last 200", "clue_zero", 200),
+    "clue_probe": ("CLUE probe (frozen), last 200", "clue_probe", 200),
+    "linear_all": ("linear, every item", "linear", 2000),
+    "clue": ("CLUE, last 200", "clue", 200),
+}
 FLOOR = "linear, last 200"
 STORE = CellStore(
     RESULTS / "profiling_folds" / "cells", settings_resolver(REPO, {DATASET: DATASET})
 )
 
 
-def cells() -> dict[str, list[Cell]]:
-    """Row name -> its five fold cells."""
+def cells(keys: list[str] | None = None) -> dict[str, list[Cell]]:
+    """Row name -> its five fold cells (the rows of ``keys``, every row by default)."""
+    chosen = [VARIANTS[k] for k in keys] if keys else list(VARIANTS.values())
     return {
         row: [
             Cell.create(
@@ -61,24 +62,25 @@ def cells() -> dict[str, list[Cell]]:
             )
             for fold in range(FOLDS)
         ]
-        for row, method, max_len in VARIANTS
+        for row, method, max_len in chosen
     }
 
 
-def fold_accuracies(row_cells: list[Cell]) -> dict[str, list[float | None]]:
-    """Attribute -> accuracy per fold (None where the fold's cell is missing)."""
+def fold_accuracies(row_cells: list[Cell], key: str = "accuracy") -> dict[str, list]:
+    """Attribute -> ``key`` (accuracy, majority_rate) per fold (None: the cell is missing)."""
     out: dict[str, list[float | None]] = {a: [] for a in ATTRIBUTES}
     for cell in row_cells:
         stored = STORE.load(cell)
         metrics = stored["record"].get("metrics", {}) if stored else {}
         for attribute in ATTRIBUTES:
-            value = metrics.get(attribute, {}).get("accuracy")
+            value = metrics.get(attribute, {}).get(key)
             out[attribute].append(None if value is None else float(value))
     return out
 
 
 def summarise(grid: dict[str, list[Cell]]) -> dict:
-    folds = {row: fold_accuracies(row_cells) for row, row_cells in grid.items()}
+    folds = {"majority class": fold_accuracies(grid[FLOOR], "majority_rate")}
+    folds |= {row: fold_accuracies(row_cells) for row, row_cells in grid.items()}
     rows = [
         {
             "row": row,
@@ -92,7 +94,7 @@ def summarise(grid: dict[str, list[Cell]]) -> dict:
     ]
     tests, keys = [], []
     for row, by_attribute in folds.items():
-        for attribute in ATTRIBUTES if row != FLOOR else ():
+        for attribute in ATTRIBUTES if row not in (FLOOR, "majority class") else ():
             ours, floor = by_attribute[attribute], folds[FLOOR][attribute]
             if None in ours or None in floor:
                 continue
@@ -159,12 +161,13 @@ def main() -> None:
     parser.add_argument("--max-cells", type=int, default=None)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--summary-only", action="store_true")
+    parser.add_argument("--rows", nargs="+", choices=sorted(VARIANTS), help="rows to compute")
     args = parser.parse_args()
     grid = cells()
     if not args.summary_only:
         show_cell_progress()
         run_missing(
-            [cell for row_cells in grid.values() for cell in row_cells],
+            [cell for row_cells in cells(args.rows).values() for cell in row_cells],
             STORE,
             RunnerConfig(project_dir=REPO, envs={DATASET: DATASET}, threads=args.threads),
             args.max_cells,
