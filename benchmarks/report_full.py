@@ -5,7 +5,8 @@
 Runs `kedro run --pipelines=report --params=report.profile=full` (cells cached in
 benchmarks/results/quality/cells/, shared with benchmarks/quality.py, never recomputed), then
 copies data/08_reporting/report.md and its figures here, with a section on the pre-training
-objectives built from the objectives and transfer results (`benchmarks/objectives_report.py`).
+objectives built from the objectives and transfer results
+(`clue_pipeline.experiments.objectives_section`).
 `--max-new-cells 0` only assembles the report from the cells already measured; the report lists
 the missing ones.
 """
@@ -21,7 +22,7 @@ import sys
 import yaml
 
 from benchmarks.common import REPO, RESULTS, _command
-from benchmarks.objectives_report import section as objectives_section
+from clue_pipeline.experiments.objectives_section import section as objectives_section
 
 OUT = RESULTS / "report"
 BUILT = REPO / "data" / "08_reporting"

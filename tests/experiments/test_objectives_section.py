@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 
-from benchmarks import objectives_report
-from benchmarks.report_full import insert_before
+from clue_pipeline.experiments import objectives_section
 
 
 def _objective_row(cell: str, rank: float, probe: float, curve: list[float]) -> dict:
@@ -113,7 +112,7 @@ def test_section_tables_health_probe_and_the_matching_objectives_transfer(tmp_pa
             ]
         },
     )
-    text = objectives_report.section(results, figures)
+    text = objectives_section.section(results, figures)
     lines = {
         line.split(" | ")[0].strip("| "): line
         for line in text.splitlines()
@@ -132,21 +131,11 @@ def test_section_tables_health_probe_and_the_matching_objectives_transfer(tmp_pa
     assert lines["zero"].endswith("| not run |")
     assert "| 44.7 |" in lines["zero"] and "| 0.0110 | 0.0220 |" in lines["simsiam_joint"]
     assert "| simsiam_joint | beauty | next_item | 10% | ndcg@10 | clue_zero |" in text
-    assert (figures / objectives_report.RANK_FIGURE).stat().st_size > 0
+    assert (figures / objectives_section.RANK_FIGURE).stat().st_size > 0
 
 
 def test_section_is_empty_without_objectives_results(tmp_path):
-    assert objectives_report.section(tmp_path, tmp_path) == ""
-
-
-def test_insert_before_places_the_section_ahead_of_its_heading():
-    text = "# r\n\n## A\na\n\n## Wall\nw\n"
-    assert (
-        insert_before(text, "## Wall", "## New\nn\n")
-        == "# r\n\n## A\na\n\n## New\nn\n\n## Wall\nw\n"
-    )
-    assert insert_before(text, "## Missing", "## New\n") == f"{text.rstrip()}\n\n## New\n\n"
-    assert insert_before(text, "## Wall", "") == text
+    assert objectives_section.section(tmp_path, tmp_path) == ""
 
 
 def _comparison(task: str, users: float, metric: str, diff: float, p: float, verdict: str):
@@ -192,7 +181,7 @@ def test_targets_table_marks_each_target_and_lists_every_objective_that_tried_it
     }
     rows = {
         line.split(" | ")[0].strip("| "): line
-        for line in objectives_report.targets_table(objectives, transfers)[2:]
+        for line in objectives_section.targets_table(objectives, transfers)[2:]
     }
     assert rows["effective rank >= 20 of 64, beauty"].endswith(
         "| 21.0 | met | simsiam_next 21.0, mip 10.6, simsiam 1.0 |"
@@ -215,6 +204,6 @@ def test_targets_table_marks_each_target_and_lists_every_objective_that_tried_it
 
 
 def test_targets_table_says_not_measured_without_results():
-    rows = objectives_report.targets_table({}, {})[2:]
+    rows = objectives_section.targets_table({}, {})[2:]
     assert len(rows) == 6
     assert all("| not measured |" in row for row in rows)

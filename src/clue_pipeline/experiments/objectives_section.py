@@ -2,15 +2,18 @@
 
 Built only from stored results: ``objectives*.json`` (the objectives study, one file per
 run-environment; its script is archived, benchmarks/archive/README.md) and ``transfer*.json``
-(``benchmarks/transfer.py``, one file per CLUE objective or fine-tuning setting), so that the report shows side by side what each objective
-does to the user vectors (effective rank, top-2 share, uniformity), what a frozen probe reads
-from them, and whether fine-tuning from them beats random initialisation.
+(``benchmarks/transfer.py``, one file per CLUE objective or fine-tuning setting), so that the
+report shows side by side what each objective does to the user vectors (effective rank, top-2
+share, uniformity), what a frozen probe reads from them, and whether fine-tuning from them
+beats random initialisation. ``benchmarks/report_full.py`` places it in the full report.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+
+from matplotlib.figure import Figure
 
 from clue_pipeline.figures import new_figure
 
@@ -38,6 +41,41 @@ RANK_DATASETS = ("beauty", "ml-1m")
 PROBE_DATASET, PROBE_RIVAL = "beauty", "mip"
 SHARE_TARGETS = (("beauty", "next_item", 0.1), ("beauty", "next_item", 1.0))
 USER_TASKS = ("profiling", "coldstart")
+
+
+def section(results: Path, figures: Path) -> str:
+    """The report section as Markdown; draws the rank figure into ``figures``."""
+    objectives, transfers = load_results(results)
+    if not objectives:
+        return ""
+    lines = [
+        "## Pre-training objectives: health, frozen probe and transfer",
+        "",
+        "From `benchmarks/results/objectives*.json` (the objectives study, one seed per "
+        "cell) and `benchmarks/results/transfer*.json` (`benchmarks/transfer.py`, 3 seeds, "
+        "Welch's t at p < 0.05). Health: eval-mode `[UR]` vectors of every user. Probe: frozen "
+        "encoder, linear next-item head, test metrics, full ranking, history items not "
+        "excluded. Fine-tuned: CLUE against CLUE-Zero on "
+        + ", ".join(f"{task} {metric}" for task, metric in FINETUNE_METRIC.items())
+        + ".",
+        "",
+    ]
+    lines += [
+        "### Targets",
+        "",
+        "What the default objective was asked to reach. In the last column `zero` (the untrained "
+        "encoder) and `mip` (masked-item pre-training) are references, not candidates.",
+        "",
+        *targets_table(objectives, transfers),
+        "",
+    ]
+    for dataset, payload in objectives.items():
+        lines += objectives_table(dataset, payload, transfers)
+    lines += [f"![effective rank per pre-training epoch](report/{RANK_FIGURE})", ""]
+    rank_figure(objectives).savefig(figures / RANK_FIGURE, dpi=110)
+    if transfers:
+        lines += ["### Every transfer comparison", "", *transfer_table(transfers), ""]
+    return "\n".join(lines)
 
 
 def load_results(results: Path) -> tuple[dict[str, dict], dict[str, dict]]:
@@ -84,6 +122,7 @@ def finetune_verdicts(transfers: dict[str, dict], dataset: str, cell: str) -> st
 
 
 def objectives_table(dataset: str, payload: dict, transfers: dict[str, dict]) -> list[str]:
+    """One dataset's objectives: health, probe and the fine-tuned verdicts of each."""
     lines = [
         f"### {dataset}: {payload['epochs']} pre-training epochs, {payload['users']} users",
         "",
@@ -103,6 +142,7 @@ def objectives_table(dataset: str, payload: dict, transfers: dict[str, dict]) ->
 
 
 def transfer_table(transfers: dict[str, dict]) -> list[str]:
+    """Every comparison of every transfer study, labelled by its objective."""
     lines = [
         "| CLUE objective | dataset | task | users | metric | CLUE vs | diff | p | verdict |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
@@ -229,7 +269,7 @@ def targets_table(objectives: dict[str, dict], transfers: dict[str, dict]) -> li
     ]
 
 
-def rank_figure(objectives: dict[str, dict]):
+def rank_figure(objectives: dict[str, dict]) -> Figure:
     """Effective rank of the eval-mode user vectors after each pre-training epoch, per
     objective, one panel per dataset (the health monitor's curve, as the cells logged it)."""
     figure = new_figure((5.0 * len(objectives), 3.4))
@@ -245,38 +285,3 @@ def rank_figure(objectives: dict[str, dict]):
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
     return figure
-
-
-def section(results: Path, figures: Path) -> str:
-    """The report section as Markdown; draws the rank figure into ``figures``."""
-    objectives, transfers = load_results(results)
-    if not objectives:
-        return ""
-    lines = [
-        "## Pre-training objectives: health, frozen probe and transfer",
-        "",
-        "From `benchmarks/results/objectives*.json` (the objectives study, one seed per "
-        "cell) and `benchmarks/results/transfer*.json` (`benchmarks/transfer.py`, 3 seeds, "
-        "Welch's t at p < 0.05). Health: eval-mode `[UR]` vectors of every user. Probe: frozen "
-        "encoder, linear next-item head, test metrics, full ranking, history items not "
-        "excluded. Fine-tuned: CLUE against CLUE-Zero on "
-        + ", ".join(f"{task} {metric}" for task, metric in FINETUNE_METRIC.items())
-        + ".",
-        "",
-    ]
-    lines += [
-        "### Targets",
-        "",
-        "What the default objective was asked to reach. In the last column `zero` (the untrained "
-        "encoder) and `mip` (masked-item pre-training) are references, not candidates.",
-        "",
-        *targets_table(objectives, transfers),
-        "",
-    ]
-    for dataset, payload in objectives.items():
-        lines += objectives_table(dataset, payload, transfers)
-    lines += [f"![effective rank per pre-training epoch](report/{RANK_FIGURE})", ""]
-    rank_figure(objectives).savefig(figures / RANK_FIGURE, dpi=110)
-    if transfers:
-        lines += ["### Every transfer comparison", "", *transfer_table(transfers), ""]
-    return "\n".join(lines)
