@@ -200,8 +200,8 @@ def check_same_checkpoint(train: TrainConfig, layout: list[Member]) -> None:
 def die_with_parent() -> None:
     """Ask Linux to SIGKILL this worker when its agent dies: an agent killed outright cleans
     nothing up, and an orphaned worker would keep training while its peers wait."""
-    if not sys.platform.startswith("linux"):
-        return
+    if not sys.platform.startswith("linux") or "TORCHELASTIC_RUN_ID" not in os.environ:
+        return  # not started by an agent (a test calling the worker in-process)
     parent = os.getppid()
     libc = ctypes.CDLL(None, use_errno=True)
     pr_set_pdeathsig = 1
