@@ -35,6 +35,8 @@ from kedro.framework.hooks import hook_impl
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
+from clue_pipeline.config.trees import flatten
+
 logger = logging.getLogger(__name__)
 
 DECIMALS = 4  # as metrics.md prints them
@@ -163,7 +165,7 @@ def readable_tags(
         if key == "runner":
             tags[key] = runner_name(value)
         elif isinstance(value, Mapping):
-            tags[key] = ", ".join(f"{k}={v}" for k, v in _flatten(value).items())
+            tags[key] = ", ".join(f"{k}={v}" for k, v in flatten(value).items())
         elif isinstance(value, list | tuple | set):
             tags[key] = ", ".join(str(item) for item in value)
     return tags
@@ -208,14 +210,3 @@ def runs_table_view(parent_keys: Iterable[str]) -> str:
             "searchFilter": "",
         }
     )
-
-
-def _flatten(values: Mapping, parent: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in values.items():
-        path = f"{parent}.{key}" if parent else str(key)
-        if isinstance(value, Mapping) and value:
-            flat.update(_flatten(value, path))
-        else:
-            flat[path] = value
-    return flat

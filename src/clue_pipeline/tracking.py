@@ -24,6 +24,7 @@ import pandas as pd
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
+from clue_pipeline.config.trees import flatten
 from clue_pipeline.run_summary import rounded  # as metrics.md shows them
 from clue_pipeline.serving import (
     DEFAULT_ENCODER_LOADER,
@@ -199,7 +200,7 @@ def job_params(
             chosen["baseline"] = finetune["baselines"][backbone]
         if "evaluate" in params:
             chosen["evaluate.exclude_history"] = params["evaluate"].get("exclude_history")
-    return {key: _param_value(value) for key, value in _flatten(chosen).items()}
+    return {key: _param_value(value) for key, value in flatten(chosen).items()}
 
 
 def job_history_metrics(job: Job, history: Any, timestamp_ms: int | None = None) -> list[Metric]:
@@ -223,7 +224,7 @@ def job_test_metrics(record: Mapping[str, Any]) -> dict[str, float]:
     """An evaluation record's numbers as ``test/<metric>`` (``test/gender/accuracy``)."""
     return {
         _metric_key("test", key.replace("@", "_at_").replace(".", "/")): rounded(value)
-        for key, value in _flatten(record.get("metrics", {})).items()
+        for key, value in flatten(record.get("metrics", {})).items()
         if isinstance(value, numbers.Real) and not isinstance(value, bool)
     }
 
@@ -391,17 +392,6 @@ def _history_rows(job: Job, history: list, infix: str, timestamp_ms: int) -> lis
                 )
             )
     return rows
-
-
-def _flatten(values: Mapping, parent: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in values.items():
-        path = f"{parent}.{key}" if parent else str(key)
-        if isinstance(value, Mapping) and value:
-            flat.update(_flatten(value, path))
-        else:
-            flat[path] = value
-    return flat
 
 
 def _param_value(value: Any) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from clue_pipeline.config.renames import renamed
+from clue_pipeline.config.trees import flatten, nest
 
 FINETUNE_TASKS = ("next_item", "profiling", "coldstart")
 # A pre-training-only cell: per-epoch history and a summary of the user vectors, no fine-tuning.
@@ -30,9 +31,9 @@ PRETRAIN_NODE = {
 }
 # The `augment` node that writes `view_policy`: run inside every CLUE cell so that the policy
 # a cell pre-trains with is the one its own parameters say.
-VIEW_POLICY_NODE = "augment.validate_view_policy"
+VIEW_POLICY_NODE = "learn.augment.validate_view_policy"
 # The `pretrain` node that writes `item_attributes`: run inside every S3-Rec cell, likewise.
-ATTRIBUTES_NODE = "pretrain.item_attributes"
+ATTRIBUTES_NODE = "learn.pretrain.item_attributes"
 HASH_LENGTH = 8
 
 
@@ -109,18 +110,23 @@ class Cell:
 
 
 def kedro_nodes(cell: Cell) -> list[str]:
-    """The project's nodes that compute a cell, in run order."""
+    """The project's nodes that compute a cell, in run order (names carry the phase, see
+    ``pipeline_registry.PHASES``)."""
     if cell.task == PRETRAIN_TASK:
-        nodes = [f"pretrain.next_item.{PRETRAIN_NODE[cell.method]}"]
+        nodes = [f"learn.pretrain.next_item.{PRETRAIN_NODE[cell.method]}"]
         return [*_inputs_node(cell.method), *nodes]
     nodes = [
-        f"finetune.{cell.task}.finetune_{cell.task}_{cell.method}",
-        f"evaluate.{cell.task}.evaluate_{cell.task}_{cell.method}",
+        f"learn.finetune.{cell.task}.finetune_{cell.task}_{cell.method}",
+        f"learn.evaluate.{cell.task}.evaluate_{cell.task}_{cell.method}",
     ]
     init = INIT.get(cell.method)
     if init is None:
         return nodes
-    return [*_inputs_node(init), f"pretrain.{CORPUS[cell.task]}.{PRETRAIN_NODE[init]}", *nodes]
+    return [
+        *_inputs_node(init),
+        f"learn.pretrain.{CORPUS[cell.task]}.{PRETRAIN_NODE[init]}",
+        *nodes,
+    ]
 
 
 def _inputs_node(method: str) -> list[str]:
@@ -157,28 +163,3 @@ def reshapes_sequences(cell: Cell) -> bool:
 def uses_views(cell: Cell) -> bool:
     """Whether the cell changes the view policy (which must be restored after it)."""
     return any(key.startswith("augment.") for key in cell.override_dict)
-
-
-def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{"a": {"b": 1}} and {"a.b": 1} both -> {"a.b": 1}; lists are values, not branches."""
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            flat.update(flatten(value, f"{path}."))
-        else:
-            flat[path] = list(value) if isinstance(value, tuple) else value
-    return flat
-
-
-def nest(flat: dict[str, Any]) -> dict[str, Any]:
-    tree: dict[str, Any] = {}
-    for key, value in flat.items():
-        *parents, leaf = key.split(".")
-        node = tree
-        for part in parents:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ValueError(f"override {key!r}: {part!r} is both a value and a branch")
-        node[leaf] = value
-    return tree
