@@ -4,8 +4,7 @@
 
 (``.venv/bin/python benchmarks/ingest_scale.py``, the form of the recorded command, works too.)
 
-A synthetic ML-25M-like log (160k users, 60k items with Zipf popularity, per-user lengths
-from 20 up with a long tail, sparse item ids, timestamps with ties) is written once to
+A synthetic ML-25M-like log (``clue_pipeline.data.synthetic``) is written once to
 ``benchmarks/.cache/`` by a child process, so its memory does not count. This process then
 reads it with the ingest reader (``generic`` format) and runs every function of the
 ``sequences`` pipeline with the project's parameters, recording the wall time of each stage
@@ -32,7 +31,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[1]
 if not __package__:  # started by file path: make the `benchmarks` package importable
@@ -42,31 +40,6 @@ RESULTS = ROOT / "benchmarks" / "results"
 TARGET_SECONDS = 60.0
 TARGET_PEAK_GIB = 6.0
 LOADED_AT = 0.5  # 1-minute load average above which other jobs competed for the cores
-
-# Shape of MovieLens 25M (162,541 users, 59,047 rated movies, 25,000,095 ratings, at least
-# 20 ratings per user, median ~71, mean ~154, ids up to 209,171, 1995..2019).
-SHAPE = {
-    "users": 160_000,
-    "items": 60_000,
-    "min_length": 20,
-    "length_median_excess": 51.0,
-    "length_sigma": 1.39,
-    "max_length": 9_000,
-    "zipf_exponent": 1.0,
-    "max_item_id": 210_000,
-    "first_time": 788_918_400,  # 1995-01-01
-    "last_time": 1_574_000_000,  # 2019-11
-    "time_quantum_s": 10,  # ratings entered in one go share a timestamp
-    "seed": 2021,
-    "oversample": 1.15,  # first draw per user, so that few redraws follow deduplication
-    "zipf_draw_rounds": 3,
-    "max_draw_rounds": 30,
-}
-GENRES = [
-    *("Action", "Adventure", "Animation", "Children", "Comedy", "Crime", "Documentary"),
-    *("Drama", "Fantasy", "Film-Noir", "Horror", "IMAX", "Musical", "Mystery", "Romance"),
-    *("Sci-Fi", "Thriller", "War", "Western"),
-]
 
 
 def main() -> None:
@@ -332,104 +305,18 @@ def _load_note(result: dict[str, Any]) -> str:
 
 
 def generate(n_interactions: int, folder: Path) -> None:
-    """Write interactions/users/items parquet files shaped like ML-25M (no duplicate pairs)."""
-    rng = np.random.default_rng(SHAPE["seed"])
-    n_users, n_items = SHAPE["users"], SHAPE["items"]
-    lengths = _user_lengths(rng, n_users, n_interactions)
-    popularity = 1.0 / np.arange(1, n_items + 1) ** SHAPE["zipf_exponent"]
-    cdf = np.cumsum(popularity / popularity.sum())
-    keys = np.empty(0, dtype=np.int64)
-    wanted = np.ceil(lengths * SHAPE["oversample"]).astype(np.int64)
-    for round_ in range(SHAPE["max_draw_rounds"]):  # redraw what deduplication removed
-        users = np.repeat(np.arange(n_users, dtype=np.int64), wanted)
-        if round_ < SHAPE["zipf_draw_rounds"]:
-            ranks = np.minimum(np.searchsorted(cdf, rng.random(len(users))), n_items - 1)
-        else:  # heavy users have exhausted the head: their remaining picks are long-tail
-            ranks = rng.integers(0, n_items, len(users))
-        keys = np.unique(np.concatenate((keys, users * n_items + ranks)))
-        wanted = np.maximum(lengths - np.bincount(keys // n_items, minlength=n_users), 0)
-        if not wanted.any():
-            break
-    keys = _trim_to_lengths(keys // n_items, keys, lengths, rng)
-    users, ranks = keys // n_items, keys % n_items
-    item_ids = np.sort(rng.choice(np.arange(1, SHAPE["max_item_id"] + 1), n_items, replace=False))
-    rank_to_id = rng.permutation(item_ids)  # popularity unrelated to the id, as in MovieLens
-    start = rng.integers(SHAPE["first_time"], SHAPE["last_time"] - 86_400, n_users)
-    span = np.minimum(
-        SHAPE["last_time"] - start, (np.bincount(users) * rng.lognormal(7.5, 1.5, n_users))
-    ).astype(np.int64)
-    quantum = SHAPE["time_quantum_s"]
-    times = (
-        start[users] + (rng.random(len(users)) * span[users]).astype(np.int64) // quantum * quantum
-    )
+    """The ML-25M-like log (``clue_pipeline.data.synthetic``) as the reader's parquet files."""
+    from clue_pipeline.data.synthetic import movielens_like
+
+    log = movielens_like(n_interactions)
     folder.mkdir(parents=True, exist_ok=True)
-    interactions = pa.table(
-        {
-            "userId": users + 1,
-            "movieId": rank_to_id[ranks],  # sorted by user, then rank: not time-ordered
-            "rating": rng.integers(1, 11, len(users)) / 2.0,
-            "timestamp": times,
-        }
-    )
-    pq.write_table(interactions, folder / "interactions.parquet")
-    genre_count = rng.integers(1, 4, n_items)
-    genre_picks = rng.integers(0, len(GENRES), int(genre_count.sum()))
-    starts = np.concatenate(([0], np.cumsum(genre_count)[:-1]))
-    names = np.array(GENRES, dtype=object)[genre_picks]
-    genres = [
-        "|".join(dict.fromkeys(names[s : s + c])) for s, c in zip(starts, genre_count, strict=True)
-    ]
-    pq.write_table(
-        pa.table(
-            {
-                "movieId": item_ids,
-                "title": [f"Movie {i}" for i in item_ids],
-                "genres": np.array(genres, dtype=object)[np.argsort(rank_to_id)],
-            }
-        ),
-        folder / "items.parquet",
-    )
-    pq.write_table(
-        pa.table(
-            {
-                "userId": np.arange(1, n_users + 1),
-                "gender": rng.choice(["F", "M"], n_users, p=[0.28, 0.72]),
-                "age": rng.choice([1, 18, 25, 35, 45, 50, 56], n_users),
-                "occupation": rng.integers(0, 21, n_users),
-            }
-        ),
-        folder / "users.parquet",
-    )
+    for name in ("interactions", "items", "users"):
+        getattr(log, name).to_parquet(folder / f"{name}.parquet", index=False)
     for old in folder.glob("done-*"):
         old.unlink()
-    (folder / f"done-{n_interactions}").write_text(f"{len(users)} interactions\n")
-    print(f"wrote {len(users):,} interactions of {n_users:,} users to {folder}")
-
-
-def _trim_to_lengths(
-    users: np.ndarray, keys: np.ndarray, lengths: np.ndarray, rng: np.random.Generator
-) -> np.ndarray:
-    """Drop random surplus pairs of over-drawn users; ``keys`` sorted, grouped by user."""
-    order = np.lexsort((rng.random(len(keys)), users))
-    change = np.flatnonzero(np.diff(users[order])) + 1
-    starts = np.concatenate(([0], change))
-    sizes = np.diff(np.concatenate((starts, [len(keys)])))
-    rank = np.arange(len(keys)) - np.repeat(starts, sizes)
-    return np.sort(keys[order][rank < lengths[users[order]]])
-
-
-def _user_lengths(rng: np.random.Generator, n_users: int, total: int) -> np.ndarray:
-    """Lengths >= min_length with a log-normal tail, summing exactly to ``total``."""
-    low = SHAPE["min_length"]
-    excess = rng.lognormal(np.log(SHAPE["length_median_excess"]), SHAPE["length_sigma"], n_users)
-    excess = np.minimum(excess, SHAPE["max_length"] - low)
-    excess *= (total - low * n_users) / excess.sum()
-    lengths = low + np.floor(excess).astype(np.int64)
-    lengths = np.minimum(lengths, SHAPE["max_length"])
-    short = total - int(lengths.sum())
-    room = np.flatnonzero(lengths < SHAPE["max_length"])
-    lengths[rng.choice(room, short, replace=False)] += 1
-    return lengths
+    rows, users = len(log.interactions), len(log.users)
+    (folder / f"done-{n_interactions}").write_text(f"{rows} interactions\n")
+    print(f"wrote {rows:,} interactions of {users:,} users to {folder}")
 
 
 def _arguments() -> argparse.Namespace:
