@@ -27,7 +27,11 @@ from clue_pipeline.config import (
     parse_pretrain,
     to_dataclass,
 )
-from clue_pipeline.experiments.prepared import NextItemDataset, prepared_next_item
+from clue_pipeline.experiments.prepared import (
+    NextItemDataset,
+    dataset_environment,
+    prepared_next_item,
+)
 from clue_pipeline.experiments.settings import _environment_parameters
 from clue_pipeline.experiments.statistics import ALPHA, corrected, paired
 from clue_pipeline.models.encoders import EncoderConfig
@@ -40,23 +44,19 @@ RESULTS = REPO / "benchmarks" / "results"
 # Beauty beside ours (one thread per side, same settings as the pipeline's recipe before the
 # ladder; its scripts are archived, see benchmarks/archive/README.md).
 RECBOLE_RESULTS = RESULTS / "peers_beauty.json"
-EMBEDDED = "ml-latest-small"  # the data of the default run-environment
 # A benchmark neither writes checkpoints into the pipelines' folders nor resumes from them.
 NO_CHECKPOINTS = {"checkpoint_dir": None, "resume": False}
 
 
 def next_item_dataset(dataset: str) -> NextItemDataset:
-    """The dataset's next-item split and item index as its run-environment prepares them
-    (`kedro run --env <dataset> --pipelines ingest,sequences`; the default environment for the
-    embedded data)."""
-    return prepared_next_item(dataset, REPO, None if dataset == EMBEDDED else dataset)
+    """The dataset's next-item split and item index as its run-environment prepares them."""
+    return prepared_next_item(dataset, REPO)
 
 
 def run_environment(dataset: str, project: Path = REPO) -> dict[str, Any]:
-    """The parameters `kedro run --env <dataset>` resolves (conf/base soft-merged with the
-    dataset's folder), read by Kedro's config loader without a session: the GPU scripts run
-    where the pipelines' other packages are absent."""
-    env = None if dataset == EMBEDDED else dataset
+    """The parameters the dataset's run-environment resolves, read by Kedro's config loader
+    without a session: the GPU scripts run where the pipelines' other packages are absent."""
+    env = dataset_environment(dataset, project)
     return json.loads(_environment_parameters(str(Path(project) / "conf"), env))
 
 

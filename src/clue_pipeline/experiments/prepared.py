@@ -69,9 +69,20 @@ def read_prepared(project_dir: Path, dataset: str) -> NextItemDataset:
 
 
 def prepared_next_item(dataset: str, project_dir: Path, env: str | None = None) -> NextItemDataset:
-    """Run the dataset's ingest and sequences pipelines (run-environment ``env``, by default the
-    dataset's name), then read what they wrote."""
+    """Run the dataset's ingest and sequences pipelines (run-environment ``env``, by default
+    :func:`dataset_environment`'s), then read what they wrote."""
     from clue_pipeline.experiments.runner import RunnerConfig, prepare
 
-    prepare(dataset, RunnerConfig(project_dir=Path(project_dir), envs={dataset: env or dataset}))
+    envs = {dataset: env or dataset_environment(dataset, project_dir)}
+    prepare(dataset, RunnerConfig(project_dir=Path(project_dir), envs=envs))
     return read_prepared(project_dir, dataset)
+
+
+def dataset_environment(dataset: str, project_dir: Path) -> str | None:
+    """The run-environment that prepares ``dataset``: Kedro's default one (None) for the data
+    conf/base itself names (``globals.yml``'s ``dataset``, the embedded set, which has no
+    folder of its own), else the environment of the dataset's name (``conf/<dataset>``)."""
+    import yaml
+
+    base = yaml.safe_load((Path(project_dir) / "conf" / "base" / "globals.yml").read_text())
+    return None if dataset == base.get("dataset") else dataset
