@@ -19,6 +19,7 @@ from kedro.pipeline import Pipeline
 from mlflow.tracking import MlflowClient
 
 from clue_pipeline import lineage, run_lock
+from clue_pipeline.pipeline_registry import stage_of
 from clue_pipeline.tracking import (
     PHASE_EVALUATE,
     PHASE_TRAIN,
@@ -135,7 +136,7 @@ class LineageHook:
         if key is None:
             self._memory[dataset_name] = sources
         else:
-            stage = (node.namespace or node.name).split(".")[0]
+            stage = stage_of(node)  # the pipeline to run again, not its phase
             lineage.record(key, stage, node.name, sources)
 
 

@@ -1,4 +1,4 @@
-"""Kedro-Viz renders every node of the project's registered pipelines.
+"""Kedro-Viz renders every node of the project's registered pipelines, and opens legible.
 
 The expected names come from the project's own pipeline registry, so the test follows the
 project as pipelines are added. The static site of ``kedro viz build`` is built in a copy
@@ -19,6 +19,7 @@ import pytest
 from kedro.framework.project import pipelines as registered_pipelines
 from kedro.framework.startup import bootstrap_project
 
+from clue_pipeline.pipeline_registry import PHASE_OF, PHASES
 from tests.browser.conftest import dump_dom, keep_screenshot, screenshot, serve_directory
 from tests.conftest import REPO_ROOT
 
@@ -30,8 +31,12 @@ PROJECT_FILES = ("pyproject.toml", ".telemetry")
 # Kedro-Viz collapses modular pipelines by default; this URL flag expands them so the
 # nodes inside namespaces are drawn, and named, too.
 EXPAND_ALL = "?expandAllPipelines=true"
-# The stages of the default chain (docs/architecture.md), one namespace each.
+# The stages of the default chain (docs/architecture.md), one namespace each, inside the
+# namespace of their phase (`learn.pretrain`).
 STAGES = {"ingest", "sequences", "augment", "pretrain", "finetune", "evaluate", "embed"}
+# What the first view may draw (boxes and datasets; Kedro-Viz hides parameters by default):
+# the tables that pass from one phase to the next and the results a user opens, each named.
+MAX_FIRST_VIEW = 22
 # Kedro-Viz keeps its settings in the browser's localStorage; a fresh profile would open on
 # the feature tour. The picture skips the tour and lays the chain out left to right.
 SETTINGS = (
@@ -114,22 +119,22 @@ def test_kedro_viz_draws_every_registered_node(chromium, viz_site, tmp_path):
     assert not missing_pipelines, f"pipelines not offered in Kedro-Viz: {missing_pipelines}"
     missing_nodes = [label for label in node_labels if not _rendered(label, dom)]
     assert not missing_nodes, f"nodes not drawn by Kedro-Viz: {missing_nodes}"
+    listed = set(re.findall(r'role="treeitem"[^>]*? id="[^"]*?-([^"]+)"', dom))
+    stage_boxes = {f"{PHASE_OF[stage]}.{stage}" for stage in STAGES}
+    assert stage_boxes <= listed, f"stages not listed in a phase: {sorted(stage_boxes - listed)}"
 
 
-def _between_stages() -> set[str]:
-    """The datasets Kedro-Viz draws beside folded stages: what a stage reads from outside or
-    writes for another stage or for the user (its free inputs and outputs), parameters aside.
-
-    Every fine-tuning job's model and history cross the finetune box's edge (evaluation and
-    MLflow read them), so they are drawn too; the boxes hide every node and the datasets that
-    stay inside a stage.
+def _between_phases() -> set[str]:
+    """The datasets Kedro-Viz draws beside the folded phases: what a phase reads from outside
+    or writes for the other phase or for the user (its free inputs and outputs), parameters
+    aside. Models, encoders and histories stay inside: a node of the same phase reads them.
     """
     bootstrap_project(REPO_ROOT)
     chain = registered_pipelines["__default__"]
-    stages = {node.namespace.split(".")[0] for node in chain.nodes if node.namespace}
+    phases = {node.namespace.split(".")[0] for node in chain.nodes if node.namespace}
     shown: set[str] = set()
-    for stage in stages:
-        inside = chain.only_nodes_with_namespaces([stage])
+    for phase in phases:
+        inside = chain.only_nodes_with_namespaces([phase])
         rest = chain - inside
         crossing = inside.inputs() | inside.outputs() | (rest.inputs() & inside.all_outputs())
         shown |= {name for name in crossing if not name.startswith("params:")}
@@ -141,7 +146,7 @@ def _node_attributes(dom: str, node_type: str) -> list[str]:
     return re.findall(rf'data-id="([^"]+)" data-node-type="{node_type}"', dom)
 
 
-def test_kedro_viz_opens_on_the_stages_folded(chromium, viz_site, tmp_path):
+def test_kedro_viz_opens_on_the_phases_folded(chromium, viz_site, tmp_path):
     page = viz_site / "stages.html"
     index = (viz_site / "index.html").read_text()
     page.write_text(index.replace("<head>", f"<head>{SETTINGS}", 1))
@@ -153,14 +158,18 @@ def test_kedro_viz_opens_on_the_stages_folded(chromium, viz_site, tmp_path):
             f"{base}/{page.name}",
             tmp_path / "kedro_viz.png",
             tmp_path / "shot",
-            (1600, 1600),
+            (1800, 1000),  # the widest dataset names fit beside the sidebar
         )
 
-    assert set(_node_attributes(dom, "modularPipeline")) == STAGES
-    assert _node_attributes(dom, "task") == [], "nodes drawn outside their stage's box"
+    boxes = _node_attributes(dom, "modularPipeline")
+    assert set(boxes) == set(PHASES)
+    assert _node_attributes(dom, "task") == [], "nodes drawn outside their phase's box"
+    assert _node_attributes(dom, "parameters") == [], "parameters drawn in the first view"
     names = re.findall(r'data-node-type="data" data-node-fullname="([^"]+)"', dom)
-    assert names, "no dataset drawn between the stages"
+    assert names, "no dataset drawn between the phases"
     assert [name for name in names if "." in name] == []
-    assert set(names) == _between_stages(), "a dataset inside a stage is drawn outside its box"
+    assert set(names) == _between_phases(), "a dataset inside a phase is drawn outside its box"
+    drawn = len(boxes) + len(names)
+    assert drawn <= MAX_FIRST_VIEW, f"the first view draws {drawn} elements: {boxes + names}"
     assert "showFeatureHints" in SETTINGS  # the feature tour does not cover the graph
     keep_screenshot(png)

@@ -54,25 +54,45 @@ def test_nodes_of_a_cell_include_the_pretraining_it_starts_from():
     probe = Cell.create("d", "coldstart", "clue_probe", 0)
     assert kedro_nodes(probe) == [
         VIEW_POLICY_NODE,
-        "pretrain.coldstart.pretrain_clue",
-        "finetune.coldstart.finetune_coldstart_clue_probe",
-        "evaluate.coldstart.evaluate_coldstart_clue_probe",
+        "learn.pretrain.coldstart.pretrain_clue",
+        "learn.finetune.coldstart.finetune_coldstart_clue_probe",
+        "learn.evaluate.coldstart.evaluate_coldstart_clue_probe",
     ]
     profiling = Cell.create("d", "profiling", "mip", 0)
-    assert kedro_nodes(profiling)[0] == "pretrain.next_item.pretrain_masked_item_prediction"
+    assert kedro_nodes(profiling)[0] == "learn.pretrain.next_item.pretrain_masked_item_prediction"
     assert kedro_nodes(Cell.create("d", "next_item", "gru", 0)) == [
-        "finetune.next_item.finetune_next_item_gru",
-        "evaluate.next_item.evaluate_next_item_gru",
+        "learn.finetune.next_item.finetune_next_item_gru",
+        "learn.evaluate.next_item.evaluate_next_item_gru",
     ]
     assert kedro_nodes(Cell.create("d", "pretrain", "mip", 0)) == [
-        "pretrain.next_item.pretrain_masked_item_prediction"
+        "learn.pretrain.next_item.pretrain_masked_item_prediction"
     ]
     assert kedro_nodes(Cell.create("d", "coldstart", "s3rec", 0)) == [
-        "pretrain.item_attributes",
-        "pretrain.coldstart.pretrain_s3rec",
-        "finetune.coldstart.finetune_coldstart_s3rec",
-        "evaluate.coldstart.evaluate_coldstart_s3rec",
+        "learn.pretrain.item_attributes",
+        "learn.pretrain.coldstart.pretrain_s3rec",
+        "learn.finetune.coldstart.finetune_coldstart_s3rec",
+        "learn.evaluate.coldstart.evaluate_coldstart_s3rec",
     ]
+
+
+def test_nodes_of_a_cell_are_nodes_the_project_registers():
+    """Node names carry the namespaces the registry gives (phase, stage, task)."""
+    from kedro.framework.project import pipelines
+    from kedro.framework.startup import bootstrap_project
+
+    from tests.conftest import REPO_ROOT
+
+    bootstrap_project(REPO_ROOT)
+    registered = {node.name for node in pipelines["__default__"].nodes}
+    cells = [
+        Cell.create("d", task, method, 0)
+        for task, method in [
+            ("coldstart", "clue_probe"),
+            ("pretrain", "s3rec"),
+            ("next_item", "gru"),
+        ]
+    ]
+    assert {name for cell in cells for name in kedro_nodes(cell)} - registered == set()
 
 
 def test_parameters_carry_seed_share_and_overrides_nested():

@@ -4,6 +4,7 @@ Methods differ only in where the encoder's weights come from (`init`), the backb
 the encoder is frozen (linear probe); their knobs live in `conf/base/parameters_finetune.yml`.
 In Kedro-Viz the stage is one box (namespace `finetune`) with a box per task
 (`finetune.next_item`, ...); dataset names join task and method by `__` (`next_item__clue_model`).
+One more node draws every job's history as one figure, so the histories stay inside the box.
 """
 
 import inspect
@@ -99,4 +100,28 @@ def create_pipeline(**kwargs) -> Pipeline:
                 tags=["finetune", task],
             )
         )
-    return sum(pipelines, Pipeline([]))
+    return sum(pipelines, _curves())
+
+
+def _curves() -> Pipeline:
+    """Every fine-tuning history into one figure (``finetuning_curves.png``)."""
+    from .curves import plot_finetuning_curves
+
+    histories = {
+        f"{task}{SEP}{method}": f"{task}{SEP}{method}_history"
+        for task in TASKS
+        for method in methods_of(task)
+    }
+    return Pipeline(
+        [
+            Node(
+                plot_finetuning_curves,
+                inputs={"tasks": "params:finetune.tasks", **histories},
+                outputs="finetuning_curves_plot",
+                name="plot_finetuning_curves",
+            )
+        ],
+        namespace="finetune",
+        prefix_datasets_with_namespace=False,
+        tags="finetune",
+    )
