@@ -10,6 +10,7 @@ import platform
 import resource
 import shlex
 import sys
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -129,18 +130,24 @@ def paired_by_seed(pairs: list[tuple[Label, dict[int, float], dict[int, float]]]
     ]
 
 
-COMPARISON_HEAD = "seeds | diff | 95 % CI | p | p_holm | verdict | verdict_holm"
+COMPARISON_HEAD = ("seeds", "diff", "95 % CI", "p", "p_holm", "verdict", "verdict_holm")
 
 
-def comparison_cells(row: Label) -> str:
+def comparison_cells(row: Label) -> tuple[str, ...]:
     """The test columns of one :func:`paired_by_seed` row (``COMPARISON_HEAD``)."""
     seeds = ", ".join(map(str, row["seeds"])) or "-"
+    verdicts = (row["verdict"], row["verdict_holm"])
     if row["p"] is None:
         diff = "-" if row["diff"] is None else f"{row['diff']:+.4f}"
-        return f"{seeds} | {diff} | - | - | - | {row['verdict']} | {row['verdict_holm']}"
+        return (seeds, diff, "-", "-", "-", *verdicts)
+    interval = f"[{row['low']:+.4f}, {row['high']:+.4f}]"
     return (
-        f"{seeds} | {row['diff']:+.4f} | [{row['low']:+.4f}, {row['high']:+.4f}] | "
-        f"{row['p']:.3f} | {row['p_holm']:.3f} | {row['verdict']} | {row['verdict_holm']}"
+        seeds,
+        f"{row['diff']:+.4f}",
+        interval,
+        f"{row['p']:.3f}",
+        f"{row['p_holm']:.3f}",
+        *verdicts,
     )
 
 
@@ -156,6 +163,22 @@ def comparison_note(rows: list[Label]) -> str:
         "comparisons of this table; verdict_holm is the verdict that survives it (`not shown` "
         "otherwise)."
     )
+
+
+def markdown_head(title: str, command: str, date: str) -> list[str]:
+    """A results file's first lines: its title, then how and when its numbers were made."""
+    return [f"# {title}", "", f"- command: `{command}`", f"- date: {date}"]
+
+
+def markdown_table(
+    head: Sequence[str], rows: Iterable[Sequence[Any]], rule: Sequence[str] | None = None
+) -> list[str]:
+    """A Markdown table's lines; ``rule`` sets each column's alignment (``---``, ``---:``)."""
+    return [_table_row(head), _table_row(rule or ["---"] * len(head)), *map(_table_row, rows)]
+
+
+def _table_row(cells: Sequence[Any]) -> str:
+    return "| " + " | ".join(map(str, cells)) + " |"
 
 
 def show_cell_progress() -> None:
@@ -202,16 +225,14 @@ def write_results(name: str, payload: dict[str, Any], markdown_body: str) -> Pat
     }
     record = {**header, **payload}
     (RESULTS / f"{name}.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
-    facts = "\n".join(
-        [
-            f"- command: `{header['command']}`",
-            f"- date: {header['date']}",
-            f"- machine: {header['machine']['cpu']}, {header['machine']['cores_available']} cores "
-            f"available, torch threads {header['machine']['torch_threads']}, load average "
-            f"{', '.join(f'{x:.2f}' for x in header['machine']['load_average'])}",
-        ]
+    host = header["machine"]
+    lines = markdown_head(name, header["command"], header["date"])
+    lines.append(
+        f"- machine: {host['cpu']}, {host['cores_available']} cores available, torch threads "
+        f"{host['torch_threads']}, load average "
+        f"{', '.join(f'{x:.2f}' for x in host['load_average'])}"
     )
-    (RESULTS / f"{name}.md").write_text(f"# {name}\n\n{facts}\n\n{markdown_body.strip()}\n")
+    (RESULTS / f"{name}.md").write_text("\n".join(lines) + f"\n\n{markdown_body.strip()}\n")
     return RESULTS / f"{name}.json"
 
 

@@ -34,7 +34,14 @@ import torch
 if not __package__:  # started by file path: make the `benchmarks` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import machine, next_item_dataset, recbole_reference, run_settings  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    machine,
+    markdown_head,
+    markdown_table,
+    next_item_dataset,
+    recbole_reference,
+    run_settings,
+)
 from clue_pipeline.metrics import metrics_from_ranks, ranking_metrics, target_ranks  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -208,11 +215,8 @@ def machine_info(device: torch.device, threads: int) -> dict:
 
 def markdown(r: dict) -> str:
     m = r["machine"]
-    lines = [
-        "# Full-ranking evaluation speed (Amazon Beauty)",
-        "",
-        f"- command: `{r['command']}`",
-        f"- date: {r['date']}",
+    lines = markdown_head("Full-ranking evaluation speed (Amazon Beauty)", r["command"], r["date"])
+    lines += [
         f"- machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} with "
         f"{m['torch_threads']} threads, device {m['device']}"
         + (f" ({m['gpu']})" if "gpu" in m else ""),
@@ -222,8 +226,6 @@ def markdown(r: dict) -> str:
         f"median of {r['repeats']} repeats after a warm-up; the chunk size in bold has the "
         "lowest median CPU time of the grid",
         "",
-        "| what | median s | min s | CPU s |",
-        "| --- | ---: | ---: | ---: |",
     ]
     rows = [(f"ranking, chunk {c}", v) for c, v in r["chunk_grid"].items()]
     rows += [
@@ -237,10 +239,14 @@ def markdown(r: dict) -> str:
             (f"encoder forward, all users (L={e['max_len']}, {e['blocks']} blocks)", e["forward"]),
             ("ranking of the encoder's user vectors", e["ranking_of_encoder_vectors"]),
         ]
-    lines += [
-        f"| {name} | {v['median_s']:.3f} | {v['min_s']:.3f} | {v['cpu_median_s']:.3f} |"
-        for name, v in rows
-    ]
+    lines += markdown_table(
+        ("what", "median s", "min s", "CPU s"),
+        [
+            (name, *(f"{v[k]:.3f}" for k in ("median_s", "min_s", "cpu_median_s")))
+            for name, v in rows
+        ],
+        ("---", "---:", "---:", "---:"),
+    )
     b = r["bf16"]
     if r["encoder"]:
         lines += [

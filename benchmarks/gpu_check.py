@@ -4,24 +4,15 @@ full-ranking evaluation, each for a fixed number of steps, timed on the given de
     bash benchmarks/gpu_check.sh [--device cuda|cpu|auto] [--steps N] [--data PROJECT]
         [--dataset beauty] OUT_DIR
 
-(the shell script sets ``PYTHONPATH=src`` and runs ``python -m benchmarks.gpu_check``). Writes
-``OUT_DIR/gpu_check.json`` and ``OUT_DIR/gpu_check.md``: the card and library versions, the
-settings, sequences/s of each phase, peak GPU memory, the test metrics and wall times.
-
-Why a script of its own: a GPU machine often has PyTorch but not the pipelines' packages
-(MLflow, Optuna...). So this module imports only the torch-side modules of the project, reads
-the run-environment's parameters with Kedro's config loader (kedro and omegaconf, no session)
-and the dataset as that environment prepared it (``clue_pipeline.experiments.prepared``).
-Prepare it first where Kedro runs, ``kedro run --env beauty --pipelines ingest,sequences``,
-and bring ``data/03_primary/beauty/`` and ``data/05_model_input/beauty/`` to the GPU machine.
-
-Training goes through the project's one loop (``training.loop.fit``) with the
-run-environment's settings parsed by ``clue_pipeline.config`` (``conf/beauty``: its encoder,
-objective, views, optimiser, next-item head and rows); the check sets only the steps, batch,
-seed, device and precision (bf16 autocast on CUDA, fp32 on CPU). Each phase runs
-``--warmup-steps`` untimed steps on a throw-away copy of its model first, so sequences/s is the
-steady rate, not CUDA's start-up. Evaluation scores in fp32 (bf16 scores tie, see
-benchmarks/results/eval_speed.md), all items ranked, history not excluded, ties pessimistic.
+Writes ``OUT_DIR/gpu_check.{json,md}`` (docs/performance.md, "GPU check"). A GPU machine often
+lacks the pipelines' packages (MLflow, Optuna...), so this imports only the torch-side modules,
+reads the run-environment's parameters with Kedro's config loader (no session) and the dataset
+as that environment prepared it (``clue_pipeline.experiments.prepared``; bring
+``data/03_primary/<dataset>/`` and ``data/05_model_input/<dataset>/`` along). Training goes
+through the project's one loop with the run-environment's settings; the check sets only the
+steps, batch, seed, device and precision. Each phase first runs untimed warm-up steps on a copy
+of its model, so sequences/s is the steady rate. Evaluation scores in fp32 (bf16 scores tie,
+benchmarks/results/eval_speed.md).
 """
 
 from __future__ import annotations
@@ -47,7 +38,12 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO / "src") not in sys.path:  # run from a bare copy of the repository, not installed
     sys.path.insert(0, str(REPO / "src"))
 
-from benchmarks.common import RunSettings, run_settings  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    RunSettings,
+    markdown_head,
+    markdown_table,
+    run_settings,
+)
 from clue_pipeline.config import NextItemHead, TrainConfig  # noqa: E402
 from clue_pipeline.experiments.prepared import read_prepared  # noqa: E402
 from clue_pipeline.metrics import DEFAULT_KS, ranking_metrics  # noqa: E402
@@ -369,11 +365,8 @@ def write_outputs(out: Path, record: dict[str, Any]) -> tuple[Path, Path]:
 
 def markdown(record: dict[str, Any]) -> str:
     device, data, metrics = record["device"], record["data"], record["metrics"]
-    lines = [
-        f"# {RESULT_NAME}",
-        "",
-        f"- command: `{record['command']}`",
-        f"- date: {record['date']}",
+    lines = markdown_head(RESULT_NAME, record["command"], record["date"])
+    lines += [
         f"- device: {device['name']}; torch {device['torch']}, CUDA {device['cuda']}, "
         f"{device['cpu_threads']} CPU threads; {record['precision']}",
         f"- data: {data['dataset']} as its run-environment prepares it, {data['users']} users, "
@@ -382,32 +375,40 @@ def markdown(record: dict[str, Any]) -> str:
         f"warm-up steps), batch {record['batch_size']}; total wall time "
         f"{record['total_wall_s']:.1f} s; peak GPU memory {_mib(record['peak_gpu_memory_mib'])}",
         "",
-        "| phase | wall (s) | sequences/s | peak GPU memory | loss first -> last |",
-        "| --- | --- | --- | --- | --- |",
     ]
-    for name in ("pretrain", "finetune"):
-        phase = record["phases"][name]
-        lines.append(
-            f"| {name} | {phase['wall_s']:.1f} | {phase['sequences_per_s']:.0f} | "
-            f"{_mib(phase['peak_gpu_memory_mib'])} | "
-            f"{phase['first_loss']:.4f} -> {phase['last_loss']:.4f} |"
+    phases = [
+        (
+            name,
+            f"{phase['wall_s']:.1f}",
+            f"{phase['sequences_per_s']:.0f}",
+            _mib(phase["peak_gpu_memory_mib"]),
+            f"{phase['first_loss']:.4f} -> {phase['last_loss']:.4f}",
         )
+        for name, phase in ((n, record["phases"][n]) for n in ("pretrain", "finetune"))
+    ]
     evaluate = record["phases"]["evaluate"]
+    phases.append(
+        (
+            f"evaluate ({evaluate['users']} users)",
+            f"{evaluate['wall_s']:.2f}",
+            f"{evaluate['users_per_s']:.0f}",
+            _mib(evaluate["peak_gpu_memory_mib"]),
+            "",
+        )
+    )
+    head = ("phase", "wall (s)", "sequences/s", "peak GPU memory", "loss first -> last")
+    lines += markdown_table(head, phases)
     lines += [
-        f"| evaluate ({evaluate['users']} users) | {evaluate['wall_s']:.2f} | "
-        f"{evaluate['users_per_s']:.0f} | {_mib(evaluate['peak_gpu_memory_mib'])} | |",
         "",
         f"Test metrics (leave-one-out, all {data['items']} items ranked, history not excluded, "
         "ties pessimistic):",
         "",
-        "| k | Recall | NDCG | MRR |",
-        "| --- | --- | --- | --- |",
     ]
-    for k in metrics["ks"]:
-        lines.append(
-            f"| {k} | {metrics[f'recall@{k}']:.4f} | {metrics[f'ndcg@{k}']:.4f} | "
-            f"{metrics[f'mrr@{k}']:.4f} |"
-        )
+    scores = [
+        (k, *(f"{metrics[f'{name}@{k}']:.4f}" for name in ("recall", "ndcg", "mrr")))
+        for k in metrics["ks"]
+    ]
+    lines += markdown_table(("k", "Recall", "NDCG", "MRR"), scores)
     return "\n".join(lines) + "\n"
 
 

@@ -5,28 +5,17 @@
         [--parallel 8] [--budget-s 420] [--device cuda|cpu|auto]
 
 Why: on 2 CPU cores a Beauty cell of the quality grid (``benchmarks/quality.py``) takes about
-an hour, so its three seeds per method and Sports take days. A lent GPU machine has PyTorch
-but not the pipelines' packages, so this runs the steps of those cells without a Kedro session,
-with the run-environments' settings: ``conf/beauty`` and ``conf/sports`` read by Kedro's config
-loader (kedro and omegaconf) and parsed by ``clue_pipeline.config`` (``benchmarks.common``):
-
-- the split is the one the run-environment prepared (``kedro run --env <dataset> --pipelines
-  ingest,sequences`` where Kedro runs; ``--data`` is the project folder holding it, as for
-  ``benchmarks/gpu_check.py``);
-- CLUE (the run-environment's objective and views) and masked items pre-train through
-  ``tasks.pretraining.run_job``, for the methods that start from them (``INIT``);
-- every method (``METHODS``: CLUE, CLUE-Zero, masked-item, GRU, CNN and Caser backbones, the
-  frozen-encoder probes; their specs are ``finetune.methods``) fine-tunes through
-  ``tasks.finetuning.finetune_next_item`` with ``finetune.next_item``'s rows and head, early
-  stopping on validation NDCG@10;
-- every epoch also scores the test items (all items ranked, history not excluded), so a run
-  cut by ``--budget-s`` still reports the test metrics at its best validation epoch so far,
-  marked as capped.
+an hour. A lent GPU machine has PyTorch but not the pipelines' packages, so this runs the steps
+of those cells without a Kedro session, with the run-environments' settings (``conf/beauty``,
+``conf/sports``) parsed by ``clue_pipeline.config``: the split the run-environment prepared
+(``--data``, as for ``benchmarks/gpu_check.py``), pre-training through
+``tasks.pretraining.run_job`` for the methods that start from it (``INIT``), fine-tuning through
+``tasks.finetuning.finetune_next_item`` with early stopping on validation NDCG@10. Every epoch
+also scores the test items, so a run cut by ``--budget-s`` still reports the test metrics at
+its best validation epoch so far, marked as capped.
 
 ``--methods rung-<name>`` trains CLUE-Zero with a rung of the recipe ladder instead
-(``conf/recipes/ladder.yml``: its encoder, read-out, rows and optimiser settings, the
-ladder's patience), so the rungs the CPU ladder has not reached can run in parallel on a lent GPU:
-``--methods rung-rb_li_smoothing rung-rb_li_contrast rung-filter_backbone ...``.
+(``conf/recipes/ladder.yml``), so the rungs the CPU ladder has not reached can run on a GPU.
 
 Each (dataset, method, seed) runs in its own process, ``--parallel`` at once, and rewrites
 ``OUT/runs/<dataset>_<method>_seed<s>.json`` after every epoch; the parent stops what is still
@@ -53,7 +42,12 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO / "src") not in sys.path:  # run from a bare copy of the repository, not installed
     sys.path.insert(0, str(REPO / "src"))
 
-from benchmarks.common import RunSettings, run_settings  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    RunSettings,
+    markdown_head,
+    markdown_table,
+    run_settings,
+)
 from benchmarks.gpu_check import device_facts  # noqa: E402
 from clue_pipeline.config import NextItemHead, encoder_config  # noqa: E402
 from clue_pipeline.experiments.cells import INIT as CELL_INIT  # noqa: E402
@@ -257,13 +251,10 @@ def summarise(args: argparse.Namespace, runs: list[tuple], threads: int) -> dict
 
 
 def markdown(summary: dict[str, Any]) -> str:
-    lines = [
-        "# gpu_quality",
-        "",
-        f"- command: `{summary['command']}`",
-        f"- date: {summary['date']}",
-        f"- device: {summary['device']['name']}, torch {summary['device']['torch']}, "
-        f"Python {summary['device']['python']}",
+    device = summary["device"]
+    lines = markdown_head("gpu_quality", summary["command"], summary["date"])
+    lines += [
+        f"- device: {device['name']}, torch {device['torch']}, Python {device['python']}",
         *(
             f"- {dataset}: epochs at most: pre-training {epochs['pretrain']}, fine-tuning "
             f"{epochs['finetune']} (patience {summary['patience'][dataset]})"
@@ -275,12 +266,11 @@ def markdown(summary: dict[str, Any]) -> str:
         "Test metrics at the best validation NDCG@10 epoch; all items ranked, history not "
         "excluded. Runs marked capped stopped at the budget, before early stopping.",
         "",
-        "| dataset | method | seeds done (capped) | HR@10 | NDCG@10 | MRR@10 | best epochs |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     groups: dict[tuple[str, str], list[dict]] = {}
     for record in summary["runs"]:
         groups.setdefault((record["dataset"], record["method"]), []).append(record)
+    rows = []
     for (dataset, method), records in groups.items():
         scored = [r for r in records if r.get("best")]
         capped = sum(r.get("status") != "done" for r in scored)
@@ -289,12 +279,9 @@ def markdown(summary: dict[str, Any]) -> str:
             for k in HEADLINE
         ]
         epochs = ", ".join(str(r["best"]["epoch"]) for r in scored) or "-"
-        lines.append(
-            f"| {dataset} | {method} | {len(scored) - capped} ({capped}) | "
-            + " | ".join(cells)
-            + f" | {epochs} |"
-        )
-    return "\n".join(lines) + "\n"
+        rows.append((dataset, method, f"{len(scored) - capped} ({capped})", *cells, epochs))
+    head = ("dataset", "method", "seeds done (capped)", "HR@10", "NDCG@10", "MRR@10")
+    return "\n".join(lines + markdown_table((*head, "best epochs"), rows)) + "\n"
 
 
 def _mean_std(values: list[float]) -> str:

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from benchmarks.common import (
+    markdown_table,
     next_item_dataset,
     peak_rss_gib,
     recbole_reference,
@@ -133,15 +134,19 @@ def markdown(args, items: int, facts: dict, rows: dict, recbole: dict) -> str:
         f"(prefix, next item) ({facts['prefix_rows']} rows, `conf/beauty`'s "
         "`finetune.next_item.rows`); sequences/s counts users in both.",
         "",
-        "| job | median epoch (s) | sequences/s | all epochs (s) |",
-        "| --- | --- | --- | --- |",
     ]
-    for name, row in rows.items():
-        lines.append(
-            f"| {name} | {row['median_epoch_s']:.1f} | {row['sequences_per_s']:.0f} | "
-            + ", ".join(f"{s:.1f}" for s in row["epoch_seconds"])
-            + " |"
-        )
+    lines += markdown_table(
+        ("job", "median epoch (s)", "sequences/s", "all epochs (s)"),
+        [
+            (
+                name,
+                f"{row['median_epoch_s']:.1f}",
+                f"{row['sequences_per_s']:.0f}",
+                ", ".join(f"{s:.1f}" for s in row["epoch_seconds"]),
+            )
+            for name, row in rows.items()
+        ],
+    )
     if recbole["epoch_s"]:
         lines += [
             "",

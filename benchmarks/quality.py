@@ -24,6 +24,7 @@ from benchmarks.common import (
     RESULTS,
     comparison_cells,
     comparison_note,
+    markdown_table,
     paired_by_seed,
     show_cell_progress,
     write_results,
@@ -256,15 +257,14 @@ def comparisons(groups: dict[tuple, list[dict]]) -> list[dict]:
 def comparison_table(rows: list[dict]) -> list[str]:
     if not rows:
         return []
+    head = ("dataset", "task", "users", "metric", "method", "vs", *COMPARISON_HEAD)
+    table = [
+        (c["dataset"], c["task"], f"{int(c['users'] * 100)} %", c["metric"], c["method"])
+        + (c["against"], *comparison_cells(c))
+        for c in rows
+    ]
     lines = ["## CLUE against CLUE-Zero", "", comparison_note(rows), ""]
-    lines += [f"| dataset | task | users | metric | method | vs | {COMPARISON_HEAD} |"]
-    lines.append("|" + " --- |" * (6 + COMPARISON_HEAD.count("|") + 1))
-    for c in rows:
-        lines.append(
-            f"| {c['dataset']} | {c['task']} | {int(c['users'] * 100)} % | {c['metric']} | "
-            f"{c['method']} | {c['against']} | {comparison_cells(c)} |"
-        )
-    return [*lines, ""]
+    return [*lines, *markdown_table(head, table), ""]
 
 
 def main() -> None:

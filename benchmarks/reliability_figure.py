@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import write_results
+from benchmarks.common import markdown_table, write_results
 from tests.reliability.cases import (
     CASES,
     MESSAGE_CHARS,
@@ -56,21 +56,20 @@ def main() -> None:
         f"valid inputs, {payload['valid_read_correctly']} read as their plain form "
         f"({payload['seconds']} s in all).",
         "",
-        "| case | outcome | message (start) |",
-        "| --- | --- | --- |",
+        *markdown_table(("case", "outcome", "message (start)"), map(_table_row, rows)),
     ]
-    for row in rows:
-        outcome = (
-            ("clear error" if row["clear"] else "UNCLEAR")
-            if row["kind"] == "bad input"
-            else ("read correctly" if row["clear"] else "WRONG")
-        )
-        if row["partial_output"]:
-            outcome += ", PARTIAL OUTPUT"
-        message = row["message"][:110].replace("|", "\\|").replace("\n", " ")
-        lines.append(f"| {row['case']} | {outcome} | {message} |")
     write_results("reliability", payload, "\n".join(lines))
     print(lines[0])
+
+
+def _table_row(row: dict) -> tuple[str, str, str]:
+    if row["kind"] == "bad input":
+        outcome = "clear error" if row["clear"] else "UNCLEAR"
+    else:
+        outcome = "read correctly" if row["clear"] else "WRONG"
+    if row["partial_output"]:
+        outcome += ", PARTIAL OUTPUT"
+    return row["case"], outcome, row["message"][:110].replace("|", "\\|").replace("\n", " ")
 
 
 def _run(case, root: Path) -> dict:

@@ -1,30 +1,15 @@
 """The transfer protocol: does CLUE pre-training help when labels are scarce?
 
-Pre-training sees every user's training sequence (the next-item corpus, or the cold-start
-source domain); fine-tuning then sees the labels of only 5 %, 10 %, 40 % or 100 % of the
-training users (``finetune.train_user_fraction``, seeded), while validation and test stay
-whole. Next-item recommendation on Amazon Beauty, user profiling on MovieLens-1M and
-cold-start recommendation on MovieLens-100K, each in its run-environment; CLUE against
-CLUE-Zero (random initialisation) and masked-item pre-training, 3 seeds each, compared by
-a paired t-test over seeds (a seed draws the same share of users for every method), with
-Holm's correction across the study's comparisons.
-
     .venv/bin/python -m benchmarks.transfer [--datasets beauty ml-1m ml-100k] [--max-cells N]
     .venv/bin/python -m benchmarks.transfer --summary-only
     .venv/bin/python -m benchmarks.transfer --clue-override pretrain.objective.name=infonce
 
-Every cell is one `kedro run` of the project's own nodes (``clue_pipeline.experiments``),
-stored as JSON as soon as it finishes under benchmarks/results/transfer/cells/ and never
-recomputed, so the grid can be run in sittings; a cell at 100 % of users without overrides is
-the quality grid's cell and is read from benchmarks/results/quality/cells/ when it is there.
-Below 100 % the last partial batch is kept (``finetune.train.drop_last: false``): 5 % of the
-ML-100K cold-start users is less than one batch. A share f of the users also makes an epoch
-f times as short, so below 100 % a cell trains for up to ``epochs / f`` epochs and early
-stopping waits ``patience / f`` epochs (``finetune.train.min_epochs``): the full-data run's
-patience counted in steps. Without that wait a start that sits on the popularity plateau for
-a few short epochs is stopped there (``transfer_patience10.md``: CLUE at 10 % on Beauty).
-The summary, benchmarks/results/transfer.{json,md}, lists each comparison with its verdict
-and the cells still missing.
+Pre-training sees every user's training sequence; fine-tuning sees the labels of a seeded
+share of the training users (``finetune.train_user_fraction``). CLUE against CLUE-Zero and
+masked items, 3 seeds, paired t over seeds with Holm's correction. Each cell is one `kedro run`
+stored under benchmarks/results/transfer/cells/ (a 100 % cell without overrides is read from
+the quality grid's store); the summary is benchmarks/results/transfer.{json,md}. The protocol,
+the budget below 100 % and the studies run with it: docs/transfer.md.
 """
 
 from __future__ import annotations
@@ -42,6 +27,7 @@ from benchmarks.common import (
     RESULTS,
     comparison_cells,
     comparison_note,
+    markdown_table,
     paired_by_seed,
     show_cell_progress,
     write_results,
@@ -215,30 +201,33 @@ def markdown(rows, comparisons, missing, total: int, note: str) -> str:
         "",
         comparison_note(comparisons),
         "",
-        f"| dataset | task | users | metric | CLUE vs | {COMPARISON_HEAD} |",
-        "|" + " --- |" * (5 + COMPARISON_HEAD.count("|") + 1),
-    ]
-    for c in comparisons:
-        lines.append(
-            f"| {c['dataset']} | {c['task']} | {c['users']:.0%} | {c['metric']} "
-            f"| {c['against']} | {comparison_cells(c)} |"
-        )
-    lines += [
+        *markdown_table(
+            ("dataset", "task", "users", "metric", "CLUE vs", *COMPARISON_HEAD),
+            [
+                (c["dataset"], c["task"], f"{c['users']:.0%}", c["metric"], c["against"])
+                + comparison_cells(c)
+                for c in comparisons
+            ],
+        ),
         "",
         "## Cells",
         "",
-        "| dataset | task | users | method | metric | seeds | mean ± std |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        *markdown_table(
+            ("dataset", "task", "users", "method", "metric", "seeds", "mean ± std"),
+            [
+                (r["dataset"], r["task"], f"{r['users']:.0%}", r["method"], r["metric"])
+                + (r["seeds"], f"{r['mean']:.4f}" + _spread(r["std"]))
+                for r in rows
+            ],
+        ),
     ]
-    for r in rows:
-        spread = f" ± {r['std']:.4f}" if r["std"] is not None else ""
-        lines.append(
-            f"| {r['dataset']} | {r['task']} | {r['users']:.0%} | {r['method']} | {r['metric']} "
-            f"| {r['seeds']} | {r['mean']:.4f}{spread} |"
-        )
     lines += ["", f"## Missing cells ({len(missing)} of {total})", ""]
     lines += [f"- {label}" for label in missing] or ["- none"]
     return "\n".join(lines)
+
+
+def _spread(std: float | None) -> str:
+    return "" if std is None else f" ± {std:.4f}"
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
