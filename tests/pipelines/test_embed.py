@@ -68,10 +68,21 @@ def _run(sequences: pd.DataFrame, params: dict) -> DataCatalog:
             "user_vectors": KeptDataset(),
             "similar_users": KeptDataset(),
             "user_index": KeptDataset(),
+            "item_index": MemoryDataset(
+                pd.DataFrame(
+                    {"item_id": np.arange(1, NUM_ITEMS + 1), "token": np.arange(1, NUM_ITEMS + 1)}
+                )
+            ),
+            "params:tracking": MemoryDataset(
+                {"registered_model_name": "clue-user-vectors", "input_example_users": 2}
+            ),
+            "user_vector_model_registration": KeptDataset(),
             **encoders,
         }
     )
     SequentialRunner().run(create_pipeline(), catalog)
+    # outside an MLflow run the model is not registered, and the run does not fail for it
+    assert catalog.load("user_vector_model_registration") == {"registered": False}
     return catalog
 
 
@@ -138,6 +149,8 @@ def test_registered_model_serves_the_vectors_of_user_vectors(finished_project: P
     try:
         model = mlflow.pyfunc.load_model("models:/clue-user-vectors/latest")
         served = model.predict(pd.DataFrame({"items": _original_ids(sequences, item_index)}))
+        first = int(vectors["user_id"].iloc[0])
+        neighbours = model.predict(pd.DataFrame({"user_id": [first]}), params={"k": 3})
     finally:
         mlflow.set_tracking_uri(previous)
 
@@ -145,6 +158,10 @@ def test_registered_model_serves_the_vectors_of_user_vectors(finished_project: P
     assert served.pop("unknown_items").map(len).sum() == 0  # every id is the dataset's own
     assert list(served.columns) == columns
     np.testing.assert_allclose(served.to_numpy(), vectors[columns].to_numpy(), atol=1e-5)
+    # the run registers the model with the index of these vectors: it answers neighbours too
+    (found,) = neighbours["neighbour_ids"]
+    assert len(found) == 3 and first not in found
+    assert set(found) <= set(vectors["user_id"])
 
 
 def _latest(path: Path) -> pd.DataFrame:

@@ -10,7 +10,7 @@ import pandas as pd
 from clue_pipeline.config import to_dataclass
 from clue_pipeline.embedding import EmbedConfig, nearest_users, user_vector_table, vector_columns
 from clue_pipeline.models.encoders import encoder_from_checkpoint
-from clue_pipeline.neighbours import IndexConfig, build_index
+from clue_pipeline.neighbours import IndexConfig, UserIndex, build_index
 
 logger = logging.getLogger(__name__)
 
@@ -26,19 +26,11 @@ def embed_users(sequences: pd.DataFrame, embed_params: dict, **encoders: dict) -
     whole sequence.
     """
     params = dict(embed_params)
-    chosen = params.pop("encoder", None)
-    params.pop("similar_users", None)
-    params.pop("index", None)
-    available = dict(encoders)
-    if isinstance(chosen, str) and chosen.replace(OLD_SEP, SEP) in available:
-        chosen = chosen.replace(OLD_SEP, SEP)
-    if chosen not in available:
-        raise ValueError(
-            f"parameter embed.encoder = {chosen!r} ({PARAMETERS_FILE}): expected one of "
-            f"{sorted(available)}"
-        )
+    for key in ("encoder", "similar_users", "index"):
+        params.pop(key, None)
+    chosen, checkpoint = chosen_encoder(embed_params, encoders)
     config = to_dataclass(EmbedConfig, params, "embed")
-    encoder = encoder_from_checkpoint(available[chosen])
+    encoder = encoder_from_checkpoint(checkpoint)
     vectors = user_vector_table(encoder, sequences, config)
     logger.info(
         "embedded %d users with %s (d = %d, last %d items each)",
@@ -48,6 +40,58 @@ def embed_users(sequences: pd.DataFrame, embed_params: dict, **encoders: dict) -
         encoder.config.max_len,
     )
     return vectors
+
+
+def chosen_encoder(embed_params: dict, encoders: dict[str, dict]) -> tuple[str, dict]:
+    """``embed.encoder``'s name and checkpoint among the candidates (a bad name is named)."""
+    chosen = embed_params.get("encoder")
+    if isinstance(chosen, str) and chosen.replace(OLD_SEP, SEP) in encoders:
+        chosen = chosen.replace(OLD_SEP, SEP)
+    if chosen not in encoders:
+        raise ValueError(
+            f"parameter embed.encoder = {chosen!r} ({PARAMETERS_FILE}): expected one of "
+            f"{sorted(encoders)}"
+        )
+    return chosen, encoders[chosen]
+
+
+def register_user_vector_model(
+    sequences: pd.DataFrame,
+    item_index: pd.DataFrame,
+    user_index: bytes,
+    embed_params: dict,
+    tracking_params: dict,
+    **encoders: dict,
+) -> dict:
+    """Log the encoder ``embed`` used as an MLflow pyfunc (item ids -> user vector), with the
+    nearest-user index built from its vectors, so the served model also answers neighbours.
+
+    Registered under ``tracking.registered_model_name``; the input example is a few real
+    users' histories in original item ids. Without an active MLflow run nothing is logged.
+    """
+    import mlflow
+
+    from clue_pipeline.serving import log_user_vector_model
+
+    if mlflow.active_run() is None:
+        logger.info("no active MLflow run: the user-vector model is not registered")
+        return {"registered": False}
+    _, checkpoint = chosen_encoder(embed_params, encoders)
+    decode = item_index.set_index("token")["item_id"]
+    example = sequences.head(int(tracking_params["input_example_users"]))
+    input_example = pd.DataFrame(
+        {"items": [decode.loc[list(items)].astype("int64").tolist() for items in example["items"]]}
+    )
+    name = tracking_params["registered_model_name"]
+    info = log_user_vector_model(
+        checkpoint, item_index, name, input_example, user_index=UserIndex.from_bytes(user_index)
+    )
+    return {
+        "registered": True,
+        "model_uri": info.model_uri,
+        "registered_model_name": name,
+        "registered_model_version": getattr(info, "registered_model_version", None),
+    }
 
 
 def find_similar_users(user_vectors: pd.DataFrame, similar_params: dict) -> pd.DataFrame:

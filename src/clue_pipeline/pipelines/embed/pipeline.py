@@ -9,7 +9,13 @@ from kedro.pipeline import Node, Pipeline
 
 from clue_pipeline.pipelines.pretrain.pipeline import CORPORA, encoder_name
 
-from .nodes import build_user_index, embed_users, find_similar_users, log_user_index
+from .nodes import (
+    build_user_index,
+    embed_users,
+    find_similar_users,
+    log_user_index,
+    register_user_vector_model,
+)
 
 PRETRAIN_METHODS = ("clue", "mip")  # the `{method}_encoder` outputs of the pretrain pipeline
 ENCODERS = [encoder_name(corpus, method) for corpus in CORPORA for method in PRETRAIN_METHODS]
@@ -42,6 +48,19 @@ def create_pipeline(**kwargs) -> Pipeline:
                 inputs="user_index",
                 outputs="user_index_artifact",
                 name="log_user_index",
+            ),
+            Node(
+                register_user_vector_model,
+                inputs={
+                    "sequences": "sequences",
+                    "item_index": "item_index",
+                    "user_index": "user_index",
+                    "embed_params": "params:embed",
+                    "tracking_params": "params:tracking",
+                    **encoder_inputs,
+                },
+                outputs="user_vector_model_registration",
+                name="register_user_vector_model",
             ),
         ],
         tags="embed",

@@ -157,34 +157,3 @@ def plot_pretraining_health(**histories: list[dict]):
     labelled = {name.replace("__", " / "): h for name, h in histories.items() if h}
     present = {key for history in labelled.values() for entry in history for key in entry}
     return loss_curves(labelled, metrics=[m for m in HEALTH_METRICS if m in present])
-
-
-def register_user_vector_model(
-    encoder: dict, item_index: pd.DataFrame, sequences: pd.DataFrame, tracking_params: dict
-) -> dict:
-    """Log the CLUE encoder as an MLflow pyfunc (sequences of item ids -> user vectors).
-
-    Registered under ``tracking.registered_model_name``; the input example is a few real
-    users' histories in original item ids. Without an active MLflow run nothing is logged.
-    """
-    import mlflow
-
-    from clue_pipeline.tracking import log_user_vector_model
-
-    if mlflow.active_run() is None:
-        logger.info("no active MLflow run: the user-vector model is not registered")
-        return {"registered": False}
-    decode = item_index.set_index("token")["item_id"]
-    example = sequences.head(int(tracking_params["input_example_users"]))
-    input_example = pd.DataFrame(
-        {"items": [decode.loc[list(items)].astype("int64").tolist() for items in example["items"]]}
-    )
-    info = log_user_vector_model(
-        encoder, item_index, tracking_params["registered_model_name"], input_example
-    )
-    return {
-        "registered": True,
-        "model_uri": info.model_uri,
-        "registered_model_name": tracking_params["registered_model_name"],
-        "registered_model_version": getattr(info, "registered_model_version", None),
-    }

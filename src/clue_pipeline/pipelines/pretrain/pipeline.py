@@ -22,7 +22,6 @@ def create_pipeline(**kwargs) -> Pipeline:
     from .nodes import (
         item_attributes,
         plot_pretraining_health,
-        register_user_vector_model,
     )
 
     template = _methods_template()
@@ -31,14 +30,6 @@ def create_pipeline(**kwargs) -> Pipeline:
         inputs=["items", "item_index", "params:pretrain"],
         outputs="item_attributes",
         name="item_attributes",
-        namespace="pretrain",
-        tags="pretrain",
-    )
-    registration = Node(
-        register_user_vector_model,
-        inputs=[encoder_name("next_item", "clue"), "item_index", "sequences", "params:tracking"],
-        outputs="user_vector_model_registration",
-        name="register_user_vector_model",
         namespace="pretrain",
         tags="pretrain",
     )
@@ -72,7 +63,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             )
             for corpus, table in CORPORA.items()
         ),
-        Pipeline([registration, health, attributes]),
+        Pipeline([health, attributes]),
     )
 
 
