@@ -190,7 +190,7 @@ def test_targets_table_marks_each_target_and_lists_every_objective_that_tried_it
     probe = rows["frozen probe beats masked items' (beauty next-item HR@10, one seed)"]
     assert "| 0.0296 against 0.0248 | met |" in probe
     hundred = rows["fine-tuned beats CLUE-Zero, beauty next_item ndcg@10, 100% of the users"]
-    assert "| +0.0020, p 0.054 | **missed** |" in hundred
+    assert "| +0.0020, p 0.054, level | **missed** |" in hundred
     assert "simsiam +0.0019 (p 0.047, better)" in hundred  # what else tried it
     # a fine-tuning setting that tried it is listed, but does not stand for the default
     assert "simsiam_next, fine-tuned up to 200 epochs +0.0025 (p 0.040, better)" in hundred
@@ -207,3 +207,12 @@ def test_targets_table_says_not_measured_without_results():
     rows = objectives_section.targets_table({}, {})[2:]
     assert len(rows) == 6
     assert all("| not measured |" in row for row in rows)
+
+
+def test_a_target_is_met_only_after_holms_correction():
+    from clue_pipeline.experiments.objectives_section import _p, _verdict
+
+    corrected = {"diff": 0.024, "p": 0.002, "p_holm": 0.102, "verdict": "better"}
+    corrected["verdict_holm"] = "not shown"
+    assert _verdict(corrected) == "not shown"
+    assert _p(corrected) == "p 0.002, p_holm 0.102, not shown"

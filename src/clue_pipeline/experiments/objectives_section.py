@@ -52,8 +52,10 @@ def section(results: Path, figures: Path) -> str:
         "## Pre-training objectives: health, frozen probe and transfer",
         "",
         "From `benchmarks/results/objectives*.json` (the objectives study, one seed per "
-        "cell) and `benchmarks/results/transfer*.json` (`benchmarks/transfer.py`, 3 seeds, "
-        "Welch's t at p < 0.05). Health: eval-mode `[UR]` vectors of every user. Probe: frozen "
+        "cell) and `benchmarks/results/transfer*.json` (`benchmarks/transfer.py`, transductive "
+        "reuse: pre-training read every user; seeds 0, 1, 2, paired t per seed, Holm's correction "
+        "across each study's comparisons; a verdict is the corrected one, `not shown` where the "
+        "difference does not survive it). Health: eval-mode `[UR]` vectors of every user. Probe: frozen "
         "encoder, linear next-item head, test metrics, full ranking, history items not "
         "excluded. Fine-tuned: CLUE against CLUE-Zero on "
         + ", ".join(f"{task} {metric}" for task, metric in FINETUNE_METRIC.items())
@@ -111,13 +113,11 @@ def finetune_verdicts(transfers: dict[str, dict], dataset: str, cell: str) -> st
         for c in transfers[stem]["comparisons"]:
             if c["dataset"] != dataset or c["against"] != "clue_zero":
                 continue
-            if "p" not in c:
+            if c.get("p") is None:
                 continue
-            if c["metric"] != FINETUNE_METRIC[c["task"]] and c["verdict"] == "level":
+            if c["metric"] != FINETUNE_METRIC[c["task"]] and _verdict(c) in ("level", "not shown"):
                 continue
-            parts.append(
-                f"{c['users']:.0%} {c['metric']}: {c['diff']:+.4f} (p {c['p']:.3f}, {c['verdict']})"
-            )
+            parts.append(f"{c['users']:.0%} {c['metric']}: {c['diff']:+.4f} ({_p(c)})")
     return "; ".join(parts) or "not run"
 
 
@@ -144,17 +144,36 @@ def objectives_table(dataset: str, payload: dict, transfers: dict[str, dict]) ->
 def transfer_table(transfers: dict[str, dict]) -> list[str]:
     """Every comparison of every transfer study, labelled by its objective."""
     lines = [
-        "| CLUE objective | dataset | task | users | metric | CLUE vs | diff | p | verdict |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| CLUE objective | dataset | task | users | metric | CLUE vs | diff | p | p_holm "
+        "| verdict |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for stem, payload in transfers.items():
         for c in payload["comparisons"]:
-            numbers = f"{c['diff']:+.4f} | {c['p']:.3f}" if "p" in c else "- | -"
+            numbers = (
+                f"{c['diff']:+.4f} | {c['p']:.3f} | {_holm_text(c)}"
+                if c.get("p") is not None
+                else "- | - | -"
+            )
             lines.append(
                 f"| {study_label(stem)} | {c['dataset']} | {c['task']} | {c['users']:.0%} "
-                f"| {c['metric']} | {c['against']} | {numbers} | {c['verdict']} |"
+                f"| {c['metric']} | {c['against']} | {numbers} | {_verdict(c)} |"
             )
     return lines
+
+
+def _verdict(c: dict) -> str:
+    """The verdict after Holm's correction (the uncorrected one for older files)."""
+    return c.get("verdict_holm", c["verdict"])
+
+
+def _holm_text(c: dict) -> str:
+    return "-" if c.get("p_holm") is None else f"{c['p_holm']:.3f}"
+
+
+def _p(c: dict) -> str:
+    holm = "" if c.get("p_holm") is None else f", p_holm {c['p_holm']:.3f}"
+    return f"p {c['p']:.3f}{holm}, {_verdict(c)}"
 
 
 def _status(met: bool | None) -> str:
@@ -197,7 +216,7 @@ def _against_zero(payload: dict, dataset: str, task: str, share: float, metric: 
     wanted = (dataset, task, metric, "clue_zero")
     for c in payload["comparisons"]:
         key = (c["dataset"], c["task"], c["metric"], c["against"])
-        if key == wanted and abs(c["users"] - share) < 1e-9 and "p" in c:
+        if key == wanted and abs(c["users"] - share) < 1e-9 and c.get("p") is not None:
             return c
     return None
 
@@ -210,14 +229,11 @@ def _share_target(transfers: dict[str, dict], dataset: str, task: str, share: fl
         if (c := _against_zero(payload, dataset, task, share, metric))
     }
     default = found.get(DEFAULT_OBJECTIVE)
-    tried = "; ".join(
-        f"{objective} {c['diff']:+.4f} (p {c['p']:.3f}, {c['verdict']})"
-        for objective, c in found.items()
-    )
+    tried = "; ".join(f"{objective} {c['diff']:+.4f} ({_p(c)})" for objective, c in found.items())
     return [
         f"fine-tuned beats CLUE-Zero, {dataset} {task} {metric}, {share:.0%} of the users",
-        "-" if default is None else f"{default['diff']:+.4f}, p {default['p']:.3f}",
-        _status(None if default is None else default["verdict"] == "better"),
+        "-" if default is None else f"{default['diff']:+.4f}, {_p(default)}",
+        _status(None if default is None else _verdict(default) == "better"),
         tried or "-",
     ]
 
@@ -228,10 +244,10 @@ def _user_task_target(transfers: dict[str, dict]) -> list[str]:
         compared = [
             c
             for c in payload["comparisons"]
-            if c["task"] in USER_TASKS and c["against"] == "clue_zero" and "p" in c
+            if c["task"] in USER_TASKS and c["against"] == "clue_zero" and c.get("p") is not None
         ]
-        wins = [c for c in compared if c["verdict"] == "better"]
-        losses = sum(c["verdict"] == "worse" for c in compared)
+        wins = [c for c in compared if _verdict(c) == "better"]
+        losses = sum(_verdict(c) == "worse" for c in compared)
         if compared:
             counts.append(
                 f"{study_label(stem)} {len(wins)} better, {losses} worse of {len(compared)}"
@@ -242,7 +258,7 @@ def _user_task_target(transfers: dict[str, dict]) -> list[str]:
         "-"
         if default_wins is None
         else "; ".join(
-            f"{c['dataset']} {c['metric']} at {c['users']:.0%}: {c['diff']:+.4f} (p {c['p']:.3f})"
+            f"{c['dataset']} {c['metric']} at {c['users']:.0%}: {c['diff']:+.4f} ({_p(c)})"
             for c in default_wins
         )
         or "none"
