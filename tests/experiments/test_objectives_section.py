@@ -199,7 +199,7 @@ def test_targets_table_marks_each_target_and_lists_every_objective_that_tried_it
     user = next(
         line for key, line in rows.items() if key.startswith("fine-tuned beats CLUE-Zero on")
     )
-    assert "ml-1m occupation/accuracy at 10%: +0.0130 (p 0.003) | met |" in user
+    assert "ml-1m occupation/accuracy at 10%: +0.0130 (p 0.003, better) | met |" in user
     assert "simsiam_next 1 better, 1 worse of 2" in user
 
 
