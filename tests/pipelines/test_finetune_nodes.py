@@ -170,3 +170,24 @@ def test_pop_scores_items_by_training_count_and_labels_by_majority(params, table
     majority = int(np.bincount(train_labels).argmax())
     test_labels = profile.loc[profile["split"] == "test", "label"]
     assert gender["accuracy"] == pytest.approx(float((test_labels == majority).mean()))
+
+
+@pytest.mark.parametrize("method", ["clue_zero", "deepfm"])
+def test_initial_weights_follow_the_seed_not_what_ran_before(params, tables, method):
+    """A node's model is the same whether it runs first in a process or after others that
+    drew random numbers (a `kedro run` of the whole chain, or one cell's `--nodes`)."""
+    import torch
+
+    item_index, _, targets, source, _ = tables
+    target_index = pd.DataFrame({"item_id": np.arange(8), "target": np.arange(8)})
+    spec = params["finetune"]["methods"][method]
+    states = []
+    for noise in (0, 1):
+        torch.manual_seed(noise)
+        torch.rand(noise * 7 + 1)
+        model, _ = finetune.finetune_coldstart(
+            source, targets, target_index, item_index, params["encoder"], params["finetune"], spec
+        )
+        states.append(model["state_dict"])
+    for key, value in states[0].items():
+        assert torch.equal(value, states[1][key]), key

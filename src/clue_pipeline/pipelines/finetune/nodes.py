@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 import pandas as pd
+import torch
 
 from clue_pipeline.config import FinetuneSettings, encoder_config, parse_finetune, to_dataclass
 from clue_pipeline.data.tokens import special_tokens
@@ -76,6 +77,7 @@ def finetune_next_item(
         _weights_id(pretrained),
     )
     logger.info("next-item %s: %d training rows (%s layout)", method.name, rows.count, layout)
+    torch.manual_seed(config.seed)  # the initial weights follow the seed, not what ran before
     model, result = train_next_item(
         rows,
         data.valid,
@@ -184,6 +186,16 @@ def _fit_classifier(data, encoder_cfg, pretrained, method, settings, task, evalu
         return model, TrainResult(
             best_state=None, history=[{"epoch": 0, **metrics}], best_epoch=0, steps=0
         )
+    config = _train_config(
+        settings,
+        task,
+        method,
+        data.tokens["train"],
+        data.labels["train"],
+        encoder_cfg,
+        _weights_id(pretrained),
+    )
+    torch.manual_seed(config.seed)  # the initial weights follow the seed, not what ran before
     model = build_classifier(
         method,
         encoder_cfg,
@@ -195,15 +207,6 @@ def _fit_classifier(data, encoder_cfg, pretrained, method, settings, task, evalu
     def validate(m):
         return evaluate(m, data.tokens["valid"], data.labels["valid"], data.num_classes)
 
-    config = _train_config(
-        settings,
-        task,
-        method,
-        data.tokens["train"],
-        data.labels["train"],
-        encoder_cfg,
-        _weights_id(pretrained),
-    )
     return finetune_classifier(model, data.tokens["train"], data.labels["train"], validate, config)
 
 
