@@ -86,7 +86,9 @@ def summarise(grid: dict[str, list[Cell]]) -> dict:
             "row": row,
             "attribute": attribute,
             "folds_done": sum(v is not None for v in values),
-            "mean": statistics.mean(values) if None not in values else None,
+            "mean": statistics.mean(done)
+            if (done := [v for v in values if v is not None])
+            else None,
             "folds": values,
         }
         for row, by_attribute in folds.items()
@@ -95,10 +97,14 @@ def summarise(grid: dict[str, list[Cell]]) -> dict:
     tests, keys = [], []
     for row, by_attribute in folds.items():
         for attribute in ATTRIBUTES if row not in (FLOOR, "majority class") else ():
-            ours, floor = by_attribute[attribute], folds[FLOOR][attribute]
-            if None in ours or None in floor:
+            pairs = [
+                (x, y)
+                for x, y in zip(by_attribute[attribute], folds[FLOOR][attribute], strict=True)
+                if x is not None and y is not None
+            ]
+            if len(pairs) < 2:
                 continue
-            tests.append(paired(ours, floor))
+            tests.append(paired([x for x, _ in pairs], [y for _, y in pairs]))
             keys.append({"row": row, "attribute": attribute, "against": FLOOR})
     comparisons = [{**k, **c} for k, c in zip(keys, corrected(tests), strict=True)]
     missing = [c.label() for cs in grid.values() for c in cs if not STORE.has(c)]
@@ -125,7 +131,7 @@ def markdown(rows: list[dict], comparisons: list[dict], missing: list[str]) -> s
     lines = [
         f"MovieLens-1M (users 1..2999, the `ml-1m` environment), {FOLDS} folds over users, seed "
         f"{SEED}: every user tested once. Accuracy per attribute, mean over folds (folds "
-        "done). Comparisons: paired t over the 5 folds against the floor "
+        "done). Comparisons: paired t over the folds both rows have (`n`) against the floor "
         f"({FLOOR}), two-sided; `p_holm` Holm-corrected across the comparisons below; a "
         "difference that does not survive the correction is `not shown`.",
         "",
@@ -140,15 +146,15 @@ def markdown(rows: list[dict], comparisons: list[dict], missing: list[str]) -> s
         lines.append(f"| {row} | " + " | ".join(cells_text) + " |")
     lines += [
         "",
-        "| row | attribute | diff vs floor | 95 % interval | p | p_holm | verdict |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| row | attribute | folds | diff vs floor | 95 % interval | p | p_holm | verdict |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for c in comparisons:
         interval = "-" if c["low"] is None else f"[{c['low']:+.3f}, {c['high']:+.3f}]"
         p = "-" if c["p"] is None else f"{c['p']:.3f}"
         p_holm = "-" if c["p_holm"] is None else f"{c['p_holm']:.3f}"
         lines.append(
-            f"| {c['row']} | {c['attribute']} | {c['diff']:+.3f} | {interval} | {p} "
+            f"| {c['row']} | {c['attribute']} | {c['n']} | {c['diff']:+.3f} | {interval} | {p} "
             f"| {p_holm} | {c['verdict_holm']} |"
         )
     lines += ["", f"## Missing cells ({len(missing)})", ""]
