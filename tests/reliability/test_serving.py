@@ -5,6 +5,7 @@ gets 400 even beside known ids; unknown ids are answered back in `unknown_items`
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -13,6 +14,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
@@ -60,46 +62,8 @@ def served(tmp_path_factory) -> str:
         )
     finally:
         mlflow.set_tracking_uri(previous)
-    port = _free_port()
-    log = (folder / "serve.log").open("w")
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "models",
-            "serve",
-            "-m",
-            f"models:/{MODEL_NAME}/1",
-            "--env-manager",
-            "local",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        env={
-            **os.environ,
-            "MLFLOW_TRACKING_URI": store,
-            "OMP_NUM_THREADS": "1",
-            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-            # the scoring server starts `uvicorn` by name: the interpreter's own scripts first
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        },
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_until_up(url, server, folder / "serve.log")
+    with serve_registered(store, folder) as url:
         yield url
-    finally:
-        os.killpg(server.pid, 15)
-        server.wait(timeout=30)
-        log.close()
 
 
 def test_known_ids_get_the_vector_the_model_gives_in_process(served):
@@ -149,6 +113,40 @@ def _invocations(url: str, sequences: list[list[int]]) -> tuple[int, str]:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as error:
         return error.code, error.read().decode()
+
+
+@contextlib.contextmanager
+def serve_registered(store: str, folder: Path) -> Iterator[str]:
+    """``mlflow models serve`` of the registered model's version 1 on a free local port, its
+    log in ``folder``; yields the URL once it answers /ping, stops the server after."""
+    port = _free_port()
+    log = (folder / "serve.log").open("w")
+    server = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{MODEL_NAME}/1"),
+            *("--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)),
+            *("--workers", "1"),
+        ],
+        env={
+            **os.environ,
+            "MLFLOW_TRACKING_URI": store,
+            "OMP_NUM_THREADS": "1",
+            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+            # the scoring server starts `uvicorn` by name: the interpreter's own scripts first
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        },
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_up(url, server, folder / "serve.log")
+        yield url
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=30)
+        log.close()
 
 
 def _wait_until_up(url: str, server: subprocess.Popen, log: Path) -> None:

@@ -9,9 +9,6 @@ that asks for no neighbours gets exactly what it got before.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -35,7 +32,7 @@ from clue_pipeline.serving import (
     UserVectorModel,
     log_user_vector_model,
 )
-from tests.reliability.test_serving import _free_port, _wait_until_up
+from tests.reliability.test_serving import MODEL_NAME, serve_registered
 
 KNOWN = [501, 17, 900, 42, 3, 77, 1000]
 USERS = pd.DataFrame(
@@ -44,7 +41,6 @@ USERS = pd.DataFrame(
         "items": [[501, 17], [42, 3, 77], [900], [1000, 3], [17, 900, 42], [77, 501, 1000]],
     }
 )
-MODEL_NAME = "clue-user-vectors"
 
 
 @pytest.fixture(scope="module")
@@ -170,28 +166,7 @@ def test_the_logged_model_answers_by_id_and_by_sequence_through_its_signature(re
 
 @pytest.mark.slow
 def test_served_model_answers_neighbours_and_400_for_an_unknown_id(registered, tmp_path):
-    port = _free_port()
-    log = (tmp_path / "serve.log").open("w")
-    server = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{MODEL_NAME}/1"),
-            *("--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)),
-            *("--workers", "1"),
-        ],
-        env={
-            **os.environ,
-            "MLFLOW_TRACKING_URI": registered,
-            "OMP_NUM_THREADS": "1",
-            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        },
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_until_up(url, server, tmp_path / "serve.log")
+    with serve_registered(registered, tmp_path) as url:
         status, body = _post(url, ["user_id"], [[11], [16]], {"k": 2})
         assert status == 200, body
         rows = json.loads(body)["predictions"]
@@ -205,10 +180,6 @@ def test_served_model_answers_neighbours_and_400_for_an_unknown_id(registered, t
         status, body = _post(url, ["user_id"], [[424242]], {})
         assert status == 400, body
         assert "[424242]" in json.loads(body)["message"]
-    finally:
-        os.killpg(server.pid, 15)
-        server.wait(timeout=30)
-        log.close()
 
 
 def _post(url: str, columns: list[str], data: list, params: dict) -> tuple[int, str]:
