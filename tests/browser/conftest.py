@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -169,6 +170,30 @@ def running_process(
         yield process
     finally:
         _stop_group(process)
+
+
+MLFLOW_CLI = Path(sys.executable).with_name("mlflow")
+MLFLOW_START_TIMEOUT_S = 240  # the server imports much of MLflow; slow on a busy 2-core box
+
+
+@contextmanager
+def mlflow_server(store: Path, artifacts: Path, log_path: Path) -> Iterator[str]:
+    """The MLflow UI over the sqlite ``store`` on a free local port; yields its base URL."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "DO_NOT_TRACK": "true",
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+    }
+    command = [
+        *(str(MLFLOW_CLI), "server", "--backend-store-uri", f"sqlite:///{store}"),
+        *("--default-artifact-root", artifacts.as_uri()),
+        *("--host", "127.0.0.1", "--port", str(port), "--workers", "1"),
+    ]
+    base = f"http://127.0.0.1:{port}"
+    with running_process(command, f"{base}/health", log_path, MLFLOW_START_TIMEOUT_S, env):
+        yield base
 
 
 def _wait_until_ready(

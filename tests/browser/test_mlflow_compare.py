@@ -9,8 +9,6 @@ CLUE's and CLUE-Zero's next-item runs shows both names and ``test/ndcg_at_10``.
 from __future__ import annotations
 
 import json
-import os
-import sys
 import urllib.parse
 from pathlib import Path
 
@@ -19,16 +17,13 @@ from mlflow.tracking import MlflowClient
 
 from tests.browser.conftest import (
     dump_dom,
-    free_port,
     keep_screenshot,
-    running_process,
+    mlflow_server,
     screenshot,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-MLFLOW_CLI = Path(sys.executable).with_name("mlflow")
-SERVER_START_TIMEOUT_S = 240  # the server imports much of MLflow; slow on a busy 2-core box
 PARENT = "ml-latest-small: full chain"
 ORDER_BY = "metrics.`test/ndcg_at_10`"
 
@@ -55,31 +50,9 @@ def next_item_runs(finished_project: Path) -> dict:
 @pytest.fixture(scope="module")
 def mlflow_ui(finished_project: Path, tmp_path_factory) -> str:
     logs = tmp_path_factory.mktemp("mlflow-ui")
-    port = free_port()
-    env = {
-        **os.environ,
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "DO_NOT_TRACK": "true",
-        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-    }
-    command = [
-        str(MLFLOW_CLI),
-        "server",
-        "--backend-store-uri",
-        f"sqlite:///{finished_project / 'mlflow.db'}",
-        "--default-artifact-root",
-        (finished_project / "mlruns").as_uri(),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-    ]
-    base = f"http://127.0.0.1:{port}"
-    with running_process(
-        command, f"{base}/health", logs / "server.log", SERVER_START_TIMEOUT_S, env
-    ):
+    with mlflow_server(
+        finished_project / "mlflow.db", finished_project / "mlruns", logs / "server.log"
+    ) as base:
         yield base
 
 

@@ -8,8 +8,6 @@ training), so the test costs one MLflow server and one page load.
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 
 import mlflow
@@ -19,16 +17,13 @@ from clue_pipeline.pipelines.evaluate.nodes import summarise_metrics
 from clue_pipeline.run_summary import RunSummaryHook, runs_table_url
 from tests.browser.conftest import (
     dump_dom,
-    free_port,
     keep_screenshot,
-    running_process,
+    mlflow_server,
     screenshot,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-MLFLOW_CLI = Path(sys.executable).with_name("mlflow")
-SERVER_START_TIMEOUT_S = 240
 PARENT = "ml-latest-small: full chain"
 RECORDS = {
     f"{task}__{method}": {
@@ -68,31 +63,8 @@ def store(tmp_path_factory) -> tuple[Path, str]:
 @pytest.fixture(scope="module")
 def mlflow_ui(store, tmp_path_factory) -> str:
     root, _ = store
-    port = free_port()
-    env = {
-        **os.environ,
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "DO_NOT_TRACK": "true",
-        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-    }
-    command = [
-        str(MLFLOW_CLI),
-        "server",
-        "--backend-store-uri",
-        f"sqlite:///{root / 'mlflow.db'}",
-        "--default-artifact-root",
-        (root / "mlruns").as_uri(),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-    ]
-    with running_process(
-        command, f"http://127.0.0.1:{port}/health", root / "server.log", SERVER_START_TIMEOUT_S, env
-    ):
-        yield str(port)
+    with mlflow_server(root / "mlflow.db", root / "mlruns", root / "server.log") as base:
+        yield base.rsplit(":", 1)[1]
 
 
 def test_the_link_opens_the_runs_table_with_test_metric_columns(
