@@ -9,6 +9,7 @@ import torch
 from sklearn.metrics import f1_score
 
 from clue_pipeline.metrics import (
+    NOT_RANKED,
     classification_metrics,
     metrics_from_ranks,
     ranking_metrics,
@@ -80,19 +81,23 @@ def test_collapsed_scores_get_no_credit():
     assert target_ranks(scores, torch.eye(30), torch.tensor([0, 5, 10, 29])).tolist() == [29] * 4
 
 
-def test_history_exclusion_csr_and_list_agree_and_keep_target():
+def test_history_exclusion_csr_and_list_agree_and_exclude_a_repeated_target():
     # User 1: masking items 3 and 4 (0.6, 0.7) leaves only item 0 above the target -> rank 1.
-    # User 0: its own target (item 0) is in its history and must stay rankable -> rank 0.
+    # User 0: its own target (item 0) is in its history (a repeat): excluded like every
+    #   history item, as the published trainers do -> not ranked, a miss at every cut-off.
     # User 2: item 4 (the best) masked -> rank 3.
     history = [torch.tensor([0, 2]), torch.tensor([3, 4]), torch.tensor([4])]
     indptr = torch.tensor([0, 2, 4, 5])
     indices = torch.tensor([0, 2, 3, 4, 4])
     for exclude in (history, (indptr, indices)):
         ranks = target_ranks(HAND_SCORES, torch.eye(5), HAND_TARGETS, exclude=exclude, chunk_size=2)
-        assert ranks.tolist() == [0, 1, 3]
-        m = ranking_metrics(HAND_SCORES, torch.eye(5), HAND_TARGETS, ks=(2,), exclude=exclude)
+        assert ranks.tolist() == [NOT_RANKED, 1, 3]
+        m = ranking_metrics(HAND_SCORES, torch.eye(5), HAND_TARGETS, ks=(2, 5), exclude=exclude)
         assert m["history_excluded"] is True
-        assert m["mrr@2"] == pytest.approx((1 + 1 / 2) / 3)
+        assert m["mrr@2"] == pytest.approx((1 / 2) / 3)
+        assert m["recall@5"] == pytest.approx(2 / 3)  # k = all 5 items: still a miss
+        from_scores = ranking_metrics_from_scores(HAND_SCORES, HAND_TARGETS, (2, 5), exclude)
+        assert from_scores == pytest.approx(m)
     # The caller's score matrix is not modified by masking.
     assert HAND_SCORES[1, 4] == pytest.approx(0.7)
 

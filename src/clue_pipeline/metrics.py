@@ -17,10 +17,16 @@ Conventions (stated in every report that uses them):
   model ties practically never occur and all three conventions agree. bf16 scores, on the
   other hand, tie often enough to move most users' ranks (benchmarks/results/eval_speed.md),
   so scores are computed in the vectors' own precision and callers should pass fp32.
-- **History exclusion** is off unless ``exclude`` is given. When it is given, the listed
-  items are removed from the ranking for that user, except the user's target itself (a
-  repeated consumption stays rankable). RecBole masks history items to ``-inf`` before
-  ``topk`` and would also mask a repeated target; we do not. ``exclude`` is either a tuple
+- **History exclusion** is off unless ``exclude`` is given. When it is given, every listed
+  item is removed from that user's ranking, the target too when it is listed (a repeated
+  consumption): such a target is not ranked at all, gets rank ``NOT_RANKED`` and counts as a
+  miss at every cut-off. This is the protocol of the published S3-Rec-family trainers
+  (S3-Rec, FMLP-Rec, BSARec, ...), which zero every item of the user's rating matrix before
+  the target, and of RecBole, which masks them to ``-inf``. Masked items get ``-inf`` here,
+  not the published trainers' ``0``: with unbounded dot-product scores a zeroed item still
+  outranks every negative score, so ``0`` only removes an item when at least ``k`` others
+  score above zero; ``-inf`` removes it always, which is what the zeroing is meant to do
+  (docs/quality-grid.md, "Ranking protocols"). ``exclude`` is either a tuple
   ``(indptr, indices)`` (CSR; always read so) or a list of per-user index tensors.
 """
 
@@ -36,6 +42,8 @@ Ties = Literal["pessimistic", "optimistic"]
 Exclude = tuple[torch.Tensor, torch.Tensor] | Sequence[torch.Tensor]
 
 DEFAULT_KS: tuple[int, ...] = (5, 10, 20)
+# The rank of a target that history exclusion removed from the ranking: beyond every cut-off.
+NOT_RANKED = torch.iinfo(torch.int64).max
 # Users per score block when ``chunk_size`` is None. On CPU a small block keeps the (N, chunk)
 # scores in cache (fastest of 64..1024 in benchmarks/results/eval_speed.md); on CUDA a large
 # block keeps the number of kernel launches small.
@@ -118,7 +126,7 @@ def target_ranks(
     """0-based rank of each user's target among all items, ``(U,)`` int64 on the CPU.
 
     Exposed so that reports can keep per-user ranks (for confidence intervals or paired
-    tests) without recomputing scores.
+    tests) without recomputing scores. A target that ``exclude`` removes gets ``NOT_RANKED``.
     """
     if user_vectors.dim() != 2 or item_matrix.dim() != 2:
         raise ValueError(
@@ -245,16 +253,17 @@ def _block_ranks(
         nan_targets |= torch.isnan(target_scores.reshape(-1))
     elif torch.isnan(target_scores).any():
         _raise_nan(torch.isnan(target_scores.reshape(-1)), row_offset)
-    if csr is not None:
-        _mask_history_(scores, targets, csr, row_offset, item_dim)
+    excluded = None if csr is None else _mask_history_(scores, targets, csr, row_offset, item_dim)
     if ties == "pessimistic":
         # >= counts the target itself once; every tied other item ranks above it.
         torch.ge(scores, target_scores, out=flags)
-        return flags.sum(item_dim, dtype=torch.int32).long() - 1
-    if ties == "optimistic":
+        ranks = flags.sum(item_dim, dtype=torch.int32).long() - 1
+    elif ties == "optimistic":
         torch.gt(scores, target_scores, out=flags)
-        return flags.sum(item_dim, dtype=torch.int32).long()
-    raise ValueError(f"ties: expected 'pessimistic' or 'optimistic', got {ties!r}")
+        ranks = flags.sum(item_dim, dtype=torch.int32).long()
+    else:
+        raise ValueError(f"ties: expected 'pessimistic' or 'optimistic', got {ties!r}")
+    return ranks if excluded is None else ranks.masked_fill_(excluded, NOT_RANKED)
 
 
 def _raise_nan(is_nan: torch.Tensor, row_offset: int) -> None:
@@ -268,8 +277,9 @@ def _mask_history_(
     csr: tuple[torch.Tensor, torch.Tensor],
     row_offset: int,
     item_dim: int,
-) -> None:
-    """Set excluded items to -inf in place, leaving each user's own target rankable."""
+) -> torch.Tensor:
+    """Set excluded items to -inf in place, a listed target too; returns (B,) bool: whose
+    target was excluded (a repeated consumption, a miss under this protocol)."""
     indptr, indices = csr
     num_users = scores.shape[1 - item_dim]
     bounds = indptr[row_offset : row_offset + num_users + 1]
@@ -277,9 +287,10 @@ def _mask_history_(
     users = torch.repeat_interleave(
         torch.arange(num_users, device=scores.device), bounds[1:] - bounds[:-1]
     )
-    keep = items != targets[users]
-    users, items = users[keep], items[keep]
     scores[(users, items) if item_dim == 1 else (items, users)] = float("-inf")
+    excluded = torch.zeros(num_users, dtype=torch.bool, device=scores.device)
+    excluded[users[items == targets[users]]] = True
+    return excluded
 
 
 def _to_csr(
@@ -370,6 +381,7 @@ def _as_labels(values, name: str, num_classes: int) -> np.ndarray:
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "DEFAULT_KS",
+    "NOT_RANKED",
     "classification_metrics",
     "metrics_from_ranks",
     "ranking_metrics",
