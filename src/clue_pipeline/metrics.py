@@ -20,9 +20,9 @@ Conventions (stated in every report that uses them):
 - **History exclusion** is off unless ``exclude`` is given. When it is given, every listed
   item is removed from that user's ranking, the target too when it is listed (a repeated
   consumption): such a target is not ranked at all, gets rank ``NOT_RANKED`` and counts as a
-  miss at every cut-off. This is the protocol of the published S3-Rec-family trainers
-  (S3-Rec, FMLP-Rec, BSARec, ...), which zero every item of the user's rating matrix before
-  the target, and of RecBole, which masks them to ``-inf``. Masked items get ``-inf`` here,
+  miss at every cut-off. This is the protocol of the published trainers on the S3-Rec files
+  (S3-Rec's and BSARec's ``trainers.py``), which zero every item the user had before the
+  target, and of RecBole, which masks them to ``-inf``. Masked items get ``-inf`` here,
   not the published trainers' ``0``: with unbounded dot-product scores a zeroed item still
   outranks every negative score, so ``0`` only removes an item when at least ``k`` others
   score above zero; ``-inf`` removes it always, which is what the zeroing is meant to do
