@@ -306,17 +306,9 @@ def _load_note(result: dict[str, Any]) -> str:
 
 def generate(n_interactions: int, folder: Path) -> None:
     """The ML-25M-like log (``clue_pipeline.data.synthetic``) as the reader's parquet files."""
-    from clue_pipeline.data.synthetic import movielens_like
+    from clue_pipeline.data.synthetic import write_log
 
-    log = movielens_like(n_interactions)
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in ("interactions", "items", "users"):
-        getattr(log, name).to_parquet(folder / f"{name}.parquet", index=False)
-    for old in folder.glob("done-*"):
-        old.unlink()
-    rows, users = len(log.interactions), len(log.users)
-    (folder / f"done-{n_interactions}").write_text(f"{rows} interactions\n")
-    print(f"wrote {rows:,} interactions of {users:,} users to {folder}")
+    write_log(n_interactions, folder)
 
 
 def _arguments() -> argparse.Namespace:

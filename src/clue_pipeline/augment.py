@@ -195,3 +195,12 @@ def _random_block(
     columns = torch.arange(width, device=tokens.device)[None, :]
     block = (columns >= start[:, None]) & (columns < (start + counts)[:, None])
     return block, start
+
+
+def sample_per_row(
+    candidates: torch.Tensor, share: float, generator: torch.Generator
+) -> torch.Tensor:
+    """Boolean like ``candidates``: ``round(share * n)`` (at least one) of each row's n True
+    entries, chosen uniformly; rows without a candidate stay empty."""
+    counts = torch.round(share * candidates.sum(1)).long().clamp(min=1)
+    return choose_per_row(candidates, counts, generator)

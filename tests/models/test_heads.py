@@ -250,3 +250,31 @@ def test_dropout_contrast_adds_an_infonce_term_only_in_training():
     assert contrast.encoder.item_embedding.weight.grad[3].abs().sum() > 0
     contrast.eval(), plain.eval()
     torch.testing.assert_close(contrast.loss(tokens, targets), plain.loss(tokens, targets))
+
+
+def test_position_share_scores_a_drawn_subset_in_training_only():
+    torch.manual_seed(0)
+    tokens, targets = next_item_batch()
+    full = NextItemModel(encoder())
+    sampled = NextItemModel(encoder(), position_share=0.3)
+    sampled.load_state_dict(full.state_dict())
+    for model in (full, sampled):
+        model.eval()  # no dropout: the two differ only in the positions they score
+    assert torch.allclose(full.loss(tokens, targets), sampled.loss(tokens, targets))
+    sampled.train(), full.train()
+    sampled.encoder.eval(), full.encoder.eval()
+    losses = {
+        round(sampled.loss(tokens, targets, torch.Generator().manual_seed(s)).item(), 6)
+        for s in range(4)
+    }
+    assert len(losses) > 1  # a fresh subset per draw
+    assert full.loss(tokens, targets).item() not in losses
+    with pytest.raises(ValueError, match="needs a generator"):
+        sampled.loss(tokens, targets)
+
+
+def test_position_share_outside_zero_one_is_refused():
+    from clue_pipeline.config.finetuning import NextItemHead
+
+    with pytest.raises(ValueError, match="finetune.next_item.position_share"):
+        NextItemHead(position_share=0.0)

@@ -37,8 +37,16 @@ class NextItemHead:
     # float32 | bfloat16: the dtype of the item softmax's three products (models/heads.py);
     # bf16 is several times faster on CPUs with bf16 units, its quality is measured per recipe
     softmax_matmul: str = "float32"
+    # share of each row's supervised positions a training step scores, drawn per step (at
+    # least one); < 1 makes large catalogues affordable (the full softmax at every position
+    # is most of a step)
+    position_share: float = 1.0
 
     def __post_init__(self) -> None:
+        if not 0.0 < self.position_share <= 1.0:
+            raise ValueError(
+                f"finetune.next_item.position_share = {self.position_share!r}: expected (0, 1]"
+            )
         for name, allowed in (
             ("rows", NEXT_ITEM_ROWS),
             ("readout", READOUTS),

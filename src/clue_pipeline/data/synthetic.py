@@ -10,7 +10,10 @@ size give the same log, row for row.
 
 from __future__ import annotations
 
+import argparse
+import shutil
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -167,3 +170,31 @@ def _user_table(rng: np.random.Generator, n_users: int) -> pd.DataFrame:
             "occupation": rng.integers(0, 21, n_users),
         }
     )
+
+
+def write_log(n_interactions: int, folder: Path) -> None:
+    """The log as the three parquet files the `scale` run-environment reads, written into a
+    sibling temporary folder first, so an interrupted run never leaves a partial log behind."""
+    log = movielens_like(n_interactions)
+    folder = Path(folder)
+    staging = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    for name in ("interactions", "items", "users"):
+        getattr(log, name).to_parquet(staging / f"{name}.parquet", index=False)
+    (staging / f"done-{n_interactions}").write_text(f"{len(log.interactions)} interactions\n")
+    shutil.rmtree(folder, ignore_errors=True)
+    staging.rename(folder)
+    print(f"wrote {len(log.interactions):,} interactions of {len(log.users):,} users to {folder}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Write an ML-25M-shaped synthetic log.")
+    parser.add_argument("folder", type=Path, help="e.g. data/01_raw/ml25m-like")
+    parser.add_argument("--interactions", type=int, default=25_000_000)
+    args = parser.parse_args(argv)
+    write_log(args.interactions, args.folder)
+
+
+if __name__ == "__main__":
+    main()

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from clue_pipeline.augment import sample_per_row
 from clue_pipeline.data.tokens import FIRST_ITEM
 from clue_pipeline.models.sequence_encoder import SequenceEncoder
 
@@ -186,6 +187,7 @@ class NextItemModel(_EncoderHead):
         contrastive_weight: float = 0.0,
         contrastive_temperature: float = 1.0,
         softmax_matmul: str = "float32",
+        position_share: float = 1.0,
     ) -> None:
         if readout not in READOUTS:
             raise ValueError(f"next-item readout = {readout!r}: expected one of {list(READOUTS)}")
@@ -199,14 +201,29 @@ class NextItemModel(_EncoderHead):
         self.contrastive_weight = contrastive_weight
         self.contrastive_temperature = contrastive_temperature
         self.softmax_matmul = MATMUL_DTYPES[softmax_matmul]
+        self.position_share = position_share
         self.output_items = (
             nn.Parameter(item_table(encoder).detach().clone()) if freeze_encoder else None
         )
 
-    def forward(self, tokens: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return self.loss(tokens, targets)
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        targets: torch.Tensor,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        return self.loss(tokens, targets, generator)
 
-    def loss(self, tokens: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def loss(
+        self,
+        tokens: torch.Tensor,
+        targets: torch.Tensor,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Mean cross-entropy over the supervised positions; in training with
+        ``position_share`` < 1, over that share of each row's positions, drawn with
+        ``generator`` (the full softmax at every position dominates a step on large catalogues;
+        a random subset estimates the same loss)."""
         if targets.shape != tokens.shape:
             raise ValueError(
                 f"next-item targets: expected shape {tuple(tokens.shape)} like the tokens, "
@@ -215,6 +232,10 @@ class NextItemModel(_EncoderHead):
         if self.readout == "last_item":
             targets = last_item_targets(targets)
         supervised = targets > 0
+        if self.training and self.position_share < 1.0:
+            if generator is None:
+                raise ValueError("next-item fine-tuning with position_share < 1 needs a generator")
+            supervised = sample_per_row(supervised, self.position_share, generator)
         # states only from the first supervised column on (prefix rows: the last one or two)
         first = int(supervised.any(dim=0).to(torch.uint8).argmax())
         last = tokens.shape[1] - first

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from clue_pipeline.augment import choose_per_row, mask_positions, real_lengths
+from clue_pipeline.augment import mask_positions, real_lengths, sample_per_row
 from clue_pipeline.models.heads import item_cross_entropy, item_table
 from clue_pipeline.models.sequence_encoder import SequenceEncoder, item_positions
 from clue_pipeline.training.length_batching import length_groups
@@ -109,12 +109,3 @@ class NextItemPretrainer(nn.Module):
         if total is None:  # a zero that still reaches the parameters, as every loss does
             return item_table(self.encoder).sum() * 0.0
         return total / pairs_seen
-
-
-def sample_per_row(
-    candidates: torch.Tensor, share: float, generator: torch.Generator
-) -> torch.Tensor:
-    """Boolean like ``candidates``: ``round(share * n)`` (at least one) of each row's n True
-    entries, chosen uniformly; rows without a candidate stay empty."""
-    counts = torch.round(share * candidates.sum(1)).long().clamp(min=1)
-    return choose_per_row(candidates, counts, generator)

@@ -151,7 +151,7 @@ class PrefixStep:
         tokens, targets = prefix_batch(
             self.flat, row_starts, row_ends, self.max_len, self.user_token
         )
-        return model(tokens, targets), {}
+        return model(tokens, targets, generator), {}
 
 
 def finetune_next_item(
@@ -200,12 +200,13 @@ def next_item_model(
         contrastive_weight=head.contrastive_weight,
         contrastive_temperature=head.contrastive_temperature,
         softmax_matmul=head.softmax_matmul,
+        position_share=head.position_share,
     )
 
 
 def next_item_step(model: NextItemModel, batch, generator):
     tokens, targets = trim_padding(*batch)
-    return model(tokens, targets), {}
+    return model(tokens, targets, generator), {}
 
 
 @torch.no_grad()
