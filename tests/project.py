@@ -37,7 +37,9 @@ def _local_conf(folder: str, names: list[str]) -> list[str]:
     return [n for n in names if Path(folder).name == "local" and n != ".gitkeep"]
 
 
-def kedro_run(project: Path, *args: str) -> subprocess.CompletedProcess:
+def kedro_run(
+    project: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """``kedro run ARGS`` as a user types it, in its own process.
 
     A process per run, as on the command line: one MLflow run each, and no torch thread
@@ -46,7 +48,7 @@ def kedro_run(project: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "kedro", "run", *args],
         cwd=project,
-        env={**os.environ, "CLUE_NUM_THREADS": "1"},
+        env={**os.environ, "CLUE_NUM_THREADS": "1", **(env or {})},
         capture_output=True,
         text=True,
         timeout=600,

@@ -13,8 +13,9 @@ import click
 from kedro.framework.project import find_pipelines, pipelines
 from kedro.pipeline import Node, Pipeline
 
-# Run on request only: they repeat work of the main chain many times over.
-NOT_IN_DEFAULT = ("tune", "report")
+# Run on request only: tune and report repeat work of the main chain many times over; core
+# is a part of it.
+NOT_IN_DEFAULT = ("tune", "report", "core")
 PIPELINES_DIR = Path(__file__).resolve().parent / "pipelines"
 # phase -> the stages (pipelines) it holds; the outer namespace of their nodes.
 PHASES = {

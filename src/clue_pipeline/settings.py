@@ -18,6 +18,7 @@ from clue_pipeline.hooks import (  # noqa: E402
     RunLockHook,
     ThreadBudgetHook,
 )
+from clue_pipeline.run_resources import RunResourcesHook  # noqa: E402
 from clue_pipeline.run_summary import RunSummaryHook  # noqa: E402
 
 # MLflow's usage telemetry is switched off by the environment only; the project's own
@@ -36,6 +37,7 @@ HOOKS = (
     ThreadBudgetHook(),
     MlflowOutputsHook(),
     RunSummaryHook(),
+    RunResourcesHook(),
 )
 
 CONFIG_LOADER_CLASS = ProjectConfigLoader

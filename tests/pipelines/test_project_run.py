@@ -65,6 +65,21 @@ def test_mlflow_store_holds_params_histories_figures_and_model(finished_project:
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"pretraining_curves.png", "user_vectors_pca.png", "metrics.md"} <= artifacts
+    resources = json.loads(
+        Path(client.download_artifacts(run.info.run_id, "run_resources.json")).read_text()
+    )
+    stages = {row["stage"]: row for row in resources["stages"]}
+    assert set(stages) == {
+        "ingest",
+        "sequences",
+        "augment",
+        "pretrain",
+        "finetune",
+        "evaluate",
+        "embed",
+    }
+    assert all(row["seconds"] > 0 and row["peak_rss_gib"] > 0.05 for row in stages.values())
+    assert sum(row["nodes"] for row in stages.values()) == len(resources["nodes"])
     versions = client.search_model_versions("name='clue-user-vectors'")
     assert run.info.run_id in {v.run_id for v in versions}
 

@@ -21,8 +21,10 @@ PRETRAIN_METHODS = ("clue", "mip")  # the `{method}_encoder` outputs of the pret
 ENCODERS = [encoder_name(corpus, method) for corpus in CORPORA for method in PRETRAIN_METHODS]
 
 
-def create_pipeline(**kwargs) -> Pipeline:
-    encoder_inputs = {name: name for name in ENCODERS}
+def create_pipeline(encoders: tuple[str, ...] = tuple(ENCODERS), **kwargs) -> Pipeline:
+    """``encoders``: the checkpoints ``embed.encoder`` may name (every pre-trained one, or the
+    `core` chain's CLUE encoder alone)."""
+    encoder_inputs = {name: name for name in encoders}
     return Pipeline(
         [
             Node(

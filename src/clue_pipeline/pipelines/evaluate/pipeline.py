@@ -6,10 +6,18 @@ One box in Kedro-Viz (namespace `evaluate`) with a box per task inside.
 from kedro.pipeline import Node, Pipeline
 
 from clue_pipeline.pipelines.finetune.pipeline import TASKS, methods_of
-from clue_pipeline.pipelines.pretrain.pipeline import CORPORA, SEP, encoder_name
+from clue_pipeline.pipelines.pretrain.pipeline import CORPORA, METHOD_NODES, SEP, encoder_name
 
 
-def create_pipeline(**kwargs) -> Pipeline:
+def create_pipeline(
+    tasks: tuple[str, ...] = tuple(TASKS),
+    methods: tuple[str, ...] | None = None,
+    corpora: tuple[str, ...] = tuple(CORPORA),
+    pretrain_methods: tuple[str, ...] = tuple(METHOD_NODES),
+    **kwargs,
+) -> Pipeline:
+    """Every fine-tuned model's test metrics; the arguments narrow it as in `finetune` and
+    `pretrain` (the `core` chain)."""
     from . import nodes
 
     evaluators = {
@@ -22,10 +30,10 @@ def create_pipeline(**kwargs) -> Pipeline:
     }
     evaluation = []
     metric_names = {}
-    for task in TASKS:
+    for task in tasks:
         function, data = evaluators[task]
         task_nodes = []
-        for method in methods_of(task):
+        for method in methods_of(task, methods):
             metrics = f"{task}{SEP}{method}_metrics"
             metric_names[f"{task}{SEP}{method}"] = metrics
             task_nodes.append(
@@ -61,8 +69,8 @@ def create_pipeline(**kwargs) -> Pipeline:
         nodes.plot_pretraining_curves,
         inputs={
             f"{corpus}{SEP}{method}": f"{corpus}{SEP}{method}_pretrain_history"
-            for corpus in CORPORA
-            for method in ("clue", "mip", "s3rec")
+            for corpus in corpora
+            for method in pretrain_methods
         },
         outputs="pretraining_curves_plot",
         name="plot_pretraining_curves",
@@ -81,7 +89,10 @@ def create_pipeline(**kwargs) -> Pipeline:
         name="plot_user_vectors_pca",
         tags="evaluate",
     )
+    with_pca = "next_item" in corpora and "clue" in pretrain_methods
     overview = Pipeline(
-        [summary, curves, pca], namespace="evaluate", prefix_datasets_with_namespace=False
+        [summary, curves, pca] if with_pca else [summary, curves],
+        namespace="evaluate",
+        prefix_datasets_with_namespace=False,
     )
     return sum(evaluation, overview)

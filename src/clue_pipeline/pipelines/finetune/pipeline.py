@@ -54,17 +54,23 @@ TASKS = {
 }
 
 
-def methods_of(task: str) -> dict[str, str | None]:
-    return NEXT_ITEM_METHODS if task == "next_item" else USER_TASK_METHODS
+def methods_of(task: str, only: tuple[str, ...] | None = None) -> dict[str, str | None]:
+    """The methods fine-tuned for ``task`` (those of ``only``, where given)."""
+    methods = NEXT_ITEM_METHODS if task == "next_item" else USER_TASK_METHODS
+    return {m: init for m, init in methods.items() if only is None or m in only}
 
 
-def create_pipeline(**kwargs) -> Pipeline:
+def create_pipeline(
+    tasks: tuple[str, ...] = tuple(TASKS), methods: tuple[str, ...] | None = None, **kwargs
+) -> Pipeline:
+    """Every method on every task; ``tasks`` / ``methods`` narrow it (the `core` chain)."""
     from . import nodes
 
     pipelines = []
-    for task, (function, data, corpus) in TASKS.items():
+    for task in tasks:
+        function, data, corpus = TASKS[task]
         task_nodes = []
-        for method, init in methods_of(task).items():
+        for method, init in methods_of(task, methods).items():
             node_fn = getattr(nodes, function)
             names = list(inspect.signature(node_fn).parameters)
             inputs = dict(
@@ -100,17 +106,17 @@ def create_pipeline(**kwargs) -> Pipeline:
                 tags=["finetune", task],
             )
         )
-    return sum(pipelines, _curves())
+    return sum(pipelines, _curves(tasks, methods))
 
 
-def _curves() -> Pipeline:
+def _curves(tasks: tuple[str, ...], methods: tuple[str, ...] | None) -> Pipeline:
     """Every fine-tuning history into one figure (``finetuning_curves.png``)."""
     from .curves import plot_finetuning_curves
 
     histories = {
         f"{task}{SEP}{method}": f"{task}{SEP}{method}_history"
-        for task in TASKS
-        for method in methods_of(task)
+        for task in tasks
+        for method in methods_of(task, methods)
     }
     return Pipeline(
         [

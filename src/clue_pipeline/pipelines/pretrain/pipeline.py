@@ -11,6 +11,12 @@ from kedro.pipeline import Node, Pipeline
 
 CORPORA = {"next_item": "next_item_split", "coldstart": "coldstart_source"}
 SEP = "__"  # between corpus (or task) and method in a dataset name
+# method -> its node in each corpus's template
+METHOD_NODES = {
+    "clue": "pretrain_clue",
+    "mip": "pretrain_masked_item_prediction",
+    "s3rec": "pretrain_s3rec",
+}
 
 
 def encoder_name(corpus: str, method: str) -> str:
@@ -18,13 +24,18 @@ def encoder_name(corpus: str, method: str) -> str:
     return f"{corpus}{SEP}{method}_encoder"
 
 
-def create_pipeline(**kwargs) -> Pipeline:
+def create_pipeline(
+    corpora: tuple[str, ...] = tuple(CORPORA),
+    methods: tuple[str, ...] = tuple(METHOD_NODES),
+    **kwargs,
+) -> Pipeline:
+    """Every method on every corpus; ``corpora`` / ``methods`` narrow it (the `core` chain)."""
     from .nodes import (
         item_attributes,
         plot_pretraining_health,
     )
 
-    template = _methods_template()
+    template = _methods_template().only_nodes(*(METHOD_NODES[m] for m in methods))
     attributes = Node(
         item_attributes,
         inputs=["items", "item_index", "params:pretrain"],
@@ -37,8 +48,9 @@ def create_pipeline(**kwargs) -> Pipeline:
         plot_pretraining_health,
         inputs={
             f"{corpus}__{method}": f"{corpus}{SEP}{method}_pretrain_history"
-            for corpus in CORPORA
+            for corpus in corpora
             for method in ("clue", "mip")
+            if method in methods
         },
         outputs="pretraining_health_plot",
         name="plot_pretraining_health",
@@ -52,18 +64,22 @@ def create_pipeline(**kwargs) -> Pipeline:
                 namespace=f"pretrain.{corpus}",
                 prefix_datasets_with_namespace=False,
                 inputs={
-                    "corpus": table,
-                    "item_index": "item_index",
-                    "view_policy": "view_policy",
-                    "item_attributes": "item_attributes",
+                    name: source
+                    for name, source in {
+                        "corpus": CORPORA[corpus],
+                        "item_index": "item_index",
+                        "view_policy": "view_policy",
+                        "item_attributes": "item_attributes",
+                    }.items()
+                    if name in template.inputs()
                 },
                 outputs={name: f"{corpus}{SEP}{name}" for name in template.outputs()},
                 parameters={"params:encoder", "params:pretrain"},
                 tags=["pretrain", corpus],
             )
-            for corpus, table in CORPORA.items()
+            for corpus in corpora
         ),
-        Pipeline([health, attributes]),
+        Pipeline([health, attributes] if "s3rec" in methods else [health]),
     )
 
 
