@@ -1,5 +1,5 @@
 """A tuning trial trains what `kedro run` would: the configured pre-training objective and the
-configured next-item head, not the defaults."""
+configured next-item head, not the defaults, with its sampled knobs set where they belong."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from types import SimpleNamespace
 
 import numpy as np
 import optuna
+import pytest
 
+from clue_pipeline.config import SearchSpace
 from clue_pipeline.models.encoders import EncoderConfig
 from clue_pipeline.models.objectives import ObjectiveConfig
 from clue_pipeline.tasks import tuning
@@ -16,11 +18,15 @@ from clue_pipeline.tasks.pretraining import SimSiamConfig
 from clue_pipeline.training.loop import TrainConfig
 
 
-class _Rows:
-    valid = None
-
-    def training_rows(self, layout: str) -> str:
-        return f"{layout} rows"
+def _base(**changes) -> tuning.TrialRecipe:
+    return tuning.TrialRecipe(
+        encoder=EncoderConfig(num_items=10, max_len=8, norm="post"),
+        views={"strategies": ["dropout"]},
+        pretrain=TrainConfig(epochs=1, batch_size=2),
+        finetune=TrainConfig(epochs=1, batch_size=2, monitor="ndcg@10"),
+        simsiam=SimSiamConfig(),
+        **changes,
+    )
 
 
 def test_trial_pretrains_with_the_configured_objective_and_finetunes_with_the_head(monkeypatch):
@@ -41,20 +47,16 @@ def test_trial_pretrains_with_the_configured_objective_and_finetunes_with_the_he
     monkeypatch.setattr(tuning, "run_job", fake_pretrain)
     monkeypatch.setattr(tuning, "make_encoder", lambda *args: None)
     monkeypatch.setattr(tuning, "train_next_item", fake_finetune)
+    inputs = tuning.TrialInputs(np.zeros((4, 9), dtype=np.int64), "prefix rows", None)
     trial_value = tuning.make_objective(
-        data=_Rows(),
-        pretrain_tokens=np.zeros((4, 6), dtype=np.int64),
-        encoder=EncoderConfig(num_items=10, max_len=5),
-        view_params={"strategies": ["dropout"]},
-        pretrain=TrainConfig(epochs=1, batch_size=2),
-        finetune=TrainConfig(epochs=1, batch_size=2, monitor="ndcg@10"),
-        simsiam=SimSiamConfig(),
-        space=tuning.SearchSpace(dropout=(0.2, 0.3)),
+        inputs_for=lambda max_len: inputs,
+        base=_base(
+            objective=ObjectiveConfig(name="vicreg"),
+            head=NextItemHead(readout="last_item"),
+            exclude_history=True,
+        ),
+        space=SearchSpace(dropout=(0.2, 0.3)),
         parent_run_id=None,
-        layout="prefix",
-        objective=ObjectiveConfig(name="vicreg"),
-        head=NextItemHead(readout="last_item"),
-        exclude_history=True,
     )
     study = optuna.create_study(direction="maximize")
     study.optimize(trial_value, n_trials=1)
@@ -65,3 +67,50 @@ def test_trial_pretrains_with_the_configured_objective_and_finetunes_with_the_he
     assert seen["exclude_history"] is True  # validated on the protocol the test uses
     assert seen["rows"] == "prefix rows"
     assert 0.2 <= seen["dropout"] <= 0.3
+
+
+def test_each_knob_is_sampled_in_its_range_and_set_on_its_setting():
+    space = SearchSpace(
+        dropout=(0.2, 0.3),
+        pretrain_lr=(1e-4, 1e-2),
+        finetune_lr=(1e-4, 1e-2),
+        weight_decay=(0.0, 1e-3),
+        blocks=(1, 3),
+        heads=[1, 2],
+        ffn_hidden=[32, 128],
+        frequency_mix=(0.3, 0.9),
+        frequency_cutoff=(1, 4),
+        max_len=(6, 8),
+        ratio=(0.1, 0.5),
+    )
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(5):
+        trial = study.ask()
+        knobs = tuning.sample_knobs(trial, space)
+        recipe = tuning.trial_recipe(_base(), knobs)
+        study.tell(trial, 0.0)
+        assert (
+            set(knobs)
+            == set(trial.params)
+            == {n for n in SearchSpace.__dataclass_fields__ if getattr(space, n)}
+        )
+        assert isinstance(knobs["blocks"], int) and 1 <= knobs["blocks"] <= 3
+        assert 6 <= recipe.encoder.max_len <= 8 and recipe.encoder.heads in (1, 2)
+        assert recipe.encoder.frequency_cutoff == knobs["frequency_cutoff"]
+        assert recipe.encoder.ffn_hidden == knobs["ffn_hidden"]
+        assert recipe.pretrain.lr == knobs["pretrain_lr"]
+        assert recipe.finetune.lr == knobs["finetune_lr"]
+        assert recipe.finetune.weight_decay == knobs["weight_decay"]
+        assert recipe.views["crop_ratio"] == recipe.views["mask_ratio"] == knobs["ratio"]
+
+
+@pytest.mark.parametrize("kind", ["median", "halving"])
+def test_the_pruner_is_the_configured_one(kind):
+    from clue_pipeline.config.blocks import PrunerConfig
+
+    pruner = tuning.make_pruner(PrunerConfig(kind=kind))
+    expected = {
+        "median": optuna.pruners.MedianPruner,
+        "halving": optuna.pruners.SuccessiveHalvingPruner,
+    }
+    assert isinstance(pruner, expected[kind])

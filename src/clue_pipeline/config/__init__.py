@@ -1,8 +1,8 @@
 """Typed settings: each block of ``conf/`` parsed once, in one place, into frozen dataclasses.
 
-Torch-free. ``parse_pretrain``, ``parse_finetune``, ``parse_evaluate`` turn a block (the dict
-a Kedro node receives) into its settings; ``encoder_config`` adds the item count to the
-encoder block; ``check_parameters`` refuses keys no setting reads. Defaults equal
+Torch-free. ``parse_pretrain``, ``parse_finetune``, ``parse_evaluate``, ``parse_tune`` turn a
+block (the dict a Kedro node receives) into its settings; ``encoder_config`` adds the item
+count to the encoder block; ``check_parameters`` refuses keys no setting reads. Defaults equal
 ``conf/base`` (``tests/test_config_defaults.py``).
 """
 
@@ -43,6 +43,7 @@ from clue_pipeline.config.pretraining import (
 from clue_pipeline.config.renames import RENAMED_KEYS, renamed
 from clue_pipeline.config.strict import check_parameters, unknown_keys
 from clue_pipeline.config.training import TrainConfig
+from clue_pipeline.config.tuning import parse_tune
 
 __all__ = [
     "DEFAULT_READOUT",
@@ -76,6 +77,7 @@ __all__ = [
     "parse_evaluate",
     "parse_finetune",
     "parse_pretrain",
+    "parse_tune",
     "renamed",
     "to_dataclass",
     "train_config",

@@ -179,18 +179,36 @@ class SequencesSettings:
 
 @dataclass(frozen=True)
 class SearchSpace:
-    """``tune.search_space``: ranges Optuna samples from; ``None`` keeps the base value."""
+    """``tune.search_space``: what Optuna samples; ``None`` = not searched (the base value kept).
+
+    A float or integer knob is a ``[low, high]`` range, ``heads`` and ``ffn_hidden`` a list of
+    choices; each knob sets one parameter (``config.tuning.KNOB_PARAMETERS``). The ranges are
+    checked by :func:`clue_pipeline.config.tuning.parse_tune`.
+    """
 
     dropout: tuple[float, float] | None = (0.1, 0.9)
+    pretrain_lr: tuple[float, float] | None = None
+    finetune_lr: tuple[float, float] | None = None
+    weight_decay: tuple[float, float] | None = None
+    blocks: tuple[int, int] | None = None
+    heads: list[int] | None = None
+    ffn_hidden: list[int] | None = None
+    frequency_mix: tuple[float, float] | None = None
+    frequency_cutoff: tuple[int, int] | None = None
+    max_len: tuple[int, int] | None = None
     strategies: list[list[str]] | None = None
     ratio: tuple[float, float] | None = None
-    lr: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
 class PrunerConfig:
-    n_startup_trials: int = 2
-    n_warmup_steps: int = 1
+    """``tune.pruner``: stops a trial whose validation metric lags at a fine-tuning epoch."""
+
+    kind: str = "median"  # median | halving (successive halving)
+    n_startup_trials: int = 2  # median: trials run to the end before any is pruned
+    n_warmup_steps: int = 1  # median: epochs of a trial before it may be pruned
+    min_resource: int = 1  # halving: epochs of every trial before the first rung
+    reduction_factor: int = 3  # halving: 1 in reduction_factor trials goes on at each rung
 
 
 @dataclass(frozen=True)
@@ -201,7 +219,7 @@ class TuneBudget:
 
 @dataclass(frozen=True)
 class TuneSettings:
-    study_name: str  # clue-dropout-<dataset>
+    study_name: str  # clue-recipe-<dataset>
     storage: str = "sqlite:///data/07_model_output/optuna.db"
     n_trials: int = 4
     timeout_s: float | None = None

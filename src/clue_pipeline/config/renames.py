@@ -19,6 +19,8 @@ RENAMED_KEYS = {
     # one sequence length
     "sequences.max_len": "encoder.max_len",
     "augment.samples.max_len": "encoder.max_len",
+    # the tuned learning rates, one per stage
+    "tune.search_space.lr": "tune.search_space.pretrain_lr",
 }
 
 

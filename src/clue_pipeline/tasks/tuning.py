@@ -1,16 +1,20 @@
-"""Optuna search over CLUE's knobs: dropout first (the paper's most sensitive one).
+"""Optuna search over a next-item recipe's knobs: dropout first (the paper's most sensitive one),
+then learning rates, weight decay, the backbone's own knobs and the window length.
 
 A trial = a short CLUE pre-training with the sampled knobs, then a short next-item fine-tuning;
-its value is the validation metric. Fine-tuning epochs feed the MedianPruner. Each trial is a
-nested MLflow run under the tuning run, opened with an explicit ``parent_run_id`` rather than
-Optuna's MLflowCallback, which starts trials as top-level runs when a parent run is active.
+its value is the best validation metric of its epochs, which also feed the pruner. A trial sees
+training rows and validation targets only (:class:`TrialInputs` has no test part), so the
+search never reads a test metric. Each trial is a nested MLflow run under the tuning run,
+opened with an explicit ``parent_run_id`` rather than Optuna's MLflowCallback, which starts
+trials as top-level runs when a parent run is active.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -18,89 +22,129 @@ import numpy as np
 import optuna
 
 from clue_pipeline.augment import validate_view_policy
-from clue_pipeline.config.blocks import SearchSpace
+from clue_pipeline.config.blocks import PrunerConfig, SearchSpace
+from clue_pipeline.config.tuning import CHOICES, INTEGERS, LOG_SCALE, searched_knobs
 from clue_pipeline.models.encoders import EncoderConfig
 from clue_pipeline.models.objectives import ObjectiveConfig
-from clue_pipeline.tasks.finetuning import MethodSpec, NextItemHead, make_encoder
+from clue_pipeline.tasks.finetuning import (
+    MethodSpec,
+    NextItemHead,
+    NextItemRows,
+    RankingData,
+    make_encoder,
+)
 from clue_pipeline.tasks.finetuning import finetune_next_item as train_next_item
 from clue_pipeline.tasks.pretraining import ClueSettings, PretrainJob, SimSiamConfig, run_job
-from clue_pipeline.tasks.task_data import NextItemData
 from clue_pipeline.training.loop import TrainConfig
 
 logger = logging.getLogger(__name__)
 
+ENCODER_FIELDS = ("dropout", "blocks", "heads", "ffn_hidden", "frequency_mix", "frequency_cutoff")
+RATIO_KEYS = ("mask_ratio", "crop_ratio", "permute_ratio")
+
+
+@dataclass(frozen=True)
+class TrialInputs:
+    """What a trial trains and validates on, at one ``max_len``: no test targets."""
+
+    pretrain_tokens: np.ndarray
+    train_rows: NextItemRows
+    valid: RankingData
+
+
+@dataclass(frozen=True)
+class TrialRecipe:
+    """What a trial trains when no knob is sampled: the run-environment's settings at the
+    study's budget. A trial's own is :func:`trial_recipe` of this and its knobs."""
+
+    encoder: EncoderConfig
+    views: dict[str, Any]
+    pretrain: TrainConfig
+    finetune: TrainConfig
+    simsiam: SimSiamConfig = field(default_factory=SimSiamConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    head: NextItemHead = field(default_factory=NextItemHead)
+    exclude_history: bool = False  # the ranking protocol of validation (evaluate's)
+
 
 def sample_knobs(trial: optuna.Trial, space: SearchSpace) -> dict[str, Any]:
+    """One value per searched knob: lrs on a log scale, weight decay too when its low is > 0,
+    integer ranges as integers, lists as choices (a strategy list joined by ``+``)."""
     knobs: dict[str, Any] = {}
-    if space.dropout:
-        knobs["dropout"] = trial.suggest_float("dropout", *space.dropout)
-    if space.strategies:
-        choices = ["+".join(s) for s in space.strategies]
-        knobs["strategies"] = trial.suggest_categorical("strategies", choices).split("+")
-    if space.ratio:
-        knobs["ratio"] = trial.suggest_float("ratio", *space.ratio)
-    if space.lr:
-        knobs["lr"] = trial.suggest_float("lr", *space.lr, log=True)
+    for name, bounds in searched_knobs(space).items():
+        if name == "strategies":
+            choices = ["+".join(s) for s in bounds]
+            knobs[name] = trial.suggest_categorical(name, choices).split("+")
+        elif name in CHOICES:
+            knobs[name] = trial.suggest_categorical(name, list(bounds))
+        elif name in INTEGERS:
+            knobs[name] = trial.suggest_int(name, *bounds)
+        else:
+            log = name in LOG_SCALE or (name == "weight_decay" and bounds[0] > 0)
+            knobs[name] = trial.suggest_float(name, float(bounds[0]), float(bounds[1]), log=log)
     return knobs
 
 
+def trial_recipe(base: TrialRecipe, knobs: dict[str, Any]) -> TrialRecipe:
+    """``base`` with the sampled knobs set (``EncoderConfig`` checks the combination)."""
+    encoder_changes = {k: knobs[k] for k in (*ENCODER_FIELDS, "max_len") if k in knobs}
+    views = dict(base.views)
+    if "strategies" in knobs:
+        views["strategies"] = list(knobs["strategies"])
+    if "ratio" in knobs:
+        views.update(dict.fromkeys(RATIO_KEYS, knobs["ratio"]))
+    finetune_changes = {"lr": knobs.get("finetune_lr", base.finetune.lr)}
+    finetune_changes["weight_decay"] = knobs.get("weight_decay", base.finetune.weight_decay)
+    return replace(
+        base,
+        encoder=replace(base.encoder, **encoder_changes),
+        views=views,
+        pretrain=replace(base.pretrain, lr=knobs.get("pretrain_lr", base.pretrain.lr)),
+        finetune=replace(base.finetune, **finetune_changes),
+    )
+
+
 def make_objective(
-    data: NextItemData,
-    pretrain_tokens: np.ndarray,
-    encoder: EncoderConfig,
-    view_params: dict,
-    pretrain: TrainConfig,
-    finetune: TrainConfig,
-    simsiam: SimSiamConfig,
+    inputs_for: Callable[[int], TrialInputs],
+    base: TrialRecipe,
     space: SearchSpace,
     parent_run_id: str | None,
-    layout: str = "user",
-    objective: ObjectiveConfig | None = None,
-    head: NextItemHead | None = None,
-    exclude_history: bool = False,
 ) -> Callable[[optuna.Trial], float]:
-    """The trial function: pre-train with sampled knobs, fine-tune, return validation metric.
+    """The trial function: pre-train with sampled knobs, fine-tune, return the validation metric.
 
-    ``layout``: the next-item training rows (``finetune.next_item.rows``), built once;
-    ``exclude_history``: the ranking protocol of validation (``evaluate.exclude_history``).
-    ``objective`` and ``head``: ``pretrain.objective`` and ``finetune.next_item``, so a trial
-    trains what ``kedro run`` would with the same knobs.
+    ``inputs_for(max_len)``: the trial's rows at its window length (the base one unless
+    ``max_len`` is searched); ``base``: what ``kedro run`` would train, so a trial differs
+    from it only by its knobs.
     """
-    objective = objective or ObjectiveConfig()
-    head = head or NextItemHead()
-    train_rows = data.training_rows(layout)
+    monitor = base.finetune.monitor
 
     def trial_value(trial: optuna.Trial) -> float:
         knobs = sample_knobs(trial, space)
-        trial_encoder = replace(encoder, dropout=knobs.get("dropout", encoder.dropout))
-        views = dict(view_params)
-        if "strategies" in knobs:
-            views["strategies"] = knobs["strategies"]
-        if "ratio" in knobs:
-            views.update({f"{s}_ratio": knobs["ratio"] for s in ("mask", "crop", "permute")})
-        trial_pretrain = replace(pretrain, lr=knobs.get("lr", pretrain.lr), checkpoint_dir=None)
+        recipe = trial_recipe(base, knobs)
+        inputs = inputs_for(recipe.encoder.max_len)
         with _trial_run(trial, parent_run_id, knobs):
             job = PretrainJob(
                 method="clue",
-                tokens=pretrain_tokens,
-                encoder=trial_encoder,
-                train=trial_pretrain,
-                settings=ClueSettings(validate_view_policy(views), simsiam, objective),
+                tokens=inputs.pretrain_tokens,
+                encoder=recipe.encoder,
+                train=replace(recipe.pretrain, checkpoint_dir=None),
+                settings=ClueSettings(
+                    validate_view_policy(recipe.views), recipe.simsiam, recipe.objective
+                ),
             )
             checkpoint, _ = run_job(job)
-            pruned = _PruningReporter(trial, finetune.monitor)
             _, result = train_next_item(
-                train_rows,
-                data.valid,
-                make_encoder(trial_encoder, checkpoint, MethodSpec("clue")),
-                replace(finetune, checkpoint_dir=None),
-                on_validation=pruned,
-                head=head,
-                exclude_history=exclude_history,
+                inputs.train_rows,
+                inputs.valid,
+                make_encoder(recipe.encoder, checkpoint, MethodSpec("clue")),
+                replace(recipe.finetune, checkpoint_dir=None),
+                on_validation=_PruningReporter(trial, monitor),
+                head=recipe.head,
+                exclude_history=recipe.exclude_history,
             )
-            best = max(entry[finetune.monitor] for entry in result.history)
+            best = max(entry[monitor] for entry in result.history)
             if mlflow.active_run() is not None:
-                mlflow.log_metric(f"valid_{finetune.monitor}".replace("@", "_at_"), best)
+                mlflow.log_metric(f"valid_{monitor}".replace("@", "_at_"), best)
         return best
 
     return trial_value
@@ -143,31 +187,84 @@ class _trial_run:
         return False
 
 
+def make_pruner(config: PrunerConfig) -> optuna.pruners.BasePruner:
+    """``tune.pruner``: the median rule, or successive halving over fine-tuning epochs."""
+    if config.kind == "halving":
+        return optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=config.min_resource, reduction_factor=config.reduction_factor
+        )
+    return optuna.pruners.MedianPruner(
+        n_startup_trials=config.n_startup_trials, n_warmup_steps=config.n_warmup_steps
+    )
+
+
 def run_study(
     objective: Callable[[optuna.Trial], float],
     study_name: str,
     storage: str,
     n_trials: int,
     seed: int,
-    pruner_startup_trials: int,
-    pruner_warmup_steps: int,
+    pruner: PrunerConfig,
     timeout_s: float | None = None,
     progress: bool = True,
 ) -> optuna.Study:
-    """Create or resume the persistent study and add ``n_trials`` trials to it."""
+    """Create or resume the persistent study and add ``n_trials`` trials to it.
+
+    TPE is seeded with ``seed`` plus the trials already stored, so a resumed study does not
+    draw its first trials again. Each finished trial is logged with the best so far.
+    """
+    _make_sqlite_folder(storage)
+    done = len(_existing(storage, study_name))
     study = optuna.create_study(
         study_name=study_name,
         storage=storage,
         direction="maximize",
         load_if_exists=True,
-        sampler=optuna.samplers.TPESampler(seed=seed + len(_existing(storage, study_name))),
-        pruner=optuna.pruners.MedianPruner(
-            n_startup_trials=pruner_startup_trials, n_warmup_steps=pruner_warmup_steps
-        ),
+        sampler=optuna.samplers.TPESampler(seed=seed + done),
+        pruner=make_pruner(pruner),
     )
-    logger.info("study %s: %d trials so far, adding %d", study_name, len(study.trials), n_trials)
-    study.optimize(objective, n_trials=n_trials, timeout=timeout_s, show_progress_bar=progress)
+    logger.info("study %s: %d trials so far, adding %d", study_name, done, n_trials)
+    study.optimize(
+        objective,
+        n_trials=n_trials,
+        timeout=timeout_s,
+        show_progress_bar=progress,
+        callbacks=[_ProgressLog(done, n_trials)],
+    )
     return study
+
+
+class _ProgressLog:
+    """One log line per finished trial: its state and value, and the best so far."""
+
+    def __init__(self, done_before: int, n_trials: int) -> None:
+        self.done_before, self.n_trials = done_before, n_trials
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        this_run = trial.number - self.done_before + 1
+        value = "" if trial.value is None else f" {trial.value:.4f}"
+        try:
+            best = f"best {study.best_value:.4f} (trial {study.best_trial.number})"
+        except ValueError:  # no completed trial yet
+            best = "no completed trial yet"
+        logger.info(
+            "study %s: trial %d (%d of %d this run) %s%s; %s",
+            study.study_name,
+            trial.number,
+            this_run,
+            self.n_trials,
+            trial.state.name.lower(),
+            value,
+            best,
+        )
+
+
+def _make_sqlite_folder(storage: str) -> None:
+    """SQLite creates the database file but not its folder (a dataset tuned right after
+    `sequences` has no data/07_model_output/ yet)."""
+    prefix = "sqlite:///"
+    if storage.startswith(prefix) and storage != f"{prefix}:memory:":
+        Path(storage.removeprefix(prefix)).parent.mkdir(parents=True, exist_ok=True)
 
 
 def _existing(storage: str, study_name: str) -> list:

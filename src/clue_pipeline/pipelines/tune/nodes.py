@@ -1,7 +1,8 @@
-"""Nodes of the `tune` pipeline: an Optuna study over dropout and other CLUE knobs."""
+"""Nodes of the `tune` pipeline: an Optuna study over a next-item recipe's knobs per dataset."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 from dataclasses import asdict, replace
@@ -12,17 +13,18 @@ import pandas as pd
 from clue_pipeline.config import (
     FinetuneSettings,
     PretrainSettings,
-    SearchSpace,
     encoder_config,
     parse_finetune,
     parse_pretrain,
-    to_dataclass,
+    parse_tune,
 )
+from clue_pipeline.config.tuning import check_space_fits_encoder, searched_knobs
 from clue_pipeline.figures import dropout_sensitivity
 from clue_pipeline.pipelines.pretrain.nodes import corpus_sequences
+from clue_pipeline.pipelines.tune.recipe import recipe_document
 from clue_pipeline.tasks.batching import model_inputs
 from clue_pipeline.tasks.task_data import next_item_data
-from clue_pipeline.tasks.tuning import make_objective, run_study
+from clue_pipeline.tasks.tuning import TrialInputs, TrialRecipe, make_objective, run_study
 
 logger = logging.getLogger(__name__)
 
@@ -35,81 +37,93 @@ def tune_clue(
     pretrain_params: dict | PretrainSettings,
     finetune_params: dict | FinetuneSettings,
     tune_params: dict,
-    exclude_history: bool = False,
+    exclude_history: bool,
+    dataset: str,
 ):
-    """Run (or resume) the study; returns best parameters, all trials and the sensitivity plot.
+    """Run (or resume) the study; returns best parameters, the tuned recipe, all trials and the
+    sensitivity plot.
 
     A trial trains what ``kedro run`` would (the same objective, heads, rows and ranking
-    protocol), at ``tune.budget``'s epochs and without checkpoints.
+    protocol), at ``tune.budget``'s epochs and without checkpoints, and is scored on
+    validation: the trials never see a test target (:class:`TrialInputs`).
     """
+    tune = parse_tune(tune_params)
+    check_space_fits_encoder(tune.search_space, encoder_params)
     encoder = encoder_config(encoder_params, num_items=len(item_index))
-    data = next_item_data(split, encoder.max_len, encoder.num_items)
     pretraining, finetuning = parse_pretrain(pretrain_params), parse_finetune(finetune_params)
-    budget = tune_params["budget"]
     no_checkpoints = {"checkpoint_dir": None, "checkpoint_every_steps": None, "resume": False}
-    pretrain = replace(pretraining.train, epochs=budget["pretrain_epochs"], **no_checkpoints)
-    finetune = replace(
-        finetuning.train_for("next_item", "clue"),
-        epochs=budget["finetune_epochs"],
-        **no_checkpoints,
-    )
-    space = to_dataclass(
-        SearchSpace, tune_params["search_space"], "tune.search_space", check_ranges=False
-    )
-    _check_search_space(space)
-    parent = mlflow.active_run()
-    objective = make_objective(
-        data=data,
-        pretrain_tokens=model_inputs(corpus_sequences(split), encoder.max_len, encoder.tokens.user),
+    base = TrialRecipe(
         encoder=encoder,
-        view_params=view_params,
-        pretrain=pretrain,
-        finetune=finetune,
+        views=dict(view_params),
+        pretrain=replace(pretraining.train, epochs=tune.budget.pretrain_epochs, **no_checkpoints),
+        finetune=replace(
+            finetuning.train_for("next_item", "clue"),
+            epochs=tune.budget.finetune_epochs,
+            **no_checkpoints,
+        ),
         simsiam=pretraining.simsiam,
-        space=space,
-        parent_run_id=parent.info.run_id if parent else None,
-        layout=finetuning.next_item.rows,
         objective=pretraining.objective,
         head=finetuning.next_item,
         exclude_history=exclude_history,
     )
+    parent = mlflow.active_run()
     study = run_study(
-        objective,
-        study_name=tune_params["study_name"],
-        storage=tune_params["storage"],
-        n_trials=int(tune_params["n_trials"]),
-        seed=int(tune_params["seed"]),
-        pruner_startup_trials=int(tune_params["pruner"]["n_startup_trials"]),
-        pruner_warmup_steps=int(tune_params["pruner"]["n_warmup_steps"]),
-        timeout_s=tune_params.get("timeout_s"),
+        make_objective(
+            _inputs_for(split, encoder.num_items, finetuning.next_item.rows),
+            base,
+            tune.search_space,
+            parent_run_id=parent.info.run_id if parent else None,
+        ),
+        study_name=tune.study_name,
+        storage=tune.storage,
+        n_trials=tune.n_trials,
+        seed=tune.seed,
+        pruner=tune.pruner,
+        timeout_s=tune.timeout_s,
         progress=sys.stderr.isatty(),  # a bar on a terminal; no bar frames in a log file
+    )
+    searched = searched_knobs(tune.search_space)
+    recipe = recipe_document(
+        study, dataset, tune.storage, encoder_params, base, finetuning, searched
     )
     trials = study.trials_dataframe(attrs=("number", "value", "params", "state", "duration"))
     trials["duration"] = trials["duration"].dt.total_seconds()
     trials["state"] = trials["state"].astype(str)
-    best = _best_parameters(study, encoder_params, view_params, asdict(pretraining.train))
-    return best, trials, dropout_sensitivity(trials)
+    best = _best_parameters(study, recipe, asdict(pretraining.train), view_params)
+    return best, recipe, trials, dropout_sensitivity(trials, param=_plotted(searched, trials))
 
 
-def _best_parameters(study, encoder_params, view_params, pretrain_train: dict) -> dict:
-    """The best trial's knobs in the shape of conf/ parameters, ready to copy there."""
-    completed = [t for t in study.trials if t.value is not None and t.state.name == "COMPLETE"]
-    if not completed:
-        return {"note": "no completed trial yet", "study": study.study_name}
-    knobs = study.best_trial.params
-    encoder = {**encoder_params, **({"dropout": knobs["dropout"]} if "dropout" in knobs else {})}
-    views = dict(view_params)
-    if "strategies" in knobs:
-        views["strategies"] = knobs["strategies"].split("+")
-    if "ratio" in knobs:
-        views.update({f"{s}_ratio": knobs["ratio"] for s in ("mask", "crop", "permute")})
-    train = dict(pretrain_train)
-    if "lr" in knobs:
-        train["lr"] = knobs["lr"]
+def _inputs_for(split: pd.DataFrame, num_items: int, layout: str):
+    """``max_len`` -> the trial's rows; the last two lengths are kept (rows at a long window
+    are large, and TPE rarely draws one length twice in a row)."""
+
+    @functools.lru_cache(maxsize=2)
+    def inputs_for(max_len: int) -> TrialInputs:
+        data = next_item_data(split, max_len, num_items)
+        corpus = model_inputs(corpus_sequences(split), max_len, data.user_token)
+        return TrialInputs(corpus, data.training_rows(layout), data.valid)
+
+    return inputs_for
+
+
+def _plotted(searched: dict, trials: pd.DataFrame) -> str:
+    """The knob the sensitivity plot draws: dropout where searched, else the first searched
+    float knob in the trials table."""
+    names = [n for n in searched if f"params_{n}" in trials.columns]
+    numeric = [n for n in names if pd.api.types.is_numeric_dtype(trials[f"params_{n}"])]
+    return "dropout" if "dropout" in numeric else (numeric or names or ["dropout"])[0]
+
+
+def _best_parameters(study, recipe: dict, pretrain_train: dict, view_params: dict) -> dict:
+    """The best trial's parameters (the recipe's), with the whole pre-training ``train`` block
+    and views, kept beside the trials as a versioned record of each tuning run."""
+    params = recipe["run"]["params"]
+    train = {**pretrain_train, **params["pretrain"]["train"]}
+    views = {**view_params, **params.get("augment", {}).get("views", {})}
     return {
-        "encoder": encoder,
+        **params,
         "augment": {"views": views},
-        "pretrain": {"train": train},
+        "pretrain": {**params["pretrain"], "train": train},
         "_tuning": {
             "study": study.study_name,
             "best_trial": study.best_trial.number,
@@ -117,19 +131,3 @@ def _best_parameters(study, encoder_params, view_params, pretrain_train: dict) -
             "trials": len(study.trials),
         },
     }
-
-
-def _check_search_space(space: SearchSpace) -> None:
-    """Ranges must be [low, high] with low < high, and dropout within the paper's (0, 1)."""
-    for name in ("dropout", "ratio", "lr"):
-        bounds = getattr(space, name)
-        if bounds is None:
-            continue
-        if len(bounds) != 2 or not bounds[0] < bounds[1]:
-            raise ValueError(
-                f"tune.search_space.{name} = {bounds!r}: expected [low, high], low < high"
-            )
-        if name in ("dropout", "ratio") and not (bounds[0] >= 0.0 and bounds[1] < 1.0):
-            raise ValueError(
-                f"tune.search_space.{name} = {bounds!r}: expected bounds within [0, 1)"
-            )

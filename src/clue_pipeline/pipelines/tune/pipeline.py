@@ -1,4 +1,5 @@
-"""`tune`: Optuna over dropout (and optionally views, ratio, learning rate); not in the default run."""
+"""`tune`: Optuna over a next-item recipe's knobs, per dataset; the best trial becomes the
+recipe `conf/recipes/tuned_<dataset>.yml`. Not in the default run."""
 
 from kedro.pipeline import Node, Pipeline
 
@@ -19,8 +20,14 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "params:finetune",
                     "params:tune",
                     "params:evaluate.exclude_history",
+                    "params:dataset_name",
                 ],
-                outputs=["best_parameters", "tuning_trials", "dropout_sensitivity_plot"],
+                outputs=[
+                    "best_parameters",
+                    "tuned_recipe",
+                    "tuning_trials",
+                    "dropout_sensitivity_plot",
+                ],
                 name="tune_clue_with_optuna",
             )
         ],
