@@ -61,3 +61,14 @@ def test_progress_off_says_nothing(capsys, caplog):
 def test_epoch_line(monitor, expected):
     entry = {"epoch": 1, "loss": 1.23456, "sequences_per_s": 1499.6, "ndcg@10": 0.042}
     assert epoch_line(entry, 5, monitor) == expected
+
+
+def test_outside_a_terminal_a_long_epoch_logs_where_it_is(caplog, monkeypatch):
+    monkeypatch.setattr(loop_module, "STEP_LOG_SECONDS", 0.0)  # every step is "a minute later"
+    with caplog.at_level(logging.INFO, logger=loop_module.__name__):
+        _fit(epochs=1)
+    lines = [r.getMessage() for r in caplog.records if r.name == loop_module.__name__]
+    steps = [line for line in lines if ": step " in line]
+    assert steps[0].startswith("epoch 1: step 1/4, loss ") and "min left in the epoch" in steps[0]
+    assert steps[-1].startswith("epoch 1: step 4/4") and "about 0.0 min left" in steps[-1]
+    assert lines[-1].startswith("epoch 1/1: loss ")

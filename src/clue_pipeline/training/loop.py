@@ -55,6 +55,7 @@ logger = logging.getLogger(__name__)
 epoch_records = logging.getLogger(f"{__name__}.epochs")
 EPOCH_ENTRY = "epoch_entry"
 EPOCH_PART = "epoch_part"
+STEP_LOG_SECONDS = 60.0  # without a terminal: at most one step line a minute
 
 
 def listen_to_epochs(handler: logging.Handler) -> None:
@@ -111,7 +112,7 @@ def fit(
         model.train()
         report = config.progress and ctx.is_main
         log_epoch = report and not _stderr_is_terminal()  # a file: every bar frame a line
-        _train_epoch(run, epoch, order, show_bar=report and not log_epoch)
+        _train_epoch(run, epoch, order, show_bar=report and not log_epoch, log_steps=log_epoch)
         if _end_epoch(run, epoch, validate_fn, epoch_metrics_fn, log_epoch):
             break
     run.state.finished = True
@@ -186,8 +187,12 @@ def _start(model, dataset, step_fn, config: TrainConfig, ctx, lengths) -> _Run:
     )  # fmt: skip
 
 
-def _train_epoch(run: _Run, epoch: int, order: torch.Tensor, show_bar: bool) -> None:
-    """The epoch's remaining steps (all of them, unless resumed mid-epoch)."""
+def _train_epoch(
+    run: _Run, epoch: int, order: torch.Tensor, show_bar: bool, log_steps: bool = False
+) -> None:
+    """The epoch's remaining steps (all of them, unless resumed mid-epoch). ``log_steps``:
+    without a terminal for the bar, a log line at most every ``STEP_LOG_SECONDS``, so a long
+    epoch written to a file still shows where it is."""
     config, state, ctx = run.config, run.state, run.ctx
     autocast_on = bf16_autocast(config, run.device)
     bar = tqdm(
@@ -197,7 +202,7 @@ def _train_epoch(run: _Run, epoch: int, order: torch.Tensor, show_bar: bool) -> 
         disable=not show_bar,
         leave=False,
     )
-    started = time.perf_counter()
+    started = last_line = time.perf_counter()
     for step in range(state.step_in_epoch, run.steps_per_epoch):
         index = shard_indices(batch_indices(order, step, config.batch_size), ctx)
         batch = to_device(take(run.dataset, index), run.device)
@@ -219,6 +224,10 @@ def _train_epoch(run: _Run, epoch: int, order: torch.Tensor, show_bar: bool) -> 
                 loss=f"{loss.item():.4f}", seq_s=f"{state.partial.sequences / elapsed:.0f}"
             )
         bar.update(1)
+        if log_steps and time.perf_counter() - last_line >= STEP_LOG_SECONDS:
+            last_line = time.perf_counter()
+            elapsed = state.partial.elapsed + last_line - started
+            logger.info(step_line(epoch, state.step_in_epoch, run.steps_per_epoch, loss, elapsed))
         if (
             run.ckpt_file is not None
             and config.checkpoint_every_steps
@@ -261,6 +270,15 @@ def _end_epoch(
     if run.ckpt_file is not None:
         run.save(state.epoch)
     return stop
+
+
+def step_line(epoch: int, step: int, steps: int, loss: torch.Tensor, elapsed: float) -> str:
+    """``epoch 1: step 120/625, loss 9.8123, about 4.2 min left in the epoch``."""
+    left = elapsed / max(step, 1) * (steps - step) / 60
+    return (
+        f"epoch {epoch + 1}: step {step}/{steps}, loss {loss.item():.4f}, about {left:.1f} min "
+        "left in the epoch"
+    )
 
 
 def epoch_line(entry: Mapping[str, Any], epochs: int, monitor: str | None) -> str:
