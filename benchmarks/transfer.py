@@ -73,9 +73,11 @@ def grid(
     common: dict[str, Any] | None = None,
     clue_only: dict[str, Any] | None = None,
     methods: tuple[str, ...] = METHODS,
+    task: str | None = None,
 ) -> list[Cell]:
     """Every (dataset, method, share, seed); ``clue_only`` overrides change the CLUE cells only
-    (a pre-training objective, say), ``common`` ones every cell (a budget)."""
+    (a pre-training objective, say), ``common`` ones every cell (a budget); ``task`` replaces
+    each dataset's own downstream task (``TASKS``)."""
     cells = []
     for dataset in datasets:
         for fraction in fractions:
@@ -86,7 +88,7 @@ def grid(
                     **((clue_only or {}) if method == "clue" else {}),
                 }
                 cells += [
-                    Cell.create(dataset, TASKS[dataset], method, seed, fraction, overrides)
+                    Cell.create(dataset, task or TASKS[dataset], method, seed, fraction, overrides)
                     for seed in seeds
                 ]
     return cells
@@ -261,6 +263,7 @@ def main() -> None:
         default=[],
         help="dotted.key=value for the CLUE cells only, e.g. pretrain.objective.name=infonce",
     )
+    parser.add_argument("--task", choices=list(METRICS), help="instead of each dataset's own")
     parser.add_argument("--name", default="transfer", help="results file stem")
     parser.add_argument(
         "--store", type=Path, default=None, help="cell folder (default results/<name>/cells)"
@@ -277,6 +280,7 @@ def main() -> None:
         common,
         clue_only,
         tuple(args.methods),
+        args.task,
     )
     store = CellStore(args.store or RESULTS / args.name / "cells", settings_resolver(REPO, ENVS))
     note = ""
