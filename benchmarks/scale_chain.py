@@ -3,11 +3,9 @@ pretrain -> finetune (next item) -> evaluate -> embed, as one `kedro run`.
 
     .venv/bin/python -m benchmarks.scale_chain [--threads 2] [--interactions 25000000]
 
-The log is the seeded ML-25M-shaped one of ``clue_pipeline.data.synthetic``, written once to
-``data/01_raw/ml25m-like/`` by a child process. The run is ``kedro run --env scale
---pipelines core`` (conf/scale: one epoch each, a tenth of the positions scored per step);
-its wall time and peak memory per stage come from the project's ``RunResourcesHook``, and the
-peak of the whole child from ``getrusage``. Results: benchmarks/results/scale_chain.{json,md}.
+The seeded ML-25M-shaped log of ``clue_pipeline.data.synthetic`` is written once to
+``data/01_raw/ml25m-like/`` by a child process; the run is ``kedro run --env scale --pipelines
+core`` (conf/scale). Per-stage wall time and peak memory: the project's ``RunResourcesHook``.
 """
 
 from __future__ import annotations

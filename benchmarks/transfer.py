@@ -4,12 +4,12 @@
     .venv/bin/python -m benchmarks.transfer --summary-only
     .venv/bin/python -m benchmarks.transfer --clue-override pretrain.objective.name=infonce
 
-Pre-training sees every user's training sequence; fine-tuning sees the labels of a seeded
-share of the training users (``finetune.train_user_fraction``). CLUE against CLUE-Zero and
+Pre-training reads every user (transductive reuse) or, with ``--override
+sequences.transfer.protocol=inductive``, half of them; fine-tuning sees the labels of a seeded
+share of the fine-tuned users (``finetune.train_user_fraction``). CLUE against CLUE-Zero and
 masked items, 3 seeds, paired t over seeds with Holm's correction. Each cell is one `kedro run`
-stored under benchmarks/results/transfer/cells/ (a 100 % cell without overrides is read from
-the quality grid's store); the summary is benchmarks/results/transfer.{json,md}. The protocol,
-the budget below 100 % and the studies run with it: docs/transfer.md.
+stored under benchmarks/results/<name>/cells/ (a 100 % cell without overrides is read from the
+quality grid's store); protocols, budgets and studies: docs/transfer.md.
 """
 
 from __future__ import annotations
@@ -49,6 +49,12 @@ METRICS = {
     "profiling": tuple(f"{a}/accuracy" for a in PROFILE_ATTRIBUTES),
 }
 ENVS = {dataset: dataset for dataset in TASKS}  # each dataset's run-environment
+PROTOCOL_NOTES = {  # sequences.transfer.protocol (src/clue_pipeline/data/transfer.py)
+    "transductive": "Protocol: transductive reuse. Pre-training reads every user's training "
+    "sequence, the fine-tuned and tested users' included, so a gain is reuse, not transfer.",
+    "inductive": "Protocol: inductive. A seeded half of the users pre-trains; the other half is "
+    "fine-tuned and tested, so no tested user's sequence was pre-trained on: a gain is transfer.",
+}
 QUALITY_STORE = CellStore(RESULTS / "quality" / "cells", settings_resolver(REPO, ENVS))
 
 
@@ -170,13 +176,15 @@ def summarise(
             if metric in by_metric and metric in series.get((d, t, f, rival), {})
         ]
     )
+    protocol = (overrides or {}).get("every", {}).get("sequences.transfer.protocol", "transductive")
     payload = {
         "protocol": {
+            "transfer": protocol,
             "fractions": list(FRACTIONS),
             "seeds": list(SEEDS),
             "alpha": ALPHA,
             "test": "paired t over seeds, Holm-corrected across the comparisons",
-            "tasks": TASKS,
+            "tasks": {cell.dataset: cell.task for cell in cells},
         },
         "rows": rows,
         "comparisons": comparisons,
@@ -185,19 +193,16 @@ def summarise(
         "overrides": overrides or {},
     }
     labels = [missing_label(cell, store) for cell in missing]
+    note = PROTOCOL_NOTES[protocol] + (f" {note}" if note else "")
     write_results(name, payload, markdown(rows, comparisons, labels, len(cells), note))
     return payload
 
 
 def markdown(rows, comparisons, missing, total: int, note: str) -> str:
     lines = [
-        "Pre-training on every user's training sequence; fine-tuning on a seeded share of the "
-        "training users' labels (validation and test whole). Mean ± std over seeds. "
-        "Next-item metrics rank every item, history items not excluded.",
-    ]
-    if note:
-        lines += ["", note]
-    lines += [
+        f"{note} Fine-tuning on a seeded share of the fine-tuned users' labels (validation and "
+        "test whole). Mean ± std over seeds. Next-item metrics rank every item, history items "
+        "not excluded.",
         "",
         "## Comparisons",
         "",
