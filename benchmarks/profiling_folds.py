@@ -1,18 +1,13 @@
 """User profiling on MovieLens-1M with 5 folds over users: do user vectors carry what the bag
 of a user's items carries?
 
-Every user is tested once (each fold tests a fifth, ``sequences.profiling.folds``), so an
-accuracy rests on all 2,999 users, not one 450-user test share. Rows: the linear floor
-(``linear``: the bag of the user's items into a logistic regression) reading the last 50, the
-last 200 or every item, and the encoder methods reading the last 200 items; the majority
-rate comes with every record. Comparisons: each method against the floor over the 200 most recent items, paired
-by fold (the same users on both sides), Holm-corrected across the study.
-
     .venv/bin/python -m benchmarks.profiling_folds [--rows linear200 clue_zero ...] [--max-cells N]
     .venv/bin/python -m benchmarks.profiling_folds --summary-only
 
-Cells are `kedro run`s of the project's own nodes (``clue_pipeline.experiments``), stored as
-they finish under benchmarks/results/profiling_folds/cells/ and never recomputed.
+Every user is tested once (``sequences.profiling.folds``). Rows: the linear floor (``linear``)
+over the last 50, the last 200 or every item, and the encoder methods over the last 200; each
+against the floor over 200 items, paired by fold, Holm-corrected across the study. Cells are
+`kedro run`s stored under benchmarks/results/profiling_folds/cells/, never recomputed.
 """
 
 from __future__ import annotations

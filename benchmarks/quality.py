@@ -29,6 +29,7 @@ from benchmarks.common import (
     show_cell_progress,
     write_results,
 )
+from benchmarks.profiling_folds import markdown as folds_markdown
 from clue_pipeline.experiments.cells import Cell
 from clue_pipeline.experiments.runner import RunnerConfig, run_missing, settings_resolver
 from clue_pipeline.experiments.settings import settings_changes
@@ -133,6 +134,10 @@ def summarise(cells: list[Cell]) -> None:
     lines += ["", f"## Missing cells ({len(missing)} of {len(cells)})", ""]
     lines += [f"- {STORE.missing_label(c)}" for c in missing] or ["- none"]
     payload = {"rows": rows, "comparisons": compared, "missing": [c.as_dict() for c in missing]}
+    folds = json.loads((RESULTS / "profiling_folds.json").read_text())  # profiling_folds.py
+    lines += ["", "## profiling, 5 folds over users (`profiling_folds.md`)", ""]
+    lines.append(folds_markdown(folds["rows"], folds["comparisons"], folds["missing"]))
+    payload["profiling_folds"] = {k: folds[k] for k in ("protocol", "rows", "comparisons")}
     write_results("quality", {**payload, "cells_total": len(cells)}, "\n".join(lines))
 
 
