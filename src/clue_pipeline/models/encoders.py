@@ -2,9 +2,9 @@
 
 The input contract, the output and the shared layers are in ``models/sequence_encoder.py``;
 here are the config, the transformer, GRU and CNN backbones, and the one registry:
-``ENCODERS`` lists every ``EncoderConfig.kind`` with its class (Caser and the filter encoder
-live in their own modules and are listed here too, nothing registers itself on import), and
-``build_encoder`` is the only constructor the rest of the code uses.
+``ENCODERS`` lists every ``EncoderConfig.kind`` with its class (Caser, the filter encoder,
+WEARec and TV-Rec live in their own modules and are listed here too, nothing registers itself
+on import), and ``build_encoder`` is the only constructor the rest of the code uses.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ from clue_pipeline.models.sequence_encoder import (
     item_positions,
     user_vectors_by_length,
 )
+from clue_pipeline.models.tvrec import TVRecEncoder
+from clue_pipeline.models.wearec import WEARecEncoder
 
 
 @dataclass
@@ -38,16 +40,19 @@ class EncoderConfig:
     """Shape of an encoder; stored beside its weights so a checkpoint rebuilds itself."""
 
     num_items: int  # N; vocabulary N + 3 (pad, items 1..N, [MASK], [UR])
-    kind: str = "transformer"  # registry key: transformer | gru | cnn | caser | filter
+    # registry key: transformer | gru | cnn | caser | filter | wearec | tvrec
+    kind: str = "transformer"
     max_len: int = 50  # items per sequence; the input has max_len + 1 columns with [UR]
     hidden: int = 64  # d
     blocks: int = 2  # transformer blocks / GRU layers / repeats of the CNN dilation stack
-    heads: int = 4  # attention heads (transformer only)
+    heads: int = 4  # attention heads (transformer); the FFT filter's heads (wearec)
     dropout: float = 0.5
-    # transformer only; GRU, CNN and Caser are causal by construction, the filter never is
+    # transformer only; GRU, CNN, Caser and TV-Rec are causal by construction, the filter and
+    # WEARec never are
     causal: bool = True
     init_std: float = 0.02  # std of the normal init of embeddings (small logits at start)
-    ffn_hidden: int | None = None  # transformer FFN width; None = hidden (SASRec)
+    # FFN width; None = hidden for the transformer (SASRec), 4 x hidden for filter, wearec, tvrec
+    ffn_hidden: int | None = None
     # Transformer block variants (see TransformerEncoder): where LayerNorm sits, the FFN's
     # non-linearity, dropout on the attention output, LayerNorm on item + position embeddings,
     # and the init of Linear layers (None = PyTorch's default; a float = normal(0, std), zero bias).
@@ -65,6 +70,12 @@ class EncoderConfig:
     frequency_mix: float = 0.0
     frequency_cutoff: int = 3
     frequency_causal: bool = False
+    # WEARec (Xu et al., AAAI 2026; models/wearec.py): each block blends fft_mix x an adaptive
+    # FFT filter of the whole row (its alpha) with (1 - fft_mix) x a learned Haar wavelet.
+    fft_mix: float = 0.2
+    # TV-Rec (Shin et al., NeurIPS 2025; models/tvrec.py): each position's causal filter is a
+    # learned mix of tv_bases basis filters (its M).
+    tv_bases: int = 32
     kernel_size: int = 3  # CNN only
     dilations: tuple[int, ...] = (1, 2, 4, 8)  # CNN only; one residual unit per dilation
     window: int = 5  # Caser only (models/caser.py): L, the most recent items a state sees
@@ -80,7 +91,7 @@ class EncoderConfig:
         """Whether a state may depend on later positions (then next-item training needs rows
         whose input holds no future item: prefix rows)."""
         frequency_sees_future = self.frequency_mix > 0 and not self.frequency_causal
-        return self.kind == "filter" or (
+        return self.kind in ("filter", "wearec") or (
             self.kind == "transformer" and (not self.causal or frequency_sees_future)
         )
 
@@ -298,6 +309,8 @@ ENCODERS: dict[str, type[SequenceEncoder]] = {
     "cnn": CNNEncoder,
     "caser": CaserEncoder,
     "filter": FilterEncoder,
+    "wearec": WEARecEncoder,
+    "tvrec": TVRecEncoder,
 }
 
 __all__ = [  # the shared parts, re-exported for the modules that build on encoders
@@ -346,7 +359,7 @@ def _validate_config(config: EncoderConfig) -> None:
 
     if config.kind not in ENCODERS:
         fail("kind", config.kind, f"one of {sorted(ENCODERS)}")
-    for name in ("num_items", "max_len", "hidden", "blocks", "heads", "kernel_size"):
+    for name in ("num_items", "max_len", "hidden", "blocks", "heads", "kernel_size", "tv_bases"):
         value = getattr(config, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             fail(name, value, "a positive integer")
@@ -375,9 +388,11 @@ def _validate_config(config: EncoderConfig) -> None:
         fail("frequency_cutoff", config.frequency_cutoff, f"an integer in [1, {frequencies}]")
     if config.frequency_causal and config.frequency_mix == 0:
         fail("frequency_causal", config.frequency_causal, "false when frequency_mix is 0")
+    if not 0.0 <= config.fft_mix <= 1.0:
+        fail("fft_mix", config.fft_mix, "a float in [0, 1] (0 = the wavelet filter alone)")
     if not config.dilations or min(config.dilations) < 1:
         fail("dilations", config.dilations, "a non-empty list of positive integers")
-    if config.kind not in ("transformer", "filter") and not config.causal:
+    if config.kind not in ("transformer", "filter", "wearec") and not config.causal:
         fail(
             "causal", config.causal, f"true: the '{config.kind}' encoder is causal by construction"
         )

@@ -165,9 +165,14 @@ def build_masked_item(
 def build_s3rec(job: PretrainJob, encoder: SequenceEncoder, tokens: torch.Tensor) -> TrainingTask:
     """S3-Rec pre-trains bidirectionally: its encoder is built again, non-causal, after the
     configured one (whose draw it follows); the checkpoint keeps the configured attention
-    (see :func:`run_job`), so fine-tuning is causal as for every other encoder."""
+    (see :func:`run_job`), so fine-tuning is causal as for every other encoder. Only the
+    transformer has a causal switch; a kind that is causal by construction (GRU, CNN, Caser,
+    TV-Rec) or never causal pre-trains as configured."""
     settings = job.settings
-    encoder = build_encoder(replace(job.encoder, causal=False))
+    kind = job.encoder.kind
+    encoder = build_encoder(
+        replace(job.encoder, causal=False) if kind == "transformer" else job.encoder
+    )
     pairs = torch.tensor(
         settings.attribute_pairs if settings.attribute_pairs is not None else np.empty((0, 2)),
         dtype=torch.long,
