@@ -38,9 +38,9 @@ KNOB_PARAMETERS = {
 ENCODER_KNOBS = {
     "dropout": None,  # every kind
     "max_len": None,
-    "blocks": ("transformer", "gru", "cnn", "filter"),
-    "heads": ("transformer",),
-    "ffn_hidden": ("transformer", "filter"),
+    "blocks": ("transformer", "gru", "cnn", "filter", "wearec", "tvrec"),
+    "heads": ("transformer", "wearec"),
+    "ffn_hidden": ("transformer", "filter", "wearec", "tvrec"),
     "frequency_mix": ("transformer",),
     "frequency_cutoff": ("transformer",),
 }
