@@ -28,6 +28,7 @@ from clue_pipeline.models.sequence_encoder import (
     attention_mask,
     circulant,
     fast_dropout,
+    init_linear_layers,
     item_positions,
     user_vectors_by_length,
 )
@@ -119,11 +120,7 @@ class TransformerEncoder(SequenceEncoder):
         self.embedding_norm = nn.LayerNorm(d) if config.embedding_norm else None
         self.blocks = nn.ModuleList(_TransformerBlock(config) for _ in range(config.blocks))
         self.final_norm = nn.LayerNorm(d) if config.norm == "pre" else None
-        if config.linear_init_std is not None:
-            for module in self.blocks.modules():
-                if isinstance(module, nn.Linear):
-                    nn.init.normal_(module.weight, std=config.linear_init_std)
-                    nn.init.zeros_(module.bias)
+        init_linear_layers(self.blocks, config.linear_init_std)
 
     def encode(self, tokens: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
         return self.encode_last(tokens, real, tokens.shape[1])

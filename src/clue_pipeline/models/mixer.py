@@ -18,7 +18,12 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from clue_pipeline.models.sequence_encoder import ACTIVATIONS, SequenceEncoder, fast_dropout
+from clue_pipeline.models.sequence_encoder import (
+    ACTIVATIONS,
+    SequenceEncoder,
+    fast_dropout,
+    init_linear_layers,
+)
 
 if TYPE_CHECKING:
     from clue_pipeline.models.encoders import EncoderConfig
@@ -44,11 +49,7 @@ class MixerEncoder(SequenceEncoder):
             nn.init.normal_(self.position_embedding.weight, std=config.init_std)
         self.input_norm = nn.LayerNorm(d)
         self.blocks = nn.ModuleList(MixerBlock(config, mixer(config)) for _ in range(config.blocks))
-        if config.linear_init_std is not None:
-            for module in self.blocks.modules():
-                if isinstance(module, nn.Linear):
-                    nn.init.normal_(module.weight, std=config.linear_init_std)
-                    nn.init.zeros_(module.bias)
+        init_linear_layers(self.blocks, config.linear_init_std)
 
     def encode(self, tokens: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
         return self.encode_last(tokens, real, tokens.shape[1])

@@ -167,3 +167,14 @@ def _check_tokens(tokens: torch.Tensor, config: EncoderConfig) -> None:
         raise ValueError(
             f"encoder input: {tokens.shape[1]} columns exceed max_len + 1 = {config.max_len + 1}"
         )
+
+
+def init_linear_layers(blocks: nn.Module, std: float | None) -> None:
+    """Every Linear layer of ``blocks`` drawn from normal(0, ``std``) with a zero bias, as the
+    published SASRec-family trainers initialise them; ``None`` keeps PyTorch's default."""
+    if std is None:
+        return
+    for module in blocks.modules():
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=std)
+            nn.init.zeros_(module.bias)

@@ -58,6 +58,15 @@ def create_pipeline(
                 tags=["evaluate", task],
             )
         )
+    return sum(evaluation, _overview(metric_names, corpora, pretrain_methods))
+
+
+def _overview(
+    metric_names: dict[str, str], corpora: tuple[str, ...], pretrain_methods: tuple[str, ...]
+) -> Pipeline:
+    """One table of every test metric, the pre-training curves and the user-vector PCA."""
+    from . import nodes
+
     summary = Node(
         nodes.summarise_metrics,
         inputs=metric_names,
@@ -90,9 +99,8 @@ def create_pipeline(
         tags="evaluate",
     )
     with_pca = "next_item" in corpora and "clue" in pretrain_methods
-    overview = Pipeline(
+    return Pipeline(
         [summary, curves, pca] if with_pca else [summary, curves],
         namespace="evaluate",
         prefix_datasets_with_namespace=False,
     )
-    return sum(evaluation, overview)
