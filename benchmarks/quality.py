@@ -8,8 +8,7 @@ A cell is (dataset, task, method, seed, share of training users): the cells of
 profile reuses. Each runs the project's own nodes as `kedro run --env <dataset> --nodes ...` in
 its own process, so the numbers are those `kedro run --env <env>` gives; its metrics are saved
 to benchmarks/results/quality/cells/... as soon as it finishes and a saved cell is never
-recomputed. The summary (benchmarks/results/quality.{json,md}) gives mean and std over seeds
-and lists the cells still missing, so a partial grid always says what it lacks.
+recomputed. The summary (results/quality.{json,md}) lists the cells still missing too.
 """
 
 from __future__ import annotations
@@ -134,10 +133,11 @@ def summarise(cells: list[Cell]) -> None:
     lines += ["", f"## Missing cells ({len(missing)} of {len(cells)})", ""]
     lines += [f"- {STORE.missing_label(c)}" for c in missing] or ["- none"]
     payload = {"rows": rows, "comparisons": compared, "missing": [c.as_dict() for c in missing]}
-    folds = json.loads((RESULTS / "profiling_folds.json").read_text())  # profiling_folds.py
-    lines += ["", "## profiling, 5 folds over users (`profiling_folds.md`)", ""]
-    lines.append(folds_markdown(folds["rows"], folds["comparisons"], folds["missing"]))
-    payload["profiling_folds"] = {k: folds[k] for k in ("protocol", "rows", "comparisons")}
+    if (folds_file := RESULTS / "profiling_folds.json").exists():  # profiling_folds.py
+        folds = json.loads(folds_file.read_text())
+        table = folds_markdown(folds["rows"], folds["comparisons"], folds["missing"])
+        lines += ["", "## profiling, 5 folds over users (`profiling_folds.md`)", "", table]
+        payload["profiling_folds"] = {k: folds[k] for k in ("protocol", "rows", "comparisons")}
     write_results("quality", {**payload, "cells_total": len(cells)}, "\n".join(lines))
 
 

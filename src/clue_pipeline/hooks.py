@@ -19,7 +19,7 @@ from kedro.pipeline import Pipeline
 from mlflow.tracking import MlflowClient
 
 from clue_pipeline import lineage, run_lock
-from clue_pipeline.pipeline_registry import stage_of
+from clue_pipeline.pipeline_registry import COMPOSITES, stage_of
 from clue_pipeline.tracking import (
     PHASE_EVALUATE,
     PHASE_TRAIN,
@@ -254,9 +254,10 @@ def describe_missing(
 
 
 def writers_of(name: str, pipelines: dict[str, Pipeline]) -> list[str]:
-    """The registered pipelines (the default chain aside) with ``name`` among their outputs."""
+    """The registered stage pipelines (not the chains made of them) with ``name`` among their
+    outputs."""
     return sorted(
-        p for p, pipe in pipelines.items() if p != "__default__" and name in pipe.all_outputs()
+        p for p, pipe in pipelines.items() if p not in COMPOSITES and name in pipe.all_outputs()
     )
 
 

@@ -16,6 +16,8 @@ from kedro.pipeline import Node, Pipeline
 # Run on request only: tune and report repeat work of the main chain many times over; core
 # is a part of it.
 NOT_IN_DEFAULT = ("tune", "report", "core")
+# pipelines made of other pipelines' nodes (never named as the writer of a dataset)
+COMPOSITES = ("__default__", "core")
 PIPELINES_DIR = Path(__file__).resolve().parent / "pipelines"
 # phase -> the stages (pipelines) it holds; the outer namespace of their nodes.
 PHASES = {

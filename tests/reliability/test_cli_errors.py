@@ -102,7 +102,7 @@ def test_an_unknown_environment_names_those_that_exist(runs):
     error = _one_error(runs["env"])
     assert error == (
         "Error: run-environment 'nope' does not exist; available: base, beauty, lastfm, local, "
-        "ml-100k, ml-1m, peterrec, sports"
+        "ml-100k, ml-1m, peterrec, scale, sports"
     )
     assert len(runs["env"]["stderr"].strip().splitlines()) == 1
 
