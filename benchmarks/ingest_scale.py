@@ -5,7 +5,7 @@
 (``.venv/bin/python benchmarks/ingest_scale.py``, the form of the recorded command, works too.)
 
 A synthetic ML-25M-like log (``clue_pipeline.data.synthetic``) is written once to
-``benchmarks/.cache/`` by a child process, so its memory does not count. This process then
+``data/01_raw/ml25m-like/`` (the `scale` run-environment reads it) by a child process, so its memory does not count. This process then
 reads it with the ingest reader (``generic`` format) and runs every function of the
 ``sequences`` pipeline with the project's parameters, recording the wall time of each stage
 and the peak resident memory so far (``getrusage``). Results go to
@@ -20,7 +20,6 @@ import json
 import os
 import platform
 import resource
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -35,7 +34,7 @@ import pyarrow as pa
 ROOT = Path(__file__).resolve().parents[1]
 if not __package__:  # started by file path: make the `benchmarks` package importable
     sys.path.insert(0, str(ROOT))
-CACHE = ROOT / "benchmarks" / ".cache" / "ml25m-like"
+CACHE = ROOT / "data" / "01_raw" / "ml25m-like"  # the `scale` run-environment's log
 RESULTS = ROOT / "benchmarks" / "results"
 TARGET_SECONDS = 60.0
 TARGET_PEAK_GIB = 6.0
@@ -43,21 +42,11 @@ LOADED_AT = 0.5  # 1-minute load average above which other jobs competed for the
 
 
 def main() -> None:
+    from clue_pipeline.data.synthetic import ensure_log  # pandas and numpy only: no torch yet
+
     args = _arguments()
-    if args.generate_only:
-        generate(args.interactions, CACHE)
-        return
-    marker = CACHE / f"done-{args.interactions}"
-    if args.regenerate or not marker.exists():
-        started = time.perf_counter()
-        command = [
-            sys.executable,
-            __file__,
-            "--generate-only",
-            "--interactions",
-            str(args.interactions),
-        ]
-        subprocess.run(command, check=True)
+    started = time.perf_counter()
+    if ensure_log(CACHE, args.interactions, args.regenerate):
         print(f"generated the log in {time.perf_counter() - started:.1f} s (child process)")
     result = run_stages(CACHE, args)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -304,19 +293,11 @@ def _load_note(result: dict[str, Any]) -> str:
 # --- synthetic log -----------------------------------------------------------------------
 
 
-def generate(n_interactions: int, folder: Path) -> None:
-    """The ML-25M-like log (``clue_pipeline.data.synthetic``) as the reader's parquet files."""
-    from clue_pipeline.data.synthetic import write_log
-
-    write_log(n_interactions, folder)
-
-
 def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--interactions", type=int, default=25_000_000)
     parser.add_argument("--k-core", type=int, default=0, help="sequences.k_core for the run")
     parser.add_argument("--regenerate", action="store_true")
-    parser.add_argument("--generate-only", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args()
 
 

@@ -15,11 +15,11 @@ import json
 import os
 import resource
 import subprocess
-import sys
 import time
 from typing import Any
 
 from benchmarks.common import REPO, write_results
+from clue_pipeline.data.synthetic import ensure_log
 from clue_pipeline.pipeline_registry import PHASES
 
 RAW = REPO / "data" / "01_raw" / "ml25m-like"
@@ -28,14 +28,6 @@ TARGET_MINUTES, TARGET_PEAK_GIB = 60.0, 8.0
 LOG = REPO / "logs" / "scale_chain.log"
 STAGE_FILE = REPO / "logs" / "scale_chain_resources.json"
 CHAIN = [stage for stages in PHASES.values() for stage in stages]
-
-
-def ensure_log(interactions: int) -> None:
-    """The synthetic log, drawn by a child process so its memory stays out of the figures."""
-    if (RAW / f"done-{interactions}").exists():
-        return
-    command = [sys.executable, "-m", "clue_pipeline.data.synthetic", str(RAW)]
-    subprocess.run([*command, "--interactions", str(interactions)], check=True, cwd=REPO)
 
 
 def run_chain(threads: int) -> dict[str, Any]:
@@ -129,7 +121,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--interactions", type=int, default=25_000_000)
     args = parser.parse_args()
-    ensure_log(args.interactions)
+    ensure_log(RAW, args.interactions)
     run = run_chain(args.threads)
     table = (REPO / "data" / "08_reporting" / DATASET / "metrics.md").read_text()
     payload = {

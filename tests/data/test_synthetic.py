@@ -39,3 +39,21 @@ def test_same_seed_same_log_and_another_seed_another():
 def test_too_few_interactions_for_the_length_floor_is_refused():
     with pytest.raises(ValueError, match="below min_length x users"):
         movielens_like(SMALL.users * SMALL.min_length - 1, SMALL)
+
+
+def test_ensure_log_draws_nothing_where_the_log_is_already_written(tmp_path, monkeypatch):
+    from clue_pipeline.data import synthetic
+
+    (tmp_path / "done-25000000").write_text("25000000 interactions\n")
+    monkeypatch.setattr(synthetic.subprocess, "run", lambda *a, **k: pytest.fail("drew again"))
+    assert synthetic.ensure_log(tmp_path, 25_000_000) is False
+    calls = []
+    monkeypatch.setattr(synthetic.subprocess, "run", lambda command, check: calls.append(command))
+    assert synthetic.ensure_log(tmp_path, 25_000_000, regenerate=True) is True
+    assert calls[0][1:] == [
+        "-m",
+        "clue_pipeline.data.synthetic",
+        str(tmp_path),
+        "--interactions",
+        "25000000",
+    ]

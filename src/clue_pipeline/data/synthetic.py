@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -186,6 +188,16 @@ def write_log(n_interactions: int, folder: Path) -> None:
     shutil.rmtree(folder, ignore_errors=True)
     staging.rename(folder)
     print(f"wrote {len(log.interactions):,} interactions of {len(log.users):,} users to {folder}")
+
+
+def ensure_log(folder: Path, n_interactions: int, regenerate: bool = False) -> bool:
+    """The log in ``folder``, drawn by a child process (so a caller measuring its own memory
+    does not count the draw) unless ``folder`` holds it already; True when it was drawn."""
+    if not regenerate and (Path(folder) / f"done-{n_interactions}").exists():
+        return False
+    command = [sys.executable, "-m", __name__, str(folder), "--interactions", str(n_interactions)]
+    subprocess.run(command, check=True)
+    return True
 
 
 def main(argv: list[str] | None = None) -> None:
