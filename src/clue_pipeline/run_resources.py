@@ -24,6 +24,9 @@ from typing import Any
 
 from kedro.framework.hooks import hook_impl
 
+from clue_pipeline.pipeline_registry import stage_of
+from clue_pipeline.training.checkpoint import write_atomic
+
 logger = logging.getLogger(__name__)
 
 RESOURCES_FILE_ENV = "CLUE_RESOURCES_FILE"
@@ -85,8 +88,6 @@ class RunResourcesHook:
 
     @hook_impl
     def after_node_run(self, node, catalog, inputs, outputs) -> None:
-        from clue_pipeline.pipeline_registry import stage_of
-
         started = self._started.pop(node.name, None)
         if started is None:
             return
@@ -134,7 +135,5 @@ def _log_to_mlflow(record: dict[str, Any]) -> None:
 
 
 def _write_json(path: Path, record: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(partial, path)
+    text = json.dumps(record, indent=2) + "\n"
+    write_atomic(path, lambda stream: stream.write(text.encode("utf-8")))
