@@ -38,6 +38,7 @@ from clue_pipeline.training.run_state import (
     EpochAccumulator,
     RunState,
     TrainResult,
+    cpu_state_dict,
     restore_run,
     save_run,
     seed_everything,
@@ -88,6 +89,7 @@ def fit(
     epoch_metrics_fn: EvalFn | None = None,
     distributed: DistributedContext | None = None,
     lengths: torch.Tensor | None = None,
+    also_monitor: str | None = None,
 ) -> TrainResult:
     """Train ``model`` in place and return the history and the best weights.
 
@@ -98,6 +100,9 @@ def fit(
     they run on rank 0 only and their results are broadcast, so every rank stops at the same epoch.
     ``lengths`` (one per row) are what ``bucket_by_length`` groups by when the dataset's first
     tensor is not a left-padded token matrix (e.g. rows cut from a flat array per batch).
+    ``also_monitor``: a second validation key whose best epoch and weights are kept too
+    (``TrainResult.also_*``), e.g. the same metric under another evaluation protocol; only
+    ``config.monitor`` drives early stopping, so that selection may be cut short.
     """
     ctx = distributed or DistributedContext()
     run = _start(model, dataset, step_fn, config, ctx, lengths)
@@ -113,7 +118,7 @@ def fit(
         report = config.progress and ctx.is_main
         log_epoch = report and not _stderr_is_terminal()  # a file: every bar frame a line
         _train_epoch(run, epoch, order, show_bar=report and not log_epoch, log_steps=log_epoch)
-        if _end_epoch(run, epoch, validate_fn, epoch_metrics_fn, log_epoch):
+        if _end_epoch(run, epoch, validate_fn, epoch_metrics_fn, log_epoch, also_monitor):
             break
     run.state.finished = True
     return run.state.result()
@@ -247,14 +252,18 @@ def _end_epoch(
     validate_fn: EvalFn | None,
     epoch_metrics_fn: EvalFn | None,
     log_epoch: bool,
+    also_monitor: str | None = None,
 ) -> bool:
-    """History entry, validation, best weights, early stopping, checkpoint; True = stop."""
+    """History entry, validation, best weights (per monitor), early stopping, checkpoint;
+    True = stop."""
     config, state, ctx = run.config, run.state, run.ctx
     entry = _epoch_entry(epoch, state.partial, ctx)
     state.step_losses.extend(entry.pop("step_losses"))
     entry.update(_evaluate(run.module, validate_fn, epoch_metrics_fn, ctx))
     state.history.append(entry)
     _track_best(state, entry, run.module, epoch, config.monitor)
+    also_value = _monitored(entry, also_monitor, "fit argument also_monitor")
+    state.track_also(also_monitor, also_value, epoch, run.module)
     if log_epoch:
         logger.info(epoch_line(entry, config.epochs, config.monitor))
     if ctx.is_main and epoch_records.handlers:
@@ -359,11 +368,6 @@ def to_device(batch: Batch, device: torch.device) -> Batch:
     return type(batch)(value.to(device, non_blocking=True) for value in batch)
 
 
-def cpu_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
-    """A deep copy on CPU, so later optimiser steps cannot change the kept weights."""
-    return {key: value.detach().to("cpu", copy=True) for key, value in module.state_dict().items()}
-
-
 def _epoch_entry(epoch: int, acc: EpochAccumulator, ctx: DistributedContext) -> dict[str, Any]:
     """Means over the epoch's steps, averaged across ranks (equal shards, so the global mean)."""
     names = sorted(acc.metrics)
@@ -412,17 +416,24 @@ def _track_best(
     if monitor is None:
         state.best_state, state.best_epoch, state.stale_epochs = cpu_state_dict(module), epoch, 0
         return
-    if monitor not in entry:
-        raise ValueError(
-            f"TrainConfig.monitor={monitor!r} is not among the epoch's metrics "
-            f"{sorted(k for k in entry if k != 'epoch')}; expected a key returned by validate_fn"
-        )
-    value = float(entry[monitor])
+    value = _monitored(entry, monitor, "TrainConfig.monitor")
     if state.best_metric is None or value > state.best_metric:
         state.best_metric, state.best_epoch, state.stale_epochs = value, epoch, 0
         state.best_state = cpu_state_dict(module)
     else:
         state.stale_epochs += 1
+
+
+def _monitored(entry: Mapping[str, Any], key: str | None, parameter: str) -> float | None:
+    """``entry[key]`` as a float (None without a key); a missing key names ``parameter``."""
+    if key is None:
+        return None
+    if key not in entry:
+        raise ValueError(
+            f"{parameter}={key!r} is not among the epoch's metrics "
+            f"{sorted(k for k in entry if k != 'epoch')}; expected a key returned by validate_fn"
+        )
+    return float(entry[key])
 
 
 def _steps_per_epoch(num_rows: int, batch_size: int, drop_last: bool) -> int:

@@ -23,13 +23,23 @@ CHECKPOINT_FORMAT = 1
 
 @dataclass
 class TrainResult:
-    """``best_state`` is a CPU copy of the weights at ``best_epoch`` (the last epoch without a monitor)."""
+    """``best_state`` is a CPU copy of the weights at ``best_epoch`` (the last epoch without a monitor).
+
+    ``also_*``: a second selection, by ``fit(also_monitor=...)``'s key, kept beside the first
+    but never deciding when to stop. ``also_since_epoch`` is the first epoch it saw: above 0
+    when the run resumed from a checkpoint written without it (or for another key).
+    """
 
     best_state: dict[str, torch.Tensor] | None
     history: list[dict[str, Any]]
     best_epoch: int
     steps: int
     step_losses: list[float] = field(default_factory=list)
+    also_monitor: str | None = None
+    also_best_state: dict[str, torch.Tensor] | None = None
+    also_best_metric: float | None = None
+    also_best_epoch: int = -1
+    also_since_epoch: int = 0
 
 
 @dataclass
@@ -92,6 +102,11 @@ class RunState:
     stale_epochs: int = 0
     finished: bool = False
     partial: EpochAccumulator = field(default_factory=EpochAccumulator)
+    also_monitor: str | None = None
+    also_best_state: dict[str, torch.Tensor] | None = None
+    also_best_metric: float | None = None
+    also_best_epoch: int = -1
+    also_since_epoch: int = 0
 
     def result(self) -> TrainResult:
         return TrainResult(
@@ -100,7 +115,35 @@ class RunState:
             best_epoch=self.best_epoch,
             steps=self.global_step,
             step_losses=self.step_losses,
+            **{name: getattr(self, name) for name in ALSO_FIELDS},
         )
+
+    def track_also(
+        self, key: str | None, value: float | None, epoch: int, module: nn.Module
+    ) -> None:
+        """The second selection: a CPU copy of the weights at ``key``'s best epoch so far.
+
+        A run resumed under another key (or from a checkpoint without one) starts it afresh,
+        from ``epoch``: the kept weights and metric belong to the old key.
+        """
+        if key != self.also_monitor:
+            self.also_monitor, self.also_since_epoch = key, epoch
+            self.also_best_state, self.also_best_metric, self.also_best_epoch = None, None, -1
+        if key is None or value is None:
+            return
+        if self.also_best_metric is None or value > self.also_best_metric:
+            self.also_best_metric, self.also_best_epoch = value, epoch
+            self.also_best_state = cpu_state_dict(module)
+
+
+# What RunState and TrainResult share of the second selection, and a checkpoint stores.
+ALSO_FIELDS = (
+    "also_monitor",
+    "also_best_state",
+    "also_best_metric",
+    "also_best_epoch",
+    "also_since_epoch",
+)
 
 
 def save_run(
@@ -141,6 +184,7 @@ def save_run(
             "stale_epochs": state.stale_epochs,
             "finished": state.finished,
             "partial": state.partial.to_state(),
+            **{name: getattr(state, name) for name in ALSO_FIELDS},
         },
         keep_previous=True,
     )
@@ -183,13 +227,30 @@ def restore_run(
         stale_epochs=int(ckpt["stale_epochs"]),
         finished=bool(ckpt["finished"]),
         partial=EpochAccumulator.from_state(ckpt["partial"], device),
+        **_also_fields(ckpt),
     )
+
+
+def _also_fields(ckpt: Mapping[str, Any]) -> dict[str, Any]:
+    """The second selection a checkpoint holds; one written before it had one starts it at the
+    checkpoint's epoch (``also_since_epoch``): the earlier epochs' weights are gone."""
+    if "also_monitor" not in ckpt:
+        return {"also_since_epoch": int(ckpt["epoch"])}
+    fields = {name: ckpt[name] for name in ALSO_FIELDS}
+    fields["also_best_epoch"] = int(fields["also_best_epoch"])
+    fields["also_since_epoch"] = int(fields["also_since_epoch"])
+    return fields
 
 
 def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
     random.seed(seed)
+
+
+def cpu_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
+    """A deep copy on CPU, so later optimiser steps cannot change the kept weights."""
+    return {key: value.detach().to("cpu", copy=True) for key, value in module.state_dict().items()}
 
 
 def _stack_cpu(values: list[torch.Tensor]) -> torch.Tensor:
