@@ -187,6 +187,8 @@ NOTE = (
     "(`history_excluded: false` in the JSON rows); columns `excl. *` give the same metric "
     "with the user's own history removed from the ranking (the protocol of published "
     "numbers on the S3-Rec files), for cells evaluated since both are recorded. "
+    "Cells whose record has `selection` test each protocol with the model selected under it; "
+    "earlier ones test both with the one selected under history kept. "
     "Profiling: accuracy and macro-F1 on the 15 % test users. Mean (± std over seeds). "
     "Seeds 'on GPU' were measured by `benchmarks/gpu_quality.py` with the same settings "
     "(`benchmarks/results/gpu_quality/`), not through Kedro; 'capped' ones stopped at that "

@@ -191,3 +191,66 @@ def test_initial_weights_follow_the_seed_not_what_ran_before(params, tables, met
         states.append(model["state_dict"])
     for key, value in states[0].items():
         assert torch.equal(value, states[1][key]), key
+
+
+# Validation NDCG@10 per epoch and protocol: kept peaks at epoch 1 and early-stops the run at 4
+# (patience 3); excluded peaks at 3, one epoch before that stop, so its curve is cut short.
+SCRIPTED = {False: [0.1, 0.3, 0.2, 0.2, 0.2, 0.2], True: [0.1, 0.2, 0.3, 0.4, 0.35, 0.3]}
+
+
+def test_each_protocol_is_tested_with_the_model_selected_under_it(params, tables, monkeypatch):
+    from clue_pipeline.tasks import finetuning as tasks
+
+    item_index, _, _, _, split = tables
+    calls = {False: 0, True: 0}
+
+    def scripted(model, data, exclusions=(False, True), batch_size=1024):
+        rankings = []
+        for exclude in exclusions:
+            score = SCRIPTED[exclude][calls[exclude]]
+            calls[exclude] += 1
+            rankings.append({"ndcg@10": score, "n_users": 6, "history_excluded": exclude})
+        return rankings
+
+    monkeypatch.setattr(tasks, "rank_next_items", scripted)  # validation only
+    settings = {**params["finetune"], "train": {**params["finetune"]["train"], "epochs": 6}}
+    spec = params["finetune"]["methods"]["clue_zero"]
+    checkpoint, history = finetune.finetune_next_item(
+        split, item_index, params["encoder"], settings, spec
+    )
+    assert [entry["history_excluded/ndcg@10"] for entry in history] == SCRIPTED[True][:5]
+    assert "history_excluded/n_users" not in history[0]
+    other = checkpoint["other_selection"]
+    assert (checkpoint["selected_under"], checkpoint["best_epoch"]) == ("history_kept", 1)
+    assert (other["protocol"], other["best_epoch"]) == ("history_excluded", 3)
+    assert other["selection_complete"] is False  # stopped 1 epoch past its best, not 3
+
+    record = evaluate.evaluate_next_item(checkpoint, split, item_index, params["evaluate"], "toy")
+    assert record["selection"] == {
+        "history_kept": {
+            "selected_epoch": 1,
+            "selected_under": "history_kept",
+            "selection_complete": True,
+        },
+        "history_excluded": {
+            "selected_epoch": 3,
+            "selected_under": "history_excluded",
+            "selection_complete": False,
+        },
+    }
+    max_len = int(checkpoint["max_len"])
+    data = evaluate.next_item_data(evaluate.downstream_rows(split), max_len, len(item_index))
+    selected = tasks.restore_model(checkpoint, other["state_dict"])
+    (excluded,) = evaluate.rank_next_items(selected, data.test, (True,))
+    (kept,) = evaluate.rank_next_items(tasks.restore_model(checkpoint), data.test, (False,))
+    assert record["protocols"] == {"history_kept": kept, "history_excluded": excluded}
+    assert record["metrics"] == kept
+
+    new_keys = ("other_selection", "selected_under", "best_epoch")
+    before = {k: v for k, v in checkpoint.items() if k not in new_keys}  # an older checkpoint
+    old = evaluate.evaluate_next_item(before, split, item_index, params["evaluate"], "toy")
+    assert old["protocols"]["history_kept"] == kept  # one model for both protocols
+    assert old["protocols"]["history_excluded"] != excluded
+    assert old["selection"]["history_excluded"]["selected_epoch"] is None
+    assert old["selection"]["history_excluded"]["selected_under"] is None
+    assert "no selection per protocol" in old["selection"]["history_excluded"]["note"]

@@ -39,6 +39,10 @@ from clue_pipeline.training.length_batching import by_length, trim_padding
 from clue_pipeline.training.loop import StepFn, TrainConfig, TrainResult, fit
 
 NEXT_ITEM_LAYOUTS = ("user", "prefix")
+# The two ranking protocols (docs/quality-grid.md, "Ranking protocols"), by ``exclude_history``
+PROTOCOLS = {False: "history_kept", True: "history_excluded"}
+# What a ranking reports beside its scores: left out of the other protocol's validation keys
+NOT_SCORES = ("history_excluded", "n_users")
 POPULARITY = "pop"  # the most-popular baseline's backbone: counted, not trained
 BAG_OF_ITEMS = "bag"  # the linear floor's backbone: a logistic regression over the item bag
 
@@ -163,9 +167,16 @@ def finetune_next_item(
     exclude_history: bool = False,
     on_validation=None,
     head: NextItemHead | None = None,
+    select_other_protocol: bool = False,
 ) -> tuple[NextItemModel, TrainResult]:
     """``on_validation(metrics, model)`` sees every epoch's validation metrics and the model in
-    eval mode (e.g. an Optuna pruner, or a benchmark scoring the test items per epoch)."""
+    eval mode (e.g. an Optuna pruner, or a benchmark scoring the test items per epoch).
+
+    The model is selected (and early-stopped) on ``config.monitor`` under ``exclude_history``'s
+    protocol. ``select_other_protocol``: validation also ranks under the other protocol, from
+    the same encoder pass, as ``<protocol>/<metric>`` keys (``protocol_key``), and the result
+    keeps that protocol's own best epoch and weights (``TrainResult.also_*``).
+    """
     if train.layout == "user" and encoder.config.sees_future:
         raise ValueError(
             f"encoder kind '{encoder.config.kind}' (causal: {encoder.config.causal}) lets a state "
@@ -175,17 +186,59 @@ def finetune_next_item(
     torch.manual_seed(config.seed)
     model = next_item_model(encoder, head or NextItemHead(), freeze_encoder)
 
+    other = not exclude_history
+    also_monitor = None
+    if select_other_protocol and config.monitor is not None:
+        also_monitor = protocol_key(config.monitor, other)
+
     def validate(m: NextItemModel) -> dict[str, float]:
-        metrics = evaluate_next_item(m, valid, exclude_history=exclude_history)
+        if select_other_protocol:
+            chosen, theirs = rank_next_items(m, valid, (exclude_history, other))
+            metrics = {**chosen, **other_protocol_metrics(theirs, other)}
+        else:
+            metrics = evaluate_next_item(m, valid, exclude_history=exclude_history)
         if on_validation is not None:
             on_validation(metrics, m)
         return metrics
 
     result = fit(
-        model, train.dataset, train.step, config, validate_fn=validate, lengths=train.lengths
+        model,
+        train.dataset,
+        train.step,
+        config,
+        validate_fn=validate,
+        lengths=train.lengths,
+        also_monitor=also_monitor,
     )
     model.load_state_dict(result.best_state)
     return model, result
+
+
+def protocol_key(metric: str, exclude_history: bool) -> str:
+    """``history_excluded/ndcg@10``: a validation metric under a protocol other than the
+    selected one (MLflow shows it as ``valid/history_excluded/ndcg_at_10``)."""
+    return f"{PROTOCOLS[exclude_history]}/{metric}"
+
+
+def other_protocol_metrics(metrics: dict, exclude_history: bool) -> dict[str, float]:
+    """A ranking's scores under ``protocol_key`` names, without the facts beside them."""
+    return {
+        protocol_key(name, exclude_history): value
+        for name, value in metrics.items()
+        if name not in NOT_SCORES
+    }
+
+
+def selection_complete(result: TrainResult, config: TrainConfig) -> bool:
+    """Whether the second selection (``TrainResult.also_*``) saw its curve as far as early
+    stopping sees the main one's: every epoch from the first, and either the run went on to
+    ``config.epochs`` or at least ``patience`` epochs past its best. Otherwise the main
+    monitor's early stop may have cut it before a later, better epoch."""
+    if result.also_best_state is None or result.also_since_epoch > 0:
+        return False
+    last = int(result.history[-1]["epoch"]) if result.history else -1
+    ran_out = last + 1 >= config.epochs
+    return ran_out or config.patience is None or last - result.also_best_epoch >= config.patience
 
 
 def next_item_model(
@@ -335,8 +388,12 @@ def export_checkpoint(model: torch.nn.Module, method: MethodSpec, **extra) -> di
     return state
 
 
-def restore_model(checkpoint: dict) -> torch.nn.Module:
-    """The fine-tuned model of ``export_checkpoint``, rebuilt and loaded, in eval mode."""
+def restore_model(checkpoint: dict, state_dict: dict | None = None) -> torch.nn.Module:
+    """The fine-tuned model of ``export_checkpoint``, rebuilt and loaded, in eval mode.
+
+    ``state_dict``: other weights of the same model to load instead, e.g. a next-item
+    checkpoint's selection under the other ranking protocol (``other_selection``).
+    """
     frozen = bool(checkpoint.get("freeze_encoder", False))
     if checkpoint.get("backbone") == POPULARITY:
         return PopularityModel(checkpoint["state_dict"]["counts"]).eval()
@@ -360,5 +417,5 @@ def restore_model(checkpoint: dict) -> torch.nn.Module:
             int(checkpoint["num_classes"]),
             freeze_encoder=frozen,
         )
-    model.load_state_dict(checkpoint["state_dict"])
+    model.load_state_dict(checkpoint["state_dict"] if state_dict is None else state_dict)
     return model.eval()

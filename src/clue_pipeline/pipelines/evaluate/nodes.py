@@ -15,13 +15,13 @@ from clue_pipeline.models.encoders import encoder_from_checkpoint
 from clue_pipeline.models.representation import summarise_representation
 from clue_pipeline.run_summary import metric_name
 from clue_pipeline.tasks.batching import model_inputs
+from clue_pipeline.tasks.finetuning import PROTOCOLS, rank_next_items, restore_model
 from clue_pipeline.tasks.finetuning import (
     evaluate_coldstart as coldstart_metrics,
 )
 from clue_pipeline.tasks.finetuning import (
     evaluate_profiling as profiling_metrics,
 )
-from clue_pipeline.tasks.finetuning import rank_next_items, restore_model
 from clue_pipeline.tasks.task_data import classification_data, next_item_data
 
 logger = logging.getLogger(__name__)
@@ -38,22 +38,71 @@ def evaluate_next_item(
 
     ``metrics`` follow ``evaluate.exclude_history``; ``protocols`` holds both rankings (history
     kept, as the paper; history excluded, as published numbers on the S3-Rec files), so any
-    two results can be compared under the same protocol.
+    two results can be compared under the same protocol. Each protocol ranks with the model
+    selected under it, where the checkpoint carries one per protocol (``other_selection``);
+    ``selection`` says per protocol which epoch's weights were tested, selected under which
+    protocol, and whether that selection saw its curve to the end (``next_item_selection``).
     """
-    model = restore_model(model_checkpoint)
     split = downstream_rows(split)
     data = next_item_data(split, int(model_checkpoint["max_len"]), len(item_index))
-    kept, excluded = rank_next_items(model, data.test, (False, True))
-    protocols = {"history_kept": kept, "history_excluded": excluded}
-    exclude_history = parse_evaluate(evaluate_params).exclude_history
-    chosen = "history_excluded" if exclude_history else "history_kept"
+    models = selected_models(model_checkpoint)
+    if len(models) == 1:  # one model for both: a checkpoint from before, or nothing trained
+        (model,) = models.values()
+        kept, excluded = rank_next_items(model, data.test, (False, True))
+        protocols = {"history_kept": kept, "history_excluded": excluded}
+    else:
+        protocols = {
+            name: rank_next_items(models[name], data.test, (exclude,))[0]
+            for exclude, name in PROTOCOLS.items()
+        }
+    chosen = PROTOCOLS[parse_evaluate(evaluate_params).exclude_history]
     record = _record(
         model_checkpoint, "next_item", dataset_name, protocols[chosen], "leave-one-out"
     )
     record["protocols"] = protocols
+    record["selection"] = next_item_selection(model_checkpoint)
     record["training_rows"] = model_checkpoint.get("training_rows", "user")
     record["readout"] = model_checkpoint.get("readout", DEFAULT_READOUT)
     return record
+
+
+def selected_models(checkpoint: dict) -> dict:
+    """The next-item model selected under each protocol, by protocol name, where the checkpoint
+    carries both selections; otherwise its one model (``{None: model}``)."""
+    model = restore_model(checkpoint)
+    second = checkpoint.get("other_selection")
+    if second is None:
+        return {None: model}
+    return {
+        checkpoint["selected_under"]: model,
+        second["protocol"]: restore_model(checkpoint, second["state_dict"]),
+    }
+
+
+def next_item_selection(checkpoint: dict) -> dict[str, dict]:
+    """Per protocol: the epoch whose weights ranked its test (``selected_epoch``), the protocol
+    they were selected under, and ``selection_complete``: false where the run stopped (early,
+    on the other protocol's curve) fewer than ``patience`` epochs past that best epoch, so a
+    later epoch might have won. A checkpoint without a second selection tested one model under
+    both protocols; one written before selections were recorded (or a model not trained, the
+    popularity baseline) says None for what it does not know."""
+    main = {
+        "selected_epoch": checkpoint.get("best_epoch"),
+        "selected_under": checkpoint.get("selected_under"),
+        "selection_complete": True,  # the curve early stopping followed
+    }
+    second = checkpoint.get("other_selection")
+    if second is None:
+        note = "one model for both protocols: the checkpoint holds no selection per protocol"
+        return {name: {**main, "note": note} for name in PROTOCOLS.values()}
+    return {
+        main["selected_under"]: main,
+        second["protocol"]: {
+            "selected_epoch": int(second["best_epoch"]),
+            "selected_under": second["protocol"],
+            "selection_complete": bool(second["selection_complete"]),
+        },
+    }
 
 
 def evaluate_profiling(

@@ -15,6 +15,7 @@ from clue_pipeline.data.transfer import downstream_rows
 from clue_pipeline.models.bag_of_items import fit_bag_of_items
 from clue_pipeline.models.popularity import PopularityModel, counts_of
 from clue_pipeline.tasks.finetuning import (
+    PROTOCOLS,
     MethodSpec,
     build_classifier,
     evaluate_coldstart,
@@ -23,6 +24,7 @@ from clue_pipeline.tasks.finetuning import (
     export_checkpoint,
     finetune_classifier,
     make_encoder,
+    selection_complete,
 )
 from clue_pipeline.tasks.finetuning import finetune_next_item as train_next_item
 from clue_pipeline.tasks.fingerprint import fingerprint, job_checkpoint_dir
@@ -49,7 +51,9 @@ def finetune_next_item(
 
     ``finetune.next_item.rows`` picks the training rows: one per user (``user``) or one per
     prefix (``prefix``); see :class:`clue_pipeline.tasks.finetuning.NextItemRows`. Models are
-    selected on the ranking protocol the test uses (``evaluate.exclude_history``).
+    selected on the ranking protocol the test uses (``evaluate.exclude_history``), which also
+    decides early stopping; the same run keeps the other protocol's best epoch too, so each
+    protocol's test is that of the model selected under it (``_selections``).
     """
     settings = parse_finetune(finetune_params)
     method = _method(method_params)
@@ -75,6 +79,7 @@ def finetune_next_item(
         encoder_cfg,
         head,
         _weights_id(pretrained),
+        f"selected under {PROTOCOLS[exclude_history]}",  # another protocol: another run
     )
     logger.info("next-item %s: %d training rows (%s layout)", method.name, rows.count, layout)
     torch.manual_seed(config.seed)  # the initial weights follow the seed, not what ran before
@@ -86,6 +91,7 @@ def finetune_next_item(
         freeze_encoder=method.freeze_encoder,
         exclude_history=exclude_history,
         head=head,
+        select_other_protocol=True,
     )
     logger.info("next-item %s: best epoch %s of %d", method.name, result.best_epoch, config.epochs)
     return (
@@ -96,9 +102,35 @@ def finetune_next_item(
             max_len=encoder_cfg.max_len,
             training_rows=layout,
             readout=head.readout,
+            **_selections(result, config, exclude_history),
         ),
         result.history,
     )
+
+
+def _selections(result: TrainResult, config, exclude_history: bool) -> dict:
+    """What the next-item checkpoint says of its model selection: the protocol and epoch of
+    its weights, and the other protocol's own best epoch and weights from the same run, with
+    whether early stopping (driven by the first) left that curve complete."""
+    selections = {"selected_under": PROTOCOLS[exclude_history], "best_epoch": result.best_epoch}
+    if result.also_best_state is None:
+        return selections
+    complete = selection_complete(result, config)
+    other = PROTOCOLS[not exclude_history]
+    logger.info(
+        "next-item: best epoch under %s %d%s",
+        other,
+        result.also_best_epoch,
+        "" if complete else " (its curve was cut short by the early stop)",
+    )
+    selections["other_selection"] = {
+        "protocol": other,
+        "monitor": result.also_monitor,
+        "best_epoch": result.also_best_epoch,
+        "selection_complete": complete,
+        "state_dict": result.also_best_state,
+    }
+    return selections
 
 
 def finetune_profiling(
