@@ -24,7 +24,8 @@ from clue_pipeline.experiments.store import CellStore
 
 DATASET, FOLDS, SEED = "ml-1m", 5, 0
 ATTRIBUTES = ("gender", "age", "occupation")
-# key -> (row name, method, history read); the majority rate is in every profiling record
+MEAN = {"finetune.classifier.readout": "mean_items"}
+# key -> (row name, method, history read[, overrides]); the majority rate is in every record
 VARIANTS = {
     "linear50": ("linear, last 50", "linear", 50),
     "linear200": ("linear, last 200", "linear", 200),
@@ -32,6 +33,9 @@ VARIANTS = {
     "clue_probe": ("CLUE probe (frozen), last 200", "clue_probe", 200),
     "linear_all": ("linear, every item", "linear", 2000),
     "clue": ("CLUE, last 200", "clue", 200),
+    "clue_probe_mean": ("CLUE probe (frozen), mean of item states", "clue_probe", 200, MEAN),
+    "clue_mean": ("CLUE, mean of item states", "clue", 200, MEAN),
+    "clue_zero_mean": ("CLUE-Zero, mean of item states", "clue_zero", 200, MEAN),
 }
 FLOOR = "linear, last 200"
 STORE = CellStore(
@@ -43,21 +47,22 @@ def cells(keys: list[str] | None = None) -> dict[str, list[Cell]]:
     """Row name -> its five fold cells (the rows of ``keys``, every row by default)."""
     chosen = [VARIANTS[k] for k in keys] if keys else list(VARIANTS.values())
     return {
-        row: [
+        variant[0]: [
             Cell.create(
                 DATASET,
                 "profiling",
-                method,
+                variant[1],
                 SEED,
                 overrides={
-                    "encoder.max_len": max_len,
+                    "encoder.max_len": variant[2],
                     "sequences.profiling.folds": FOLDS,
                     "sequences.profiling.fold": fold,
+                    **(variant[3] if len(variant) > 3 else {}),
                 },
             )
             for fold in range(FOLDS)
         ]
-        for row, method, max_len in chosen
+        for variant in chosen
     }
 
 

@@ -86,6 +86,7 @@ CASES = [
     (DistributedSettings, "pretrain.distributed", ()),
     (config.TrainConfig, "pretrain.train", ("patience", "min_epochs", "monitor")),
     (config.NextItemHead, "finetune.next_item", ()),
+    (config.ClassifierHead, "finetune.classifier", ()),
     (config.EvaluateSettings, "evaluate", ()),
     (config.AugmentSettings, "augment", ()),
     (config.EmbedSettings, "embed", ()),

@@ -85,6 +85,20 @@ def test_classifier_loss_and_logits():
         ClassifierModel(encoder(), num_classes=1)
 
 
+def test_mean_items_readout_averages_the_item_states_whatever_the_padding():
+    model = ClassifierModel(encoder(), num_classes=3, readout="mean_items").eval()
+    tokens, _ = next_item_batch()
+    states = model.encoder(tokens).states
+    real = tokens[:, :-1] != 0
+    expected = (states[:, :-1] * real[..., None]).sum(1) / real.sum(1, keepdim=True)
+    torch.testing.assert_close(model.user_vectors(tokens), expected)
+    assert not torch.allclose(expected, states[:, -1])  # not the [UR] state
+    narrow = tokens[:, -6:]  # less left padding: the first two rows keep all their items
+    torch.testing.assert_close(model.user_vectors(narrow)[:2], expected[:2])
+    with pytest.raises(ValueError, match="readout"):
+        ClassifierModel(encoder(), num_classes=3, readout="mean")
+
+
 @pytest.mark.parametrize("head", ["classifier", "next_item"])
 def test_frozen_encoder_is_a_linear_probe(head):
     enc = encoder()

@@ -19,9 +19,11 @@ from clue_pipeline.config.blocks import (
     ViewsConfig,
 )
 from clue_pipeline.config.finetuning import (
+    CLASSIFIER_READOUTS,
     DEFAULT_READOUT,
     NEXT_ITEM_ROWS,
     READOUTS,
+    ClassifierHead,
     EvaluateSettings,
     FinetuneSettings,
     LinearFloorConfig,
@@ -46,12 +48,14 @@ from clue_pipeline.config.training import TrainConfig
 from clue_pipeline.config.tuning import parse_tune
 
 __all__ = [
+    "CLASSIFIER_READOUTS",
     "DEFAULT_READOUT",
     "NEXT_ITEM_ROWS",
     "OBJECTIVE_NAMES",
     "READOUTS",
     "RENAMED_KEYS",
     "AugmentSettings",
+    "ClassifierHead",
     "EmbedSettings",
     "EvaluateSettings",
     "FinetuneSettings",

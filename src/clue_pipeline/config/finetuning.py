@@ -14,6 +14,8 @@ from clue_pipeline.config.training import TrainConfig
 READOUTS = ("ur", "last_item")
 DEFAULT_READOUT = "ur"
 NEXT_ITEM_ROWS = ("user", "prefix")
+# The user vector that profiling and cold-start classify (models/heads.py ClassifierModel).
+CLASSIFIER_READOUTS = ("ur", "mean_items")
 SOFTMAX_MATMUL = ("float32", "bfloat16")
 
 
@@ -61,6 +63,24 @@ class NextItemHead:
             raise ValueError(
                 "finetune.next_item: contrastive_weight must be >= 0 and contrastive_temperature"
                 f" > 0, got {self.contrastive_weight!r} and {self.contrastive_temperature!r}"
+            )
+
+
+@dataclass(frozen=True)
+class ClassifierHead:
+    """``finetune.classifier``: which user vector profiling and cold-start classify.
+
+    ``readout: ur`` is the ``[UR]`` output (the paper's user vector); ``mean_items`` the mean
+    of the item states, where every item of the history speaks as in a bag of items.
+    """
+
+    readout: str = "ur"
+
+    def __post_init__(self) -> None:
+        if self.readout not in CLASSIFIER_READOUTS:
+            raise ValueError(
+                f"finetune.classifier.readout = {self.readout!r}: expected one of "
+                f"{list(CLASSIFIER_READOUTS)}"
             )
 
 
@@ -116,6 +136,7 @@ class FinetuneSettings:
     tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     next_item: NextItemHead = field(default_factory=NextItemHead)
+    classifier: ClassifierHead = field(default_factory=ClassifierHead)
     train_user_fraction: float = 1.0
     methods: dict[str, dict[str, Any]] = field(default_factory=dict)
     baselines: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -148,6 +169,7 @@ def parse_finetune(params: dict[str, Any] | FinetuneSettings) -> FinetuneSetting
         tasks={k: dict(v or {}) for k, v in (params.get("tasks") or {}).items()},
         overrides={k: dict(v or {}) for k, v in (params.get("overrides") or {}).items()},
         next_item=to_dataclass(NextItemHead, params.get("next_item"), "finetune.next_item"),
+        classifier=to_dataclass(ClassifierHead, params.get("classifier"), "finetune.classifier"),
         train_user_fraction=float(params.get("train_user_fraction", 1.0)),
         methods={k: dict(v or {}) for k, v in (params.get("methods") or {}).items()},
         baselines={k: dict(v or {}) for k, v in (params.get("baselines") or {}).items()},

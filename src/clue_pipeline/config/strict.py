@@ -15,7 +15,12 @@ from dataclasses import fields, is_dataclass
 from typing import Any
 
 from clue_pipeline.config import blocks
-from clue_pipeline.config.finetuning import EvaluateSettings, LinearFloorConfig, NextItemHead
+from clue_pipeline.config.finetuning import (
+    ClassifierHead,
+    EvaluateSettings,
+    LinearFloorConfig,
+    NextItemHead,
+)
 from clue_pipeline.config.pretraining import (
     AttributesConfig,
     DistributedSettings,
@@ -86,6 +91,7 @@ def schema() -> dict[str, Any]:
             "tasks": OpenMap(train),
             "overrides": OpenMap(train),
             "next_item": _of(NextItemHead),
+            "classifier": _of(ClassifierHead),
             "train_user_fraction": LEAF,
             "methods": OpenMap(_of(MethodSpec)),
             "baselines": OpenMap(_of(BaselineConfig, drop=("num_items", "num_classes"))),

@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from clue_pipeline.augment import sample_per_row
-from clue_pipeline.data.tokens import FIRST_ITEM
+from clue_pipeline.config.finetuning import CLASSIFIER_READOUTS
+from clue_pipeline.data.tokens import FIRST_ITEM, PAD
 from clue_pipeline.models.sequence_encoder import SequenceEncoder
 
 
@@ -287,6 +288,13 @@ def last_item_targets(targets: torch.Tensor) -> torch.Tensor:
     return moved
 
 
+def mean_item_states(states: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """Mean over each row's item columns (all but the last, ``[UR]``) of ``states`` (B, W, d),
+    which are zero at padding."""
+    items = (tokens[:, :-1] != PAD).sum(dim=1, keepdim=True).clamp(min=1)
+    return states[:, :-1].sum(dim=1) / items.to(states.dtype)
+
+
 def info_nce_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
     """Symmetric InfoNCE: row i's other view is the positive, the batch's other rows negatives."""
     a, b = F.normalize(z1, dim=1), F.normalize(z2, dim=1)
@@ -296,16 +304,37 @@ def info_nce_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> tor
 
 
 class ClassifierModel(_EncoderHead):
-    """User vector -> linear softmax: user profiling, and cold-start (classes = target items)."""
+    """User vector -> linear softmax: user profiling, and cold-start (classes = target items).
+
+    ``readout``: the user vector is the ``[UR]`` output (CLUE's design), or ``mean_items``, the
+    mean of the item states: every item of the history speaks in it, as in a bag of items,
+    which a single ``[UR]`` state trained on a few thousand labelled users does not learn.
+    """
 
     def __init__(
-        self, encoder: SequenceEncoder, num_classes: int, freeze_encoder: bool = False
+        self,
+        encoder: SequenceEncoder,
+        num_classes: int,
+        freeze_encoder: bool = False,
+        readout: str = "ur",
     ) -> None:
         if num_classes < 2:
             raise ValueError(f"ClassifierModel: num_classes = {num_classes}: expected at least 2")
+        if readout not in CLASSIFIER_READOUTS:
+            raise ValueError(
+                f"ClassifierModel: readout = {readout!r}: expected one of "
+                f"{list(CLASSIFIER_READOUTS)}"
+            )
         super().__init__(encoder, freeze_encoder)
         self.num_classes = num_classes
+        self.readout = readout
         self.classifier = nn.Linear(encoder.config.hidden, num_classes)
+
+    def user_vectors(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(B, d): ``[UR]``'s state, or the mean of the item states (padding excluded)."""
+        if self.readout == "ur":
+            return super().user_vectors(tokens)
+        return mean_item_states(self._encode(tokens).states, tokens)
 
     def forward(self, tokens: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return self.loss(tokens, labels)

@@ -300,7 +300,9 @@ def build_classifier(
     checkpoint: dict | None,
     num_classes: int,
     baseline_params: dict | None = None,
+    readout: str = "ur",
 ) -> torch.nn.Module:
+    """The classifier of ``method``; ``readout`` picks the user vector of encoder methods."""
     if method.is_baseline:
         config = BaselineConfig(
             num_items=encoder_config.num_items,
@@ -309,7 +311,9 @@ def build_classifier(
         )
         return BASELINES[method.backbone](config)
     encoder = make_encoder(encoder_config, checkpoint, method)
-    return ClassifierModel(encoder, num_classes, freeze_encoder=method.freeze_encoder)
+    return ClassifierModel(
+        encoder, num_classes, freeze_encoder=method.freeze_encoder, readout=readout
+    )
 
 
 def finetune_classifier(
@@ -384,6 +388,8 @@ def export_checkpoint(model: torch.nn.Module, method: MethodSpec, **extra) -> di
         state["encoder"] = encoder_to_checkpoint(model.encoder)
     if method.is_linear:
         state["items_end"] = model.items_end
+    if isinstance(model, ClassifierModel):
+        state["readout"] = model.readout
     state["state_dict"] = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     return state
 
@@ -416,6 +422,7 @@ def restore_model(checkpoint: dict, state_dict: dict | None = None) -> torch.nn.
             encoder_from_checkpoint(checkpoint["encoder"]),
             int(checkpoint["num_classes"]),
             freeze_encoder=frozen,
+            readout=checkpoint.get("readout", "ur"),
         )
     model.load_state_dict(checkpoint["state_dict"] if state_dict is None else state_dict)
     return model.eval()

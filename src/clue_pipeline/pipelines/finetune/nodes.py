@@ -226,6 +226,7 @@ def _fit_classifier(data, encoder_cfg, pretrained, method, settings, task, evalu
         data.labels["train"],
         encoder_cfg,
         _weights_id(pretrained),
+        settings.classifier,
     )
     torch.manual_seed(config.seed)  # the initial weights follow the seed, not what ran before
     model = build_classifier(
@@ -234,6 +235,7 @@ def _fit_classifier(data, encoder_cfg, pretrained, method, settings, task, evalu
         pretrained,
         data.num_classes,
         baseline_params=settings.baselines.get(method.backbone),
+        readout=settings.classifier.readout,
     )
 
     def validate(m):
