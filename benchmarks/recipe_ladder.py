@@ -36,7 +36,7 @@ import torch
 from benchmarks.common import REPO, RESULTS, next_item_dataset, write_results
 from clue_pipeline.config import encoder_config, train_config
 from clue_pipeline.experiments.recipes import load_ladder
-from clue_pipeline.experiments.statistics import ALPHA, welch
+from clue_pipeline.experiments.statistics import ALPHA, corrected, paired
 from clue_pipeline.models.encoders import build_encoder
 from clue_pipeline.tasks.finetuning import NextItemHead, evaluate_next_item, finetune_next_item
 from clue_pipeline.tasks.fingerprint import code_version, fingerprint, job_checkpoint_dir
@@ -82,13 +82,21 @@ def run_rung(name: str, seed: int, task, num_items: int, args) -> dict[str, Any]
     torch.manual_seed(seed)
     start = time.perf_counter()
     model, result = finetune_next_item(
-        rows, task.valid, build_encoder(encoder), config, on_validation=report, head=head
+        rows,
+        task.valid,
+        build_encoder(encoder),
+        config,
+        on_validation=report,
+        head=head,
+        select_other_protocol=True,
     )
     wall = time.perf_counter() - start
     scores = {}
     eval_s = []
-    for split_name, data in (("valid", task.valid), ("test", task.test)):
-        for protocol, exclude in (("kept", False), ("excluded", True)):
+    for protocol, exclude in (("kept", False), ("excluded", True)):
+        if exclude:  # each protocol scored with the weights selected under it
+            model.load_state_dict(result.also_best_state)
+        for split_name, data in (("valid", task.valid), ("test", task.test)):
             began = time.perf_counter()
             metrics = evaluate_next_item(model, data, exclude_history=exclude)
             eval_s.append(time.perf_counter() - began)
@@ -104,6 +112,7 @@ def run_rung(name: str, seed: int, task, num_items: int, args) -> dict[str, Any]
         "code_version": code_version(),
         "rows": rows.count,
         "best_epoch": result.best_epoch,
+        "best_epoch_excluded": result.also_best_epoch,
         "epochs_run": len(result.history),
         "median_epoch_s": statistics.median(e["wall_s"] for e in epochs),
         "eval_s": statistics.median(eval_s),
@@ -150,8 +159,10 @@ def summarise(dataset: str, patience: int = PATIENCE) -> None:
     lines = [
         f"Next-item from fresh weights (CLUE-Zero; Caser for the `caser` rungs) on `{dataset}`, "
         "one change per rung (parent in brackets), each "
-        f"trained until valid NDCG@10 has not improved for {patience} epochs, scored at its "
-        "best epoch. Full ranking over all "
+        f"trained until valid NDCG@10 (kept) has not improved for {patience} epochs; each "
+        "protocol is scored at its own best validation epoch (`best epoch` kept, excl. in "
+        "brackets; a cell without the bracket predates this and scores both at the kept one)"
+        ". Full ranking over all "
         "items; **kept** = history items stay in the ranking (the pipeline's default "
         "protocol), **excl.** = the user's history removed from the ranking (the published "
         "protocol on these files). Mean over seeds; epoch and evaluation seconds are medians "
@@ -174,7 +185,7 @@ def summarise(dataset: str, patience: int = PATIENCE) -> None:
 
         lines.append(
             f"| {name} ({parent or '-'}) | {what} | {len(runs)} | "
-            f"{'/'.join(str(r['best_epoch']) for r in runs)} | "
+            f"{'/'.join(best_epochs(r) for r in runs)} | "
             + " | ".join(
                 f"{mean(f'test/{p}', k):.4f}"
                 for p in ("kept", "excluded")
@@ -197,6 +208,11 @@ def summarise(dataset: str, patience: int = PATIENCE) -> None:
     )
 
 
+def best_epochs(cell: dict[str, Any]) -> str:
+    other = cell.get("best_epoch_excluded")
+    return str(cell["best_epoch"]) + ("" if other is None else f" ({other})")
+
+
 COMPARED = (
     ("valid/kept", "ndcg@10"),
     ("valid/excluded", "ndcg@10"),
@@ -207,33 +223,37 @@ COMPARED = (
 
 
 def seed_comparisons(by_rung: dict[str, list[dict[str, Any]]]) -> list[str]:
-    """Each rung with two or more seeds against its parent's seeds: difference and Welch's p
-    (validation NDCG@10 chooses; the test columns show what the choice buys)."""
-    rows = []
+    """Each rung with two or more seeds in common with its parent: paired t over those seeds,
+    Holm-corrected across the table (valid NDCG@10 chooses; test shows what that buys)."""
+    pairs, tests = [], []
     for name, rung in LADDER.rungs.items():
-        parent = rung.parent
-        runs, base = by_rung.get(name, []), by_rung.get(parent or "", [])
-        if len(runs) < 2 or len(base) < 2:
+        runs = {r["seed"]: r for r in by_rung.get(name, [])}
+        base = {r["seed"]: r for r in by_rung.get(rung.parent or "", [])}
+        seeds = sorted(runs.keys() & base.keys())
+        if len(seeds) < 2:
             continue
-        cells = []
+        pairs.append((name, rung.parent, seeds))
         for split, metric in COMPARED:
-            test = welch(
-                [r["scores"][split][metric] for r in runs],
-                [r["scores"][split][metric] for r in base],
-            )
-            p = "-" if test.p is None else f"{test.p:.2f}"
-            cells.append(f"{test.diff:+.4f} (p {p}, {test.verdict})")
-        rows.append(
-            f"| {name} | {parent} | {len(runs)} vs {len(base)} | " + " | ".join(cells) + " |"
-        )
+            score = lambda cell, k=split, m=metric: cell["scores"][k][m]  # noqa: E731
+            tests.append(paired([score(runs[s]) for s in seeds], [score(base[s]) for s in seeds]))
+    results, rows = iter(corrected(tests)), []
+    for name, parent, seeds in pairs:
+        cells = [
+            f"{c['diff']:+.4f} (p {c['p']:.2f}, p_holm {c['p_holm']:.2f}, {c['verdict_holm']})"
+            if c["p"] is not None
+            else f"{c['verdict_holm']}"
+            for c in (next(results) for _ in COMPARED)
+        ]
+        rows.append(f"| {name} | {parent} | {len(seeds)} | " + " | ".join(cells) + " |")
     if not rows:
         return []
     header = " | ".join(f"{split.replace('/', ' ')} {metric}" for split, metric in COMPARED)
     return [
         "",
-        f"## Rungs against their parents (seeds; Welch's t, two-sided, level {ALPHA})",
+        "## Rungs against their parents (paired t over the seeds both ran, two-sided; p_holm "
+        f"Holm-corrected across the {len(tests)} comparisons of this table, level {ALPHA})",
         "",
-        f"| rung | parent | seeds | {header} |",
+        f"| rung | parent | paired seeds | {header} |",
         "| --- | --- | --- | " + " | ".join("---" for _ in COMPARED) + " |",
         *rows,
     ]

@@ -16,24 +16,30 @@ from benchmarks.recipe_ladder import (
 from clue_pipeline.experiments.recipes import merge
 
 
-def _cell(rung: str, value: float) -> dict:
+def _cell(rung: str, value: float, seed: int = 0) -> dict:
     scores: dict[str, dict[str, float]] = {}
     for split, metric in COMPARED:
         scores.setdefault(split, {})[metric] = value
-    return {"rung": rung, "scores": scores}
+    return {"rung": rung, "seed": seed, "scores": scores}
 
 
-def test_a_rung_with_seeds_is_tested_against_its_parent_and_one_seed_is_not():
+def test_a_rung_is_paired_with_its_parent_by_seed_and_one_common_seed_is_not_enough():
+    parent = [_cell("recbole_block_last_item", v, s) for s, v in enumerate((0.050, 0.051, 0.052))]
+    rung = [_cell("bsarec", v, s) for s, v in enumerate((0.0600, 0.0612, 0.0619))]
     by_rung = {
-        "recbole_block_last_item": [_cell("recbole_block_last_item", v) for v in (0.050, 0.051)],
-        "bsarec": [_cell("bsarec", v) for v in (0.060, 0.061, 0.062)],
+        "recbole_block_last_item": parent,
+        "bsarec": rung,
         "rb_li_smoothing": [_cell("rb_li_smoothing", 0.07)],
     }
     lines = seed_comparisons(by_rung)
     (row,) = [line for line in lines if line.startswith("| bsarec |")]
-    assert "3 vs 2" in row and row.count("better") == len(COMPARED)
+    assert "| 3 |" in row and row.count("better") == len(COMPARED)
+    assert "p_holm" in row and any("Holm" in line for line in lines)
     assert not any(line.startswith("| rb_li_smoothing") for line in lines)
-    assert seed_comparisons({"bsarec": by_rung["bsarec"]}) == []
+    assert seed_comparisons({"bsarec": rung}) == []
+    # the same rung on other seeds than its parent's: nothing to pair
+    shifted = [_cell("bsarec", v, s + 3) for s, v in enumerate((0.0600, 0.0612, 0.0619))]
+    assert seed_comparisons({**by_rung, "bsarec": shifted}) == []
 
 
 def test_another_patience_keeps_its_own_cells():
