@@ -78,6 +78,34 @@ def test_profiling_trains_and_scores_each_attribute(params, tables, method):
     assert result["n"] == 18 and 0.0 <= result["accuracy"] <= 1.0
 
 
+@pytest.mark.parametrize("readout", ["ur", "mean_items"])
+def test_profiling_readout_is_a_parameter_and_travels_with_the_model(params, tables, readout):
+    item_index, profile, _, _, _ = tables
+    settings = {**params["finetune"], "classifier": {"readout": readout}}
+    models, _ = finetune.finetune_profiling(
+        profile,
+        {"gender": ["F", "M"]},
+        item_index,
+        params["encoder"],
+        settings,
+        params["finetune"]["methods"]["clue_zero"],
+    )
+    assert models["gender"]["readout"] == readout
+    record = evaluate.evaluate_profiling(
+        models, profile, {"gender": ["F", "M"]}, item_index, params["evaluate"], "toy"
+    )
+    assert record["readout"] == readout and record["metrics"]["gender"]["n"] == 18
+    with pytest.raises(ValueError, match="finetune.classifier.readout"):
+        finetune.finetune_profiling(
+            profile,
+            {"gender": ["F", "M"]},
+            item_index,
+            params["encoder"],
+            {**params["finetune"], "classifier": {"readout": "mean"}},
+            params["finetune"]["methods"]["clue_zero"],
+        )
+
+
 @pytest.mark.parametrize("method", ["clue_zero", "deepfm", "pop"])
 def test_coldstart_trains_and_ranks_target_items(params, tables, method):
     item_index, _, targets, source, _ = tables

@@ -123,10 +123,10 @@ def evaluate_profiling(
     profile_split = downstream_rows(profile_split)
     sequences = profile_split.drop_duplicates("user_id")[["user_id", "items"]]
     per_attribute = {}
-    method = None
+    method = readout = None
     for attribute, checkpoint in model_checkpoints.items():
         model = restore_model(checkpoint)
-        method = checkpoint["method"]
+        method, readout = checkpoint["method"], checkpoint.get("readout")
         max_len = int(checkpoint["max_len"])
         data = classification_data(
             sequences,
@@ -144,6 +144,7 @@ def evaluate_profiling(
         "method": method,
         "dataset": dataset_name,
         "split": "users 80/5/15, stratified, seeded",
+        "readout": readout,  # the user vector classified (None: no encoder)
         "metrics": per_attribute,
     }
 
@@ -167,7 +168,9 @@ def evaluate_coldstart(
         int(model_checkpoint["num_classes"]),
     )
     metrics = coldstart_metrics(model, data.tokens["test"], data.labels["test"])
-    return _record(model_checkpoint, "coldstart", dataset_name, metrics, protocol="users 80/5/15")
+    record = _record(model_checkpoint, "coldstart", dataset_name, metrics, protocol="users 80/5/15")
+    record["readout"] = model_checkpoint.get("readout")
+    return record
 
 
 def summarise_metrics(**metrics: dict) -> tuple[dict, str]:
