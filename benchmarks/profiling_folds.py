@@ -25,6 +25,7 @@ from clue_pipeline.experiments.store import CellStore
 DATASET, FOLDS, SEED = "ml-1m", 5, 0
 ATTRIBUTES = ("gender", "age", "occupation")
 MEAN = {"finetune.classifier.readout": "mean_items"}
+LR = {"finetune.classifier.probe": "logistic_regression"}
 # key -> (row name, method, history read[, overrides]); the majority rate is in every record
 VARIANTS = {
     "linear50": ("linear, last 50", "linear", 50),
@@ -36,6 +37,8 @@ VARIANTS = {
     "clue_probe_mean": ("CLUE probe (frozen), mean of item states", "clue_probe", 200, MEAN),
     "clue_mean": ("CLUE, mean of item states", "clue", 200, MEAN),
     "clue_zero_mean": ("CLUE-Zero, mean of item states", "clue_zero", 200, MEAN),
+    "clue_lr_probe": ("CLUE frozen, logistic probe, [UR]", "clue_probe", 200, LR),
+    "clue_lr_probe_mean": ("CLUE frozen, logistic probe, item mean", "clue_probe", 200, MEAN | LR),
 }
 FLOOR = "linear, last 200"
 STORE = CellStore(
@@ -125,9 +128,7 @@ def summarise(grid: dict[str, list[Cell]]) -> dict:
 
 
 def markdown(rows: list[dict], comparisons: list[dict], missing: list[str]) -> str:
-    def pct(x):
-        return "-" if x is None else f"{x:.3f}"
-
+    pct = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
     lines = [
         f"MovieLens-1M (users 1..2999, the `ml-1m` environment), {FOLDS} folds over users, seed "
         f"{SEED}: every user tested once. Accuracy per attribute, mean over folds (folds "
@@ -179,8 +180,7 @@ def main() -> None:
             args.max_cells,
             on_saved=lambda *_: summarise(grid),
         )
-    payload = summarise(grid)
-    print(json.dumps({"missing": len(payload["missing"])}))
+    print(json.dumps({"missing": len(summarise(grid)["missing"])}))
 
 
 if __name__ == "__main__":

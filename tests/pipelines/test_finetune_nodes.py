@@ -106,6 +106,24 @@ def test_profiling_readout_is_a_parameter_and_travels_with_the_model(params, tab
         )
 
 
+def test_a_frozen_probe_can_be_fitted_by_logistic_regression(params, tables):
+    item_index, profile, _, _, _ = tables
+    classifier = {"readout": "mean_items", "probe": "logistic_regression", "probe_c_grid": [0.1, 1]}
+    models, histories = finetune.finetune_profiling(
+        profile,
+        {"gender": ["F", "M"]},
+        item_index,
+        params["encoder"],
+        {**params["finetune"], "classifier": classifier},
+        params["finetune"]["methods"]["clue_probe"],
+    )
+    assert [row["C"] for row in histories["gender"]] == [0.1, 1.0]
+    record = evaluate.evaluate_profiling(
+        models, profile, {"gender": ["F", "M"]}, item_index, params["evaluate"], "toy"
+    )
+    assert record["readout"] == "mean_items" and record["metrics"]["gender"]["n"] == 18
+
+
 @pytest.mark.parametrize("method", ["clue_zero", "deepfm", "pop"])
 def test_coldstart_trains_and_ranks_target_items(params, tables, method):
     item_index, _, targets, source, _ = tables

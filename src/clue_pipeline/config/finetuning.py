@@ -16,6 +16,7 @@ DEFAULT_READOUT = "ur"
 NEXT_ITEM_ROWS = ("user", "prefix")
 # The user vector that profiling and cold-start classify (models/heads.py ClassifierModel).
 CLASSIFIER_READOUTS = ("ur", "mean_items")
+PROBE_FITS = ("gradient", "logistic_regression")
 SOFTMAX_MATMUL = ("float32", "bfloat16")
 
 
@@ -75,12 +76,26 @@ class ClassifierHead:
     """
 
     readout: str = "ur"
+    # how a frozen encoder's probe is fitted: `gradient` (the loop, as fine-tuning) or
+    # `logistic_regression` (scikit-learn on the standardised vectors, C from `probe_c_grid`
+    # chosen on validation, as the linear floor is fitted)
+    probe: str = "gradient"
+    probe_c_grid: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0)
 
     def __post_init__(self) -> None:
-        if self.readout not in CLASSIFIER_READOUTS:
+        object.__setattr__(
+            self, "probe_c_grid", tuple(float(c) for c in _as_list(self.probe_c_grid))
+        )
+        for name, allowed in (("readout", CLASSIFIER_READOUTS), ("probe", PROBE_FITS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(
+                    f"finetune.classifier.{name} = {getattr(self, name)!r}: expected one of "
+                    f"{list(allowed)}"
+                )
+        if not self.probe_c_grid or any(not c > 0 for c in self.probe_c_grid):
             raise ValueError(
-                f"finetune.classifier.readout = {self.readout!r}: expected one of "
-                f"{list(CLASSIFIER_READOUTS)}"
+                f"finetune.classifier.probe_c_grid = {list(self.probe_c_grid)}: expected "
+                "positive values"
             )
 
 

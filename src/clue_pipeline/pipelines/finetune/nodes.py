@@ -14,6 +14,7 @@ from clue_pipeline.data.tokens import special_tokens
 from clue_pipeline.data.transfer import downstream_rows
 from clue_pipeline.models.bag_of_items import fit_bag_of_items
 from clue_pipeline.models.popularity import PopularityModel, counts_of
+from clue_pipeline.pipelines.finetune.linear_probe import fit_logistic_probe
 from clue_pipeline.tasks.finetuning import (
     PROTOCOLS,
     MethodSpec,
@@ -241,6 +242,18 @@ def _fit_classifier(data, encoder_cfg, pretrained, method, settings, task, evalu
     def validate(m):
         return evaluate(m, data.tokens["valid"], data.labels["valid"], data.num_classes)
 
+    if method.freeze_encoder and settings.classifier.probe == "logistic_regression":
+        model, history = fit_logistic_probe(
+            model,
+            data.tokens["train"],
+            data.labels["train"],
+            settings.classifier.probe_c_grid,
+            validate,
+            config.monitor,
+            seed=config.seed,
+        )
+        best = max(range(len(history)), key=lambda i: history[i][config.monitor])
+        return model, TrainResult(best_state=None, history=history, best_epoch=best, steps=0)
     return finetune_classifier(model, data.tokens["train"], data.labels["train"], validate, config)
 
 
