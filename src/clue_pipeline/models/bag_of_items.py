@@ -125,16 +125,22 @@ def _normalised(bags: sparse.csr_matrix, idf: np.ndarray) -> sparse.csr_matrix:
 
 
 def _to_module(model, idf: np.ndarray, items_end: int, num_classes: int) -> BagOfItemsModel:
-    """Weights over every class (a class absent from training gets -inf-like logits)."""
-    weight = np.zeros((num_classes, items_end), dtype=np.float32)
+    return BagOfItemsModel(idf, *class_weights(model, num_classes), items_end)
+
+
+def class_weights(fitted, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """A fitted scikit-learn logistic regression's weights (C, features) and biases (C,) over
+    every class: a class absent from training gets a -inf-like bias, and the binary case's one
+    row (the positive class's) becomes two."""
+    weight = np.zeros((num_classes, fitted.coef_.shape[1]), dtype=np.float32)
     bias = np.full(num_classes, -1e4, dtype=np.float32)
-    classes = np.asarray(model.classes_, dtype=np.int64)
-    if len(classes) == 2:  # binary: scikit-learn keeps one row, the positive class's
-        weight[classes[1]], bias[classes[1]] = model.coef_[0], model.intercept_[0]
+    classes = np.asarray(fitted.classes_, dtype=np.int64)
+    if len(classes) == 2:
+        weight[classes[1]], bias[classes[1]] = fitted.coef_[0], fitted.intercept_[0]
         weight[classes[0]], bias[classes[0]] = 0.0, 0.0
     else:
-        weight[classes], bias[classes] = model.coef_, model.intercept_
-    return BagOfItemsModel(idf, weight, bias, items_end)
+        weight[classes], bias[classes] = fitted.coef_, fitted.intercept_
+    return weight, bias
 
 
 def _short(metrics: dict) -> str:

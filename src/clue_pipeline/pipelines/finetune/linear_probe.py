@@ -15,11 +15,11 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from clue_pipeline.models.bag_of_items import class_weights
 from clue_pipeline.models.heads import ClassifierModel
 from clue_pipeline.training.length_batching import by_length
 
 logger = logging.getLogger(__name__)
-ABSENT_CLASS_BIAS = -1e4  # a class no training user has is never predicted
 
 
 @torch.no_grad()
@@ -56,7 +56,7 @@ def fit_logistic_probe(
     for c in c_grid:
         fitted = LogisticRegression(C=c, max_iter=max_iter, random_state=seed)
         fitted.fit((vectors - mean) / scale, labels)
-        weight, bias = _class_weights(fitted, model.num_classes)
+        weight, bias = class_weights(fitted, model.num_classes)
         weight = weight / scale  # (x - mean) / scale . w + b == x . (w / scale) + b'
         bias = bias - weight @ mean
         with torch.no_grad():
@@ -72,17 +72,3 @@ def fit_logistic_probe(
             best_state = {k: v.clone() for k, v in model.classifier.state_dict().items()}
     model.classifier.load_state_dict(best_state)
     return model, history
-
-
-def _class_weights(fitted, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """scikit-learn's coefficients over every class (one row only for two classes)."""
-    width = fitted.coef_.shape[1]
-    weight = np.zeros((num_classes, width))
-    bias = np.full(num_classes, ABSENT_CLASS_BIAS)
-    classes = np.asarray(fitted.classes_, dtype=np.int64)
-    if len(classes) == 2:
-        weight[classes[1]], bias[classes[1]] = fitted.coef_[0], fitted.intercept_[0]
-        weight[classes[0]], bias[classes[0]] = 0.0, 0.0
-    else:
-        weight[classes], bias[classes] = fitted.coef_, fitted.intercept_
-    return weight, bias
