@@ -224,7 +224,8 @@ class FiguresConfig:
 @dataclass(frozen=True)
 class EvaluateSettings:
     """``evaluate``: ``exclude_history`` is the one ranking protocol, used by fine-tuning's
-    model selection and by the test alike (both protocols are still reported)."""
+    model selection and by the test alike; the other protocol is reported too, from the
+    epoch selected under it in the same run."""
 
     exclude_history: bool = False
     figures: FiguresConfig = field(default_factory=FiguresConfig)
