@@ -147,3 +147,16 @@ def test_objective_names_are_the_registry():
     from clue_pipeline.models.objectives import OBJECTIVES
 
     assert sorted(OBJECTIVES) == sorted(config.OBJECTIVE_NAMES)
+
+
+@pytest.mark.parametrize("grid", [[0, 1], "x", [], [True], [1, None]])
+@pytest.mark.parametrize(
+    ("build", "where"),
+    [
+        (lambda grid: config.ClassifierHead(probe_c_grid=grid), "finetune.classifier.probe_c_grid"),
+        (lambda grid: config.LinearFloorConfig(c_grid=grid), "finetune.linear.c_grid"),
+    ],
+)
+def test_a_bad_c_grid_is_named(build, where, grid):
+    with pytest.raises(ValueError, match=where):
+        build(grid)

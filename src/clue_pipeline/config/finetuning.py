@@ -83,20 +83,14 @@ class ClassifierHead:
     probe_c_grid: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0)
 
     def __post_init__(self) -> None:
-        object.__setattr__(
-            self, "probe_c_grid", tuple(float(c) for c in _as_list(self.probe_c_grid))
-        )
+        grid = _c_grid(self.probe_c_grid, "finetune.classifier.probe_c_grid")
+        object.__setattr__(self, "probe_c_grid", grid)
         for name, allowed in (("readout", CLASSIFIER_READOUTS), ("probe", PROBE_FITS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(
                     f"finetune.classifier.{name} = {getattr(self, name)!r}: expected one of "
                     f"{list(allowed)}"
                 )
-        if not self.probe_c_grid or any(not c > 0 for c in self.probe_c_grid):
-            raise ValueError(
-                f"finetune.classifier.probe_c_grid = {list(self.probe_c_grid)}: expected "
-                "positive values"
-            )
 
 
 LINEAR_WEIGHTINGS = ("tfidf", "binary")
@@ -116,15 +110,11 @@ class LinearFloorConfig:
     max_iter: int = 1000
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "c_grid", tuple(float(c) for c in _as_list(self.c_grid)))
+        object.__setattr__(self, "c_grid", _c_grid(self.c_grid, "finetune.linear.c_grid"))
         if self.weighting not in LINEAR_WEIGHTINGS:
             raise ValueError(
                 f"finetune.linear.weighting = {self.weighting!r}: expected one of "
                 f"{list(LINEAR_WEIGHTINGS)}"
-            )
-        if not self.c_grid or any(not c > 0 for c in self.c_grid):
-            raise ValueError(
-                f"finetune.linear.c_grid = {list(self.c_grid)}: expected positive values"
             )
         if (
             isinstance(self.max_iter, bool)
@@ -136,8 +126,16 @@ class LinearFloorConfig:
             )
 
 
-def _as_list(value: Any) -> list:
-    return list(value) if isinstance(value, list | tuple) else [value]
+def _c_grid(value: Any, where: str) -> tuple[float, ...]:
+    """Logistic regression's inverse regularisation strengths: one or a list, all positive."""
+    values = value if isinstance(value, list | tuple) else [value]
+    try:
+        grid = tuple(float(c) for c in values if not isinstance(c, bool))
+    except (TypeError, ValueError):
+        grid = ()
+    if not grid or len(grid) != len(values) or any(not c > 0 for c in grid):
+        raise ValueError(f"{where} = {value!r}: expected positive numbers")
+    return grid
 
 
 @dataclass(frozen=True)
