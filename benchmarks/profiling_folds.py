@@ -4,11 +4,9 @@ of a user's items carries?
     .venv/bin/python -m benchmarks.profiling_folds [--rows linear200 clue_zero ...] [--max-cells N]
     .venv/bin/python -m benchmarks.profiling_folds --summary-only
 
-Every user is tested once (``sequences.profiling.folds``). Rows: the linear floor (``linear``)
-over the last 50, the last 200 or every item, and the encoder methods over the last 200; each
-against the floor over 200 items, paired by fold, Holm-corrected across the study. Cells are
-`kedro run`s stored under benchmarks/results/profiling_folds/cells/, never recomputed.
-"""
+Every user tested once (``sequences.profiling.folds``). Rows: the floor (``linear``) over the
+last 50, 200 or every item, the encoder methods over the last 200, one change a row; each paired
+by fold with the floor over 200, Holm across the study. Cells: `kedro run`s, stored, kept."""
 
 from __future__ import annotations
 
@@ -26,6 +24,7 @@ DATASET, FOLDS, SEED = "ml-1m", 5, 0
 ATTRIBUTES = ("gender", "age", "occupation")
 MEAN = {"finetune.classifier.readout": "mean_items"}
 LR = {"finetune.classifier.probe": "logistic_regression"}
+BAG = {"pretrain.objective.bag_weight": 1.0}
 # key -> (row name, method, history read[, overrides]); the majority rate is in every record
 VARIANTS = {
     "linear50": ("linear, last 50", "linear", 50),
@@ -39,6 +38,7 @@ VARIANTS = {
     "clue_zero_mean": ("CLUE-Zero, mean of item states", "clue_zero", 200, MEAN),
     "clue_lr_probe": ("CLUE frozen, logistic probe, [UR]", "clue_probe", 200, LR),
     "clue_lr_probe_mean": ("CLUE frozen, logistic probe, item mean", "clue_probe", 200, MEAN | LR),
+    "clue_bag_lr_probe": ("CLUE + bag term, frozen, logistic probe", "clue_probe", 200, LR | BAG),
 }
 FLOOR = "linear, last 200"
 STORE = CellStore(

@@ -12,6 +12,7 @@ from clue_pipeline.models.objectives import (
     OBJECTIVES,
     ObjectiveConfig,
     SequencePretrainer,
+    bag_of_items_loss,
     info_nce_loss,
     vicreg_terms,
 )
@@ -331,3 +332,44 @@ def test_view_weight_scales_the_view_term_and_zero_needs_an_item_term():
         ObjectiveConfig(view_weight=0.0, next_item_weight=0.0)
     with pytest.raises(ValueError, match="loss weights"):
         ObjectiveConfig(view_weight=-0.5)
+
+
+def test_bag_term_is_the_mean_cross_entropy_of_each_sequence_item_counted_once():
+    users = torch.randn(2, 4)
+    table = torch.randn(NUM_ITEMS, 4)
+    mask, ur = NUM_ITEMS + 1, NUM_ITEMS + 2
+    tokens = torch.tensor([[0, 0, 3, 5, 3, ur], [0, 7, mask, 2, 9, ur]])
+    log_probs = torch.log_softmax(users @ table.T, dim=1)
+    expected = -0.5 * (
+        (log_probs[0, 2] + log_probs[0, 4]) / 2
+        + (log_probs[1, 6] + log_probs[1, 1] + log_probs[1, 8]) / 3
+    )
+    torch.testing.assert_close(bag_of_items_loss(users, table, tokens), expected)
+
+
+def test_the_bag_term_is_added_logged_and_teaches_the_user_vector_its_items():
+    tokens = tokens_batch(rows=128, seed=3)
+    objective = ObjectiveConfig(next_item_weight=0.0, bag_weight=0.5)
+    model = SequencePretrainer(build_encoder(ENCODER), objective, proj_dim=16, pred_dim=8)
+    out = model(tokens, tokens, tokens, torch.Generator().manual_seed(0))
+    assert torch.isclose(
+        out.loss, out.metrics["view_loss"] + 0.5 * out.metrics["bag_loss"], atol=1e-5
+    )
+    # two kinds of users, each reading one half of the catalogue: a bag worth learning
+    half = NUM_ITEMS // 2
+    kind = (torch.arange(128) % 2)[:, None]
+    items = (tokens - 1) % half + 1 + half * kind
+    grouped = torch.where((tokens > 0) & (tokens <= NUM_ITEMS), items, tokens)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    bag_losses = []
+    for step in range(40):
+        out = model(grouped, grouped, grouped, torch.Generator().manual_seed(step))
+        optimizer.zero_grad()
+        out.loss.backward()
+        optimizer.step()
+        bag_losses.append(float(out.metrics["bag_loss"]))
+    # from log(N) towards log(N / 2), the half each kind of user reads
+    assert bag_losses[-1] < bag_losses[0] - 0.3, bag_losses
+    assert ObjectiveConfig(view_weight=0.0, next_item_weight=0.0, bag_weight=1.0).bag_weight == 1
+    with pytest.raises(ValueError, match="loss weights"):
+        ObjectiveConfig(bag_weight=-1.0)

@@ -28,6 +28,10 @@ class ObjectiveConfig:
     next_item_weight: float = 1.0  # lambda of causal next-item cross-entropy; 0 = off
     next_item_share: float = 1.0  # share of each row's (item, successor) pairs per step
     view_weight: float = 1.0  # the view objective's own weight; 0 = item terms alone
+    # lambda of the bag term: each view's [UR] vector scores every item (the tied table) and
+    # is trained to put the sequence's whole item set first (a softmax over the catalogue,
+    # averaged over the set), so the user vector carries what the bag of items carries
+    bag_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.name not in OBJECTIVE_NAMES:
@@ -37,13 +41,13 @@ class ObjectiveConfig:
         if self.temperature <= 0:
             raise ValueError(f"pretrain.objective.temperature = {self.temperature}: expected > 0")
         weights = (self.invariance_weight, self.variance_weight, self.covariance_weight)
-        item_weights = (self.masked_item_weight, self.next_item_weight)
+        item_weights = (self.masked_item_weight, self.next_item_weight, self.bag_weight)
         if min(*weights, *item_weights, self.view_weight) < 0:
             raise ValueError("pretrain.objective: loss weights must be >= 0")
         if self.view_weight == 0 and max(item_weights) == 0:
             raise ValueError(
-                "pretrain.objective.view_weight = 0 with masked_item_weight and next_item_weight "
-                "0 leaves nothing to train: give one of them a weight > 0"
+                "pretrain.objective.view_weight = 0 with masked_item_weight, next_item_weight "
+                "and bag_weight 0 leaves nothing to train: give one of them a weight > 0"
             )
         if not 0.0 < self.next_item_share <= 1.0:
             raise ValueError(

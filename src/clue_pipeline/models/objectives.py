@@ -15,7 +15,10 @@ and differs only in the loss on the two views' projections:
 on the unaugmented sequence) to any of them, so item embeddings stay discriminative;
 ``next_item_weight`` > 0 adds lambda x causal next-item cross-entropy at every position (SASRec's
 objective), which trains the item states that next-item scoring reads (``next_item_share`` < 1
-supervises a random share of the pairs, a cheaper estimate of the same loss). ``view_weight`` scales
+supervises a random share of the pairs, a cheaper estimate of the same loss); ``bag_weight`` > 0
+adds lambda x a bag-of-items term: each view's ``[UR]`` vector scores the catalogue and is
+trained to rank the sequence's whole item set first, the content a bag of items carries and a
+user vector for profiling needs. ``view_weight`` scales
 the view objective itself: 0 leaves the item terms alone, the ablation that tells what the views
 add to them.
 """
@@ -30,8 +33,9 @@ import torch
 import torch.nn.functional as F
 
 from clue_pipeline.config.pretraining import ObjectiveConfig
+from clue_pipeline.data.tokens import FIRST_ITEM
 from clue_pipeline.models.clue import SimSiam, SimSiamOutput, simsiam_loss, z_std
-from clue_pipeline.models.heads import info_nce_loss
+from clue_pipeline.models.heads import info_nce_loss, item_table
 from clue_pipeline.models.item_pretraining import MaskedItemPretrainer, NextItemPretrainer
 from clue_pipeline.models.sequence_encoder import SequenceEncoder
 
@@ -108,11 +112,19 @@ class SequencePretrainer(SimSiam):
         view_loss, metrics = OBJECTIVES[self.objective.name].loss(out, self.objective)
         metrics = {**metrics, "z_std": z_std(out.z1)}
         loss = self.objective.view_weight * view_loss
-        if self.masked_item is None and self.next_item is None:
+        if self.masked_item is None and self.next_item is None and self.objective.bag_weight == 0:
             return PretrainOutput(loss, metrics)
         if tokens is None or generator is None:
             raise ValueError("the joint objective needs the unaugmented tokens and a generator")
         metrics["view_loss"] = view_loss.detach()
+        if self.objective.bag_weight > 0:
+            table = item_table(self.encoder)
+            bag_loss = 0.5 * (
+                bag_of_items_loss(out.user1, table, tokens)
+                + bag_of_items_loss(out.user2, table, tokens)
+            )
+            metrics["bag_loss"] = bag_loss.detach()
+            loss = loss + self.objective.bag_weight * bag_loss
         if self.masked_item is not None:
             item_loss = self.masked_item(tokens, generator)
             metrics["masked_item_loss"] = item_loss.detach()
@@ -122,6 +134,24 @@ class SequencePretrainer(SimSiam):
             metrics["next_item_loss"] = next_loss.detach()
             loss = loss + self.objective.next_item_weight * next_loss
         return PretrainOutput(loss, metrics)
+
+
+def bag_of_items_loss(
+    users: torch.Tensor, table: torch.Tensor, tokens: torch.Tensor
+) -> torch.Tensor:
+    """Mean over users of the mean cross-entropy of each item in the user's sequence under a
+    softmax of ``users @ table.T`` over the catalogue (items 1..N = table rows 0..N-1).
+
+    ``tokens`` (B, W) are the unaugmented rows: padding, [MASK] and [UR] are not items. An
+    item read twice counts once, as in the bag.
+    """
+    log_probs = F.log_softmax(users @ table.T, dim=1)  # (B, N)
+    bag = torch.zeros_like(log_probs)
+    is_item = (tokens >= FIRST_ITEM) & (tokens <= table.shape[0])
+    index = (tokens - FIRST_ITEM).clamp(0, table.shape[0] - 1)
+    bag.scatter_(1, index, is_item.to(bag.dtype))  # 1 wherever an item occurs
+    sizes = bag.sum(dim=1).clamp(min=1)
+    return (-(bag * log_probs).sum(dim=1) / sizes).mean()
 
 
 def simsiam_objective(out: SimSiamOutput, config: ObjectiveConfig):
