@@ -1,22 +1,16 @@
 """The next-item recipe, one change at a time, each rung trained to its plateau.
 
     .venv/bin/python -m benchmarks.recipe_ladder [--rungs today last_item ...] [--seeds 0]
-        [--threads 1] [--dataset beauty]
+        [--threads 1] [--dataset beauty] [--patience 10] [--select excluded]
     .venv/bin/python -m benchmarks.recipe_ladder --summary-only
-    .venv/bin/python -m benchmarks.recipe_ladder --patience 10 --rungs ... (own cells and summary)
 
-A rung is a recipe: its parent's settings plus one change (a few rungs change a named group,
-such as RecBole's transformer block, and say so). Each trains CLUE-Zero (fresh weights) through
-the project's own encoder, heads, rows and loop until validation NDCG@10 has not improved for
-``--patience`` epochs, then scores the best epoch's weights on validation and test under both
-protocols: the whole catalogue ranked (``history kept``) and the user's own history removed
-from the ranking (``history excluded``, the published protocol on these files).
-
-Cells are resumable: a finished rung is saved to benchmarks/results/recipe_ladder/cells/ and
-never recomputed while its settings are unchanged; a rung killed mid-way resumes from its
-last checkpoint (benchmarks/.cache/recipe_ladder/, fingerprinted with the code version, so a
-code change retrains). The summary, benchmarks/results/recipe_ladder.{json,md}, is rewritten
-after every cell.
+A rung is its parent's recipe plus one change (or a named group, such as RecBole's block). Each
+trains CLUE-Zero through the project's encoder, heads, rows and loop until validation NDCG@10
+under ``--select``'s protocol (history kept, or excluded: the published one on these files)
+has not improved for ``--patience`` epochs; each protocol is scored at its own best epoch.
+Another patience or selection has its own cells and summary. Finished rungs are saved under
+benchmarks/results/recipe_ladder/cells/ and kept while their settings hold; a killed rung
+resumes from its checkpoint (benchmarks/.cache/recipe_ladder/, fingerprinted with the code).
 """
 
 from __future__ import annotations
@@ -40,6 +34,7 @@ from clue_pipeline.experiments.statistics import ALPHA, corrected, paired
 from clue_pipeline.models.encoders import build_encoder
 from clue_pipeline.tasks.finetuning import NextItemHead, evaluate_next_item, finetune_next_item
 from clue_pipeline.tasks.fingerprint import code_version, fingerprint, job_checkpoint_dir
+from clue_pipeline.training.checkpoint import write_atomic
 
 CELLS = RESULTS / "recipe_ladder" / "cells"
 CACHE = REPO / "benchmarks" / ".cache" / "recipe_ladder"
@@ -69,7 +64,7 @@ def run_rung(name: str, seed: int, task, num_items: int, args) -> dict[str, Any]
         config,
         checkpoint_dir=job_checkpoint_dir(
             str(CACHE),
-            f"{store_key(args.dataset, args.patience)}/{name}/seed{seed}",
+            f"{store_key(args.dataset, args.patience, args.select)}/{name}/seed{seed}",
             settings,
             config,
         ),
@@ -88,14 +83,14 @@ def run_rung(name: str, seed: int, task, num_items: int, args) -> dict[str, Any]
         config,
         on_validation=report,
         head=head,
+        exclude_history=args.select == "excluded",
         select_other_protocol=True,
     )
     wall = time.perf_counter() - start
-    scores = {}
-    eval_s = []
+    scores, eval_s = {}, []
+    main = args.select == "excluded"  # each protocol scored with the weights selected under it
     for protocol, exclude in (("kept", False), ("excluded", True)):
-        if exclude:  # each protocol scored with the weights selected under it
-            model.load_state_dict(result.also_best_state)
+        model.load_state_dict(result.best_state if exclude == main else result.also_best_state)
         for split_name, data in (("valid", task.valid), ("test", task.test)):
             began = time.perf_counter()
             metrics = evaluate_next_item(model, data, exclude_history=exclude)
@@ -103,7 +98,6 @@ def run_rung(name: str, seed: int, task, num_items: int, args) -> dict[str, Any]
             scores[f"{split_name}/{protocol}"] = {
                 k: float(metrics[k]) for k in ("recall@10", "ndcg@10", "mrr@10")
             }
-    epochs = [e for e in result.history if "wall_s" in e]
     return {
         "rung": name,
         "seed": seed,
@@ -111,10 +105,11 @@ def run_rung(name: str, seed: int, task, num_items: int, args) -> dict[str, Any]
         "settings_hash": fingerprint(settings),
         "code_version": code_version(),
         "rows": rows.count,
-        "best_epoch": result.best_epoch,
-        "best_epoch_excluded": result.also_best_epoch,
+        "best_epoch": result.also_best_epoch if main else result.best_epoch,
+        "best_epoch_excluded": result.best_epoch if main else result.also_best_epoch,
+        "selected_under": args.select,
         "epochs_run": len(result.history),
-        "median_epoch_s": statistics.median(e["wall_s"] for e in epochs),
+        "median_epoch_s": statistics.median(e["wall_s"] for e in result.history if "wall_s" in e),
         "eval_s": statistics.median(eval_s),
         "wall_s": wall,
         "threads": torch.get_num_threads(),
@@ -124,11 +119,12 @@ def run_rung(name: str, seed: int, task, num_items: int, args) -> dict[str, Any]
     }
 
 
-def store_key(dataset: str, patience: int) -> str:
+def store_key(dataset: str, patience: int, select: str = "kept") -> str:
     """Where a dataset's cells live: the ladder's patience keeps its folder; another patience
-    (``--patience 10``, conf/beauty's, to compare rungs nearer their plateau) gets its own
-    folder and summary, so its cells never mix with the default's."""
-    return dataset if patience == PATIENCE else f"{dataset}-patience{patience}"
+    (``--patience 10``, conf/beauty's, to compare rungs nearer their plateau) or early stopping
+    on the history-excluded protocol (``--select excluded``) gets its own folder and summary."""
+    key = dataset if patience == PATIENCE else f"{dataset}-patience{patience}"
+    return key if select == "kept" else f"{key}-select-{select}"
 
 
 def cell_path(key: str, name: str, seed: int) -> Path:
@@ -149,8 +145,8 @@ def load_cells(key: str) -> list[dict[str, Any]]:
     )
 
 
-def summarise(dataset: str, patience: int = PATIENCE) -> None:
-    key = store_key(dataset, patience)
+def summarise(dataset: str, patience: int = PATIENCE, select: str = "kept") -> None:
+    key = store_key(dataset, patience, select)
     cells = load_cells(key)
     by_rung: dict[str, list[dict[str, Any]]] = {}
     for cell in cells:
@@ -159,9 +155,10 @@ def summarise(dataset: str, patience: int = PATIENCE) -> None:
     lines = [
         f"Next-item from fresh weights (CLUE-Zero; Caser for the `caser` rungs) on `{dataset}`, "
         "one change per rung (parent in brackets), each "
-        f"trained until valid NDCG@10 (kept) has not improved for {patience} epochs; each "
+        f"trained until valid NDCG@10 ({select}) has not improved for {patience} epochs; each "
         "protocol is scored at its own best validation epoch (`best epoch` kept, excl. in "
-        "brackets; a cell without the bracket predates this and scores both at the kept one)"
+        "brackets, `cut` where the early stop came within the patience of the other's best; "
+        "a cell without the bracket predates this and scores both at the kept one)"
         ". Full ranking over all "
         "items; **kept** = history items stay in the ranking (the pipeline's default "
         "protocol), **excl.** = the user's history removed from the ranking (the published "
@@ -209,8 +206,12 @@ def summarise(dataset: str, patience: int = PATIENCE) -> None:
 
 
 def best_epochs(cell: dict[str, Any]) -> str:
-    other = cell.get("best_epoch_excluded")
-    return str(cell["best_epoch"]) + ("" if other is None else f" ({other})")
+    """Kept's best epoch (excluded's); `cut`: the early stop came within the patience of it."""
+    kept, excluded, config = cell["best_epoch"], cell.get("best_epoch_excluded"), cell["config"]
+    other = kept if cell.get("selected_under") == "excluded" else excluded
+    last = cell["epochs_run"] - 1
+    cut = other is not None and last + 1 < config["epochs"] and last - other < config["patience"]
+    return str(kept) + ("" if excluded is None else f" ({excluded}{', cut' * cut})")
 
 
 COMPARED = (
@@ -267,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--max-epochs", type=int, default=MAX_EPOCHS)
     parser.add_argument("--patience", type=int, default=PATIENCE)
+    parser.add_argument("--select", choices=("kept", "excluded"), default="kept")
     parser.add_argument("--summary-only", action="store_true")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.rungs) - set(LADDER.rungs))
@@ -278,18 +280,16 @@ def main(argv: list[str] | None = None) -> int:
         task = data.task(LADDER.base["encoder"]["max_len"])
         for name in args.rungs:
             for seed in args.seeds:
-                path = cell_path(store_key(args.dataset, args.patience), name, seed)
+                path = cell_path(store_key(args.dataset, args.patience, args.select), name, seed)
                 if path.exists() and is_current(json.loads(path.read_text())):
                     continue
                 print(f"rung {name} seed {seed}: training", flush=True)
                 cell = run_rung(name, seed, task, data.num_items, args)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(".tmp")
-                tmp.write_text(json.dumps(cell, indent=1, default=str))
-                tmp.replace(path)
+                text = json.dumps(cell, indent=1, default=str).encode()
+                write_atomic(path, lambda handle, text=text: handle.write(text))
                 print(f"rung {name} seed {seed}: {cell['scores']['test/kept']}", flush=True)
-                summarise(args.dataset, args.patience)
-    summarise(args.dataset, args.patience)
+                summarise(args.dataset, args.patience, args.select)
+    summarise(args.dataset, args.patience, args.select)
     return 0
 
 

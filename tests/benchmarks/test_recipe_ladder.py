@@ -8,6 +8,7 @@ from benchmarks.recipe_ladder import (
     COMPARED,
     LADDER,
     PATIENCE,
+    best_epochs,
     cell_path,
     is_current,
     seed_comparisons,
@@ -42,9 +43,10 @@ def test_a_rung_is_paired_with_its_parent_by_seed_and_one_common_seed_is_not_eno
     assert seed_comparisons({**by_rung, "bsarec": shifted}) == []
 
 
-def test_another_patience_keeps_its_own_cells():
+def test_another_patience_or_selection_keeps_its_own_cells():
     assert store_key("beauty", PATIENCE) == "beauty"
     assert store_key("beauty", 10) == "beauty-patience10"
+    assert store_key("sports", PATIENCE, "excluded") == "sports-select-excluded"
     assert cell_path("beauty", "bsarec", 0) != cell_path(store_key("beauty", 10), "bsarec", 0)
 
 
@@ -62,3 +64,14 @@ def test_a_rung_is_its_parent_plus_its_change():
     assert recipe["encoder"]["heads"] == 1 and recipe["encoder"]["norm"] == "post"
     assert recipe["train"] == {**LADDER.base["train"], "lr": 0.0005}
     assert merge({"a": {"b": 1, "c": 2}}, {"a": {"c": None}}) == {"a": {"b": 1, "c": None}}
+
+
+def test_a_selection_the_early_stop_may_have_cut_is_marked():
+    config = {"epochs": 200, "patience": 5}
+    cell = {"best_epoch": 5, "best_epoch_excluded": 10, "epochs_run": 11, "config": config}
+    assert best_epochs(cell) == "5 (10, cut)"
+    assert best_epochs({**cell, "best_epoch_excluded": 4}) == "5 (4)"
+    excluded_first = {**cell, "selected_under": "excluded"}  # the other is then kept's
+    assert best_epochs({**excluded_first, "best_epoch": 3}) == "3 (10)"
+    assert best_epochs({**excluded_first, "best_epoch": 8}) == "8 (10, cut)"
+    assert best_epochs({"best_epoch": 7, "epochs_run": 12, "config": config}) == "7"  # older cell
