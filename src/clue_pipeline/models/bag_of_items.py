@@ -41,18 +41,23 @@ class BagOfItemsModel(nn.Module):
 
     def bags(self, tokens: torch.Tensor) -> torch.Tensor:
         """(B, items_end) weighted bags; padding and special tokens count for nothing."""
-        is_item = (tokens > 0) & (tokens < self.items_end)
-        counts = torch.zeros(
-            tokens.shape[0], self.items_end, dtype=torch.float32, device=tokens.device
-        )
-        counts.scatter_add_(1, tokens.clamp(max=self.items_end - 1), is_item.float())
-        bags = (counts > 0).float() * self.idf if self.idf.numel() else (counts > 0).float()
+        present = item_presence(tokens, self.items_end)
+        bags = present * self.idf if self.idf.numel() else present
         return bags / bags.norm(dim=1, keepdim=True).clamp_min(1e-12)
 
     def logits(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.bags(tokens) @ self.weight.T + self.bias
 
     scores = logits
+
+
+def item_presence(tokens: torch.Tensor, items_end: int) -> torch.Tensor:
+    """(B, items_end) float32: 1 in column t where token t is an item of the row (tokens
+    1 .. items_end - 1), read twice or not; padding and special tokens count for nothing."""
+    is_item = (tokens > 0) & (tokens < items_end)
+    counts = torch.zeros(tokens.shape[0], items_end, dtype=torch.float32, device=tokens.device)
+    counts.scatter_add_(1, tokens.clamp(max=items_end - 1), is_item.float())
+    return (counts > 0).float()
 
 
 def bag_matrix(tokens: np.ndarray, items_end: int) -> sparse.csr_matrix:

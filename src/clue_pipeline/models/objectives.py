@@ -34,6 +34,7 @@ import torch.nn.functional as F
 
 from clue_pipeline.config.pretraining import ObjectiveConfig
 from clue_pipeline.data.tokens import FIRST_ITEM
+from clue_pipeline.models.bag_of_items import item_presence
 from clue_pipeline.models.clue import SimSiam, SimSiamOutput, simsiam_loss, z_std
 from clue_pipeline.models.heads import info_nce_loss, item_table
 from clue_pipeline.models.item_pretraining import MaskedItemPretrainer, NextItemPretrainer
@@ -146,10 +147,8 @@ def bag_of_items_loss(
     item read twice counts once, as in the bag.
     """
     log_probs = F.log_softmax(users @ table.T, dim=1)  # (B, N)
-    bag = torch.zeros_like(log_probs)
-    is_item = (tokens >= FIRST_ITEM) & (tokens <= table.shape[0])
-    index = (tokens - FIRST_ITEM).clamp(0, table.shape[0] - 1)
-    bag.scatter_(1, index, is_item.to(bag.dtype))  # 1 wherever an item occurs
+    items_end = FIRST_ITEM + table.shape[0]
+    bag = item_presence(tokens, items_end)[:, FIRST_ITEM:].to(log_probs.dtype)
     sizes = bag.sum(dim=1).clamp(min=1)
     return (-(bag * log_probs).sum(dim=1) / sizes).mean()
 
