@@ -252,8 +252,7 @@ def _fit_classifier(data, encoder_cfg, pretrained, method, settings, task, evalu
             config.monitor,
             seed=config.seed,
         )
-        best = max(range(len(history)), key=lambda i: history[i][config.monitor])
-        return model, TrainResult(best_state=None, history=history, best_epoch=best, steps=0)
+        return model, _fitted_without_epochs(history, config.monitor)
     return finetune_classifier(model, data.tokens["train"], data.labels["train"], validate, config)
 
 
@@ -275,8 +274,14 @@ def _fit_linear(data, encoder_cfg, settings: FinetuneSettings, task: str, evalua
         monitor,
         seed=settings.seed,
     )
+    return model, _fitted_without_epochs(history, monitor)
+
+
+def _fitted_without_epochs(history: list[dict], monitor: str) -> TrainResult:
+    """The result of a fit tried once per setting (one history row each, e.g. per C): the best
+    row on ``monitor`` stands for the best epoch; its weights are the model's own."""
     best = max(range(len(history)), key=lambda i: history[i][monitor])
-    return model, TrainResult(best_state=None, history=history, best_epoch=best, steps=0)
+    return TrainResult(best_state=None, history=history, best_epoch=best, steps=0)
 
 
 def _longest(sequences: pd.DataFrame) -> int:
