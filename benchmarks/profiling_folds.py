@@ -24,7 +24,7 @@ DATASET, FOLDS, SEED = "ml-1m", 5, 0
 ATTRIBUTES = ("gender", "age", "occupation")
 MEAN = {"finetune.classifier.readout": "mean_items"}
 LR = {"finetune.classifier.probe": "logistic_regression"}
-BAG = {"pretrain.objective.bag_weight": 1.0}
+BAG, BAG4 = ({"pretrain.objective.bag_weight": w} for w in (1.0, 4.0))
 # key -> (row name, method, history read[, overrides]); the majority rate is in every record
 VARIANTS = {
     "linear50": ("linear, last 50", "linear", 50),
@@ -39,6 +39,7 @@ VARIANTS = {
     "clue_lr_probe": ("CLUE frozen, logistic probe, [UR]", "clue_probe", 200, LR),
     "clue_lr_probe_mean": ("CLUE frozen, logistic probe, item mean", "clue_probe", 200, MEAN | LR),
     "clue_bag_lr_probe": ("CLUE + bag term, frozen, logistic probe", "clue_probe", 200, LR | BAG),
+    "clue_bag4_lr_probe": ("CLUE + bag term x4, frozen, LR probe", "clue_probe", 200, LR | BAG4),
 }
 FLOOR = "linear, last 200"
 STORE = CellStore(
