@@ -76,6 +76,9 @@ def test_profiling_trains_and_scores_each_attribute(params, tables, method):
     )
     result = record["metrics"]["gender"]
     assert result["n"] == 18 and 0.0 <= result["accuracy"] <= 1.0
+    parts = profile["split"].value_counts()
+    counts = f"gender {parts['train']}/{parts.get('valid', 0)}/{parts['test']}"
+    assert record["split"].endswith(counts)  # the split it read, not a fixed 80/5/15
 
 
 @pytest.mark.parametrize("readout", ["ur", "mean_items"])

@@ -9,6 +9,7 @@ import pandas as pd
 
 from clue_pipeline.augment import validate_view_policy
 from clue_pipeline.config import DEFAULT_READOUT, EvaluateSettings, parse_evaluate
+from clue_pipeline.data.splits import SPLITS
 from clue_pipeline.data.transfer import downstream_rows
 from clue_pipeline.figures import loss_curves, user_vector_pca
 from clue_pipeline.models.encoders import encoder_from_checkpoint
@@ -105,6 +106,16 @@ def next_item_selection(checkpoint: dict) -> dict[str, dict]:
     }
 
 
+def split_counts(profile_split: pd.DataFrame) -> str:
+    """Users per part of each task's split (``gender 2399/150/450``): the split read, whether
+    the 80/5/15 one or a fold, so a record never names a split it did not use."""
+    counts = profile_split.groupby(["task", "split"], sort=False).size()
+    return ", ".join(
+        f"{task} " + "/".join(str(int(counts.get((task, part), 0))) for part in SPLITS)
+        for task in profile_split["task"].unique()
+    )
+
+
 def evaluate_profiling(
     model_checkpoints: dict,
     profile_split: pd.DataFrame,
@@ -143,7 +154,7 @@ def evaluate_profiling(
         "task": "profiling",
         "method": method,
         "dataset": dataset_name,
-        "split": "users 80/5/15, stratified, seeded",
+        "split": "users train/valid/test, stratified, seeded: " + split_counts(profile_split),
         "readout": readout,  # the user vector classified (None: no encoder)
         "metrics": per_attribute,
     }
