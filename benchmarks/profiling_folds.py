@@ -5,8 +5,8 @@ of a user's items carries?
     .venv/bin/python -m benchmarks.profiling_folds --summary-only
 
 Every user tested once (``sequences.profiling.folds``). Rows: the floor (``linear``) over the
-last 50, 200 or every item, the encoder methods over the last 200, one change a row; each paired
-by fold with the floor over 200, Holm across the study. Cells: `kedro run`s, stored, kept."""
+last 50, 200 or every item, the encoder methods over the last 200, one change a row; paired by
+fold with the floor over 200 and with the row each changes, Holm within each family."""
 
 from __future__ import annotations
 
@@ -14,10 +14,9 @@ import argparse
 import json
 import statistics
 
-from benchmarks.common import REPO, RESULTS, show_cell_progress, write_results
+from benchmarks.common import REPO, RESULTS, paired_by_seed, show_cell_progress, write_results
 from clue_pipeline.experiments.cells import Cell
 from clue_pipeline.experiments.runner import RunnerConfig, run_missing, settings_resolver
-from clue_pipeline.experiments.statistics import corrected, paired
 from clue_pipeline.experiments.store import CellStore
 
 DATASET, FOLDS, SEED = "ml-1m", 5, 0
@@ -42,6 +41,10 @@ VARIANTS = {
     "clue_bag4_lr_probe": ("CLUE + bag term x4, frozen, LR probe", "clue_probe", 200, LR | BAG4),
 }
 FLOOR = "linear, last 200"
+# one change a row: row key -> the row it changes (tested as a second family)
+PARENTS = {"clue": "clue_zero", "clue_lr_probe": "clue_probe", "clue_mean": "clue"}
+PARENTS |= {"clue_lr_probe_mean": "clue_lr_probe", "clue_bag_lr_probe": "clue_lr_probe"}
+PARENTS |= {"clue_bag4_lr_probe": "clue_bag_lr_probe", "clue_zero_mean": "clue_zero"}
 STORE = CellStore(
     RESULTS / "profiling_folds" / "cells", settings_resolver(REPO, {DATASET: DATASET})
 )
@@ -82,60 +85,53 @@ def fold_accuracies(row_cells: list[Cell], key: str = "accuracy") -> dict[str, l
     return out
 
 
+def compare(folds: dict[str, dict[str, list]], pairs: list[tuple[str, str]]) -> list[dict]:
+    """Each (row, against) per attribute: paired t over the folds both have, Holm across all."""
+    by_fold = lambda values: {f: v for f, v in enumerate(values) if v is not None}  # noqa: E731
+    tests = [
+        ({"row": r, "attribute": a, "against": b}, by_fold(folds[r][a]), by_fold(folds[b][a]))
+        for r, b in pairs
+        for a in ATTRIBUTES
+    ]
+    return [c for c in paired_by_seed(tests) if c["n"] >= 2]
+
+
 def summarise(grid: dict[str, list[Cell]]) -> dict:
     folds = {"majority class": fold_accuracies(grid[FLOOR], "majority_rate")}
     folds |= {row: fold_accuracies(row_cells) for row, row_cells in grid.items()}
+    done = lambda values: [v for v in values if v is not None]  # noqa: E731
     rows = [
-        {
-            "row": row,
-            "attribute": attribute,
-            "folds_done": sum(v is not None for v in values),
-            "mean": statistics.mean(done)
-            if (done := [v for v in values if v is not None])
-            else None,
-            "folds": values,
-        }
+        {"row": row, "attribute": attribute, "folds_done": len(done(values)), "folds": values}
+        | {"mean": statistics.mean(done(values)) if done(values) else None}
         for row, by_attribute in folds.items()
         for attribute, values in by_attribute.items()
     ]
-    tests, keys = [], []
-    for row, by_attribute in folds.items():
-        for attribute in ATTRIBUTES if row not in (FLOOR, "majority class") else ():
-            pairs = [
-                (x, y)
-                for x, y in zip(by_attribute[attribute], folds[FLOOR][attribute], strict=True)
-                if x is not None and y is not None
-            ]
-            if len(pairs) < 2:
-                continue
-            tests.append(paired([x for x, _ in pairs], [y for _, y in pairs]))
-            keys.append({"row": row, "attribute": attribute, "against": FLOOR})
-    comparisons = [{**k, **c} for k, c in zip(keys, corrected(tests), strict=True)]
+    against_floor = [(row, FLOOR) for row in folds if row not in (FLOOR, "majority class")]
+    comparisons = compare(folds, against_floor)
+    changes = compare(folds, [(VARIANTS[k][0], VARIANTS[p][0]) for k, p in PARENTS.items()])
     missing = [c.label() for cs in grid.values() for c in cs if not STORE.has(c)]
     payload = {
-        "protocol": {
-            "dataset": DATASET,
-            "folds": FOLDS,
-            "seed": SEED,
-            "test": "paired t over folds (same users per fold), two-sided",
-            "correction": "Holm-Bonferroni across this study's comparisons",
-        },
+        "protocol": {"dataset": DATASET, "folds": FOLDS, "seed": SEED}
+        | {"test": "paired t over folds (same users per fold), two-sided"}
+        | {"correction": "Holm-Bonferroni within each family: against the floor; each change"},
         "rows": rows,
         "comparisons": comparisons,
+        "changes": changes,
         "missing": missing,
     }
-    write_results("profiling_folds", payload, markdown(rows, comparisons, missing))
+    write_results("profiling_folds", payload, markdown(rows, comparisons, changes, missing))
     return payload
 
 
-def markdown(rows: list[dict], comparisons: list[dict], missing: list[str]) -> str:
+def markdown(rows: list[dict], comparisons: list[dict], changes: list[dict], missing: list[str]):
     pct = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
     lines = [
         f"MovieLens-1M (users 1..2999, the `ml-1m` environment), {FOLDS} folds over users, seed "
         f"{SEED}: every user tested once. Accuracy per attribute, mean over folds (folds "
-        "done). Comparisons: paired t over the folds both rows have (`n`) against the floor "
-        f"({FLOOR}), two-sided; `p_holm` Holm-corrected across the comparisons below; a "
-        "difference that does not survive the correction is `not shown`.",
+        "done). Comparisons: paired t over the folds both rows have (`n`), two-sided, in two "
+        f"families, each Holm-corrected within itself: every row against the floor ({FLOOR}), "
+        "and each one-change row against the row it changes. A difference that does not "
+        "survive the correction is `not shown`.",
         "",
         "| row | " + " | ".join(ATTRIBUTES) + " |",
         "| --- |" + " --- |" * len(ATTRIBUTES),
@@ -146,22 +142,25 @@ def markdown(rows: list[dict], comparisons: list[dict], missing: list[str]) -> s
     for row, cols in by_row.items():
         cells_text = [f"{pct(cols[a]['mean'])} ({cols[a]['folds_done']})" for a in ATTRIBUTES]
         lines.append(f"| {row} | " + " | ".join(cells_text) + " |")
-    lines += [
-        "",
-        "| row | attribute | folds | diff vs floor | 95 % interval | p | p_holm | verdict |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for c in comparisons:
-        interval = "-" if c["low"] is None else f"[{c['low']:+.3f}, {c['high']:+.3f}]"
-        p = "-" if c["p"] is None else f"{c['p']:.3f}"
-        p_holm = "-" if c["p_holm"] is None else f"{c['p_holm']:.3f}"
-        lines.append(
-            f"| {c['row']} | {c['attribute']} | {c['n']} | {c['diff']:+.3f} | {interval} | {p} "
-            f"| {p_holm} | {c['verdict_holm']} |"
-        )
+    lines += comparison_table("Against the floor", comparisons)
+    lines += comparison_table("One change against the row it changes", changes)
     lines += ["", f"## Missing cells ({len(missing)})", ""]
     lines += [f"- {label}" for label in missing] or ["- none"]
     return "\n".join(lines)
+
+
+def comparison_table(title: str, family: list[dict]) -> list[str]:
+    lines = [f"\n## {title} (Holm across these {len(family)})\n"]
+    lines += ["| row | against | attribute | folds | diff | 95 % interval | p | p_holm | verdict |"]
+    lines += ["| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for c in family:
+        interval = "-" if c["low"] is None else f"[{c['low']:+.3f}, {c['high']:+.3f}]"
+        p, p_holm = ("-" if v is None else f"{v:.3f}" for v in (c["p"], c["p_holm"]))
+        lines.append(
+            f"| {c['row']} | {c['against']} | {c['attribute']} | {c['n']} | {c['diff']:+.3f} "
+            f"| {interval} | {p} | {p_holm} | {c['verdict_holm']} |"
+        )
+    return lines
 
 
 def main() -> None:
