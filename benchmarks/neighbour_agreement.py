@@ -5,8 +5,7 @@ vectors, the TF-IDF bag of items and random users (clue_pipeline.experiments.nei
     .venv/bin/python -m benchmarks.neighbour_agreement [--override finetune.train.epochs=40]
 
 Trains with the project's nodes under data/<layer>/ml-1m-neighbours/ (the `ml-1m` folders stay
-as they are); `--skip-training` measures what the last run there wrote.
-"""
+as they are); `--skip-training` measures what the last run there wrote."""
 
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ DATASET, FOLDS, SEED = "ml-1m", 5, 0
 ATTRIBUTES = ("gender", "age", "occupation")
 MEAN = {"finetune.classifier.readout": "mean_items"}
 LR = {"finetune.classifier.probe": "logistic_regression"}
-BAG, BAG4 = ({"pretrain.objective.bag_weight": w} for w in (1.0, 4.0))
+BAG1, BAG4, BAG16 = (LR | {"pretrain.objective.bag_weight": w} for w in (1.0, 4.0, 16.0))
 # key -> (row name, method, history read[, overrides]); the majority rate is in every record
 VARIANTS = {
     "linear50": ("linear, last 50", "linear", 50),
@@ -37,14 +37,15 @@ VARIANTS = {
     "clue_zero_mean": ("CLUE-Zero, mean of item states", "clue_zero", 200, MEAN),
     "clue_lr_probe": ("CLUE frozen, logistic probe, [UR]", "clue_probe", 200, LR),
     "clue_lr_probe_mean": ("CLUE frozen, logistic probe, item mean", "clue_probe", 200, MEAN | LR),
-    "clue_bag_lr_probe": ("CLUE + bag term, frozen, logistic probe", "clue_probe", 200, LR | BAG),
-    "clue_bag4_lr_probe": ("CLUE + bag term x4, frozen, LR probe", "clue_probe", 200, LR | BAG4),
+    "clue_bag_lr_probe": ("CLUE + bag term, frozen, logistic probe", "clue_probe", 200, BAG1),
+    "clue_bag4_lr_probe": ("CLUE + bag term x4, frozen, LR probe", "clue_probe", 200, BAG4),
+    "clue_bag16_lr_probe": ("CLUE + bag term x16, frozen, LR probe", "clue_probe", 200, BAG16),
 }
-FLOOR = "linear, last 200"
-# one change a row: row key -> the row it changes (tested as a second family)
+FLOOR = "linear, last 200"  # and PARENTS: a one-change row -> the row it changes
 PARENTS = {"clue": "clue_zero", "clue_lr_probe": "clue_probe", "clue_mean": "clue"}
 PARENTS |= {"clue_lr_probe_mean": "clue_lr_probe", "clue_bag_lr_probe": "clue_lr_probe"}
 PARENTS |= {"clue_bag4_lr_probe": "clue_bag_lr_probe", "clue_zero_mean": "clue_zero"}
+PARENTS |= {"clue_bag16_lr_probe": "clue_bag4_lr_probe"}
 STORE = CellStore(
     RESULTS / "profiling_folds" / "cells", settings_resolver(REPO, {DATASET: DATASET})
 )
