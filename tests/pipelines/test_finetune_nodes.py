@@ -3,6 +3,8 @@ project's own parameters and a one-epoch budget: each method trains and is score
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -105,6 +107,31 @@ def test_profiling_readout_is_a_parameter_and_travels_with_the_model(params, tab
             item_index,
             params["encoder"],
             {**params["finetune"], "classifier": {"readout": "mean"}},
+            params["finetune"]["methods"]["clue_zero"],
+        )
+
+
+def test_lp_ft_fits_the_probe_then_trains_everything(params, tables, caplog):
+    item_index, profile, _, _, _ = tables
+    settings = {**params["finetune"], "classifier": {"head_init": "logistic_probe"}}
+    with caplog.at_level(logging.INFO):
+        models, histories = finetune.finetune_profiling(
+            profile,
+            {"gender": ["F", "M"]},
+            item_index,
+            params["encoder"],
+            settings,
+            params["finetune"]["methods"]["clue_zero"],
+        )
+    assert "logistic probe C=" in caplog.text  # the head started from the probe
+    assert len(histories["gender"]) >= 1 and "epoch" in histories["gender"][0]  # then epochs
+    with pytest.raises(ValueError, match="finetune.classifier.head_init"):
+        finetune.finetune_profiling(
+            profile,
+            {"gender": ["F", "M"]},
+            item_index,
+            params["encoder"],
+            {**params["finetune"], "classifier": {"head_init": "probe"}},
             params["finetune"]["methods"]["clue_zero"],
         )
 

@@ -63,8 +63,15 @@ def test_a_class_no_training_user_has_is_never_predicted():
     assert not (model.logits(torch.as_tensor(tokens)).argmax(1) == 1).any()
 
 
-def test_an_unfrozen_encoder_is_refused():
+def test_an_unfrozen_encoder_is_refused_unless_the_probe_only_starts_its_head():
     model = _model(2)
     model.freeze_encoder = False
-    with pytest.raises(ValueError, match="frozen"):
+    with pytest.raises(ValueError, match="head_init"):
         fit_logistic_probe(model, np.zeros((2, 9), np.int64), [0, 1], (1.0,), dict, "accuracy")
+    rng = np.random.default_rng(2)
+    tokens, labels = _tokens(rng, 80), rng.integers(0, 2, 80)
+    head_before = model.classifier.weight.detach().clone()
+    model, history = fit_logistic_probe(
+        model, tokens, labels, (1.0,), lambda m: {"accuracy": 0.5}, "accuracy", then_fine_tuned=True
+    )
+    assert len(history) == 1 and not torch.equal(model.classifier.weight, head_before)

@@ -17,6 +17,7 @@ NEXT_ITEM_ROWS = ("user", "prefix")
 # The user vector that profiling and cold-start classify (models/heads.py ClassifierModel).
 CLASSIFIER_READOUTS = ("ur", "mean_items")
 PROBE_FITS = ("gradient", "logistic_regression")
+HEAD_INITS = ("random", "logistic_probe")
 SOFTMAX_MATMUL = ("float32", "bfloat16")
 
 
@@ -81,11 +82,19 @@ class ClassifierHead:
     # chosen on validation, as the linear floor is fitted)
     probe: str = "gradient"
     probe_c_grid: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0)
+    # how a fine-tuned encoder's classifier starts: `random`, or `logistic_probe` (the probe
+    # above fitted on the pre-trained vectors first, then everything trained: LP-FT, so the
+    # first steps do not push a random head's gradients into the pre-trained encoder)
+    head_init: str = "random"
 
     def __post_init__(self) -> None:
         grid = _c_grid(self.probe_c_grid, "finetune.classifier.probe_c_grid")
         object.__setattr__(self, "probe_c_grid", grid)
-        for name, allowed in (("readout", CLASSIFIER_READOUTS), ("probe", PROBE_FITS)):
+        for name, allowed in (
+            ("readout", CLASSIFIER_READOUTS),
+            ("probe", PROBE_FITS),
+            ("head_init", HEAD_INITS),
+        ):
             if getattr(self, name) not in allowed:
                 raise ValueError(
                     f"finetune.classifier.{name} = {getattr(self, name)!r}: expected one of "

@@ -39,15 +39,18 @@ def fit_logistic_probe(
     monitor: str,
     seed: int = 0,
     max_iter: int = 2000,
+    then_fine_tuned: bool = False,
 ) -> tuple[ClassifierModel, list[dict]]:
     """One logistic regression per ``C`` on the frozen vectors; the model keeps the weights
     ``score`` (validation metrics) ranks highest on ``monitor``. Returns one history row per
-    ``C``, in the order tried."""
+    ``C``, in the order tried. ``then_fine_tuned``: the encoder is not frozen, and the fit only
+    starts its head (the vectors are read without dropout either way)."""
     from sklearn.linear_model import LogisticRegression
 
-    if not model.freeze_encoder:
+    if not model.freeze_encoder and not then_fine_tuned:
         raise ValueError(
-            "logistic probe: the encoder must be frozen (a method with freeze_encoder)"
+            "logistic probe: the encoder must be frozen (a method with freeze_encoder), or "
+            "the probe only starts a fine-tuned head (finetune.classifier.head_init)"
         )
     vectors = frozen_vectors(model, train_tokens)
     mean, scale = vectors.mean(axis=0), vectors.std(axis=0) + 1e-6

@@ -13,6 +13,7 @@ from clue_pipeline.config import FinetuneSettings, encoder_config, parse_finetun
 from clue_pipeline.data.tokens import special_tokens
 from clue_pipeline.data.transfer import downstream_rows
 from clue_pipeline.models.bag_of_items import fit_bag_of_items
+from clue_pipeline.models.heads import ClassifierModel
 from clue_pipeline.models.popularity import PopularityModel, counts_of
 from clue_pipeline.pipelines.finetune.linear_probe import fit_logistic_probe
 from clue_pipeline.tasks.finetuning import (
@@ -242,8 +243,8 @@ def _fit_classifier(data, encoder_cfg, pretrained, method, settings, task, evalu
     def validate(m):
         return evaluate(m, data.tokens["valid"], data.labels["valid"], data.num_classes)
 
-    if method.freeze_encoder and settings.classifier.probe == "logistic_regression":
-        model, history = fit_logistic_probe(
+    def probe(fine_tuned: bool):
+        return fit_logistic_probe(
             model,
             data.tokens["train"],
             data.labels["train"],
@@ -251,8 +252,17 @@ def _fit_classifier(data, encoder_cfg, pretrained, method, settings, task, evalu
             validate,
             config.monitor,
             seed=config.seed,
+            then_fine_tuned=fine_tuned,
         )
+
+    if method.freeze_encoder and settings.classifier.probe == "logistic_regression":
+        model, history = probe(fine_tuned=False)
         return model, _fitted_without_epochs(history, config.monitor)
+    if settings.classifier.head_init == "logistic_probe" and not method.freeze_encoder:
+        if isinstance(model, ClassifierModel):
+            model, _ = probe(fine_tuned=True)  # LP, then FT below
+        else:
+            logger.info("finetune.classifier.head_init: %s has no vector head", method.name)
     return finetune_classifier(model, data.tokens["train"], data.labels["train"], validate, config)
 
 
