@@ -151,9 +151,8 @@ def markdown(rows: list[dict], comparisons: list[dict], changes: list[dict], mis
 
 
 def comparison_table(title: str, family: list[dict]) -> list[str]:
-    lines = [f"\n## {title} (Holm across these {len(family)})\n"]
-    lines += ["| row | against | attribute | folds | diff | 95 % interval | p | p_holm | verdict |"]
-    lines += ["| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    head = "| row | against | attribute | folds | diff | 95 % interval | p | p_holm | verdict |"
+    lines = [f"\n## {title} (Holm across these {len(family)})\n", head, "| --- " * 9 + "|"]
     for c in family:
         interval = "-" if c["low"] is None else f"[{c['low']:+.3f}, {c['high']:+.3f}]"
         p, p_holm = ("-" if v is None else f"{v:.3f}" for v in (c["p"], c["p_holm"]))

@@ -135,9 +135,10 @@ def summarise(cells: list[Cell]) -> None:
     payload = {"rows": rows, "comparisons": compared, "missing": [c.as_dict() for c in missing]}
     if (folds_file := RESULTS / "profiling_folds.json").exists():  # profiling_folds.py
         folds = json.loads(folds_file.read_text())
-        table = folds_markdown(folds["rows"], folds["comparisons"], folds["missing"])
+        keys = ("protocol", "rows", "comparisons", "changes", "missing")
+        table = folds_markdown(*map(folds.get, keys[1:]))
         lines += ["", "## profiling, 5 folds over users (`profiling_folds.md`)", "", table]
-        payload["profiling_folds"] = {k: folds[k] for k in ("protocol", "rows", "comparisons")}
+        payload["profiling_folds"] = {k: folds.get(k) for k in keys[:-1]}
     write_results("quality", {**payload, "cells_total": len(cells)}, "\n".join(lines))
 
 
