@@ -1,12 +1,11 @@
-"""User profiling on MovieLens-1M with 5 folds over users: do user vectors carry what the bag
-of a user's items carries?
+"""User profiling on ML-1M, 5 folds over users: do user vectors carry what a bag of items does?
 
     .venv/bin/python -m benchmarks.profiling_folds [--rows linear200 clue_zero ...] [--max-cells N]
     .venv/bin/python -m benchmarks.profiling_folds --summary-only
 
-Every user tested once (``sequences.profiling.folds``). Rows: the floor (``linear``) over the
-last 50, 200 or every item, the encoder methods over the last 200, one change a row; paired by
-fold with the floor over 200 and with the row each changes, Holm within each family."""
+Every user tested once. Rows: the floor (``linear``) over the last 50, 200 or every item, the
+encoder methods over the last 200, one change a row; paired by fold with the floor over 200
+and with the row each changes, Holm within each family."""
 
 from __future__ import annotations
 
@@ -24,6 +23,7 @@ ATTRIBUTES = ("gender", "age", "occupation")
 MEAN = {"finetune.classifier.readout": "mean_items"}
 LR = {"finetune.classifier.probe": "logistic_regression"}
 BAG1, BAG4, BAG16 = (LR | {"pretrain.objective.bag_weight": w} for w in (1.0, 4.0, 16.0))
+LP_FT = {"pretrain.objective.bag_weight": 16.0, "finetune.classifier.head_init": "logistic_probe"}
 # key -> (row name, method, history read[, overrides]); the majority rate is in every record
 VARIANTS = {
     "linear50": ("linear, last 50", "linear", 50),
@@ -40,12 +40,13 @@ VARIANTS = {
     "clue_bag_lr_probe": ("CLUE + bag term, frozen, logistic probe", "clue_probe", 200, BAG1),
     "clue_bag4_lr_probe": ("CLUE + bag term x4, frozen, LR probe", "clue_probe", 200, BAG4),
     "clue_bag16_lr_probe": ("CLUE + bag term x16, frozen, LR probe", "clue_probe", 200, BAG16),
+    "clue_bag16_lp_ft": ("CLUE + bag term x16, LR probe, then fine-tuned", "clue", 200, LP_FT),
 }
 FLOOR = "linear, last 200"  # and PARENTS: a one-change row -> the row it changes
 PARENTS = {"clue": "clue_zero", "clue_lr_probe": "clue_probe", "clue_mean": "clue"}
 PARENTS |= {"clue_lr_probe_mean": "clue_lr_probe", "clue_bag_lr_probe": "clue_lr_probe"}
 PARENTS |= {"clue_bag4_lr_probe": "clue_bag_lr_probe", "clue_zero_mean": "clue_zero"}
-PARENTS |= {"clue_bag16_lr_probe": "clue_bag4_lr_probe"}
+PARENTS |= {"clue_bag16_lr_probe": "clue_bag4_lr_probe", "clue_bag16_lp_ft": "clue_bag16_lr_probe"}
 STORE = CellStore(
     RESULTS / "profiling_folds" / "cells", settings_resolver(REPO, {DATASET: DATASET})
 )
@@ -170,7 +171,6 @@ def main() -> None:
     parser.add_argument("--summary-only", action="store_true")
     parser.add_argument("--rows", nargs="+", choices=sorted(VARIANTS), help="rows to compute")
     args = parser.parse_args()
-    grid = cells()
     if not args.summary_only:
         show_cell_progress()
         run_missing(
@@ -178,9 +178,9 @@ def main() -> None:
             STORE,
             RunnerConfig(project_dir=REPO, envs={DATASET: DATASET}, threads=args.threads),
             args.max_cells,
-            on_saved=lambda *_: summarise(grid),
+            on_saved=lambda *_: summarise(cells()),
         )
-    print(json.dumps({"missing": len(summarise(grid)["missing"])}))
+    print(json.dumps({"missing": len(summarise(cells())["missing"])}))
 
 
 if __name__ == "__main__":
