@@ -83,57 +83,39 @@ def test_profiling_trains_and_scores_each_attribute(params, tables, method):
     assert record["split"].endswith(counts)  # the split it read, not a fixed 80/5/15
 
 
-@pytest.mark.parametrize("readout", ["ur", "mean_items"])
-def test_profiling_readout_is_a_parameter_and_travels_with_the_model(params, tables, readout):
+def _clue_zero_profiling(params, tables, classifier: dict):
+    """CLUE-Zero fine-tuned for gender with ``finetune.classifier`` set to ``classifier``."""
     item_index, profile, _, _, _ = tables
-    settings = {**params["finetune"], "classifier": {"readout": readout}}
-    models, _ = finetune.finetune_profiling(
+    return finetune.finetune_profiling(
         profile,
         {"gender": ["F", "M"]},
         item_index,
         params["encoder"],
-        settings,
+        {**params["finetune"], "classifier": classifier},
         params["finetune"]["methods"]["clue_zero"],
     )
+
+
+@pytest.mark.parametrize("readout", ["ur", "mean_items"])
+def test_profiling_readout_is_a_parameter_and_travels_with_the_model(params, tables, readout):
+    item_index, profile, _, _, _ = tables
+    models, _ = _clue_zero_profiling(params, tables, {"readout": readout})
     assert models["gender"]["readout"] == readout
     record = evaluate.evaluate_profiling(
         models, profile, {"gender": ["F", "M"]}, item_index, params["evaluate"], "toy"
     )
     assert record["readout"] == readout and record["metrics"]["gender"]["n"] == 18
     with pytest.raises(ValueError, match="finetune.classifier.readout"):
-        finetune.finetune_profiling(
-            profile,
-            {"gender": ["F", "M"]},
-            item_index,
-            params["encoder"],
-            {**params["finetune"], "classifier": {"readout": "mean"}},
-            params["finetune"]["methods"]["clue_zero"],
-        )
+        _clue_zero_profiling(params, tables, {"readout": "mean"})
 
 
 def test_lp_ft_fits_the_probe_then_trains_everything(params, tables, caplog):
-    item_index, profile, _, _, _ = tables
-    settings = {**params["finetune"], "classifier": {"head_init": "logistic_probe"}}
     with caplog.at_level(logging.INFO):
-        models, histories = finetune.finetune_profiling(
-            profile,
-            {"gender": ["F", "M"]},
-            item_index,
-            params["encoder"],
-            settings,
-            params["finetune"]["methods"]["clue_zero"],
-        )
+        _, histories = _clue_zero_profiling(params, tables, {"head_init": "logistic_probe"})
     assert "logistic probe C=" in caplog.text  # the head started from the probe
     assert len(histories["gender"]) >= 1 and "epoch" in histories["gender"][0]  # then epochs
     with pytest.raises(ValueError, match="finetune.classifier.head_init"):
-        finetune.finetune_profiling(
-            profile,
-            {"gender": ["F", "M"]},
-            item_index,
-            params["encoder"],
-            {**params["finetune"], "classifier": {"head_init": "probe"}},
-            params["finetune"]["methods"]["clue_zero"],
-        )
+        _clue_zero_profiling(params, tables, {"head_init": "probe"})
 
 
 def test_a_frozen_probe_can_be_fitted_by_logistic_regression(params, tables):
