@@ -7,6 +7,7 @@ import json
 
 import mlflow
 import pytest
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from clue_pipeline.pipelines.evaluate.nodes import summarise_metrics
@@ -22,6 +23,7 @@ from clue_pipeline.run_summary import (
     runner_name,
     runs_table_url,
     runs_table_view,
+    set_experiment_tag,
     typed_command,
 )
 from clue_pipeline.tracking import job_test_metrics
@@ -153,3 +155,18 @@ def test_the_hook_rewrites_tags_marks_the_experiment_and_logs_the_table(tracking
     tags = client.get_experiment(experiment).tags
     assert tags[EXPERIMENT_KIND_TAG] == EXPERIMENT_KIND
     assert "metrics.`next_item/clue/ndcg_at_10`" in json.loads(tags[VIEW_TAG])["selectedColumns"]
+
+
+def test_an_experiment_tag_inserted_by_a_concurrent_run_is_updated_on_the_second_try():
+    class RacedClient:  # the first insert loses the race to another run of the project
+        def __init__(self) -> None:
+            self.calls: list[tuple] = []
+
+        def set_experiment_tag(self, experiment_id, key, value) -> None:
+            self.calls.append((experiment_id, key, value))
+            if len(self.calls) == 1:
+                raise MlflowException("UNIQUE constraint failed: experiment_tags.key")
+
+    client = RacedClient()
+    set_experiment_tag(client, "1", "mlflow.experimentKind", "custom_model_development")
+    assert client.calls == [("1", "mlflow.experimentKind", "custom_model_development")] * 2

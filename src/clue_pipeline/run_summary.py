@@ -33,6 +33,7 @@ from typing import Any
 import mlflow
 from kedro.framework.hooks import hook_impl
 from mlflow.entities import Metric
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from clue_pipeline.config.trees import flatten
@@ -54,6 +55,16 @@ HEADLINE = ("ndcg_at_10", "accuracy")  # the parent's column per task x method: 
 # Kedro's session id: MLflow's run id is the run's id; a second one only confuses.
 DROPPED_TAGS = ("run_id",)
 DEFAULT_UI = ("127.0.0.1", "5000")  # conf/base/mlflow.yml `ui`
+
+
+def set_experiment_tag(client: MlflowClient, experiment_id: str, key: str, value: str) -> None:
+    """Set an experiment tag, tried twice: two runs starting at once (one of them about to be
+    refused by the project's run lock) can both insert the first value, and SQLite refuses
+    the second insert; by the second try the row exists and the tag is updated."""
+    try:
+        client.set_experiment_tag(experiment_id, key, value)
+    except MlflowException:
+        client.set_experiment_tag(experiment_id, key, value)
 
 
 class RunSummaryHook:
@@ -83,8 +94,8 @@ class RunSummaryHook:
             return
         self._experiment_id = run.info.experiment_id
         client = MlflowClient()
-        client.set_experiment_tag(self._experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
-        client.set_experiment_tag(self._experiment_id, VIEW_TAG, runs_table_view(()))
+        set_experiment_tag(client, self._experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+        set_experiment_tag(client, self._experiment_id, VIEW_TAG, runs_table_view(()))
         written = client.get_run(self._run_id).data.tags
         fallback = written.get("kedro_command", "kedro run")
         for key, value in readable_tags(run_params, sys.argv, fallback).items():
@@ -104,7 +115,7 @@ class RunSummaryHook:
             rows = [Metric(key, value, stamp, 0) for key, value in sorted(metrics.items())]
             client = MlflowClient()
             client.log_batch(self._run_id, metrics=rows)
-            client.set_experiment_tag(self._experiment_id, VIEW_TAG, runs_table_view(metrics))
+            set_experiment_tag(client, self._experiment_id, VIEW_TAG, runs_table_view(metrics))
 
     @hook_impl
     def after_pipeline_run(self, run_params, run_result, pipeline, catalog) -> None:
