@@ -58,8 +58,8 @@ DEFAULT_UI = ("127.0.0.1", "5000")  # conf/base/mlflow.yml `ui`
 
 
 def set_experiment_tag(client: MlflowClient, experiment_id: str, key: str, value: str) -> None:
-    """Set an experiment tag, tried twice: two runs starting at once (one of them about to be
-    refused by the project's run lock) can both insert the first value, and SQLite refuses
+    """Set an experiment tag, tried twice: when two runs of a project start at once, another
+    writer can insert the tag between the store's check and its insert, and SQLite refuses
     the second insert; by the second try the row exists and the tag is updated."""
     try:
         client.set_experiment_tag(experiment_id, key, value)
