@@ -24,6 +24,7 @@ MEAN = {"finetune.classifier.readout": "mean_items"}
 LR = {"finetune.classifier.probe": "logistic_regression"}
 BAG1, BAG4, BAG16 = (LR | {"pretrain.objective.bag_weight": w} for w in (1.0, 4.0, 16.0))
 LP_FT = {"pretrain.objective.bag_weight": 16.0, "finetune.classifier.head_init": "logistic_probe"}
+WIDE = {"encoder.hidden": 128}  # a 128-wide user vector (item table and [UR] alike)
 # key -> (row name, method, history read[, overrides]); the majority rate is in every record
 VARIANTS = {
     "linear50": ("linear, last 50", "linear", 50),
@@ -41,12 +42,15 @@ VARIANTS = {
     "clue_bag4_lr_probe": ("CLUE + bag term x4, frozen, LR probe", "clue_probe", 200, BAG4),
     "clue_bag16_lr_probe": ("CLUE + bag term x16, frozen, LR probe", "clue_probe", 200, BAG16),
     "clue_bag16_lp_ft": ("CLUE + bag term x16, LR probe, then fine-tuned", "clue", 200, LP_FT),
+    "wide_bag16_lr_probe": ("CLUE 128-wide + bag x16, LR probe", "clue_probe", 200, BAG16 | WIDE),
+    "wide_bag16_lp_ft": ("CLUE 128-wide + bag x16, LP-FT", "clue", 200, LP_FT | WIDE),
 }
 FLOOR = "linear, last 200"  # and PARENTS: a one-change row -> the row it changes
 PARENTS = {"clue": "clue_zero", "clue_lr_probe": "clue_probe", "clue_mean": "clue"}
 PARENTS |= {"clue_lr_probe_mean": "clue_lr_probe", "clue_bag_lr_probe": "clue_lr_probe"}
 PARENTS |= {"clue_bag4_lr_probe": "clue_bag_lr_probe", "clue_zero_mean": "clue_zero"}
 PARENTS |= {"clue_bag16_lr_probe": "clue_bag4_lr_probe", "clue_bag16_lp_ft": "clue_bag16_lr_probe"}
+PARENTS |= {"wide_bag16_lr_probe": "clue_bag16_lr_probe", "wide_bag16_lp_ft": "clue_bag16_lp_ft"}
 STORE = CellStore(
     RESULTS / "profiling_folds" / "cells", settings_resolver(REPO, {DATASET: DATASET})
 )
