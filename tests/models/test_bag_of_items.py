@@ -57,6 +57,8 @@ def test_the_module_scores_as_scikit_learn_does():
 
     rng = np.random.default_rng(1)
     tokens, labels = _users(rng, 200, 3)
+    unread = np.isin(tokens, [5, 17])  # items no training user has: the fit skips them
+    tokens[unread] = 0
     captured = {}
 
     def score(model):
@@ -82,6 +84,14 @@ def test_the_module_scores_as_scikit_learn_does():
     np.testing.assert_allclose(
         ours, reference.decision_function(bags.multiply(1 / norms[:, None]).tocsr()), atol=1e-4
     )
+    assert captured["model"].weight.shape == (3, ITEMS_END)
+    assert not captured["model"].weight[:, [5, 17]].any()
+    newcomer = np.array([[5, 17, 3, 0, 42]])  # reads both: they weigh 0 yet count in the norm
+    with torch.no_grad():
+        scores = captured["model"].logits(torch.as_tensor(newcomer)).numpy()
+    newcomer_bag = bag_matrix(newcomer, ITEMS_END)
+    expected = reference.decision_function(newcomer_bag.multiply(1 / np.sqrt(3)).tocsr())
+    np.testing.assert_allclose(scores, expected, atol=1e-4)
 
 
 def test_special_tokens_and_padding_are_not_items():

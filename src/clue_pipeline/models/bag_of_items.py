@@ -105,13 +105,16 @@ def fit_bag_of_items(
         if settings.weighting == "tfidf"
         else np.empty(0, np.float32)
     )
-    features = _normalised(train, idf)
+    # Items no training user has keep weight 0 under the L2 penalty whatever C is, so the
+    # solver sees only the others: the same fit, a third of the work on MovieLens cold-start.
+    read = np.flatnonzero(train.getnnz(axis=0))
+    features = _normalised(train, idf)[:, read]
     y = np.asarray(labels["train"], dtype=np.int64)
     history, best, best_value = [], None, -np.inf
     for c in settings.c_grid:
         model = LogisticRegression(C=c, max_iter=settings.max_iter, random_state=seed)
         model.fit(features, y)
-        candidate = _to_module(model, idf, items_end, num_classes)
+        candidate = _to_module(model, idf, read, items_end, num_classes)
         metrics = score(candidate)
         if monitor not in metrics:
             raise ValueError(f"linear floor: monitor {monitor!r} not in {sorted(metrics)}")
@@ -129,8 +132,14 @@ def _normalised(bags: sparse.csr_matrix, idf: np.ndarray) -> sparse.csr_matrix:
     return sparse.diags(1.0 / np.maximum(norms, 1e-12)) @ weighted
 
 
-def _to_module(model, idf: np.ndarray, items_end: int, num_classes: int) -> BagOfItemsModel:
-    return BagOfItemsModel(idf, *class_weights(model, num_classes), items_end)
+def _to_module(
+    model, idf: np.ndarray, read: np.ndarray, items_end: int, num_classes: int
+) -> BagOfItemsModel:
+    """The fitted weights over the ``read`` columns, spread back over the whole catalogue."""
+    read_weight, bias = class_weights(model, num_classes)
+    weight = np.zeros((num_classes, items_end), dtype=np.float32)
+    weight[:, read] = read_weight
+    return BagOfItemsModel(idf, weight, bias, items_end)
 
 
 def class_weights(fitted, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
