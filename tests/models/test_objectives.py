@@ -1,5 +1,7 @@
 """The objectives registry: shapes, gradient paths, and a few steps of the one loop lower each loss."""
 
+import math
+
 import pytest
 import torch
 
@@ -345,6 +347,32 @@ def test_bag_term_is_the_mean_cross_entropy_of_each_sequence_item_counted_once()
         + (log_probs[1, 6] + log_probs[1, 1] + log_probs[1, 8]) / 3
     )
     torch.testing.assert_close(bag_of_items_loss(users, table, tokens), expected)
+
+
+def test_tfidf_bag_targets_weigh_each_item_by_its_rarity_over_the_pretraining_rows():
+    users, table = torch.randn(2, 4), torch.randn(NUM_ITEMS, 4)
+    tokens = torch.tensor([[0, 0, 3, 5, 3, NUM_ITEMS + 2], [0, 0, 0, 3, 9, NUM_ITEMS + 2]])
+    log_probs = torch.log_softmax(users @ table.T, dim=1)
+    model = SequencePretrainer(
+        build_encoder(ENCODER), ObjectiveConfig(bag_weight=1.0, bag_targets="tfidf"), 16, 8
+    )
+    model.weigh_bag_items(tokens)
+    idf = model.bag_item_weights  # smoothed IDF over the two rows: log(3 / (1 + df)) + 1
+    assert idf.shape == (NUM_ITEMS,)
+    once, never = math.log(1.5) + 1, math.log(3.0) + 1  # items 5, 9 read once; item 1 never
+    torch.testing.assert_close(idf[[2, 4, 8, 0]], torch.tensor([1.0, once, once, never]))
+    w3, w5, w9 = idf[2], idf[4], idf[8]
+    expected = -0.5 * (
+        (w3 * log_probs[0, 2] + w5 * log_probs[0, 4]) / (w3 + w5)
+        + (w3 * log_probs[1, 2] + w9 * log_probs[1, 8]) / (w3 + w9)
+    )
+    torch.testing.assert_close(bag_of_items_loss(users, table, tokens, idf), expected)
+    uniform = SequencePretrainer(build_encoder(ENCODER), ObjectiveConfig(bag_weight=1.0), 16, 8)
+    uniform.weigh_bag_items(tokens)
+    assert uniform.bag_item_weights.numel() == 0  # uniform: the plain mean
+    assert "bag_item_weights" not in model.state_dict()  # rebuilt from the rows, not saved
+    with pytest.raises(ValueError, match="pretrain.objective.bag_targets = 'bm25'"):
+        ObjectiveConfig(bag_targets="bm25")
 
 
 def test_the_bag_term_is_added_logged_and_teaches_the_user_vector_its_items():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from clue_pipeline.config.pretraining import ObjectiveConfig
 from clue_pipeline.models.encoders import EncoderConfig
 from clue_pipeline.tasks.pretraining import (
     PRETRAIN_METHODS,
@@ -40,3 +41,12 @@ def test_unknown_method_and_foreign_settings_are_named():
         job("simclr")
     with pytest.raises(TypeError, match="MaskedItemSettings.*expected S3RecSettings"):
         job("s3rec", MaskedItemSettings(0.3))
+
+
+def test_a_clue_job_with_tfidf_bag_targets_weighs_items_over_its_own_rows():
+    objective = ObjectiveConfig(next_item_weight=0.0, bag_weight=1.0, bag_targets="tfidf")
+    model = build_pretraining(job("clue", ClueSettings(objective=objective))).model
+    weights = model.bag_item_weights  # items 1..10; 1..7 read by one row of two, 8..10 by none
+    assert weights.shape == (10,)
+    assert weights[:7].unique().numel() == 1 and weights[7:].unique().numel() == 1
+    assert float(weights[7]) > float(weights[0]) > 1.0

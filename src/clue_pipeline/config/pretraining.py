@@ -11,6 +11,7 @@ from clue_pipeline.config.training import TrainConfig
 
 # The keys of ``models.objectives.OBJECTIVES`` (kept equal there, by a test)
 OBJECTIVE_NAMES = ("infonce", "simsiam", "vicreg")
+BAG_TARGETS = ("uniform", "tfidf")
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,10 @@ class ObjectiveConfig:
     # is trained to put the sequence's whole item set first (a softmax over the catalogue,
     # averaged over the set), so the user vector carries what the bag of items carries
     bag_weight: float = 0.0
+    # how the bag term weighs a sequence's items: "uniform" (each counts alike) or "tfidf"
+    # (each by its inverse document frequency over the pre-training rows, as the floor's
+    # TF-IDF bag does), so rare, telling items weigh more than ones every user has
+    bag_targets: str = "uniform"
 
     def __post_init__(self) -> None:
         if self.name not in OBJECTIVE_NAMES:
@@ -48,6 +53,11 @@ class ObjectiveConfig:
             raise ValueError(
                 "pretrain.objective.view_weight = 0 with masked_item_weight, next_item_weight "
                 "and bag_weight 0 leaves nothing to train: give one of them a weight > 0"
+            )
+        if self.bag_targets not in BAG_TARGETS:
+            raise ValueError(
+                f"pretrain.objective.bag_targets = {self.bag_targets!r}: expected one of "
+                f"{list(BAG_TARGETS)}"
             )
         if not 0.0 < self.next_item_share <= 1.0:
             raise ValueError(

@@ -34,7 +34,11 @@ import torch.nn.functional as F
 
 from clue_pipeline.config.pretraining import ObjectiveConfig
 from clue_pipeline.data.tokens import FIRST_ITEM
-from clue_pipeline.models.bag_of_items import item_presence
+from clue_pipeline.models.bag_of_items import (
+    bag_matrix,
+    inverse_document_frequency,
+    item_presence,
+)
 from clue_pipeline.models.clue import SimSiam, SimSiamOutput, simsiam_loss, z_std
 from clue_pipeline.models.heads import info_nce_loss, item_table
 from clue_pipeline.models.item_pretraining import MaskedItemPretrainer, NextItemPretrainer
@@ -101,6 +105,19 @@ class SequencePretrainer(SimSiam):
             if objective.next_item_weight > 0
             else None
         )
+        # (N,) weights of items 1..N in the bag term; empty = uniform. Set from the corpus by
+        # :meth:`weigh_bag_items`, not saved: the rows it comes from are rebuilt on resume.
+        self.register_buffer("bag_item_weights", torch.empty(0), persistent=False)
+
+    def weigh_bag_items(self, tokens: torch.Tensor) -> None:
+        """``bag_targets: tfidf``: each item's smoothed inverse document frequency over
+        ``tokens``, the pre-training rows (the floor's IDF, read from a sparse bag)."""
+        if self.objective.bag_targets != "tfidf":
+            return
+        items_end = FIRST_ITEM + item_table(self.encoder).shape[0]
+        bags = bag_matrix(tokens.cpu().numpy(), items_end)
+        idf = torch.as_tensor(inverse_document_frequency(bags)[FIRST_ITEM:])
+        self.bag_item_weights = idf.to(self.bag_item_weights.device)
 
     def forward(  # type: ignore[override]
         self,
@@ -120,9 +137,10 @@ class SequencePretrainer(SimSiam):
         metrics["view_loss"] = view_loss.detach()
         if self.objective.bag_weight > 0:
             table = item_table(self.encoder)
+            weights = self.bag_item_weights if self.bag_item_weights.numel() else None
             bag_loss = 0.5 * (
-                bag_of_items_loss(out.user1, table, tokens)
-                + bag_of_items_loss(out.user2, table, tokens)
+                bag_of_items_loss(out.user1, table, tokens, weights)
+                + bag_of_items_loss(out.user2, table, tokens, weights)
             )
             metrics["bag_loss"] = bag_loss.detach()
             loss = loss + self.objective.bag_weight * bag_loss
@@ -138,18 +156,24 @@ class SequencePretrainer(SimSiam):
 
 
 def bag_of_items_loss(
-    users: torch.Tensor, table: torch.Tensor, tokens: torch.Tensor
+    users: torch.Tensor,
+    table: torch.Tensor,
+    tokens: torch.Tensor,
+    item_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Mean over users of the mean cross-entropy of each item in the user's sequence under a
     softmax of ``users @ table.T`` over the catalogue (items 1..N = table rows 0..N-1).
 
     ``tokens`` (B, W) are the unaugmented rows: padding, [MASK] and [UR] are not items. An
-    item read twice counts once, as in the bag.
+    item read twice counts once, as in the bag. ``item_weights`` (N,), if given, make the mean
+    a weighted one (e.g. by IDF).
     """
     log_probs = F.log_softmax(users @ table.T, dim=1)  # (B, N)
     items_end = FIRST_ITEM + table.shape[0]
     bag = item_presence(tokens, items_end)[:, FIRST_ITEM:].to(log_probs.dtype)
-    sizes = bag.sum(dim=1).clamp(min=1)
+    if item_weights is not None:
+        bag = bag * item_weights.to(log_probs.dtype)
+    sizes = bag.sum(dim=1).clamp(min=1e-12)
     return (-(bag * log_probs).sum(dim=1) / sizes).mean()
 
 

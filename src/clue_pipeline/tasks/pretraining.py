@@ -143,8 +143,10 @@ def build_pretraining(job: PretrainJob) -> TrainingTask:
 
 def build_clue(job: PretrainJob, encoder: SequenceEncoder, tokens: torch.Tensor) -> TrainingTask:
     settings = job.settings
+    model = SequencePretrainer(encoder, settings.objective, **asdict(settings.simsiam))
+    model.weigh_bag_items(tokens)
     return TrainingTask(
-        model=SequencePretrainer(encoder, settings.objective, **asdict(settings.simsiam)),
+        model=model,
         dataset=(tokens,),
         step_fn=partial(clue_step, policy=settings.view_policy, mask_token=job.encoder.tokens.mask),
         epoch_metrics_fn=_health(job, tokens, settings.view_policy),
