@@ -25,6 +25,7 @@ LR = {"finetune.classifier.probe": "logistic_regression"}
 BAG1, BAG4, BAG16 = (LR | {"pretrain.objective.bag_weight": w} for w in (1.0, 4.0, 16.0))
 LP_FT = {"pretrain.objective.bag_weight": 16.0, "finetune.classifier.head_init": "logistic_probe"}
 WIDE = {"encoder.hidden": 128}  # a 128-wide user vector (item table and [UR] alike)
+TFIDF = {"pretrain.objective.bag_targets": "tfidf"}  # the bag term weighs rare items more
 # key -> (row name, method, history read[, overrides]); the majority rate is in every record
 VARIANTS = {
     "linear50": ("linear, last 50", "linear", 50),
@@ -44,6 +45,7 @@ VARIANTS = {
     "clue_bag16_lp_ft": ("CLUE + bag term x16, LR probe, then fine-tuned", "clue", 200, LP_FT),
     "wide_bag16_lr_probe": ("CLUE 128-wide + bag x16, LR probe", "clue_probe", 200, BAG16 | WIDE),
     "wide_bag16_lp_ft": ("CLUE 128-wide + bag x16, LP-FT", "clue", 200, LP_FT | WIDE),
+    "tfidf_bag16_lr_probe": ("CLUE + TF-IDF bag x16, LR probe", "clue_probe", 200, BAG16 | TFIDF),
 }
 FLOOR = "linear, last 200"  # and PARENTS: a one-change row -> the row it changes
 PARENTS = {"clue": "clue_zero", "clue_lr_probe": "clue_probe", "clue_mean": "clue"}
@@ -51,6 +53,7 @@ PARENTS |= {"clue_lr_probe_mean": "clue_lr_probe", "clue_bag_lr_probe": "clue_lr
 PARENTS |= {"clue_bag4_lr_probe": "clue_bag_lr_probe", "clue_zero_mean": "clue_zero"}
 PARENTS |= {"clue_bag16_lr_probe": "clue_bag4_lr_probe", "clue_bag16_lp_ft": "clue_bag16_lr_probe"}
 PARENTS |= {"wide_bag16_lr_probe": "clue_bag16_lr_probe", "wide_bag16_lp_ft": "clue_bag16_lp_ft"}
+PARENTS["tfidf_bag16_lr_probe"] = "clue_bag16_lr_probe"
 STORE = CellStore(
     RESULTS / "profiling_folds" / "cells", settings_resolver(REPO, {DATASET: DATASET})
 )
