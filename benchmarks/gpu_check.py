@@ -38,12 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO / "src") not in sys.path:  # run from a bare copy of the repository, not installed
     sys.path.insert(0, str(REPO / "src"))
 
-from benchmarks.common import (  # noqa: E402
-    RunSettings,
-    markdown_head,
-    markdown_table,
-    run_settings,
-)
+from benchmarks.common import RunSettings, markdown_head, markdown_table, run_settings  # noqa: E402
 from clue_pipeline.config import NextItemHead, TrainConfig  # noqa: E402
 from clue_pipeline.experiments.prepared import read_prepared  # noqa: E402
 from clue_pipeline.metrics import DEFAULT_KS, ranking_metrics  # noqa: E402

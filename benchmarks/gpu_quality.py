@@ -42,12 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO / "src") not in sys.path:  # run from a bare copy of the repository, not installed
     sys.path.insert(0, str(REPO / "src"))
 
-from benchmarks.common import (  # noqa: E402
-    RunSettings,
-    markdown_head,
-    markdown_table,
-    run_settings,
-)
+from benchmarks.common import RunSettings, markdown_head, markdown_table, run_settings  # noqa: E402
 from benchmarks.gpu_check import device_facts  # noqa: E402
 from clue_pipeline.config import NextItemHead, encoder_config  # noqa: E402
 from clue_pipeline.experiments.cells import INIT as CELL_INIT  # noqa: E402
