@@ -37,6 +37,20 @@ def _local_conf(folder: str, names: list[str]) -> list[str]:
     return [n for n in names if Path(folder).name == "local" and n != ".gitkeep"]
 
 
+def start_kedro_run(project: Path, *args: str) -> subprocess.Popen:
+    """``kedro run ARGS`` started in the background, its output in ``project/kedro-run.log``
+    (a file, not a pipe that nobody reads while the run goes on)."""
+    log = (project / "kedro-run.log").open("w")
+    return subprocess.Popen(
+        [sys.executable, "-m", "kedro", "run", *args],
+        cwd=project,
+        env={**os.environ, "CLUE_NUM_THREADS": "1"},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
 def kedro_run(
     project: Path, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
