@@ -37,18 +37,25 @@ def _local_conf(folder: str, names: list[str]) -> list[str]:
     return [n for n in names if Path(folder).name == "local" and n != ".gitkeep"]
 
 
+def _kedro_run_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "kedro", "run", *args]
+
+
+def _one_thread(env: dict[str, str] | None = None) -> dict[str, str]:
+    return {**os.environ, "CLUE_NUM_THREADS": "1", **(env or {})}
+
+
 def start_kedro_run(project: Path, *args: str) -> subprocess.Popen:
     """``kedro run ARGS`` started in the background, its output in ``project/kedro-run.log``
     (a file, not a pipe that nobody reads while the run goes on)."""
-    log = (project / "kedro-run.log").open("w")
-    return subprocess.Popen(
-        [sys.executable, "-m", "kedro", "run", *args],
-        cwd=project,
-        env={**os.environ, "CLUE_NUM_THREADS": "1"},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    with (project / "kedro-run.log").open("w") as log:  # the child keeps its own copy
+        return subprocess.Popen(
+            _kedro_run_command(*args),
+            cwd=project,
+            env=_one_thread(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def kedro_run(
@@ -60,9 +67,9 @@ def kedro_run(
     setting or active MLflow run left behind in the test process.
     """
     return subprocess.run(
-        [sys.executable, "-m", "kedro", "run", *args],
+        _kedro_run_command(*args),
         cwd=project,
-        env={**os.environ, "CLUE_NUM_THREADS": "1", **(env or {})},
+        env=_one_thread(env),
         capture_output=True,
         text=True,
         timeout=600,
