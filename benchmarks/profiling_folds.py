@@ -1,11 +1,9 @@
 """User profiling on ML-1M, 5 folds over users: do user vectors carry what a bag of items does?
 
-    .venv/bin/python -m benchmarks.profiling_folds [--rows linear200 clue_zero ...] [--max-cells N]
-    .venv/bin/python -m benchmarks.profiling_folds --summary-only
+    .venv/bin/python -m benchmarks.profiling_folds [--rows linear200 ...] [--summary-only]
 
-Every user tested once. Rows: the floor (``linear``) over the last 50, 200 or every item, the
-encoder methods over the last 200, one change a row; paired by fold with the floor over 200
-and with the row each changes, Holm within each family."""
+Every user tested once. Rows: the floor (``linear``, last 50, 200 or every item), encoder methods
+over the last 200, one change a row; paired by fold with the floor and the parent, Holm each."""
 
 from __future__ import annotations
 
@@ -26,6 +24,8 @@ BAG1, BAG4, BAG16 = (LR | {"pretrain.objective.bag_weight": w} for w in (1.0, 4.
 LP_FT = {"pretrain.objective.bag_weight": 16.0, "finetune.classifier.head_init": "logistic_probe"}
 WIDE = {"encoder.hidden": 128}  # a 128-wide user vector (item table and [UR] alike)
 TFIDF = {"pretrain.objective.bag_targets": "tfidf"}  # the bag term weighs rare items more
+WIDE_C = {"finetune.classifier.probe_c_grid": [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0]}
+W_T, W_C = BAG16 | WIDE | TFIDF, BAG16 | WIDE | WIDE_C  # two changes of the 128-wide probe row
 # key -> (row name, method, history read[, overrides]); the majority rate is in every record
 VARIANTS = {
     "linear50": ("linear, last 50", "linear", 50),
@@ -46,14 +46,17 @@ VARIANTS = {
     "wide_bag16_lr_probe": ("CLUE 128-wide + bag x16, LR probe", "clue_probe", 200, BAG16 | WIDE),
     "wide_bag16_lp_ft": ("CLUE 128-wide + bag x16, LP-FT", "clue", 200, LP_FT | WIDE),
     "tfidf_bag16_lr_probe": ("CLUE + TF-IDF bag x16, LR probe", "clue_probe", 200, BAG16 | TFIDF),
+    "wide_tfidf_lr_probe": ("CLUE 128-wide + TF-IDF bag x16, LR probe", "clue_probe", 200, W_T),
+    "wide_lr_c": ("CLUE 128-wide + bag x16, LR probe, C 0.001-3", "clue_probe", 200, W_C),
 }
-FLOOR = "linear, last 200"  # and PARENTS: a one-change row -> the row it changes
-PARENTS = {"clue": "clue_zero", "clue_lr_probe": "clue_probe", "clue_mean": "clue"}
-PARENTS |= {"clue_lr_probe_mean": "clue_lr_probe", "clue_bag_lr_probe": "clue_lr_probe"}
-PARENTS |= {"clue_bag4_lr_probe": "clue_bag_lr_probe", "clue_zero_mean": "clue_zero"}
-PARENTS |= {"clue_bag16_lr_probe": "clue_bag4_lr_probe", "clue_bag16_lp_ft": "clue_bag16_lr_probe"}
-PARENTS |= {"wide_bag16_lr_probe": "clue_bag16_lr_probe", "wide_bag16_lp_ft": "clue_bag16_lp_ft"}
-PARENTS["tfidf_bag16_lr_probe"] = "clue_bag16_lr_probe"
+FLOOR = "linear, last 200"
+CHANGES = """clue>clue_zero clue_lr_probe>clue_probe clue_mean>clue clue_lr_probe_mean>clue_lr_probe
+    clue_bag_lr_probe>clue_lr_probe clue_bag4_lr_probe>clue_bag_lr_probe clue_zero_mean>clue_zero
+    clue_bag16_lr_probe>clue_bag4_lr_probe clue_bag16_lp_ft>clue_bag16_lr_probe
+    wide_bag16_lr_probe>clue_bag16_lr_probe wide_bag16_lp_ft>clue_bag16_lp_ft
+    tfidf_bag16_lr_probe>clue_bag16_lr_probe wide_tfidf_lr_probe>wide_bag16_lr_probe
+    wide_lr_c>wide_bag16_lr_probe"""  # a one-change row > the row it changes
+PARENTS = dict(change.split(">") for change in CHANGES.split())
 STORE = CellStore(
     RESULTS / "profiling_folds" / "cells", settings_resolver(REPO, {DATASET: DATASET})
 )
