@@ -87,6 +87,25 @@ def test_resolved_settings_merge_the_environment_and_the_cell():
     assert "pretrain.masked_item.mask_ratio" in clue
 
 
+def test_parameters_merge_as_omegaconf_merges_them():
+    from omegaconf import OmegaConf
+
+    from clue_pipeline.experiments.settings import _environment_parameters, merge_parameters
+    from tests.conftest import REPO_ROOT
+
+    base = json.loads(_environment_parameters(str(REPO_ROOT / "conf"), "ml-1m"))
+    override = {
+        "encoder": {"hidden": 128, "max_len": None},
+        "finetune": {"classifier": {"probe_c_grid": [0.001, 3.0]}, "train": {"epochs": 1}},
+        "augment": {"views": {"strategies": ["crop"]}},
+        "sequences": {"profiling": {"tasks": {"age": {"bins": None}}}},
+        "new_section": {"a": {"b": 1}},
+    }
+    expected = OmegaConf.to_container(OmegaConf.unsafe_merge(base, override), resolve=True)
+    assert merge_parameters(base, override) == expected
+    assert base["encoder"]["hidden"] != 128  # the environment's copy is left as it was
+
+
 def test_a_changed_default_files_every_cell_under_the_settings_it_ran_with(tmp_path):
     key = "pretrain.objective.next_item_weight"
     store = CellStore(tmp_path / "cells")
