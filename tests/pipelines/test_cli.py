@@ -4,6 +4,7 @@ before its inputs exist says which and how to make them."""
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
 from pathlib import Path
@@ -17,20 +18,27 @@ pytestmark = pytest.mark.slow
 SAME_BUDGET = "pretrain.train.epochs=2,pretrain.train.checkpoint_every_steps=3"
 
 
-@pytest.mark.parametrize("option", ["--pipelines=pretrain", "--pipeline=pretrain"])
-def test_pretrain_from_the_command_line_resumes_finished_checkpoints(
-    finished_project: Path, option: str
-):
+def test_pretrain_from_the_command_line_resumes_finished_checkpoints(finished_project: Path):
     encoders = finished_project / "data" / "06_models" / "ml-latest-small" / "pretrained"
     before = len(list((encoders / "next_item" / "clue_encoder.pt").iterdir()))
     started = time.perf_counter()
-    result = kedro_run(finished_project, option, f"--params={SAME_BUDGET}")
+    result = kedro_run(finished_project, "--pipelines=pretrain", f"--params={SAME_BUDGET}")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Completed node: learn.pretrain.next_item.pretrain_clue" in result.stderr
     # a new version of every encoder, from the checkpoints of the first run: no training
     assert len(list((encoders / "next_item" / "clue_encoder.pt").iterdir())) == before + 1
     assert "epoch 1/" not in result.stderr  # the log's line per trained epoch
     assert time.perf_counter() - started < 120
+
+
+def test_the_older_pipeline_option_runs_the_named_pipeline_only(finished_project: Path):
+    result = kedro_run(finished_project, "--pipeline=augment")
+    assert result.returncode == 0, result.stderr[-3000:]
+    completed = re.findall(r"Completed node: (\S+)", result.stderr)
+    assert sorted(completed) == [
+        "learn.augment.sample_views_for_inspection",
+        "learn.augment.validate_view_policy",
+    ]
 
 
 def test_unknown_parameter_names_the_parameter(finished_project: Path):

@@ -23,7 +23,7 @@ RAW = Path("data") / "01_raw" / "twin"
 
 
 @pytest.mark.slow
-def test_a_stage_only_run_refuses_outputs_built_from_older_data(tmp_path: Path):
+def test_a_stage_only_run_refuses_outputs_built_from_older_data(tmp_path: Path, monkeypatch):
     project = copy_project(tmp_path)
     (project / "conf" / "twin").mkdir()
     (project / "conf" / "twin" / "globals.yml").write_text("dataset: twin\n")
@@ -40,11 +40,13 @@ def test_a_stage_only_run_refuses_outputs_built_from_older_data(tmp_path: Path):
     assert "data/02_intermediate/twin/interactions.parquet" in json.dumps(sidecar)
 
     run("--pipelines=ingest")  # the same data again: the same bytes, nothing stale
-    run("--pipelines=augment")
+    monkeypatch.chdir(project)  # the records name files from the project's root
+    assert _stale_stages(Path("data/03_primary/twin")) == set()
 
     ratings = project / RAW / "ratings.csv"
     ratings.write_text("".join(ratings.read_text().splitlines(keepends=True)[:90_000]))
     run("--pipelines=ingest")  # new interactions; sequences still of the old ones
+    assert _stale_stages(Path("data/03_primary/twin")) == {"sequences"}
 
     runs_before = _mlflow_runs(project)
     refused = kedro_run(project, "--env=twin", "--pipelines=augment")
@@ -61,6 +63,10 @@ def test_a_stage_only_run_refuses_outputs_built_from_older_data(tmp_path: Path):
 
     run("--pipelines=sequences")
     run("--pipelines=augment")
+
+
+def _stale_stages(folder: Path) -> set[str]:
+    return lineage.stale(sorted(folder.glob("*.parquet"))).stages
 
 
 def _mlflow_runs(project: Path) -> int:
