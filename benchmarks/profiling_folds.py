@@ -2,8 +2,7 @@
 
     .venv/bin/python -m benchmarks.profiling_folds [--rows linear200 ...] [--summary-only]
 
-Every user tested once. Rows: the floor (``linear``, last 50, 200 or every item), encoder methods
-over the last 200, one change a row; paired by fold with the floor and the parent, Holm each."""
+Every user tested once; rows change one thing, paired by fold with the floor and their parent."""
 
 from __future__ import annotations
 
@@ -26,8 +25,8 @@ WIDE = {"encoder.hidden": 128}  # a 128-wide user vector (item table and [UR] al
 TFIDF = {"pretrain.objective.bag_targets": "tfidf"}  # the bag term weighs rare items more
 WIDE_C = {"finetune.classifier.probe_c_grid": [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0]}
 W_T, W_C = BAG16 | WIDE | TFIDF, BAG16 | WIDE | WIDE_C  # two changes of the 128-wide probe row
-# key -> (row name, method, history read[, overrides]); the majority rate is in every record
-VARIANTS = {
+ADAMW = {"finetune.train.optimizer": "adamw", "finetune.train.weight_decay": 0.1}  # decoupled
+VARIANTS = {  # key -> (row name, method, history read[, overrides])
     "linear50": ("linear, last 50", "linear", 50),
     "linear200": ("linear, last 200", "linear", 200),
     "clue_zero": ("CLUE-Zero, last 200", "clue_zero", 200),
@@ -48,6 +47,9 @@ VARIANTS = {
     "tfidf_bag16_lr_probe": ("CLUE + TF-IDF bag x16, LR probe", "clue_probe", 200, BAG16 | TFIDF),
     "wide_tfidf_lr_probe": ("CLUE 128-wide + TF-IDF bag x16, LR probe", "clue_probe", 200, W_T),
     "wide_lr_c": ("CLUE 128-wide + bag x16, LR probe, C 0.001-3", "clue_probe", 200, W_C),
+    "zero_adamw": ("CLUE-Zero, AdamW, weight decay 0.1", "clue_zero", 200, ADAMW),
+    "zero_lr3e4": ("CLUE-Zero, lr 3e-4", "clue_zero", 200, {"finetune.train.lr": 3e-4}),
+    "zero_patience5": ("CLUE-Zero, patience 5", "clue_zero", 200, {"finetune.train.patience": 5}),
 }
 FLOOR = "linear, last 200"
 CHANGES = """clue>clue_zero clue_lr_probe>clue_probe clue_mean>clue clue_lr_probe_mean>clue_lr_probe
@@ -55,7 +57,8 @@ CHANGES = """clue>clue_zero clue_lr_probe>clue_probe clue_mean>clue clue_lr_prob
     clue_bag16_lr_probe>clue_bag4_lr_probe clue_bag16_lp_ft>clue_bag16_lr_probe
     wide_bag16_lr_probe>clue_bag16_lr_probe wide_bag16_lp_ft>clue_bag16_lp_ft
     tfidf_bag16_lr_probe>clue_bag16_lr_probe wide_tfidf_lr_probe>wide_bag16_lr_probe
-    wide_lr_c>wide_bag16_lr_probe"""  # a one-change row > the row it changes
+    wide_lr_c>wide_bag16_lr_probe zero_adamw>clue_zero zero_lr3e4>clue_zero
+    zero_patience5>clue_zero"""  # a one-change row > the row it changes
 PARENTS = dict(change.split(">") for change in CHANGES.split())
 STORE = CellStore(
     RESULTS / "profiling_folds" / "cells", settings_resolver(REPO, {DATASET: DATASET})
@@ -87,14 +90,11 @@ def cells(keys: list[str] | None = None) -> dict[str, list[Cell]]:
 
 def fold_accuracies(row_cells: list[Cell], key: str = "accuracy") -> dict[str, list]:
     """Attribute -> ``key`` (accuracy, majority_rate) per fold (None: the cell is missing)."""
-    out: dict[str, list[float | None]] = {a: [] for a in ATTRIBUTES}
-    for cell in row_cells:
-        stored = STORE.load(cell)
-        metrics = stored["record"].get("metrics", {}) if stored else {}
-        for attribute in ATTRIBUTES:
-            value = metrics.get(attribute, {}).get(key)
-            out[attribute].append(None if value is None else float(value))
-    return out
+    metrics = [(STORE.load(c) or {"record": {}})["record"].get("metrics", {}) for c in row_cells]
+    return {
+        a: [None if (v := m.get(a, {}).get(key)) is None else float(v) for m in metrics]
+        for a in ATTRIBUTES
+    }
 
 
 def compare(folds: dict[str, dict[str, list]], pairs: list[tuple[str, str]]) -> list[dict]:
