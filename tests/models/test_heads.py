@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from clue_pipeline.models.encoders import EncoderConfig, build_encoder
-from clue_pipeline.models.heads import ClassifierModel, NextItemModel
+from clue_pipeline.models.heads import ClassifierModel, NextItemModel, balanced_class_weights
 
 NUM_ITEMS = 25
 MAX_LEN = 8
@@ -83,6 +83,29 @@ def test_classifier_loss_and_logits():
     torch.testing.assert_close(model.loss(tokens, labels), F.cross_entropy(logits, labels))
     with pytest.raises(ValueError, match="num_classes"):
         ClassifierModel(encoder(), num_classes=1)
+
+
+def test_balanced_class_weights_make_each_present_class_weigh_alike():
+    weight = balanced_class_weights(np.array([0, 0, 0, 1]), 3)
+    torch.testing.assert_close(weight, torch.tensor([4 / 6, 4 / 2, 0.0]))
+    assert float(weight[0] * 3 + weight[1] * 1) == pytest.approx(4.0)  # the mean weight is 1
+
+
+def test_classifier_loss_weighs_classes_when_told():
+    model = ClassifierModel(encoder(), num_classes=4).eval()
+    tokens, _ = next_item_batch()
+    labels = torch.tensor([0, 3, 1])
+    weight = torch.tensor([1.0, 5.0, 1.0, 0.5])
+    model.weigh_classes(weight)
+    logits = model.logits(tokens)
+    expected = F.cross_entropy(logits, labels, weight=weight)
+    torch.testing.assert_close(model.loss(tokens, labels), expected)
+    assert not torch.allclose(expected, F.cross_entropy(logits, labels))
+    assert "class_weight" not in model.state_dict()
+    model.weigh_classes(None)
+    torch.testing.assert_close(model.loss(tokens, labels), F.cross_entropy(logits, labels))
+    with pytest.raises(ValueError, match="class weights of shape"):
+        model.weigh_classes(torch.ones(3))
 
 
 def test_mean_items_readout_averages_the_item_states_whatever_the_padding():

@@ -118,6 +118,28 @@ def test_lp_ft_fits_the_probe_then_trains_everything(params, tables, caplog):
         _clue_zero_profiling(params, tables, {"head_init": "probe"})
 
 
+def test_class_weights_balanced_weigh_the_loss_by_the_training_labels(params, tables, monkeypatch):
+    from clue_pipeline.models.heads import ClassifierModel, balanced_class_weights
+
+    weighed = []
+    original = ClassifierModel.weigh_classes
+    monkeypatch.setattr(
+        ClassifierModel,
+        "weigh_classes",
+        lambda model, weight: weighed.append(weight) or original(model, weight),
+    )
+    _clue_zero_profiling(params, tables, {"class_weights": "none"})
+    assert weighed == []
+    models, _ = _clue_zero_profiling(params, tables, {"class_weights": "balanced"})
+    _, profile, _, _, _ = tables
+    train = profile.loc[profile["split"] == "train", "label"].to_numpy()
+    assert len(weighed) == 1
+    assert weighed[0].tolist() == balanced_class_weights(train, 2).tolist()
+    assert "class_weight" not in models["gender"]["state_dict"]  # not saved: scores ignore it
+    with pytest.raises(ValueError, match="finetune.classifier.class_weights"):
+        _clue_zero_profiling(params, tables, {"class_weights": "inverse"})
+
+
 def test_a_frozen_probe_can_be_fitted_by_logistic_regression(params, tables):
     item_index, profile, _, _, _ = tables
     classifier = {"readout": "mean_items", "probe": "logistic_regression", "probe_c_grid": [0.1, 1]}

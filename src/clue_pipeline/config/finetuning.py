@@ -18,6 +18,7 @@ NEXT_ITEM_ROWS = ("user", "prefix")
 CLASSIFIER_READOUTS = ("ur", "mean_items")
 PROBE_FITS = ("gradient", "logistic_regression")
 HEAD_INITS = ("random", "logistic_probe")
+CLASS_WEIGHTINGS = ("none", "balanced")
 SOFTMAX_MATMUL = ("float32", "bfloat16")
 
 
@@ -86,6 +87,9 @@ class ClassifierHead:
     # above fitted on the pre-trained vectors first, then everything trained: LP-FT, so the
     # first steps do not push a random head's gradients into the pre-trained encoder)
     head_init: str = "random"
+    # the training loss's class weights: `none`, or `balanced` (each class weighs
+    # users / (classes x its users), so rare ages and occupations count as much as common ones)
+    class_weights: str = "none"
 
     def __post_init__(self) -> None:
         grid = _c_grid(self.probe_c_grid, "finetune.classifier.probe_c_grid")
@@ -94,6 +98,7 @@ class ClassifierHead:
             ("readout", CLASSIFIER_READOUTS),
             ("probe", PROBE_FITS),
             ("head_init", HEAD_INITS),
+            ("class_weights", CLASS_WEIGHTINGS),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(

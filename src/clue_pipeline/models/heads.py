@@ -7,6 +7,7 @@ the encoder stays in eval mode (no dropout) and receives no gradient.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -303,6 +304,17 @@ def info_nce_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> tor
     return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels))
 
 
+def balanced_class_weights(labels: np.ndarray | torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(num_classes,) users / (classes x the class's users), scikit-learn's ``balanced``; a
+    class no training user has weighs 0 (nothing to weigh)."""
+    counts = torch.bincount(
+        torch.tensor(np.asarray(labels), dtype=torch.long), minlength=num_classes
+    )
+    present = int((counts > 0).sum())
+    weight = counts.sum() / (present * counts.clamp(min=1).double())
+    return torch.where(counts > 0, weight, torch.zeros_like(weight)).float()
+
+
 class ClassifierModel(_EncoderHead):
     """User vector -> linear softmax: user profiling, and cold-start (classes = target items).
 
@@ -329,6 +341,18 @@ class ClassifierModel(_EncoderHead):
         self.num_classes = num_classes
         self.readout = readout
         self.classifier = nn.Linear(encoder.config.hidden, num_classes)
+        # training's class weights (None: alike); not saved, the scores do not depend on them
+        self.register_buffer("class_weight", None, persistent=False)
+
+    def weigh_classes(self, weight: torch.Tensor | None) -> None:
+        """The loss weighs each class by ``weight`` (num_classes,), or alike with None."""
+        if weight is not None and tuple(weight.shape) != (self.num_classes,):
+            raise ValueError(
+                f"ClassifierModel: class weights of shape {tuple(weight.shape)}, expected "
+                f"({self.num_classes},)"
+            )
+        device = self.classifier.weight.device
+        self.class_weight = None if weight is None else weight.float().to(device)
 
     def user_vectors(self, tokens: torch.Tensor) -> torch.Tensor:
         """(B, d): ``[UR]``'s state, or the mean of the item states (padding excluded)."""
@@ -340,8 +364,9 @@ class ClassifierModel(_EncoderHead):
         return self.loss(tokens, labels)
 
     def loss(self, tokens: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Mean cross-entropy; labels are class codes 0..num_classes-1, (B,)."""
-        return F.cross_entropy(self.logits(tokens), labels)
+        """Mean cross-entropy (class-weighted by ``weigh_classes``); labels are class codes
+        0..num_classes-1, (B,)."""
+        return F.cross_entropy(self.logits(tokens), labels, weight=self.class_weight)
 
     def logits(self, tokens: torch.Tensor) -> torch.Tensor:
         """(B, num_classes) unnormalised class scores."""

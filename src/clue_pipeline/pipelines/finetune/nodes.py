@@ -13,7 +13,7 @@ from clue_pipeline.config import FinetuneSettings, encoder_config, parse_finetun
 from clue_pipeline.data.tokens import special_tokens
 from clue_pipeline.data.transfer import downstream_rows
 from clue_pipeline.models.bag_of_items import fit_bag_of_items
-from clue_pipeline.models.heads import ClassifierModel
+from clue_pipeline.models.heads import ClassifierModel, balanced_class_weights
 from clue_pipeline.models.popularity import PopularityModel, counts_of
 from clue_pipeline.pipelines.finetune.linear_probe import fit_logistic_probe
 from clue_pipeline.tasks.finetuning import (
@@ -239,6 +239,7 @@ def _fit_classifier(data, encoder_cfg, pretrained, method, settings, task, evalu
         baseline_params=settings.baselines.get(method.backbone),
         readout=settings.classifier.readout,
     )
+    _weigh_classes(model, method.name, settings.classifier.class_weights, data)
 
     def validate(m):
         return evaluate(m, data.tokens["valid"], data.labels["valid"], data.num_classes)
@@ -264,6 +265,17 @@ def _fit_classifier(data, encoder_cfg, pretrained, method, settings, task, evalu
         else:
             logger.info("finetune.classifier.head_init: %s has no vector head", method.name)
     return finetune_classifier(model, data.tokens["train"], data.labels["train"], validate, config)
+
+
+def _weigh_classes(model, method: str, weighting: str, data) -> None:
+    """``finetune.classifier.class_weights``: the training loop's loss weighs rare classes up
+    (the logistic probe and the floor fit unweighted)."""
+    if weighting == "none":
+        return
+    if not isinstance(model, ClassifierModel):
+        logger.info("finetune.classifier.class_weights: %s has no vector head to weigh", method)
+        return
+    model.weigh_classes(balanced_class_weights(data.labels["train"], data.num_classes))
 
 
 def _fit_linear(data, encoder_cfg, settings: FinetuneSettings, task: str, evaluate):
