@@ -26,6 +26,7 @@ TFIDF = {"pretrain.objective.bag_targets": "tfidf"}  # the bag term weighs rare 
 WIDE_C = {"finetune.classifier.probe_c_grid": [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0]}
 W_T, W_C = BAG16 | WIDE | TFIDF, BAG16 | WIDE | WIDE_C  # two changes of the 128-wide probe row
 ADAMW = {"finetune.train.optimizer": "adamw", "finetune.train.weight_decay": 0.1}  # decoupled
+BALANCED = {"finetune.classifier.class_weights": "balanced"}
 VARIANTS = {  # key -> (row name, method, history read[, overrides])
     "linear50": ("linear, last 50", "linear", 50),
     "linear200": ("linear, last 200", "linear", 200),
@@ -50,6 +51,7 @@ VARIANTS = {  # key -> (row name, method, history read[, overrides])
     "zero_adamw": ("CLUE-Zero, AdamW, weight decay 0.1", "clue_zero", 200, ADAMW),
     "zero_lr3e4": ("CLUE-Zero, lr 3e-4", "clue_zero", 200, {"finetune.train.lr": 3e-4}),
     "zero_patience5": ("CLUE-Zero, patience 5", "clue_zero", 200, {"finetune.train.patience": 5}),
+    "zero_balanced": ("CLUE-Zero, class-weighted loss", "clue_zero", 200, BALANCED),
 }
 FLOOR = "linear, last 200"
 CHANGES = """clue>clue_zero clue_lr_probe>clue_probe clue_mean>clue clue_lr_probe_mean>clue_lr_probe
@@ -58,7 +60,7 @@ CHANGES = """clue>clue_zero clue_lr_probe>clue_probe clue_mean>clue clue_lr_prob
     wide_bag16_lr_probe>clue_bag16_lr_probe wide_bag16_lp_ft>clue_bag16_lp_ft
     tfidf_bag16_lr_probe>clue_bag16_lr_probe wide_tfidf_lr_probe>wide_bag16_lr_probe
     wide_lr_c>wide_bag16_lr_probe zero_adamw>clue_zero zero_lr3e4>clue_zero
-    zero_patience5>clue_zero"""  # a one-change row > the row it changes
+    zero_patience5>clue_zero zero_balanced>clue_zero"""  # a one-change row > the row it changes
 PARENTS = dict(change.split(">") for change in CHANGES.split())
 STORE = CellStore(
     RESULTS / "profiling_folds" / "cells", settings_resolver(REPO, {DATASET: DATASET})
@@ -68,24 +70,13 @@ STORE = CellStore(
 def cells(keys: list[str] | None = None) -> dict[str, list[Cell]]:
     """Row name -> its five fold cells (the rows of ``keys``, every row by default)."""
     chosen = [VARIANTS[k] for k in keys] if keys else list(VARIANTS.values())
-    return {
-        variant[0]: [
-            Cell.create(
-                DATASET,
-                "profiling",
-                variant[1],
-                SEED,
-                overrides={
-                    "encoder.max_len": variant[2],
-                    "sequences.profiling.folds": FOLDS,
-                    "sequences.profiling.fold": fold,
-                    **(variant[3] if len(variant) > 3 else {}),
-                },
-            )
-            for fold in range(FOLDS)
-        ]
-        for variant in chosen
-    }
+    return {variant[0]: [fold_cell(variant, f) for f in range(FOLDS)] for variant in chosen}
+
+
+def fold_cell(variant: tuple, fold: int) -> Cell:
+    overrides = {"encoder.max_len": variant[2], "sequences.profiling.folds": FOLDS}
+    overrides |= {"sequences.profiling.fold": fold, **(variant[3] if len(variant) > 3 else {})}
+    return Cell.create(DATASET, "profiling", variant[1], SEED, overrides=overrides)
 
 
 def fold_accuracies(row_cells: list[Cell], key: str = "accuracy") -> dict[str, list]:
