@@ -89,6 +89,8 @@ def test_balanced_class_weights_make_each_present_class_weigh_alike():
     weight = balanced_class_weights(np.array([0, 0, 0, 1]), 3)
     torch.testing.assert_close(weight, torch.tensor([4 / 6, 4 / 2, 0.0]))
     assert float(weight[0] * 3 + weight[1] * 1) == pytest.approx(4.0)  # the mean weight is 1
+    with pytest.raises(ValueError, match="no training labels"):
+        balanced_class_weights(np.array([], dtype=np.int64), 3)
 
 
 def test_classifier_loss_weighs_classes_when_told():

@@ -311,6 +311,8 @@ def balanced_class_weights(labels: np.ndarray | torch.Tensor, num_classes: int) 
         torch.tensor(np.asarray(labels), dtype=torch.long), minlength=num_classes
     )
     present = int((counts > 0).sum())
+    if present == 0:
+        raise ValueError("balanced class weights: no training labels to count")
     weight = counts.sum() / (present * counts.clamp(min=1).double())
     return torch.where(counts > 0, weight, torch.zeros_like(weight)).float()
 
