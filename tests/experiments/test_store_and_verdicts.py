@@ -87,10 +87,11 @@ def test_resolved_settings_merge_the_environment_and_the_cell():
     assert "pretrain.masked_item.mask_ratio" in clue
 
 
-def test_parameters_merge_as_omegaconf_merges_them():
+def test_cell_parameters_merge_as_omegaconf_merges_them():
     from omegaconf import OmegaConf
 
-    from clue_pipeline.experiments.settings import _environment_parameters, merge_parameters
+    from clue_pipeline.experiments.recipes import merge
+    from clue_pipeline.experiments.settings import _environment_parameters
     from tests.conftest import REPO_ROOT
 
     base = json.loads(_environment_parameters(str(REPO_ROOT / "conf"), "ml-1m"))
@@ -102,7 +103,7 @@ def test_parameters_merge_as_omegaconf_merges_them():
         "new_section": {"a": {"b": 1}},
     }
     expected = OmegaConf.to_container(OmegaConf.unsafe_merge(base, override), resolve=True)
-    assert merge_parameters(base, override) == expected
+    assert merge(base, override) == expected
     assert base["encoder"]["hidden"] != 128  # the environment's copy is left as it was
 
 

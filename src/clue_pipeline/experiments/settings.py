@@ -17,6 +17,7 @@ from typing import Any
 
 from clue_pipeline.config.renames import renamed
 from clue_pipeline.experiments.cells import INIT, PRETRAIN_TASK, Cell, flatten, nest
+from clue_pipeline.experiments.recipes import merge
 
 # The parameter sections that shape a cell's numbers (not reporting, tuning or serving).
 CELL_SECTIONS = (
@@ -65,25 +66,13 @@ def resolved_settings(
     restricted to ``sections``."""
     base = json.loads(_environment_parameters(str(Path(project_dir) / "conf"), env))
     params = nest(renamed(flatten(json.loads(json.dumps(params)))))  # old names; tuples as lists
-    merged = merge_parameters(base, params)
+    merged = merge(base, params)  # the loader's values are resolved: plain mappings merge
     kept = {key: merged[key] for key in sections if key in merged}
     return {
         key: value
         for key, value in flatten(kept).items()
         if not NEUTRAL_KEYS.intersection(key.split("."))
     }
-
-
-def merge_parameters(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """``override`` over ``base`` as OmegaConf merges them (mappings key by key, any other value
-    replaced), on the plain values the loader has already resolved: stores check hundreds of
-    cells, and OmegaConf's containers cost a third of a second a cell."""
-    merged = dict(base)
-    for key, value in override.items():
-        inner = merged.get(key)
-        both = isinstance(inner, dict) and isinstance(value, dict)
-        merged[key] = merge_parameters(inner, value) if both else value
-    return merged
 
 
 # finetune sections with one entry per method: a cell records only its own method's entry
