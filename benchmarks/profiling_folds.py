@@ -17,14 +17,14 @@ from clue_pipeline.experiments.store import CellStore
 
 DATASET, FOLDS, SEED = "ml-1m", 5, 0
 ATTRIBUTES = ("gender", "age", "occupation")
-MEAN = {"finetune.classifier.readout": "mean_items"}
+MEAN, BOTH = ({"finetune.classifier.readout": r} for r in ("mean_items", "ur_and_mean_items"))
 LR = {"finetune.classifier.probe": "logistic_regression"}
 BAG1, BAG4, BAG16 = (LR | {"pretrain.objective.bag_weight": w} for w in (1.0, 4.0, 16.0))
 LP_FT = {"pretrain.objective.bag_weight": 16.0, "finetune.classifier.head_init": "logistic_probe"}
 WIDE = {"encoder.hidden": 128}  # a 128-wide user vector (item table and [UR] alike)
 TFIDF = {"pretrain.objective.bag_targets": "tfidf"}  # the bag term weighs rare items more
 WIDE_C = {"finetune.classifier.probe_c_grid": [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0]}
-W_T, W_C = BAG16 | WIDE | TFIDF, BAG16 | WIDE | WIDE_C  # two changes of the 128-wide probe row
+W_T, W_C, W_B = (BAG16 | WIDE | x for x in (TFIDF, WIDE_C, BOTH))  # the wide row, changed
 ADAMW = {"finetune.train.optimizer": "adamw", "finetune.train.weight_decay": 0.1}  # decoupled
 BALANCED = {"finetune.classifier.class_weights": "balanced"}
 VARIANTS = {  # key -> (row name, method, history read[, overrides])
@@ -48,19 +48,21 @@ VARIANTS = {  # key -> (row name, method, history read[, overrides])
     "tfidf_bag16_lr_probe": ("CLUE + TF-IDF bag x16, LR probe", "clue_probe", 200, BAG16 | TFIDF),
     "wide_tfidf_lr_probe": ("CLUE 128-wide + TF-IDF bag x16, LR probe", "clue_probe", 200, W_T),
     "wide_lr_c": ("CLUE 128-wide + bag x16, LR probe, C 0.001-3", "clue_probe", 200, W_C),
+    "wide_both": ("CLUE 128-wide + bag x16, LR probe, [UR] and mean", "clue_probe", 200, W_B),
     "zero_adamw": ("CLUE-Zero, AdamW, weight decay 0.1", "clue_zero", 200, ADAMW),
     "zero_lr3e4": ("CLUE-Zero, lr 3e-4", "clue_zero", 200, {"finetune.train.lr": 3e-4}),
     "zero_patience5": ("CLUE-Zero, patience 5", "clue_zero", 200, {"finetune.train.patience": 5}),
     "zero_balanced": ("CLUE-Zero, class-weighted loss", "clue_zero", 200, BALANCED),
 }
 FLOOR = "linear, last 200"
+# a one-change row > the row it changes
 CHANGES = """clue>clue_zero clue_lr_probe>clue_probe clue_mean>clue clue_lr_probe_mean>clue_lr_probe
     clue_bag_lr_probe>clue_lr_probe clue_bag4_lr_probe>clue_bag_lr_probe clue_zero_mean>clue_zero
     clue_bag16_lr_probe>clue_bag4_lr_probe clue_bag16_lp_ft>clue_bag16_lr_probe
     wide_bag16_lr_probe>clue_bag16_lr_probe wide_bag16_lp_ft>clue_bag16_lp_ft
     tfidf_bag16_lr_probe>clue_bag16_lr_probe wide_tfidf_lr_probe>wide_bag16_lr_probe
-    wide_lr_c>wide_bag16_lr_probe zero_adamw>clue_zero zero_lr3e4>clue_zero
-    zero_patience5>clue_zero zero_balanced>clue_zero"""  # a one-change row > the row it changes
+    wide_lr_c>wide_bag16_lr_probe wide_both>wide_bag16_lr_probe zero_adamw>clue_zero
+    zero_lr3e4>clue_zero zero_patience5>clue_zero zero_balanced>clue_zero"""
 PARENTS = dict(change.split(">") for change in CHANGES.split())
 STORE = CellStore(
     RESULTS / "profiling_folds" / "cells", settings_resolver(REPO, {DATASET: DATASET})

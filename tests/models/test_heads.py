@@ -124,6 +124,18 @@ def test_mean_items_readout_averages_the_item_states_whatever_the_padding():
         ClassifierModel(encoder(), num_classes=3, readout="mean")
 
 
+def test_ur_and_mean_items_readout_is_both_vectors_side_by_side():
+    both = ClassifierModel(encoder(), num_classes=3, readout="ur_and_mean_items").eval()
+    tokens, _ = next_item_batch()
+    hidden = both.encoder.config.hidden
+    assert tuple(both.classifier.weight.shape) == (3, 2 * hidden)
+    vectors = both.user_vectors(tokens)
+    torch.testing.assert_close(vectors[:, :hidden], both.encoder(tokens).user)
+    items = ClassifierModel(both.encoder, num_classes=3, readout="mean_items").eval()
+    torch.testing.assert_close(vectors[:, hidden:], items.user_vectors(tokens))
+    assert both.logits(tokens).shape == (len(tokens), 3)
+
+
 @pytest.mark.parametrize("head", ["classifier", "next_item"])
 def test_frozen_encoder_is_a_linear_probe(head):
     enc = encoder()

@@ -96,7 +96,7 @@ def _clue_zero_profiling(params, tables, classifier: dict):
     )
 
 
-@pytest.mark.parametrize("readout", ["ur", "mean_items"])
+@pytest.mark.parametrize("readout", ["ur", "mean_items", "ur_and_mean_items"])
 def test_profiling_readout_is_a_parameter_and_travels_with_the_model(params, tables, readout):
     item_index, profile, _, _, _ = tables
     models, _ = _clue_zero_profiling(params, tables, {"readout": readout})

@@ -30,7 +30,9 @@ def _model(classes: int, readout: str = "ur") -> ClassifierModel:
     return ClassifierModel(build_encoder(config), classes, freeze_encoder=True, readout=readout)
 
 
-@pytest.mark.parametrize(("classes", "readout"), [(2, "ur"), (4, "mean_items")])
+@pytest.mark.parametrize(
+    ("classes", "readout"), [(2, "ur"), (4, "mean_items"), (3, "ur_and_mean_items")]
+)
 def test_the_probe_scores_as_sklearn_on_the_standardised_vectors(classes, readout):
     rng = np.random.default_rng(0)
     tokens, labels = _tokens(rng, 120), rng.integers(0, classes, 120)

@@ -15,7 +15,7 @@ READOUTS = ("ur", "last_item")
 DEFAULT_READOUT = "ur"
 NEXT_ITEM_ROWS = ("user", "prefix")
 # The user vector that profiling and cold-start classify (models/heads.py ClassifierModel).
-CLASSIFIER_READOUTS = ("ur", "mean_items")
+CLASSIFIER_READOUTS = ("ur", "mean_items", "ur_and_mean_items")
 PROBE_FITS = ("gradient", "logistic_regression")
 HEAD_INITS = ("random", "logistic_probe")
 CLASS_WEIGHTINGS = ("none", "balanced")
@@ -74,7 +74,9 @@ class ClassifierHead:
     """``finetune.classifier``: which user vector profiling and cold-start classify.
 
     ``readout: ur`` is the ``[UR]`` output (the paper's user vector); ``mean_items`` the mean
-    of the item states, where every item of the history speaks as in a bag of items.
+    of the item states, where every item of the history speaks as in a bag of items;
+    ``ur_and_mean_items`` both side by side (2d wide), so a probe reads twice the width of
+    one encoder without pre-training a wider one.
     """
 
     readout: str = "ur"

@@ -322,7 +322,8 @@ class ClassifierModel(_EncoderHead):
 
     ``readout``: the user vector is the ``[UR]`` output (CLUE's design), or ``mean_items``, the
     mean of the item states: every item of the history speaks in it, as in a bag of items,
-    which a single ``[UR]`` state trained on a few thousand labelled users does not learn.
+    which a single ``[UR]`` state trained on a few thousand labelled users does not learn;
+    ``ur_and_mean_items``, the two concatenated (2d): the classifier reads both summaries.
     """
 
     def __init__(
@@ -342,7 +343,8 @@ class ClassifierModel(_EncoderHead):
         super().__init__(encoder, freeze_encoder)
         self.num_classes = num_classes
         self.readout = readout
-        self.classifier = nn.Linear(encoder.config.hidden, num_classes)
+        width = encoder.config.hidden * (2 if readout == "ur_and_mean_items" else 1)
+        self.classifier = nn.Linear(width, num_classes)
         # training's class weights (None: alike); not saved, the scores do not depend on them
         self.register_buffer("class_weight", None, persistent=False)
 
@@ -357,10 +359,15 @@ class ClassifierModel(_EncoderHead):
         self.class_weight = None if weight is None else weight.float().to(device)
 
     def user_vectors(self, tokens: torch.Tensor) -> torch.Tensor:
-        """(B, d): ``[UR]``'s state, or the mean of the item states (padding excluded)."""
+        """(B, d): ``[UR]``'s state, or the mean of the item states (padding excluded); (B, 2d)
+        both, ``[UR]`` first."""
         if self.readout == "ur":
             return super().user_vectors(tokens)
-        return mean_item_states(self._encode(tokens).states, tokens)
+        encoded = self._encode(tokens)
+        items = mean_item_states(encoded.states, tokens)
+        if self.readout == "mean_items":
+            return items
+        return torch.cat([encoded.user, items], dim=1)
 
     def forward(self, tokens: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return self.loss(tokens, labels)
