@@ -54,6 +54,7 @@ VARIANTS = {  # key -> (row name, method, history read[, overrides])
     "zero_adamw": ("CLUE-Zero, AdamW, weight decay 0.1", "clue_zero", 200, ADAMW),
     "zero_lr3e4": ("CLUE-Zero, lr 3e-4", "clue_zero", 200, {"finetune.train.lr": 3e-4}),
     "zero_patience5": ("CLUE-Zero, patience 5", "clue_zero", 200, {"finetune.train.patience": 5}),
+    "zero_dropout7": ("CLUE-Zero, dropout 0.7", "clue_zero", 200, {"encoder.dropout": 0.7}),
     "zero_balanced": ("CLUE-Zero, class-weighted loss", "clue_zero", 200, BALANCED),
 }
 FLOOR = "linear, last 200"
@@ -65,7 +66,7 @@ CHANGES = """clue>clue_zero clue_lr_probe>clue_probe clue_mean>clue clue_lr_prob
     tfidf_bag16_lr_probe>clue_bag16_lr_probe wide_tfidf_lr_probe>wide_bag16_lr_probe
     wide_lr_c>wide_bag16_lr_probe wide_both>wide_bag16_lr_probe zero_adamw>clue_zero
     zero_lr3e4>clue_zero zero_patience5>clue_zero zero_balanced>clue_zero
-    wide192_both>wide_both"""
+    wide192_both>wide_both zero_dropout7>clue_zero"""
 PARENTS = dict(change.split(">") for change in CHANGES.split())
 STORE = CellStore(
     RESULTS / "profiling_folds" / "cells", settings_resolver(REPO, {DATASET: DATASET})
