@@ -24,6 +24,21 @@ def test_every_environment_has_only_known_keys(env):
     assert unknown_keys(loaded["parameters"]) == []
 
 
+RUN_RECIPES = sorted(
+    path.name for path in (REPO_ROOT / "conf" / "recipes").glob("*.yml") if path.stem != "ladder"
+)
+
+
+@pytest.mark.parametrize("name", RUN_RECIPES)
+def test_every_run_recipe_has_only_known_keys(params, name):
+    import yaml
+
+    from clue_pipeline.experiments.recipes import merge
+
+    recipe = yaml.safe_load((REPO_ROOT / "conf" / "recipes" / name).read_text())
+    assert unknown_keys(merge(params, recipe["run"]["params"])) == []
+
+
 @pytest.mark.parametrize(
     ("block", "key", "nearest"),
     [

@@ -71,3 +71,20 @@ def test_s3rec(shared_data, name, sizes):
     raw = _read("s3rec", shared_data / "s3rec" / name)
     assert _sizes(raw) == sizes
     assert raw.interactions.groupby("user_id").size().min() == 5
+
+
+def test_ml_1m_history_lengths_that_the_profiling_recipe_reads(shared_data):
+    """conf/recipes/ml-1m_user_vectors.yml reads the last 200 items: the whole history of three
+    users in four, where the default 50 holds under a third (the recipe's header quotes these)."""
+    import yaml
+
+    from tests.conftest import REPO_ROOT
+
+    raw = _read("ml-1m-partial", shared_data / "movielens-1m" / "partial")
+    lengths = raw.interactions.groupby("user_id").size()
+    recipe = yaml.safe_load((REPO_ROOT / "conf/recipes/ml-1m_user_vectors.yml").read_text())
+    max_len = recipe["run"]["params"]["encoder"]["max_len"]
+    assert (max_len, lengths.median(), lengths.max()) == (200, 89, 1_850)
+    assert round((lengths <= max_len).mean(), 3) == 0.749
+    assert round(lengths.clip(upper=max_len).sum() / lengths.sum(), 3) == 0.658
+    assert round((lengths <= 50).mean(), 3) == 0.308
