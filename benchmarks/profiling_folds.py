@@ -25,7 +25,7 @@ WIDE = {"encoder.hidden": 128}  # a 128-wide user vector (item table and [UR] al
 TFIDF = {"pretrain.objective.bag_targets": "tfidf"}  # the bag term weighs rare items more
 WIDE_C = {"finetune.classifier.probe_c_grid": [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0]}
 W_T, W_C, W_B = (BAG16 | WIDE | x for x in (TFIDF, WIDE_C, BOTH))  # the wide row, changed
-W192 = W_B | {"encoder.hidden": 192}  # wider again, the [UR] and mean read-out kept
+W192, W192B = (BAG16 | {"encoder.hidden": 192} | r for r in ({}, BOTH))  # wider again
 ADAMW = {"finetune.train.optimizer": "adamw", "finetune.train.weight_decay": 0.1}  # decoupled
 BALANCED = {"finetune.classifier.class_weights": "balanced"}
 VARIANTS = {  # key -> (row name, method, history read[, overrides])
@@ -50,11 +50,11 @@ VARIANTS = {  # key -> (row name, method, history read[, overrides])
     "wide_tfidf_lr_probe": ("CLUE 128-wide + TF-IDF bag x16, LR probe", "clue_probe", 200, W_T),
     "wide_lr_c": ("CLUE 128-wide + bag x16, LR probe, C 0.001-3", "clue_probe", 200, W_C),
     "wide_both": ("CLUE 128-wide + bag x16, LR probe, [UR] and mean", "clue_probe", 200, W_B),
-    "wide192_both": ("CLUE 192-wide + bag x16, LR probe, [UR] and mean", "clue_probe", 200, W192),
+    "wide192_lr_probe": ("CLUE 192-wide + bag x16, LR probe", "clue_probe", 200, W192),
+    "wide192_both": ("CLUE 192-wide + bag x16, LR probe, [UR] and mean", "clue_probe", 200, W192B),
     "zero_adamw": ("CLUE-Zero, AdamW, weight decay 0.1", "clue_zero", 200, ADAMW),
     "zero_lr3e4": ("CLUE-Zero, lr 3e-4", "clue_zero", 200, {"finetune.train.lr": 3e-4}),
     "zero_patience5": ("CLUE-Zero, patience 5", "clue_zero", 200, {"finetune.train.patience": 5}),
-    "zero_dropout7": ("CLUE-Zero, dropout 0.7", "clue_zero", 200, {"encoder.dropout": 0.7}),
     "zero_balanced": ("CLUE-Zero, class-weighted loss", "clue_zero", 200, BALANCED),
 }
 FLOOR = "linear, last 200"
@@ -66,7 +66,7 @@ CHANGES = """clue>clue_zero clue_lr_probe>clue_probe clue_mean>clue clue_lr_prob
     tfidf_bag16_lr_probe>clue_bag16_lr_probe wide_tfidf_lr_probe>wide_bag16_lr_probe
     wide_lr_c>wide_bag16_lr_probe wide_both>wide_bag16_lr_probe zero_adamw>clue_zero
     zero_lr3e4>clue_zero zero_patience5>clue_zero zero_balanced>clue_zero
-    wide192_both>wide_both zero_dropout7>clue_zero"""
+    wide192_both>wide_both wide192_lr_probe>wide_bag16_lr_probe"""
 PARENTS = dict(change.split(">") for change in CHANGES.split())
 STORE = CellStore(
     RESULTS / "profiling_folds" / "cells", settings_resolver(REPO, {DATASET: DATASET})
