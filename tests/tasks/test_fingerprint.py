@@ -33,6 +33,23 @@ def test_code_version_follows_the_sources(tmp_path: Path):
     assert fp.code_version(root) == after_model_edit
 
 
+def test_knobs_that_change_nothing_computed_are_left_out_at_any_depth():
+    import yaml
+
+    from clue_pipeline.config.pretraining import parse_pretrain
+    from tests.conftest import REPO_ROOT
+
+    base = yaml.safe_load((REPO_ROOT / "conf/base/parameters_pretrain.yml").read_text())
+    quiet = copy.deepcopy(base["pretrain"])
+    quiet["train"].update(progress=False, resume=False, checkpoint_every_steps=7)
+    settings = parse_pretrain(base["pretrain"])
+    assert fp.fingerprint(parse_pretrain(quiet)) == fp.fingerprint(settings)  # nested in train
+    longer = copy.deepcopy(base["pretrain"])
+    longer["train"]["epochs"] += 1
+    assert fp.fingerprint(parse_pretrain(longer)) != fp.fingerprint(settings)
+    assert fp.fingerprint([{"progress": 1, "a": 2}]) == fp.fingerprint([{"a": 2}])
+
+
 def test_a_changed_model_trains_afresh_instead_of_reloading(
     params,  # noqa: F811
     tables,  # noqa: F811

@@ -38,11 +38,18 @@ def fingerprint(*parts: Any) -> str:
             digest.update(str((part.shape, part.dtype)).encode())
             digest.update(np.ascontiguousarray(part).tobytes())
             continue
-        value = asdict(part) if is_dataclass(part) else part
-        if isinstance(value, dict):
-            value = {k: v for k, v in value.items() if k not in _NEUTRAL}
+        value = _without_neutral(asdict(part) if is_dataclass(part) else part)
         digest.update(json.dumps(value, sort_keys=True, default=str).encode())
     return digest.hexdigest()[:16]
+
+
+def _without_neutral(value: Any) -> Any:
+    """``value`` without the neutral knobs at any depth (a job's settings nest its ``train``)."""
+    if isinstance(value, dict):
+        return {k: _without_neutral(v) for k, v in value.items() if k not in _NEUTRAL}
+    if isinstance(value, list | tuple):
+        return [_without_neutral(v) for v in value]
+    return value
 
 
 def code_version(root: Path | None = None, paths: tuple[str, ...] = CODE_PATHS) -> str:
