@@ -24,8 +24,9 @@ LP_FT = {"pretrain.objective.bag_weight": 16.0, "finetune.classifier.head_init":
 WIDE = {"encoder.hidden": 128}  # a 128-wide user vector (item table and [UR] alike)
 TFIDF = {"pretrain.objective.bag_targets": "tfidf"}  # the bag term weighs rare items more
 WIDE_C = {"finetune.classifier.probe_c_grid": [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0]}
-W_T, W_C, W_B = (BAG16 | WIDE | x for x in (TFIDF, WIDE_C, BOTH))  # the wide row, changed
-W192, W192B = (BAG16 | {"encoder.hidden": 192} | r for r in ({}, BOTH))  # wider again
+E100 = {"pretrain.train.epochs": 100}  # the wide rows' bag loss still fell at epoch 50
+W_T, W_C, W_B, W_E100 = (BAG16 | WIDE | x for x in (TFIDF, WIDE_C, BOTH, E100))  # changed
+W192, W192B, W192E = (BAG16 | {"encoder.hidden": 192} | r for r in ({}, BOTH, E100))  # wider
 ADAMW = {"finetune.train.optimizer": "adamw", "finetune.train.weight_decay": 0.1}  # decoupled
 BALANCED = {"finetune.classifier.class_weights": "balanced"}
 VARIANTS = {  # key -> (row name, method, history read[, overrides])
@@ -52,6 +53,8 @@ VARIANTS = {  # key -> (row name, method, history read[, overrides])
     "wide_both": ("CLUE 128-wide + bag x16, LR probe, [UR] and mean", "clue_probe", 200, W_B),
     "wide192_lr_probe": ("CLUE 192-wide + bag x16, LR probe", "clue_probe", 200, W192),
     "wide192_both": ("CLUE 192-wide + bag x16, LR probe, [UR] and mean", "clue_probe", 200, W192B),
+    "wide_e100": ("CLUE 128-wide + bag x16, LR probe, 100 epochs", "clue_probe", 200, W_E100),
+    "wide192_e100": ("CLUE 192-wide + bag x16, LR probe, 100 epochs", "clue_probe", 200, W192E),
     "zero_adamw": ("CLUE-Zero, AdamW, weight decay 0.1", "clue_zero", 200, ADAMW),
     "zero_lr3e4": ("CLUE-Zero, lr 3e-4", "clue_zero", 200, {"finetune.train.lr": 3e-4}),
     "zero_patience5": ("CLUE-Zero, patience 5", "clue_zero", 200, {"finetune.train.patience": 5}),
@@ -65,8 +68,8 @@ CHANGES = """clue>clue_zero clue_lr_probe>clue_probe clue_mean>clue clue_lr_prob
     wide_bag16_lr_probe>clue_bag16_lr_probe wide_bag16_lp_ft>clue_bag16_lp_ft
     tfidf_bag16_lr_probe>clue_bag16_lr_probe wide_tfidf_lr_probe>wide_bag16_lr_probe
     wide_lr_c>wide_bag16_lr_probe wide_both>wide_bag16_lr_probe zero_adamw>clue_zero
-    zero_lr3e4>clue_zero zero_patience5>clue_zero zero_balanced>clue_zero
-    wide192_both>wide_both wide192_lr_probe>wide_bag16_lr_probe"""
+    zero_lr3e4>clue_zero zero_patience5>clue_zero zero_balanced>clue_zero wide192_both>wide_both
+    wide192_lr_probe>wide_bag16_lr_probe wide_e100>wide_bag16_lr_probe wide192_e100>wide192_lr_probe"""
 PARENTS = dict(change.split(">") for change in CHANGES.split())
 STORE = CellStore(
     RESULTS / "profiling_folds" / "cells", settings_resolver(REPO, {DATASET: DATASET})
