@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 import shutil
 from pathlib import Path
 
@@ -84,3 +85,40 @@ def test_a_changed_model_trains_afresh_instead_of_reloading(
     assert (new_dir / "last.pt").exists()
     assert len(changed) == len(first) and np.isfinite(changed[0]["loss"])
     assert changed[0]["wall_s"] != first[0]["wall_s"]  # timed anew: it really trained
+
+
+def test_more_epochs_continue_the_shorter_run_as_if_it_had_been_asked_for_from_the_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    import torch
+
+    from clue_pipeline.pipelines.pretrain.nodes import pretrain_clue
+    from tests.pipelines.test_pretrain_health import ENCODER, VIEWS, _corpus, _params
+
+    corpus, item_index = _corpus(users=64)
+
+    def pretrain(base: Path, epochs: int, **train):
+        params = _params()
+        params["train"] |= {"epochs": epochs, "checkpoint_dir": str(base), **train}
+        encoder, history = pretrain_clue(corpus, item_index, VIEWS, ENCODER, params)
+        return encoder, [entry["loss"] for entry in history]
+
+    _, short = pretrain(tmp_path / "a", 2)
+    with caplog.at_level(logging.INFO, logger="clue_pipeline.tasks.fingerprint"):
+        continued, longer = pretrain(tmp_path / "a", 4)
+    assert "(epoch 2 of its 2) to 4 epochs" in caplog.text
+    scratch, fresh = pretrain(tmp_path / "b", 4)
+    assert longer[:2] == short and longer == fresh  # the first two epochs were not run again
+    weights = continued["state_dict"]
+    assert all(torch.equal(weights[k], scratch["state_dict"][k]) for k in weights)
+
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="clue_pipeline.tasks.fingerprint"):
+        pretrain(tmp_path / "a", 3)  # the 4-epoch run is past epoch 3, the 2-epoch one is not
+        assert "(epoch 2 of its 2) to 3 epochs" in caplog.text
+        caplog.clear()
+        pretrain(tmp_path / "a", 1)  # every run there is past it: trained afresh
+        pretrain(tmp_path / "c", 2, lr_schedule="cosine")
+        pretrain(tmp_path / "c", 4, lr_schedule="cosine")  # its curve depends on the length
+    assert "continuing" not in caplog.text
+    assert len(list((tmp_path / "a" / "clue").glob(f"*/{fp.JOB_RECORD}"))) == 4

@@ -13,7 +13,7 @@ from clue_pipeline.config import PretrainSettings, encoder_config, parse_pretrai
 from clue_pipeline.data.attributes import attribute_codes, load_attributes
 from clue_pipeline.data.transfer import pretraining_rows
 from clue_pipeline.tasks.batching import model_inputs
-from clue_pipeline.tasks.fingerprint import job_checkpoint_dir
+from clue_pipeline.tasks.fingerprint import continue_other_length, job_checkpoint_dir, job_lineage
 from clue_pipeline.tasks.pretraining import (
     ClueSettings,
     MaskedItemSettings,
@@ -120,12 +120,12 @@ def _job(
         raise ValueError("pre-training corpus is empty: check the sequences pipeline's filters")
     train = settings.train
     tokens = model_inputs(sequences, encoder.max_len, encoder.tokens.user)
-    train = replace(
-        train,
-        checkpoint_dir=job_checkpoint_dir(
-            train.checkpoint_dir, method, tokens, encoder, train, settings, inputs
-        ),
-    )
+    parts = (tokens, encoder, train, settings, inputs)
+    train = replace(train, checkpoint_dir=job_checkpoint_dir(train.checkpoint_dir, method, *parts))
+    if train.checkpoint_dir and train.resume and train.lr_schedule == "constant":
+        # more (or fewer) epochs of a finished job continue it rather than start over
+        lineage = job_lineage(*parts)
+        continue_other_length(train.checkpoint_dir, lineage, train.epochs, train.warmup_epochs)
     logger.info(
         "pre-training %s on %d sequences, %d items, %d epochs",
         method,
