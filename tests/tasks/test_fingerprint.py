@@ -98,9 +98,9 @@ def test_more_epochs_continue_the_shorter_run_as_if_it_had_been_asked_for_from_t
     corpus, item_index = _corpus(users=64)
 
     def pretrain(base: Path, epochs: int, **train):
-        params = _params()
-        params["train"] |= {"epochs": epochs, "checkpoint_dir": str(base), **train}
-        encoder, history = pretrain_clue(corpus, item_index, VIEWS, ENCODER, params)
+        settings = _params()
+        settings["train"] |= {"epochs": epochs, "checkpoint_dir": str(base), **train}
+        encoder, history = pretrain_clue(corpus, item_index, VIEWS, ENCODER, settings)
         return encoder, [entry["loss"] for entry in history]
 
     _, short = pretrain(tmp_path / "a", 2)
