@@ -26,6 +26,7 @@ TFIDF = {"pretrain.objective.bag_targets": "tfidf"}  # the bag term weighs rare 
 WIDE_C = {"finetune.classifier.probe_c_grid": [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0]}
 E100 = {"pretrain.train.epochs": 100}  # the wide rows' bag loss still fell at epoch 50
 W_T, W_C, W_B, W_E100 = (BAG16 | WIDE | x for x in (TFIDF, WIDE_C, BOTH, E100))  # changed
+W_E100B = W_E100 | BOTH
 W192, W192B, W192E = (BAG16 | {"encoder.hidden": 192} | r for r in ({}, BOTH, E100))  # wider
 ADAMW = {"finetune.train.optimizer": "adamw", "finetune.train.weight_decay": 0.1}  # decoupled
 BALANCED = {"finetune.classifier.class_weights": "balanced"}
@@ -54,6 +55,7 @@ VARIANTS = {  # key -> (row name, method, history read[, overrides])
     "wide192_lr_probe": ("CLUE 192-wide + bag x16, LR probe", "clue_probe", 200, W192),
     "wide192_both": ("CLUE 192-wide + bag x16, LR probe, [UR] and mean", "clue_probe", 200, W192B),
     "wide_e100": ("CLUE 128-wide + bag x16, LR probe, 100 epochs", "clue_probe", 200, W_E100),
+    "wide_e100_both": ("CLUE 128-wide, 100 epochs, [UR] and mean", "clue_probe", 200, W_E100B),
     "wide192_e100": ("CLUE 192-wide + bag x16, LR probe, 100 epochs", "clue_probe", 200, W192E),
     "zero_adamw": ("CLUE-Zero, AdamW, weight decay 0.1", "clue_zero", 200, ADAMW),
     "zero_lr3e4": ("CLUE-Zero, lr 3e-4", "clue_zero", 200, {"finetune.train.lr": 3e-4}),
@@ -64,7 +66,7 @@ FLOOR = "linear, last 200"
 # a one-change row > the row it changes
 CHANGES = """clue>clue_zero clue_lr_probe>clue_probe clue_mean>clue clue_lr_probe_mean>clue_lr_probe
     clue_bag_lr_probe>clue_lr_probe clue_bag4_lr_probe>clue_bag_lr_probe clue_zero_mean>clue_zero
-    clue_bag16_lr_probe>clue_bag4_lr_probe clue_bag16_lp_ft>clue_bag16_lr_probe
+    clue_bag16_lr_probe>clue_bag4_lr_probe clue_bag16_lp_ft>clue_bag16_lr_probe wide_e100_both>wide_e100
     wide_bag16_lr_probe>clue_bag16_lr_probe wide_bag16_lp_ft>clue_bag16_lp_ft
     tfidf_bag16_lr_probe>clue_bag16_lr_probe wide_tfidf_lr_probe>wide_bag16_lr_probe
     wide_lr_c>wide_bag16_lr_probe wide_both>wide_bag16_lr_probe zero_adamw>clue_zero
@@ -148,9 +150,7 @@ def markdown(rows: list[dict], comparisons: list[dict], changes: list[dict], mis
         "| row | " + " | ".join(ATTRIBUTES) + " |",
         "| --- |" + " --- |" * len(ATTRIBUTES),
     ]
-    by_row: dict[str, dict[str, dict]] = {}
-    for r in rows:
-        by_row.setdefault(r["row"], {})[r["attribute"]] = r
+    by_row = {r["row"]: {x["attribute"]: x for x in rows if x["row"] == r["row"]} for r in rows}
     for row, cols in by_row.items():
         cells_text = [f"{pct(cols[a]['mean'])} ({cols[a]['folds_done']})" for a in ATTRIBUTES]
         lines.append(f"| {row} | " + " | ".join(cells_text) + " |")
