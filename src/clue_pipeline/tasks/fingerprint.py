@@ -23,6 +23,7 @@ import numpy as np
 from clue_pipeline.training.checkpoint import (
     checkpoint_path,
     load_latest_checkpoint,
+    previous_path,
     save_checkpoint,
     write_atomic,
 )
@@ -115,7 +116,8 @@ def continue_other_length(
     folder = Path(checkpoint_dir)
     record = json.dumps({"lineage": lineage, "epochs": epochs})
     write_atomic(folder / JOB_RECORD, lambda stream: stream.write(record.encode()))
-    if load_latest_checkpoint(checkpoint_path(folder)) is not None:
+    own = checkpoint_path(folder)
+    if own.exists() or previous_path(own).exists():
         return None  # its own checkpoint: the ordinary resume
     found: tuple[Path, dict] | None = None
     for other in sorted(p.parent for p in folder.parent.glob(f"*/{JOB_RECORD}")):
@@ -126,7 +128,7 @@ def continue_other_length(
         return None
     other, ckpt = found
     ckpt["finished"] = ckpt["epoch"] >= epochs
-    save_checkpoint(checkpoint_path(folder), ckpt)
+    save_checkpoint(own, ckpt)
     logger.info(
         "continuing %s (epoch %d of its %d) to %d epochs in %s",
         other, ckpt["epoch"], json.loads((other / JOB_RECORD).read_text())["epochs"], epochs, folder,
@@ -138,12 +140,15 @@ def _continuable(other: Path, lineage: str, epochs: int, warmup_epochs: int) -> 
     """``other``'s checkpoint if it is the same job's beginning for ``epochs``; else None."""
     try:
         record = json.loads((other / JOB_RECORD).read_text())
+        if record.get("lineage") != lineage:
+            return None
+        length = int(record["epochs"])
         ckpt = load_latest_checkpoint(checkpoint_path(other))
-    except (OSError, ValueError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None  # unreadable: never continued, never fatal
-    if ckpt is None or record.get("lineage") != lineage:
+    if ckpt is None:
         return None
-    stopped_early = ckpt["finished"] and ckpt["epoch"] < record["epochs"]
+    stopped_early = ckpt["finished"] and ckpt["epoch"] < length
     past = (ckpt["epoch"], ckpt["step_in_epoch"]) > (epochs, 0)
-    clipped_warmup = min(record["epochs"], epochs) < warmup_epochs
+    clipped_warmup = min(length, epochs) < warmup_epochs
     return None if stopped_early or past or clipped_warmup else ckpt
