@@ -119,25 +119,27 @@ def continue_other_length(
     own = checkpoint_path(folder)
     if own.exists() or previous_path(own).exists():
         return None  # its own checkpoint: the ordinary resume
-    found: tuple[Path, dict] | None = None
+    found: tuple[Path, dict, int] | None = None
     for other in sorted(p.parent for p in folder.parent.glob(f"*/{JOB_RECORD}")):
-        ckpt = _continuable(other, lineage, epochs, warmup_epochs) if other != folder else None
-        if ckpt is not None and (found is None or ckpt["global_step"] > found[1]["global_step"]):
-            found = (other, ckpt)
+        run = _continuable(other, lineage, epochs, warmup_epochs) if other != folder else None
+        if run is not None and (found is None or run[0]["global_step"] > found[1]["global_step"]):
+            found = (other, *run)
     if found is None:
         return None
-    other, ckpt = found
+    other, ckpt, length = found
     ckpt["finished"] = ckpt["epoch"] >= epochs
     save_checkpoint(own, ckpt)
     logger.info(
         "continuing %s (epoch %d of its %d) to %d epochs in %s",
-        other, ckpt["epoch"], json.loads((other / JOB_RECORD).read_text())["epochs"], epochs, folder,
+        other, ckpt["epoch"], length, epochs, folder,
     )  # fmt: skip
     return other
 
 
-def _continuable(other: Path, lineage: str, epochs: int, warmup_epochs: int) -> dict | None:
-    """``other``'s checkpoint if it is the same job's beginning for ``epochs``; else None."""
+def _continuable(
+    other: Path, lineage: str, epochs: int, warmup_epochs: int
+) -> tuple[dict, int] | None:
+    """``other``'s checkpoint and length if it is the same job's beginning for ``epochs``."""
     try:
         record = json.loads((other / JOB_RECORD).read_text())
         if record.get("lineage") != lineage:
@@ -151,4 +153,4 @@ def _continuable(other: Path, lineage: str, epochs: int, warmup_epochs: int) -> 
     stopped_early = ckpt["finished"] and ckpt["epoch"] < length
     past = (ckpt["epoch"], ckpt["step_in_epoch"]) > (epochs, 0)
     clipped_warmup = min(length, epochs) < warmup_epochs
-    return None if stopped_early or past or clipped_warmup else ckpt
+    return None if stopped_early or past or clipped_warmup else (ckpt, length)
