@@ -32,6 +32,7 @@ from clue_pipeline.tracking import (
     job_seed,
     parent_run_name,
 )
+from clue_pipeline.tracking_store import open_tracking_store
 from clue_pipeline.training.loop import listen_to_epochs, stop_listening_to_epochs
 
 logger = logging.getLogger(__name__)
@@ -142,6 +143,16 @@ class LineageHook:
 
 def _data_inputs(pipeline: Pipeline) -> list[str]:
     return sorted(n for n in pipeline.inputs() if n != "parameters" and not n.startswith("params:"))
+
+
+class TrackingStoreHook:
+    """Opens the SQLite tracking store under its lock before kedro-mlflow opens it unlocked
+    (``tryfirst``), so that two first runs at once do not both migrate a new database."""
+
+    @hook_impl(tryfirst=True)
+    def after_context_created(self, context) -> None:
+        server = context.config_loader["mlflow"].get("server") or {}
+        open_tracking_store(server.get("mlflow_tracking_uri"))
 
 
 class RunLockHook:

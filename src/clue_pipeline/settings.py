@@ -17,6 +17,7 @@ from clue_pipeline.hooks import (  # noqa: E402
     MlflowOutputsHook,
     RunLockHook,
     ThreadBudgetHook,
+    TrackingStoreHook,
 )
 from clue_pipeline.run_resources import RunResourcesHook  # noqa: E402
 from clue_pipeline.run_summary import RunSummaryHook  # noqa: E402
@@ -29,6 +30,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 # registered first, so missing inputs are named before stale ones, and a refused run never
 # takes the lock.
 HOOKS = (
+    TrackingStoreHook(),  # a new mlflow.db is built by one run at a time
     StrictParametersHook(),  # unknown parameter keys stop the run before anything else
     RunLockHook(),
     LineageHook(),

@@ -61,6 +61,7 @@ def test_a_stage_before_its_inputs_names_them_and_opens_no_mlflow_run(tmp_path: 
     assert "Traceback" not in result.stderr
     assert not (project / "data" / "06_models").exists()
     store = project / "mlflow.db"
+    assert (project / "mlflow.db.lock").exists()  # the store was opened under its lock
     if store.exists():
         with sqlite3.connect(store) as db:
             assert db.execute("select count(*) from runs").fetchone() == (0,)
