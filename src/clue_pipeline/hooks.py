@@ -13,6 +13,7 @@ from typing import Any
 import click
 import mlflow
 import torch
+from kedro.config import MissingConfigException
 from kedro.framework.hooks import hook_impl
 from kedro.io import AbstractDataset
 from kedro.pipeline import Pipeline
@@ -151,7 +152,10 @@ class TrackingStoreHook:
 
     @hook_impl(tryfirst=True)
     def after_context_created(self, context) -> None:
-        server = context.config_loader["mlflow"].get("server") or {}
+        try:
+            server = context.config_loader["mlflow"].get("server") or {}
+        except MissingConfigException:  # no mlflow.yml: kedro-mlflow's defaults, no SQLite
+            return
         open_tracking_store(server.get("mlflow_tracking_uri"))
 
 
