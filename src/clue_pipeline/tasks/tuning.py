@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -35,6 +34,7 @@ from clue_pipeline.tasks.finetuning import (
 )
 from clue_pipeline.tasks.finetuning import finetune_next_item as train_next_item
 from clue_pipeline.tasks.pretraining import ClueSettings, PretrainJob, SimSiamConfig, run_job
+from clue_pipeline.tracking_store import sqlite_path
 from clue_pipeline.training.loop import TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -262,9 +262,9 @@ class _ProgressLog:
 def _make_sqlite_folder(storage: str) -> None:
     """SQLite creates the database file but not its folder (a dataset tuned right after
     `sequences` has no data/07_model_output/ yet)."""
-    prefix = "sqlite:///"
-    if storage.startswith(prefix) and storage != f"{prefix}:memory:":
-        Path(storage.removeprefix(prefix)).parent.mkdir(parents=True, exist_ok=True)
+    database = sqlite_path(storage)
+    if database is not None:
+        database.parent.mkdir(parents=True, exist_ok=True)
 
 
 def _existing(storage: str, study_name: str) -> list:
